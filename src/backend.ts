@@ -1,0 +1,83 @@
+// The one interface every backend implements. A backend only grants, extends, releases and inspects
+// leases on a key, atomically, and may tell waiters when a key changes. Retries, renewal, reentrancy and
+// recipes live once, above it, in the core.
+
+export type LeaseMode = 'exclusive' | 'shared';
+
+export interface AcquireRequest {
+  key: string;
+  owner: string;
+  /** Lease length in ms; the backend expires the lease on its own clock. */
+  ttl: number;
+  mode: LeaseMode;
+  /** Shared mode only: at most this many holders (a semaphore). Absent: unlimited (read locks). */
+  limit?: number | undefined;
+  /** Shared mode only: refuse while an exclusive waiter has announced itself (writer preference). */
+  writerPreference?: boolean | undefined;
+  /**
+   * Exclusive mode only: when refused, record for this many ms that `owner` is waiting, so readers that
+   * prefer writers hold back. Cleared by a grant or by `release(key, owner)`.
+   */
+  intent?: number | undefined;
+}
+
+export type AcquireResult =
+  | {
+      granted: true;
+      /** Strictly increasing per key across every grant, even across restarts of the backend. */
+      fence: bigint;
+      /** How long the lease is known valid, counted from when the request was sent (default: ttl). */
+      validity?: number | undefined;
+    }
+  | {
+      granted: false;
+      /** ms until the earliest blocking lease or intent expires, when the backend knows it. */
+      retryAfter?: number | undefined;
+    };
+
+export interface LeaseHolder {
+  owner: string;
+  fence: bigint;
+  /** Epoch ms at which the lease ends unless extended; `Infinity` when it lives with a connection. */
+  expiresAt: number;
+}
+
+export interface LockInfo {
+  key: string;
+  mode: LeaseMode;
+  holders: LeaseHolder[];
+}
+
+export interface BackendCapabilities {
+  /** Offers shared leases (read locks, semaphores). */
+  shared: boolean;
+  /** Implements `waitForChange`, so waiters are woken rather than polling. */
+  wake: boolean;
+  /** Fences are strictly increasing per key (false would mean fences are only informative). */
+  fencing: boolean;
+  /** Where the lease's life is kept: a server-side TTL, or the connection that holds it. */
+  expiry: 'ttl' | 'connection';
+}
+
+export interface LockBackend {
+  readonly name: string;
+  readonly capabilities: BackendCapabilities;
+  /**
+   * Grants a lease when the key is free (or compatible), atomically. The same owner asking again for a
+   * lease it already holds in the same mode gets it again with the same fence and a refreshed ttl.
+   */
+  acquire(request: AcquireRequest): Promise<AcquireResult>;
+  /** Resets the lease's ttl; false when `owner` holds no lease on `key`. */
+  extend(key: string, owner: string, ttl: number): Promise<boolean>;
+  /** Ends `owner`'s lease (and any announced intent); false when it held none. */
+  release(key: string, owner: string): Promise<boolean>;
+  /** The live leases on `key`, or null when it is free. */
+  inspect(key: string): Promise<LockInfo | null>;
+  /**
+   * Resolves when `key` may have become free (a release or an expiry). Registering must happen before
+   * the returned promise is awaited, so a change between a refused attempt and the wait is not lost.
+   * May resolve spuriously; must settle (resolve) once `signal` aborts.
+   */
+  waitForChange?(key: string, signal: AbortSignal): Promise<void>;
+  close(): Promise<void>;
+}

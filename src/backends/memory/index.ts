@@ -1,0 +1,198 @@
+// In-process backend: leases in a Map, expiry on the monotonic clock, waiters woken by direct callback.
+// It is the reference implementation of the backend contract, and what tests of the layers above use.
+// Several Locksmith instances may share one store to act like separate processes.
+
+import type { AcquireRequest, AcquireResult, LockBackend, LockInfo, LeaseMode } from '../../backend.js';
+import { LockArgumentError } from '../../errors.js';
+import { checkOptionNames } from '../../options.js';
+
+interface Holder {
+  fence: bigint;
+  /** performance.now() ms. */
+  deadline: number;
+}
+
+interface Entry {
+  mode: LeaseMode;
+  holders: Map<string, Holder>;
+  /** Writers waiting (owner → deadline), which writer-preferring readers let go first. */
+  intents: Map<string, number>;
+}
+
+/** How often abandoned keys (every lease expired, nobody touching them) are swept away. */
+const SWEEP_MS = 30_000;
+
+export class MemoryStore {
+  readonly #entries = new Map<string, Entry>();
+  readonly #listeners = new Map<string, Set<() => void>>();
+  /**
+   * One counter for every key is still strictly increasing per key. Seeded from the clock in µs so a
+   * fresh store (a restarted process) never hands out a fence below one it gave before.
+   */
+  #fence = BigInt(Date.now()) * 1000n;
+  #sweeper: NodeJS.Timeout | undefined;
+
+  /** The live entry for `key`, with expired holders and intents dropped. */
+  #live(key: string, now: number): Entry | undefined {
+    const entry = this.#entries.get(key);
+    if (!entry) return undefined;
+    let expired = false;
+    for (const [owner, h] of entry.holders) {
+      if (h.deadline <= now) {
+        entry.holders.delete(owner);
+        expired = true;
+      }
+    }
+    for (const [owner, deadline] of entry.intents) if (deadline <= now) entry.intents.delete(owner);
+    if (entry.holders.size === 0 && entry.intents.size === 0) {
+      this.#entries.delete(key);
+      if (expired) this.#notify(key);
+      return undefined;
+    }
+    if (expired) this.#notify(key);
+    return entry;
+  }
+
+  acquire(req: AcquireRequest): AcquireResult {
+    const now = performance.now();
+    let entry = this.#live(req.key, now);
+    const mine = entry?.holders.get(req.owner);
+    if (entry && mine) {
+      if (entry.mode !== req.mode) return { granted: false };
+      mine.deadline = now + req.ttl;
+      return { granted: true, fence: mine.fence };
+    }
+    if (entry && !this.#compatible(entry, req)) {
+      if (req.mode === 'exclusive' && req.intent) entry.intents.set(req.owner, now + req.intent);
+      return { granted: false, retryAfter: this.#retryAfter(entry, now) };
+    }
+    if (!entry) {
+      entry = { mode: req.mode, holders: new Map(), intents: new Map() };
+      this.#entries.set(req.key, entry);
+      this.#sweep();
+    }
+    entry.mode = entry.holders.size === 0 ? req.mode : entry.mode;
+    entry.intents.delete(req.owner);
+    const fence = ++this.#fence;
+    entry.holders.set(req.owner, { fence, deadline: now + req.ttl });
+    return { granted: true, fence };
+  }
+
+  #compatible(entry: Entry, req: AcquireRequest): boolean {
+    if (entry.holders.size === 0) {
+      if (req.mode === 'exclusive' || !req.writerPreference) return true;
+      return entry.intents.size === 0;
+    }
+    if (req.mode === 'exclusive' || entry.mode === 'exclusive') return false;
+    if (req.limit !== undefined && entry.holders.size >= req.limit) return false;
+    return !(req.writerPreference && entry.intents.size > 0);
+  }
+
+  #retryAfter(entry: Entry, now: number): number {
+    let soonest = Infinity;
+    for (const h of entry.holders.values()) soonest = Math.min(soonest, h.deadline - now);
+    for (const d of entry.intents.values()) soonest = Math.min(soonest, d - now);
+    return Math.max(1, Math.ceil(soonest));
+  }
+
+  extend(key: string, owner: string, ttl: number): boolean {
+    const now = performance.now();
+    const holder = this.#live(key, now)?.holders.get(owner);
+    if (!holder) return false;
+    holder.deadline = now + ttl;
+    return true;
+  }
+
+  release(key: string, owner: string): boolean {
+    const entry = this.#live(key, performance.now());
+    if (!entry) return false;
+    const withdrew = entry.intents.delete(owner);
+    const had = entry.holders.delete(owner);
+    if (entry.holders.size === 0 && entry.intents.size === 0) this.#entries.delete(key);
+    if (had || withdrew) this.#notify(key);
+    return had;
+  }
+
+  inspect(key: string): LockInfo | null {
+    const now = performance.now();
+    const entry = this.#live(key, now);
+    if (!entry || entry.holders.size === 0) return null;
+    const wall = Date.now();
+    return {
+      key,
+      mode: entry.mode,
+      holders: [...entry.holders].map(([owner, h]) => ({ owner, fence: h.fence, expiresAt: wall + (h.deadline - now) })),
+    };
+  }
+
+  waitForChange(key: string, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve();
+      let set = this.#listeners.get(key);
+      if (!set) this.#listeners.set(key, (set = new Set()));
+      const wake = (): void => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = (): void => {
+        const current = this.#listeners.get(key);
+        current?.delete(wake);
+        if (current?.size === 0) this.#listeners.delete(key);
+        resolve();
+      };
+      set.add(wake);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  #notify(key: string): void {
+    const set = this.#listeners.get(key);
+    if (!set) return;
+    this.#listeners.delete(key);
+    for (const wake of set) wake();
+  }
+
+  /** Keeps a store of abandoned keys from growing without bound; the timer never holds the process open. */
+  #sweep(): void {
+    if (this.#sweeper) return;
+    this.#sweeper = setInterval(() => {
+      const now = performance.now();
+      for (const key of [...this.#entries.keys()]) this.#live(key, now);
+      if (this.#entries.size === 0) {
+        clearInterval(this.#sweeper);
+        this.#sweeper = undefined;
+      }
+    }, SWEEP_MS);
+    this.#sweeper.unref();
+  }
+
+  /** Keys with live leases or intents (for tests and debugging). */
+  get size(): number {
+    return this.#entries.size;
+  }
+}
+
+export interface MemoryBackendOptions {
+  /** Share one store between several backends (e.g. to simulate processes in tests). */
+  store?: MemoryStore;
+}
+
+export function memoryBackend(options?: MemoryBackendOptions): LockBackend & { readonly store: MemoryStore } {
+  const o = checkOptionNames(options, ['store'], 'memoryBackend()');
+  if (o.store !== undefined && !(o.store instanceof MemoryStore)) {
+    throw new LockArgumentError('memoryBackend(): store must be a MemoryStore');
+  }
+  const store = o.store ?? new MemoryStore();
+  // Async on purpose: callers get the same promise-shaped contract as from a network backend.
+  return {
+    name: 'memory',
+    capabilities: { shared: true, wake: true, fencing: true, expiry: 'ttl' },
+    store,
+    acquire: (req) => Promise.resolve(store.acquire(req)),
+    extend: (key, owner, ttl) => Promise.resolve(store.extend(key, owner, ttl)),
+    release: (key, owner) => Promise.resolve(store.release(key, owner)),
+    inspect: (key) => Promise.resolve(store.inspect(key)),
+    waitForChange: (key, signal) => store.waitForChange(key, signal),
+    close: () => Promise.resolve(),
+  };
+}

@@ -1,0 +1,28 @@
+export { Locksmith } from './locksmith.js';
+export type { LockEvent, LocksmithEvents, LocksmithStats } from './locksmith.js';
+export { Lock } from './lock.js';
+export { Semaphore } from './primitives/semaphore.js';
+export type { SemaphoreOptions, PermitOptions, TryPermitOptions } from './primitives/semaphore.js';
+export { LockGroup } from './primitives/multi.js';
+export type { AcquireAllOptions } from './primitives/multi.js';
+export {
+  LockError,
+  LockArgumentError,
+  LockTimeoutError,
+  LockAcquisitionError,
+  LockReleaseError,
+  LockExpiredError,
+  LockOwnershipError,
+  DeadlockError,
+} from './errors.js';
+export type { LockErrorCode, NodeOutcome } from './errors.js';
+export type {
+  LockBackend,
+  BackendCapabilities,
+  AcquireRequest,
+  AcquireResult,
+  LockInfo,
+  LeaseHolder,
+  LeaseMode,
+} from './backend.js';
+export type { AcquireOptions, TryAcquireOptions, RwOptions, RwPolicy, LocksmithOptions, Backoff } from './options.js';

@@ -1,0 +1,256 @@
+// A Lease is one grant from the backend; a Lock is the caller's handle on it. Reentrant acquires share
+// one Lease through several handles, and the backend lease is released when the last handle is.
+
+import type { LeaseMode, LockBackend } from './backend.js';
+import {
+  LockAcquisitionError,
+  LockError,
+  LockExpiredError,
+  LockOwnershipError,
+  LockReleaseError,
+} from './errors.js';
+import { checkTtl } from './options.js';
+import { Watchdog, type Renewable } from './watchdog.js';
+
+/** What a lease needs from the Locksmith that granted it. */
+export interface LeaseHost {
+  readonly backend: LockBackend;
+  leaseEvent(type: 'extended' | 'released' | 'lost', lease: Lease, error?: LockError): void;
+  leaseError(lease: Lease, error: unknown): void;
+}
+
+type LeaseState = 'held' | 'released' | 'lost';
+
+export class Lease implements Renewable {
+  readonly key: string;
+  readonly owner: string;
+  readonly mode: LeaseMode;
+  readonly fence: bigint;
+  ttl: number;
+  holds = 1;
+  state: LeaseState = 'held';
+  /** Monotonic ms (performance.now) after which the lease may be gone. */
+  deadline = 0;
+  /** The same moment as epoch ms, for people and logs. */
+  expiresAt = 0;
+  #controller: AbortController | undefined;
+  #lostReason: LockExpiredError | undefined;
+  #expiry: NodeJS.Timeout | undefined;
+  #watchdog: Watchdog | undefined;
+  readonly #host: LeaseHost;
+
+  constructor(host: LeaseHost, key: string, owner: string, mode: LeaseMode, fence: bigint, ttl: number) {
+    this.#host = host;
+    this.key = key;
+    this.owner = owner;
+    this.mode = mode;
+    this.fence = fence;
+    this.ttl = ttl;
+  }
+
+  /** Starts the clocks: `start` is when the grant was requested, so local validity errs on the short side. */
+  begin(start: number, validity: number, autoRenew: boolean): void {
+    this.#setValidity(start, validity);
+    if (autoRenew) this.#watchdog = new Watchdog(this);
+  }
+
+  // The watchdog's view of the lease (Renewable).
+  get live(): boolean {
+    return this.state === 'held';
+  }
+  renew(): Promise<boolean> {
+    return this.#renew(this.ttl);
+  }
+  refused(): void {
+    this.lose(this.#goneError('renewal was refused: the lease is no longer held'));
+  }
+  failed(error: unknown): void {
+    this.#host.leaseError(this, error);
+  }
+
+  get signal(): AbortSignal {
+    // Created on first use: most short critical sections never look at it.
+    this.#controller ??= new AbortController();
+    if (this.#lostReason && !this.#controller.signal.aborted) this.#controller.abort(this.#lostReason);
+    return this.#controller.signal;
+  }
+
+  get lostReason(): LockExpiredError | undefined {
+    return this.#lostReason;
+  }
+
+  #setValidity(start: number, validity: number): void {
+    this.deadline = start + validity;
+    this.expiresAt = Date.now() - (performance.now() - start) + validity;
+    if (this.#expiry) clearTimeout(this.#expiry);
+    if (!Number.isFinite(validity)) return;
+    this.#expiry = setTimeout(
+      () => this.lose(new LockExpiredError(`the lease on "${this.key}" expired after ${this.ttl} ms without renewal`, { key: this.key })),
+      Math.max(0, this.deadline - performance.now()),
+    );
+    this.#expiry.unref();
+  }
+
+  #goneError(message: string, cause?: unknown): LockExpiredError {
+    return new LockExpiredError(`"${this.key}": ${message}`, { key: this.key, cause });
+  }
+
+  async #renew(ttl: number): Promise<boolean> {
+    const start = performance.now();
+    const ok = await this.#host.backend.extend(this.key, this.owner, ttl);
+    if (ok && this.state === 'held') {
+      this.ttl = ttl;
+      this.#setValidity(start, ttl);
+      this.#host.leaseEvent('extended', this);
+    }
+    return ok;
+  }
+
+  #stopClocks(): void {
+    this.#watchdog?.stop();
+    if (this.#expiry) clearTimeout(this.#expiry);
+    this.#expiry = undefined;
+  }
+
+  /** Marks the lease lost: aborts the signal and tells the host. Idempotent, never throws. */
+  lose(reason: LockExpiredError): void {
+    if (this.state !== 'held') return;
+    this.state = 'lost';
+    this.#lostReason = reason;
+    this.#stopClocks();
+    this.#controller?.abort(reason);
+    this.#host.leaseEvent('lost', this, reason);
+  }
+
+  /** Explains a refusal: somebody else holds the key now, or nobody does (it expired). */
+  async #whyGone(message: string): Promise<LockExpiredError> {
+    let cause: LockOwnershipError | undefined;
+    try {
+      const info = await this.#host.backend.inspect(this.key);
+      const other = info?.holders.find((h) => h.owner !== this.owner);
+      if (other) cause = new LockOwnershipError(`"${this.key}" is now held by another owner`, { key: this.key, holder: other.owner });
+    } catch {
+      // Only the explanation is lost; the refusal itself stands.
+    }
+    return this.#goneError(cause ? `${message}; another owner holds it now` : `${message}; it had expired`, cause);
+  }
+
+  async extend(ttl: number): Promise<void> {
+    if (this.state !== 'held') throw this.#notHeld('extend');
+    let ok: boolean;
+    try {
+      ok = await this.#renew(ttl);
+    } catch (error) {
+      throw new LockAcquisitionError(`could not extend "${this.key}": the backend failed`, { key: this.key, cause: error });
+    }
+    if (!ok) {
+      const reason = await this.#whyGone('extend was refused');
+      this.lose(reason);
+      throw reason;
+    }
+    if (this.state !== 'held') throw this.#notHeld('extend');
+  }
+
+  #notHeld(verb: string): LockExpiredError {
+    if (this.state === 'lost' && this.#lostReason) return this.#lostReason;
+    return this.#goneError(`cannot ${verb}: the lock was already released`);
+  }
+
+  /** Releases the backend lease (the last handle calls this). */
+  async release(): Promise<void> {
+    const wasLost = this.state === 'lost';
+    const before = this.#lostReason;
+    this.#stopClocks();
+    if (this.state === 'held') this.state = 'released';
+    let ok: boolean;
+    try {
+      // Even a lease we consider lost is released: the server may still hold it for a moment, and the
+      // owner check makes this harmless if someone else has it.
+      ok = await this.#host.backend.release(this.key, this.owner);
+    } catch (error) {
+      throw new LockReleaseError(`could not confirm the release of "${this.key}": the backend failed`, { key: this.key, cause: error });
+    }
+    if (wasLost) {
+      throw new LockReleaseError(`"${this.key}" was lost before release`, { key: this.key, cause: before });
+    }
+    if (!ok) {
+      const reason = await this.#whyGone('release found no lease');
+      this.state = 'held';
+      this.lose(reason);
+      throw new LockReleaseError(`"${this.key}" was no longer held at release`, { key: this.key, cause: reason });
+    }
+    this.#host.leaseEvent('released', this);
+  }
+}
+
+/** The caller's handle on a held lock. */
+export class Lock implements AsyncDisposable {
+  readonly #lease: Lease;
+  readonly #onDisposeError: (error: unknown) => void;
+  #released = false;
+
+  constructor(lease: Lease, onDisposeError: (error: unknown) => void) {
+    this.#lease = lease;
+    this.#onDisposeError = onDisposeError;
+  }
+
+  get key(): string {
+    return this.#lease.key;
+  }
+  get owner(): string {
+    return this.#lease.owner;
+  }
+  get mode(): LeaseMode {
+    return this.#lease.mode;
+  }
+  /** Fencing token: strictly increasing per key across all holders. Pass it to the resource you protect. */
+  get fence(): bigint {
+    return this.#lease.fence;
+  }
+  /** Epoch ms at which the lease ends unless extended. */
+  get expiresAt(): number {
+    return this.#lease.expiresAt;
+  }
+  /** Aborts, with a LockExpiredError, when the lease is lost. */
+  get signal(): AbortSignal {
+    return this.#lease.signal;
+  }
+  /** True while this handle holds the lease and it has not been lost. */
+  get held(): boolean {
+    return !this.#released && this.#lease.state === 'held';
+  }
+
+  /** Resets the lease to `ttl` ms (default: the ttl it was acquired with). */
+  async extend(ttl?: number): Promise<void> {
+    const next = ttl === undefined ? this.#lease.ttl : checkTtl(ttl, this.key);
+    if (this.#released) throw new LockExpiredError(`"${this.key}": cannot extend: this handle was already released`, { key: this.key });
+    await this.#lease.extend(next);
+  }
+
+  /** Releases this hold; the backend lease goes when the last reentrant hold does. */
+  async release(): Promise<void> {
+    if (this.#released) throw new LockReleaseError(`"${this.key}" was already released by this handle`, { key: this.key });
+    this.#released = true;
+    const lease = this.#lease;
+    lease.holds -= 1;
+    if (lease.holds > 0) {
+      if (lease.state === 'lost') throw new LockReleaseError(`"${this.key}" was lost before release`, { key: this.key, cause: lease.lostReason });
+      return;
+    }
+    await lease.release();
+  }
+
+  /**
+   * `await using` cannot tell whether its block threw, so disposal never throws (it would replace the
+   * block's own error with a SuppressedError). A failed release is reported through the 'error' event;
+   * use withLock() or an explicit release() to have it thrown.
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#released) return;
+    try {
+      await this.release();
+    } catch (error) {
+      this.#onDisposeError(error);
+    }
+  }
+}

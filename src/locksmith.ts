@@ -1,0 +1,404 @@
+// The front object: holds the backend and the defaults, hands out locks and primitives, counts what
+// happens, and emits events. Backends stay small because everything above a single lease lives here.
+
+import { EventEmitter } from 'node:events';
+import type { LeaseMode, LockBackend, LockInfo } from './backend.js';
+import {
+  DeadlockError,
+  LockAcquisitionError,
+  LockArgumentError,
+  LockError,
+  LockTimeoutError,
+  type LockExpiredError,
+} from './errors.js';
+import { Lease, Lock, type LeaseHost } from './lock.js';
+import {
+  OPTION_NAMES,
+  checkFunction,
+  checkKey,
+  checkLimit,
+  checkOptionNames,
+  resolveAcquire,
+  resolveDefaults,
+  type AcquireOptions,
+  type LocksmithOptions,
+  type ResolvedAcquire,
+  type ResolvedDefaults,
+  type RwOptions,
+  type TryAcquireOptions,
+} from './options.js';
+import { acquireAll, type LockGroup, type AcquireAllOptions } from './primitives/multi.js';
+import { Semaphore, type SemaphoreOptions } from './primitives/semaphore.js';
+import { HoldRegistry, newOwner, runInScope, scopeOwner } from './reentrancy.js';
+import { waitLoop, type WaitResult } from './waiting.js';
+
+interface Grant {
+  fence: bigint;
+  validity?: number | undefined;
+}
+
+export interface LockEvent {
+  key: string;
+  owner: string;
+  fence: bigint;
+  mode: LeaseMode;
+}
+
+export interface LocksmithEvents {
+  acquired: (event: LockEvent & { waited: number }) => void;
+  released: (event: LockEvent) => void;
+  extended: (event: LockEvent & { expiresAt: number }) => void;
+  lost: (event: LockEvent & { error: LockExpiredError }) => void;
+  error: (error: unknown, event?: Partial<LockEvent>) => void;
+}
+
+export interface LocksmithStats {
+  /** Leases granted (reentrant holds not counted again). */
+  acquired: number;
+  released: number;
+  extended: number;
+  lost: number;
+  /** Acquisitions that gave up because `wait` elapsed. */
+  timeouts: number;
+  /** Acquisitions that failed because the backend did. */
+  failures: number;
+  /** Acquisitions that had to wait at least once. */
+  contended: number;
+  /** Leases held now. */
+  held: number;
+  /** Acquisitions waiting now. */
+  waiting: number;
+  /** Total and longest time spent waiting by granted acquisitions, ms. */
+  waitTotal: number;
+  waitMax: number;
+}
+
+/** How a writer announces itself to writer-preferring readers; refreshed on every attempt. */
+const WRITER_INTENT_MS = 5_000;
+
+/** @internal What a primitive asks the core for. */
+export interface LeaseSpec {
+  key: string;
+  mode: LeaseMode;
+  options: ResolvedAcquire;
+  limit?: number | undefined;
+  /** Announce a waiting writer (read-write locks). */
+  writer?: boolean;
+}
+
+export class Locksmith {
+  readonly backend: LockBackend;
+  readonly defaults: Readonly<ResolvedDefaults>;
+  readonly #events = new EventEmitter();
+  readonly #holds = new HoldRegistry<Lease>();
+  readonly #closing = new AbortController();
+  #stats: Omit<LocksmithStats, 'held' | 'waiting'> = {
+    acquired: 0,
+    released: 0,
+    extended: 0,
+    lost: 0,
+    timeouts: 0,
+    failures: 0,
+    contended: 0,
+    waitTotal: 0,
+    waitMax: 0,
+  };
+  #waiting = 0;
+  readonly #host: LeaseHost;
+
+  constructor(backend: LockBackend, defaults?: LocksmithOptions) {
+    if (!backend || typeof backend !== 'object' || typeof backend.acquire !== 'function') {
+      throw new LockArgumentError('new Locksmith(backend): backend must be a LockBackend, such as memoryBackend()');
+    }
+    this.backend = backend;
+    this.defaults = Object.freeze(resolveDefaults(defaults));
+    this.#host = {
+      backend,
+      leaseEvent: (type, lease, error) => this.#leaseEvent(type, lease, error),
+      leaseError: (lease, error) => this.reportError(error, describeLease(lease)),
+    };
+  }
+
+  // ---- exclusive locks -------------------------------------------------------------------------
+
+  /** Waits up to `wait` ms for the lock; rejects with LockTimeoutError when others held it throughout. */
+  acquire(key: string, options?: AcquireOptions): Promise<Lock> {
+    return this.#exclusive('acquire', key, options, OPTION_NAMES.acquire);
+  }
+
+  /** Takes the lock if it is free right now; null if another owner holds it. Never waits. */
+  tryAcquire(key: string, options?: TryAcquireOptions): Promise<Lock | null> {
+    return nullOnTimeout(this.#exclusive('tryAcquire', key, options, OPTION_NAMES.tryAcquire, { wait: 0 }));
+  }
+
+  /**
+   * Runs `fn` holding the lock (auto-renewed unless `autoRenew: false`), then releases it. An error from
+   * `fn` always propagates unchanged; a failed release is then only reported through the 'error' event.
+   * On a clean exit a failed release (e.g. the lock was lost meanwhile) throws LockReleaseError.
+   */
+  withLock<T>(key: string, fn: (lock: Lock) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
+    return this.#scoped(() => this.#exclusive('withLock', key, options, OPTION_NAMES.acquire, {}, true), fn, key);
+  }
+
+  // ---- read-write locks ------------------------------------------------------------------------
+
+  /** Shared lock: any number of readers, no writer. */
+  read(key: string, options?: RwOptions): Promise<Lock> {
+    return this.#rw('read', key, options, false);
+  }
+
+  /** Exclusive lock on a read-write key: one writer, no readers. */
+  write(key: string, options?: RwOptions): Promise<Lock> {
+    return this.#rw('write', key, options, false);
+  }
+
+  withRead<T>(key: string, fn: (lock: Lock) => Promise<T> | T, options?: RwOptions): Promise<T> {
+    return this.#scoped(() => this.#rw('withRead', key, options, true), fn, key);
+  }
+
+  withWrite<T>(key: string, fn: (lock: Lock) => Promise<T> | T, options?: RwOptions): Promise<T> {
+    return this.#scoped(() => this.#rw('withWrite', key, options, true), fn, key);
+  }
+
+  // ---- other primitives ------------------------------------------------------------------------
+
+  /** A counting semaphore: at most `limit` permits on `key` at once. */
+  semaphore(key: string, options: SemaphoreOptions): Semaphore {
+    checkKey(key);
+    const o = checkOptionNames(options, OPTION_NAMES.semaphore, 'semaphore()');
+    if (o.limit === undefined) throw new LockArgumentError('semaphore(): limit is required', { key });
+    return new Semaphore(this, key, checkLimit(o.limit, key));
+  }
+
+  /** Acquires every key, in sorted order so two callers can never deadlock; all or nothing. */
+  acquireAll(keys: readonly string[], options?: AcquireAllOptions): Promise<LockGroup> {
+    return acquireAll(this, keys, options);
+  }
+
+  // ---- observation -----------------------------------------------------------------------------
+
+  async inspect(key: string): Promise<LockInfo | null> {
+    checkKey(key);
+    return this.backend.inspect(key);
+  }
+
+  async isLocked(key: string): Promise<boolean> {
+    const info = await this.inspect(key);
+    return info !== null && info.holders.length > 0;
+  }
+
+  stats(): LocksmithStats {
+    return { ...this.#stats, held: this.#heldCount(), waiting: this.#waiting };
+  }
+
+  on<E extends keyof LocksmithEvents>(event: E, listener: LocksmithEvents[E]): this {
+    this.#events.on(event, listener);
+    return this;
+  }
+
+  once<E extends keyof LocksmithEvents>(event: E, listener: LocksmithEvents[E]): this {
+    this.#events.once(event, listener);
+    return this;
+  }
+
+  off<E extends keyof LocksmithEvents>(event: E, listener: LocksmithEvents[E]): this {
+    this.#events.off(event, listener);
+    return this;
+  }
+
+  /** Stops waiting acquisitions, releases every lease still held (best effort), closes the backend. */
+  async close(): Promise<void> {
+    if (this.#closing.signal.aborted) return;
+    this.#closing.abort(new LockAcquisitionError('the Locksmith was closed'));
+    const held = [...this.#holds.values()].filter((l) => l.state === 'held');
+    await Promise.all(
+      held.map((lease) => lease.release().catch((error: unknown) => this.reportError(error, describeLease(lease)))),
+    );
+    await this.backend.close();
+  }
+
+  /** @internal Reports an error that has no caller to throw to. Never throws itself. */
+  reportError(error: unknown, event?: Partial<LockEvent>): void {
+    // An 'error' event with no listener would throw from wherever we are (often a timer): don't.
+    if (this.#events.listenerCount('error') === 0) return;
+    try {
+      this.#events.emit('error', error, event);
+    } catch {
+      // A throwing listener must not break the lock machinery.
+    }
+  }
+
+  // ---- the core --------------------------------------------------------------------------------
+
+  async #exclusive(
+    where: string,
+    key: string,
+    options: unknown,
+    allowed: readonly string[],
+    fixed: { wait?: number } = {},
+    scoped = false,
+  ): Promise<Lock> {
+    checkKey(key);
+    const opts = resolveAcquire(key, options, allowed, `${where}()`, this.defaults, scoped || this.defaults.autoRenew);
+    return await this.lease({ key, mode: 'exclusive', options: { ...opts, ...fixed } });
+  }
+
+  async #rw(where: string, key: string, options: unknown, scoped: boolean): Promise<Lock> {
+    checkKey(key);
+    const opts = resolveAcquire(key, options, OPTION_NAMES.rw, `${where}()`, this.defaults, scoped || this.defaults.autoRenew);
+    const reading = where === 'read' || where === 'withRead';
+    return await this.lease({ key, mode: reading ? 'shared' : 'exclusive', options: opts, writer: !reading });
+  }
+
+  /** @internal Runs `fn` holding the lock from `take`, inside an async scope that reentrant acquires see. */
+  async scoped<T>(take: () => Promise<Lock>, fn: (lock: Lock) => Promise<T> | T, key: string): Promise<T> {
+    return this.#scoped(take, fn, key);
+  }
+
+  async #scoped<T>(take: () => Promise<Lock>, fn: (lock: Lock) => Promise<T> | T, key: string): Promise<T> {
+    checkFunction(fn, 'fn', key);
+    const lock = await take();
+    let result: T;
+    try {
+      result = await runInScope(lock.owner, () => fn(lock));
+    } catch (error) {
+      // The caller's error wins; ours is only reported.
+      await lock.release().catch((releaseError: unknown) => this.reportError(releaseError, describeLock(lock)));
+      throw error;
+    }
+    await lock.release();
+    return result;
+  }
+
+  /** @internal The one path by which every primitive gets a lease. */
+  async lease(spec: LeaseSpec): Promise<Lock> {
+    const { key, mode, options } = spec;
+    if (this.#closing.signal.aborted) throw new LockAcquisitionError('the Locksmith is closed', { key });
+    const owner = options.owner ?? (options.reentrant ? scopeOwner() : undefined) ?? newOwner();
+
+    const existing = this.#holds.get(key, owner);
+    if (existing && existing.state === 'held') {
+      if (!options.reentrant) {
+        throw new DeadlockError(`"${key}" is already held by owner ${owner}; pass reentrant: true to re-enter it`, { key });
+      }
+      if (existing.mode === 'shared' && mode === 'exclusive') {
+        throw new DeadlockError(`"${key}": cannot upgrade a read lock to a write lock held by the same owner; it would wait forever`, { key });
+      }
+      existing.holds += 1;
+      return new Lock(existing, this.#disposeError);
+    }
+
+    const backend = this.backend;
+    const signal = options.signal ? AbortSignal.any([options.signal, this.#closing.signal]) : this.#closing.signal;
+    let start = 0;
+    this.#waiting += 1;
+    let result: WaitResult<Grant>;
+    try {
+      result = await waitLoop<Grant>(
+        {
+          key,
+          wait: options.wait,
+          signal,
+          backoff: this.defaults.backoff,
+          wake: backend.capabilities.wake && backend.waitForChange ? backend.waitForChange.bind(backend) : undefined,
+        },
+        async () => {
+          start = performance.now();
+          let r;
+          try {
+            r = await backend.acquire({
+              key,
+              owner,
+              ttl: options.ttl,
+              mode,
+              limit: spec.limit,
+              writerPreference: mode === 'shared' && options.policy === 'writer-preference',
+              intent: spec.writer && options.wait > 0 ? WRITER_INTENT_MS : undefined,
+            });
+          } catch (error) {
+            throw error instanceof LockError
+              ? error
+              : new LockAcquisitionError(`could not acquire "${key}": the ${backend.name} backend failed`, { key, cause: error });
+          }
+          return r.granted ? { value: { fence: r.fence, validity: r.validity } } : { retryAfter: r.retryAfter };
+        },
+      );
+    } catch (error) {
+      if (error instanceof LockTimeoutError) this.#stats.timeouts += 1;
+      else if (error instanceof LockAcquisitionError) this.#stats.failures += 1;
+      // A writer that gives up must withdraw its announced intent, or readers would hold back for nothing.
+      if (spec.writer && options.wait > 0) {
+        backend.release(key, owner).catch((e: unknown) => this.reportError(e, { key, owner }));
+      }
+      throw error;
+    } finally {
+      this.#waiting -= 1;
+    }
+
+    const grant = result.value;
+    const lease = new Lease(this.#host, key, owner, mode, grant.fence, options.ttl);
+    lease.begin(start, grant.validity ?? options.ttl, options.autoRenew);
+    this.#holds.set(key, owner, lease);
+    const st = this.#stats;
+    st.acquired += 1;
+    if (result.attempts > 1) st.contended += 1;
+    st.waitTotal += result.waited;
+    if (result.waited > st.waitMax) st.waitMax = result.waited;
+    if (this.#events.listenerCount('acquired') > 0) {
+      try {
+        this.#events.emit('acquired', { ...describeLease(lease), waited: result.waited });
+      } catch (listenerError) {
+        this.reportError(listenerError, describeLease(lease));
+      }
+    }
+    const lock = new Lock(lease, this.#disposeError);
+    // The caller stopped caring while the grant was in flight: hand the lease back instead of leaking it.
+    if (signal.aborted) {
+      await lock.release().catch((error: unknown) => this.reportError(error, describeLease(lease)));
+      throw signal.reason;
+    }
+    return lock;
+  }
+
+  readonly #disposeError = (error: unknown): void => {
+    this.reportError(error, error instanceof LockError && error.key ? { key: error.key } : undefined);
+  };
+
+  #heldCount(): number {
+    let n = 0;
+    for (const lease of this.#holds.values()) if (lease.state === 'held') n += 1;
+    return n;
+  }
+
+  #leaseEvent(type: 'extended' | 'released' | 'lost', lease: Lease, error?: LockError): void {
+    if (type !== 'extended') this.#holds.delete(lease.key, lease.owner, lease);
+    this.#stats[type] += 1;
+    if (this.#events.listenerCount(type) === 0) return;
+    const event = describeLease(lease);
+    try {
+      if (type === 'extended') this.#events.emit(type, { ...event, expiresAt: lease.expiresAt });
+      else if (type === 'lost') this.#events.emit(type, { ...event, error });
+      else this.#events.emit(type, event);
+    } catch (listenerError) {
+      this.reportError(listenerError, event);
+    }
+  }
+}
+
+function describeLease(lease: Lease): LockEvent {
+  return { key: lease.key, owner: lease.owner, fence: lease.fence, mode: lease.mode };
+}
+
+function describeLock(lock: Lock): LockEvent {
+  return { key: lock.key, owner: lock.owner, fence: lock.fence, mode: lock.mode };
+}
+
+/** @internal tryAcquire-style: a timeout means "not now", which is null. */
+export async function nullOnTimeout<T>(pending: Promise<T>): Promise<T | null> {
+  try {
+    return await pending;
+  } catch (error) {
+    if (error instanceof LockTimeoutError) return null;
+    throw error;
+  }
+}
