@@ -10,18 +10,19 @@ import {
   LockReleaseError,
 } from './errors.js';
 import { checkTtl } from './options.js';
-import { Watchdog, type Renewable } from './watchdog.js';
+import { Watchdog, type Deadlines, type Expiring, type Renewable } from './watchdog.js';
 
 /** What a lease needs from the Locksmith that granted it. */
 export interface LeaseHost {
   readonly backend: LockBackend;
+  readonly deadlines: Deadlines;
   leaseEvent(type: 'extended' | 'released' | 'lost', lease: Lease, error?: LockError): void;
   leaseError(lease: Lease, error: unknown): void;
 }
 
 type LeaseState = 'held' | 'released' | 'lost';
 
-export class Lease implements Renewable {
+export class Lease implements Renewable, Expiring {
   readonly key: string;
   readonly owner: string;
   readonly mode: LeaseMode;
@@ -35,8 +36,8 @@ export class Lease implements Renewable {
   expiresAt = 0;
   #controller: AbortController | undefined;
   #lostReason: LockExpiredError | undefined;
-  #expiry: NodeJS.Timeout | undefined;
   #watchdog: Watchdog | undefined;
+  #watched = false;
   readonly #host: LeaseHost;
 
   constructor(host: LeaseHost, key: string, owner: string, mode: LeaseMode, fence: bigint, ttl: number) {
@@ -67,6 +68,11 @@ export class Lease implements Renewable {
   failed(error: unknown): void {
     this.#host.leaseError(this, error);
   }
+  // Deadlines' view (Expiring).
+  expire(): void {
+    this.#watched = false;
+    this.lose(new LockExpiredError(`the lease on "${this.key}" expired after ${this.ttl} ms without renewal`, { key: this.key }));
+  }
 
   get signal(): AbortSignal {
     // Created on first use: most short critical sections never look at it.
@@ -80,15 +86,15 @@ export class Lease implements Renewable {
   }
 
   #setValidity(start: number, validity: number): void {
+    const now = performance.now();
     this.deadline = start + validity;
-    this.expiresAt = Date.now() - (performance.now() - start) + validity;
-    if (this.#expiry) clearTimeout(this.#expiry);
+    this.expiresAt = Math.floor(Date.now() - (now - start) + validity);
     if (!Number.isFinite(validity)) return;
-    this.#expiry = setTimeout(
-      () => this.lose(new LockExpiredError(`the lease on "${this.key}" expired after ${this.ttl} ms without renewal`, { key: this.key })),
-      Math.max(0, this.deadline - performance.now()),
-    );
-    this.#expiry.unref();
+    if (this.#watched) this.#host.deadlines.moved(this);
+    else {
+      this.#watched = true;
+      this.#host.deadlines.watch(this);
+    }
   }
 
   #goneError(message: string, cause?: unknown): LockExpiredError {
@@ -108,8 +114,8 @@ export class Lease implements Renewable {
 
   #stopClocks(): void {
     this.#watchdog?.stop();
-    if (this.#expiry) clearTimeout(this.#expiry);
-    this.#expiry = undefined;
+    if (this.#watched) this.#host.deadlines.unwatch(this);
+    this.#watched = false;
   }
 
   /** Marks the lease lost: aborts the signal and tells the host. Idempotent, never throws. */
@@ -228,16 +234,16 @@ export class Lock implements AsyncDisposable {
   }
 
   /** Releases this hold; the backend lease goes when the last reentrant hold does. */
-  async release(): Promise<void> {
-    if (this.#released) throw new LockReleaseError(`"${this.key}" was already released by this handle`, { key: this.key });
+  release(): Promise<void> {
+    if (this.#released) return Promise.reject(new LockReleaseError(`"${this.key}" was already released by this handle`, { key: this.key }));
     this.#released = true;
     const lease = this.#lease;
     lease.holds -= 1;
     if (lease.holds > 0) {
-      if (lease.state === 'lost') throw new LockReleaseError(`"${this.key}" was lost before release`, { key: this.key, cause: lease.lostReason });
-      return;
+      if (lease.state !== 'lost') return Promise.resolve();
+      return Promise.reject(new LockReleaseError(`"${this.key}" was lost before release`, { key: this.key, cause: lease.lostReason }));
     }
-    await lease.release();
+    return lease.release();
   }
 
   /**

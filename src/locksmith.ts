@@ -2,7 +2,7 @@
 // happens, and emits events. Backends stay small because everything above a single lease lives here.
 
 import { EventEmitter } from 'node:events';
-import type { LeaseMode, LockBackend, LockInfo } from './backend.js';
+import type { AcquireRequest, AcquireResult, LeaseMode, LockBackend, LockInfo } from './backend.js';
 import {
   DeadlockError,
   LockAcquisitionError,
@@ -31,11 +31,8 @@ import { acquireAll, type LockGroup, type AcquireAllOptions } from './primitives
 import { Semaphore, type SemaphoreOptions } from './primitives/semaphore.js';
 import { HoldRegistry, newOwner, runInScope, scopeOwner } from './reentrancy.js';
 import { waitLoop, type WaitResult } from './waiting.js';
+import { Deadlines } from './watchdog.js';
 
-interface Grant {
-  fence: bigint;
-  validity?: number | undefined;
-}
 
 export interface LockEvent {
   key: string;
@@ -90,6 +87,9 @@ export class Locksmith {
   readonly backend: LockBackend;
   readonly defaults: Readonly<ResolvedDefaults>;
   readonly #events = new EventEmitter();
+  /** Leases held now, for close() and stats. */
+  readonly #leases = new Set<Lease>();
+  /** Leases of known owners (explicit or scoped), for reentrancy. */
   readonly #holds = new HoldRegistry<Lease>();
   readonly #closing = new AbortController();
   #stats: Omit<LocksmithStats, 'held' | 'waiting'> = {
@@ -114,6 +114,7 @@ export class Locksmith {
     this.defaults = Object.freeze(resolveDefaults(defaults));
     this.#host = {
       backend,
+      deadlines: new Deadlines(),
       leaseEvent: (type, lease, error) => this.#leaseEvent(type, lease, error),
       leaseError: (lease, error) => this.reportError(error, describeLease(lease)),
     };
@@ -210,7 +211,7 @@ export class Locksmith {
   async close(): Promise<void> {
     if (this.#closing.signal.aborted) return;
     this.#closing.abort(new LockAcquisitionError('the Locksmith was closed'));
-    const held = [...this.#holds.values()].filter((l) => l.state === 'held');
+    const held = [...this.#leases].filter((l) => l.state === 'held');
     await Promise.all(
       held.map((lease) => lease.release().catch((error: unknown) => this.reportError(error, describeLease(lease)))),
     );
@@ -230,7 +231,8 @@ export class Locksmith {
 
   // ---- the core --------------------------------------------------------------------------------
 
-  async #exclusive(
+  // Not async: validation throws synchronously into a rejected promise, and the hot path saves a hop.
+  #exclusive(
     where: string,
     key: string,
     options: unknown,
@@ -238,16 +240,25 @@ export class Locksmith {
     fixed: { wait?: number } = {},
     scoped = false,
   ): Promise<Lock> {
-    checkKey(key);
-    const opts = resolveAcquire(key, options, allowed, `${where}()`, this.defaults, scoped || this.defaults.autoRenew);
-    return await this.lease({ key, mode: 'exclusive', options: { ...opts, ...fixed } });
+    try {
+      checkKey(key);
+      const opts = resolveAcquire(key, options, allowed, `${where}()`, this.defaults, scoped || this.defaults.autoRenew);
+      if (fixed.wait !== undefined) opts.wait = fixed.wait;
+      return this.lease({ key, mode: 'exclusive', options: opts });
+    } catch (error) {
+      return rejected(error);
+    }
   }
 
-  async #rw(where: string, key: string, options: unknown, scoped: boolean): Promise<Lock> {
-    checkKey(key);
-    const opts = resolveAcquire(key, options, OPTION_NAMES.rw, `${where}()`, this.defaults, scoped || this.defaults.autoRenew);
-    const reading = where === 'read' || where === 'withRead';
-    return await this.lease({ key, mode: reading ? 'shared' : 'exclusive', options: opts, writer: !reading });
+  #rw(where: string, key: string, options: unknown, scoped: boolean): Promise<Lock> {
+    try {
+      checkKey(key);
+      const opts = resolveAcquire(key, options, OPTION_NAMES.rw, `${where}()`, this.defaults, scoped || this.defaults.autoRenew);
+      const reading = where === 'read' || where === 'withRead';
+      return this.lease({ key, mode: reading ? 'shared' : 'exclusive', options: opts, writer: !reading });
+    } catch (error) {
+      return rejected(error);
+    }
   }
 
   /** @internal Runs `fn` holding the lock from `take`, inside an async scope that reentrant acquires see. */
@@ -274,90 +285,124 @@ export class Locksmith {
   async lease(spec: LeaseSpec): Promise<Lock> {
     const { key, mode, options } = spec;
     if (this.#closing.signal.aborted) throw new LockAcquisitionError('the Locksmith is closed', { key });
-    const owner = options.owner ?? (options.reentrant ? scopeOwner() : undefined) ?? newOwner();
-
-    const existing = this.#holds.get(key, owner);
-    if (existing && existing.state === 'held') {
-      if (!options.reentrant) {
-        throw new DeadlockError(`"${key}" is already held by owner ${owner}; pass reentrant: true to re-enter it`, { key });
+    const known = options.owner ?? (options.reentrant ? scopeOwner() : undefined);
+    // A fresh owner cannot be holding anything yet, so only a known owner is looked up; leases that
+    // can be re-entered later (known or reentrant owners) are recorded.
+    if (known !== undefined) {
+      const existing = this.#holds.get(key, known);
+      if (existing && existing.state === 'held') {
+        if (!options.reentrant) {
+          throw new DeadlockError(`"${key}" is already held by owner ${known}; pass reentrant: true to re-enter it`, { key });
+        }
+        if (existing.mode === 'shared' && mode === 'exclusive') {
+          throw new DeadlockError(`"${key}": cannot upgrade a read lock to a write lock held by the same owner; it would wait forever`, { key });
+        }
+        existing.holds += 1;
+        return new Lock(existing, this.#disposeError);
       }
-      if (existing.mode === 'shared' && mode === 'exclusive') {
-        throw new DeadlockError(`"${key}": cannot upgrade a read lock to a write lock held by the same owner; it would wait forever`, { key });
-      }
-      existing.holds += 1;
-      return new Lock(existing, this.#disposeError);
     }
+    const owner = known ?? newOwner();
+    const signal = options.signal ? AbortSignal.any([options.signal, this.#closing.signal]) : undefined;
+    signal?.throwIfAborted();
+    const request: AcquireRequest = {
+      key,
+      owner,
+      ttl: options.ttl,
+      mode,
+      limit: spec.limit,
+      writerPreference: mode === 'shared' && options.policy === 'writer-preference',
+      intent: spec.writer && options.wait > 0 ? WRITER_INTENT_MS : undefined,
+    };
 
-    const backend = this.backend;
-    const signal = options.signal ? AbortSignal.any([options.signal, this.#closing.signal]) : this.#closing.signal;
-    let start = 0;
-    this.#waiting += 1;
-    let result: WaitResult<Grant>;
+    let start = performance.now();
+    let first: AcquireResult;
     try {
-      result = await waitLoop<Grant>(
-        {
-          key,
-          wait: options.wait,
-          signal,
-          backoff: this.defaults.backoff,
-          wake: backend.capabilities.wake && backend.waitForChange ? backend.waitForChange.bind(backend) : undefined,
-        },
-        async () => {
-          start = performance.now();
-          let r;
-          try {
-            r = await backend.acquire({
-              key,
-              owner,
-              ttl: options.ttl,
-              mode,
-              limit: spec.limit,
-              writerPreference: mode === 'shared' && options.policy === 'writer-preference',
-              intent: spec.writer && options.wait > 0 ? WRITER_INTENT_MS : undefined,
-            });
-          } catch (error) {
-            throw error instanceof LockError
-              ? error
-              : new LockAcquisitionError(`could not acquire "${key}": the ${backend.name} backend failed`, { key, cause: error });
-          }
-          return r.granted ? { value: { fence: r.fence, validity: r.validity } } : { retryAfter: r.retryAfter };
-        },
-      );
+      first = await this.backend.acquire(request);
     } catch (error) {
-      if (error instanceof LockTimeoutError) this.#stats.timeouts += 1;
-      else if (error instanceof LockAcquisitionError) this.#stats.failures += 1;
-      // A writer that gives up must withdraw its announced intent, or readers would hold back for nothing.
-      if (spec.writer && options.wait > 0) {
-        backend.release(key, owner).catch((e: unknown) => this.reportError(e, { key, owner }));
-      }
-      throw error;
-    } finally {
-      this.#waiting -= 1;
+      throw this.#acquireFailed(request, error);
+    }
+    let grant: AcquireResult & { granted: true };
+    let waited = 0;
+    if (first.granted) grant = first;
+    else {
+      const outcome = await this.#wait(request, options, signal ?? this.#closing.signal, first, (s) => (start = s));
+      grant = outcome.value;
+      waited = outcome.waited;
     }
 
-    const grant = result.value;
     const lease = new Lease(this.#host, key, owner, mode, grant.fence, options.ttl);
     lease.begin(start, grant.validity ?? options.ttl, options.autoRenew);
-    this.#holds.set(key, owner, lease);
+    this.#leases.add(lease);
+    if (known !== undefined || options.reentrant) this.#holds.set(key, owner, lease);
     const st = this.#stats;
     st.acquired += 1;
-    if (result.attempts > 1) st.contended += 1;
-    st.waitTotal += result.waited;
-    if (result.waited > st.waitMax) st.waitMax = result.waited;
+    if (waited > 0) {
+      st.contended += 1;
+      st.waitTotal += waited;
+      if (waited > st.waitMax) st.waitMax = waited;
+    }
     if (this.#events.listenerCount('acquired') > 0) {
       try {
-        this.#events.emit('acquired', { ...describeLease(lease), waited: result.waited });
+        this.#events.emit('acquired', { ...describeLease(lease), waited });
       } catch (listenerError) {
         this.reportError(listenerError, describeLease(lease));
       }
     }
     const lock = new Lock(lease, this.#disposeError);
     // The caller stopped caring while the grant was in flight: hand the lease back instead of leaking it.
-    if (signal.aborted) {
+    if (signal?.aborted || this.#closing.signal.aborted) {
       await lock.release().catch((error: unknown) => this.reportError(error, describeLease(lease)));
-      throw signal.reason;
+      throw (signal ?? this.#closing.signal).reason;
     }
     return lock;
+  }
+
+  #acquireFailed(request: AcquireRequest, error: unknown): LockError {
+    this.#stats.failures += 1;
+    return error instanceof LockError
+      ? error
+      : new LockAcquisitionError(`could not acquire "${request.key}": the ${this.backend.name} backend failed`, { key: request.key, cause: error });
+  }
+
+  /** The contended path: wait for the key per `options`, starting from the refusal `first`. */
+  async #wait(
+    request: AcquireRequest,
+    options: ResolvedAcquire,
+    signal: AbortSignal,
+    first: AcquireResult & { granted: false },
+    started: (at: number) => void,
+  ): Promise<WaitResult<AcquireResult & { granted: true }>> {
+    const backend = this.backend;
+    this.#waiting += 1;
+    try {
+      return await waitLoop(
+        {
+          key: request.key,
+          wait: options.wait,
+          signal,
+          backoff: this.defaults.backoff,
+          wake: backend.capabilities.wake && backend.waitForChange ? backend.waitForChange.bind(backend) : undefined,
+        },
+        first,
+        async () => {
+          started(performance.now());
+          let r: AcquireResult;
+          try {
+            r = await backend.acquire(request);
+          } catch (error) {
+            throw this.#acquireFailed(request, error);
+          }
+          return r.granted ? { value: r } : r;
+        },
+      );
+    } catch (error) {
+      if (error instanceof LockTimeoutError) this.#stats.timeouts += 1;
+      // A writer that gives up must withdraw its announced intent, or readers would hold back for nothing.
+      if (request.intent) backend.release(request.key, request.owner).catch((e: unknown) => this.reportError(e, request));
+      throw error;
+    } finally {
+      this.#waiting -= 1;
+    }
   }
 
   readonly #disposeError = (error: unknown): void => {
@@ -365,13 +410,14 @@ export class Locksmith {
   };
 
   #heldCount(): number {
-    let n = 0;
-    for (const lease of this.#holds.values()) if (lease.state === 'held') n += 1;
-    return n;
+    return this.#leases.size;
   }
 
   #leaseEvent(type: 'extended' | 'released' | 'lost', lease: Lease, error?: LockError): void {
-    if (type !== 'extended') this.#holds.delete(lease.key, lease.owner, lease);
+    if (type !== 'extended') {
+      this.#leases.delete(lease);
+      this.#holds.delete(lease.key, lease.owner, lease);
+    }
     this.#stats[type] += 1;
     if (this.#events.listenerCount(type) === 0) return;
     const event = describeLease(lease);
@@ -391,6 +437,11 @@ function describeLease(lease: Lease): LockEvent {
 
 function describeLock(lock: Lock): LockEvent {
   return { key: lock.key, owner: lock.owner, fence: lock.fence, mode: lock.mode };
+}
+
+/** A rejected promise from a synchronous throw (validation errors are always Errors). */
+export function rejected(error: unknown): Promise<never> {
+  return Promise.reject(error instanceof Error ? error : new Error(String(error)));
 }
 
 /** @internal tryAcquire-style: a timeout means "not now", which is null. */

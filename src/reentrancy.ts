@@ -5,7 +5,7 @@
 // context without leaking it into sibling tasks, so outside a scope pass `owner: lock.owner` to re-enter.
 
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 
 interface Scope {
   owner: string;
@@ -13,9 +13,9 @@ interface Scope {
 
 const scopes = new AsyncLocalStorage<Scope>();
 
-/** 128 random bits, base64url: unguessable, so no other process can release our lease by accident. */
+/** 122 random bits from crypto: no other process can release our lease by accident. */
 export function newOwner(): string {
-  return randomBytes(16).toString('base64url');
+  return randomUUID();
 }
 
 export function scopeOwner(): string | undefined {
@@ -26,33 +26,43 @@ export function runInScope<T>(owner: string, fn: () => T): T {
   return scopes.run({ owner }, fn);
 }
 
-/** Counts nested holds of one lease by one owner; the lease itself is released when this reaches 0. */
-export class HoldRegistry<L> {
-  readonly #held = new Map<string, L>();
+interface Keyed {
+  readonly key: string;
+}
 
-  static id(key: string, owner: string): string {
-    // The length prefix makes the pair unambiguous whatever characters the owner and key contain.
-    return `${owner.length}:${owner}\u0000${key}`;
-  }
+/**
+ * The leases this process holds, found by owner and key. Most owners hold one key, so an owner maps
+ * straight to its lease and only an owner of several keys (acquireAll, explicit owners) gets a Map.
+ */
+export class HoldRegistry<L extends Keyed> {
+  readonly #byOwner = new Map<string, L | Map<string, L>>();
 
   get(key: string, owner: string): L | undefined {
-    return this.#held.get(HoldRegistry.id(key, owner));
+    const found = this.#byOwner.get(owner);
+    if (found instanceof Map) return found.get(key);
+    return found?.key === key ? found : undefined;
   }
 
   set(key: string, owner: string, lease: L): void {
-    this.#held.set(HoldRegistry.id(key, owner), lease);
+    const found = this.#byOwner.get(owner);
+    if (found === undefined || (!(found instanceof Map) && found.key === key)) this.#byOwner.set(owner, lease);
+    else if (found instanceof Map) found.set(key, lease);
+    else this.#byOwner.set(owner, new Map([[found.key, found], [key, lease]]));
   }
 
   delete(key: string, owner: string, lease: L): void {
-    const id = HoldRegistry.id(key, owner);
-    if (this.#held.get(id) === lease) this.#held.delete(id);
+    const found = this.#byOwner.get(owner);
+    if (found === lease) this.#byOwner.delete(owner);
+    else if (found instanceof Map && found.get(key) === lease) {
+      found.delete(key);
+      if (found.size === 0) this.#byOwner.delete(owner);
+    }
   }
 
-  get size(): number {
-    return this.#held.size;
-  }
-
-  values(): IterableIterator<L> {
-    return this.#held.values();
+  *values(): IterableIterator<L> {
+    for (const found of this.#byOwner.values()) {
+      if (found instanceof Map) yield* found.values();
+      else yield found;
+    }
   }
 }

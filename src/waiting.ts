@@ -5,7 +5,8 @@
 import type { Backoff } from './options.js';
 import { LockTimeoutError } from './errors.js';
 
-export type Attempt<T> = () => Promise<{ value: T } | { retryAfter?: number | undefined }>;
+export type Refusal = { retryAfter?: number | undefined };
+export type Attempt<T> = () => Promise<{ value: T } | Refusal>;
 
 export interface WaitPlan {
   key: string;
@@ -34,8 +35,8 @@ export function backoffDelay(backoff: Backoff, attempt: number): number {
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
+    // Not unref'd: a caller awaiting a lock is foreground work, and must keep the process alive.
     const timer = setTimeout(done, ms);
-    timer.unref();
     signal?.addEventListener('abort', done, { once: true });
     function done(): void {
       clearTimeout(timer);
@@ -45,42 +46,45 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-export async function waitLoop<T>(plan: WaitPlan, attempt: Attempt<T>): Promise<WaitResult<T>> {
-  const { signal } = plan;
+
+/** Reason for ending a round's wake-up subscription: preallocated, as abort() without one builds a DOMException. */
+const ROUND_OVER = Object.freeze({ reason: 'wait round over' });
+
+/** Waits after the refusal `first` (the caller made the uncontended attempt itself). */
+export async function waitLoop<T>(plan: WaitPlan, first: Refusal, attempt: Attempt<T>): Promise<WaitResult<T>> {
+  const { signal, key } = plan;
+  if (plan.wait === 0) throw new LockTimeoutError(`"${key}" is held by another owner`, { key, waited: 0 });
   signal?.throwIfAborted();
   const start = performance.now();
-  for (let n = 0; ; n++) {
-    const round = plan.wake && plan.wait > 0 ? new AbortController() : undefined;
-    // A wake-up that fails only costs us the fast path: the timer below still bounds the sleep.
-    const woken = round && plan.wake ? plan.wake(plan.key, round.signal).catch(() => undefined) : undefined;
+  let refused = first;
+  for (let n = 1; ; n++) {
+    const round = new AbortController();
+    const onAbort = (): void => round.abort(ROUND_OVER);
+    signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const outcome = await attempt();
-      if ('value' in outcome) return { value: outcome.value, waited: performance.now() - start, attempts: n + 1 };
+      // With a wake-up: subscribe, then try at once, so a release since the last refusal is seen by
+      // this attempt and one after it wakes us. Without: try after each sleep. A failed wake-up only
+      // costs the fast path.
+      const woken = plan.wake ? plan.wake(key, round.signal).catch(() => undefined) : undefined;
+      if (woken || n > 1) {
+        const again = await attempt();
+        if ('value' in again) return { value: again.value, waited: performance.now() - start, attempts: n + 1 };
+        refused = again;
+      }
       const remaining = plan.wait - (performance.now() - start);
       if (remaining <= 0) {
         const waited = Math.round(performance.now() - start);
-        throw new LockTimeoutError(
-          plan.wait === 0
-            ? `"${plan.key}" is held by another owner`
-            : `"${plan.key}" was still held by another owner after waiting ${waited} ms`,
-          { key: plan.key, waited },
-        );
+        throw new LockTimeoutError(`"${key}" was still held by another owner after waiting ${waited} ms`, { key, waited });
       }
       // Woken waiters still poll slowly in case a notification is lost; pollers back off with jitter.
-      let delay = woken ? plan.backoff.max : backoffDelay(plan.backoff, n);
-      if (outcome.retryAfter !== undefined) delay = Math.min(delay, Math.max(outcome.retryAfter, 1));
+      let delay = woken ? plan.backoff.max : backoffDelay(plan.backoff, n - 1);
+      if (refused.retryAfter !== undefined) delay = Math.min(delay, Math.max(refused.retryAfter, 1));
       delay = Math.min(delay, remaining);
-      const stop = round ?? new AbortController();
-      const onAbort = (): void => stop.abort();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      try {
-        await (woken ? Promise.race([woken, sleep(delay, stop.signal)]) : sleep(delay, stop.signal));
-      } finally {
-        signal?.removeEventListener('abort', onAbort);
-      }
+      await (woken ? Promise.race([woken, sleep(delay, round.signal)]) : sleep(delay, round.signal));
       signal?.throwIfAborted();
     } finally {
-      round?.abort();
+      signal?.removeEventListener('abort', onAbort);
+      round.abort(ROUND_OVER);
     }
   }
 }

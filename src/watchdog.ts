@@ -48,3 +48,54 @@ export class Watchdog {
     this.#timer = undefined;
   }
 }
+
+export interface Expiring {
+  /** performance.now() ms after which the lease may be gone. */
+  readonly deadline: number;
+  expire(): void;
+}
+
+/**
+ * Declares leases lost when their deadline passes, with one timer for all of them, armed for the
+ * earliest deadline. A new lease usually ends after the armed one, so acquiring costs no timer at all.
+ */
+export class Deadlines {
+  readonly #watched = new Set<Expiring>();
+  #timer: NodeJS.Timeout | undefined;
+  #armedFor = Infinity;
+
+  watch(lease: Expiring): void {
+    this.#watched.add(lease);
+    if (lease.deadline < this.#armedFor) this.#arm(lease.deadline);
+  }
+
+  unwatch(lease: Expiring): void {
+    this.#watched.delete(lease);
+  }
+
+  /** A watched lease's deadline moved (extended): only an earlier one needs the timer moved. */
+  moved(lease: Expiring): void {
+    if (this.#watched.has(lease) && lease.deadline < this.#armedFor) this.#arm(lease.deadline);
+  }
+
+  #arm(at: number): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#armedFor = at;
+    this.#timer = setTimeout(() => this.#fire(), Math.max(0, Math.ceil(at - performance.now())));
+    this.#timer.unref();
+  }
+
+  #fire(): void {
+    this.#timer = undefined;
+    this.#armedFor = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (const lease of this.#watched) {
+      if (lease.deadline <= now) {
+        this.#watched.delete(lease);
+        lease.expire();
+      } else if (lease.deadline < next) next = lease.deadline;
+    }
+    if (next !== Infinity) this.#arm(next);
+  }
+}

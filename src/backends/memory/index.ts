@@ -16,7 +16,7 @@ interface Entry {
   mode: LeaseMode;
   holders: Map<string, Holder>;
   /** Writers waiting (owner → deadline), which writer-preferring readers let go first. */
-  intents: Map<string, number>;
+  intents: Map<string, number> | undefined;
 }
 
 /** How often abandoned keys (every lease expired, nobody touching them) are swept away. */
@@ -32,7 +32,10 @@ export class MemoryStore {
   #fence = BigInt(Date.now()) * 1000n;
   #sweeper: NodeJS.Timeout | undefined;
 
-  /** The live entry for `key`, with expired holders and intents dropped. */
+  /**
+   * The entry for `key` with expired holders and intents dropped. A free entry stays in the map until
+   * the sweeper removes it, so a hot key does not allocate a new entry on every acquisition.
+   */
   #live(key: string, now: number): Entry | undefined {
     const entry = this.#entries.get(key);
     if (!entry) return undefined;
@@ -43,11 +46,9 @@ export class MemoryStore {
         expired = true;
       }
     }
-    for (const [owner, deadline] of entry.intents) if (deadline <= now) entry.intents.delete(owner);
-    if (entry.holders.size === 0 && entry.intents.size === 0) {
-      this.#entries.delete(key);
-      if (expired) this.#notify(key);
-      return undefined;
+    if (entry.intents) {
+      for (const [owner, deadline] of entry.intents) if (deadline <= now) entry.intents.delete(owner);
+      if (entry.intents.size === 0) entry.intents = undefined;
     }
     if (expired) this.#notify(key);
     return entry;
@@ -63,35 +64,33 @@ export class MemoryStore {
       return { granted: true, fence: mine.fence };
     }
     if (entry && !this.#compatible(entry, req)) {
-      if (req.mode === 'exclusive' && req.intent) entry.intents.set(req.owner, now + req.intent);
+      if (req.mode === 'exclusive' && req.intent) (entry.intents ??= new Map()).set(req.owner, now + req.intent);
       return { granted: false, retryAfter: this.#retryAfter(entry, now) };
     }
     if (!entry) {
-      entry = { mode: req.mode, holders: new Map(), intents: new Map() };
+      entry = { mode: req.mode, holders: new Map(), intents: undefined };
       this.#entries.set(req.key, entry);
       this.#sweep();
     }
-    entry.mode = entry.holders.size === 0 ? req.mode : entry.mode;
-    entry.intents.delete(req.owner);
+    if (entry.holders.size === 0) entry.mode = req.mode;
+    if (entry.intents?.delete(req.owner) && entry.intents.size === 0) entry.intents = undefined;
     const fence = ++this.#fence;
     entry.holders.set(req.owner, { fence, deadline: now + req.ttl });
     return { granted: true, fence };
   }
 
   #compatible(entry: Entry, req: AcquireRequest): boolean {
-    if (entry.holders.size === 0) {
-      if (req.mode === 'exclusive' || !req.writerPreference) return true;
-      return entry.intents.size === 0;
-    }
+    const writerWaits = req.writerPreference === true && entry.intents !== undefined;
+    if (entry.holders.size === 0) return req.mode === 'exclusive' || !writerWaits;
     if (req.mode === 'exclusive' || entry.mode === 'exclusive') return false;
     if (req.limit !== undefined && entry.holders.size >= req.limit) return false;
-    return !(req.writerPreference && entry.intents.size > 0);
+    return !writerWaits;
   }
 
   #retryAfter(entry: Entry, now: number): number {
     let soonest = Infinity;
     for (const h of entry.holders.values()) soonest = Math.min(soonest, h.deadline - now);
-    for (const d of entry.intents.values()) soonest = Math.min(soonest, d - now);
+    for (const d of entry.intents?.values() ?? []) soonest = Math.min(soonest, d - now);
     return Math.max(1, Math.ceil(soonest));
   }
 
@@ -106,9 +105,9 @@ export class MemoryStore {
   release(key: string, owner: string): boolean {
     const entry = this.#live(key, performance.now());
     if (!entry) return false;
-    const withdrew = entry.intents.delete(owner);
+    const withdrew = entry.intents?.delete(owner) ?? false;
+    if (entry.intents?.size === 0) entry.intents = undefined;
     const had = entry.holders.delete(owner);
-    if (entry.holders.size === 0 && entry.intents.size === 0) this.#entries.delete(key);
     if (had || withdrew) this.#notify(key);
     return had;
   }
@@ -157,7 +156,10 @@ export class MemoryStore {
     if (this.#sweeper) return;
     this.#sweeper = setInterval(() => {
       const now = performance.now();
-      for (const key of [...this.#entries.keys()]) this.#live(key, now);
+      for (const key of [...this.#entries.keys()]) {
+        const entry = this.#live(key, now);
+        if (entry && entry.holders.size === 0 && !entry.intents) this.#entries.delete(key);
+      }
       if (this.#entries.size === 0) {
         clearInterval(this.#sweeper);
         this.#sweeper = undefined;
@@ -166,7 +168,7 @@ export class MemoryStore {
     this.#sweeper.unref();
   }
 
-  /** Keys with live leases or intents (for tests and debugging). */
+  /** Keys with entries, live or awaiting the sweeper (for tests and debugging). */
   get size(): number {
     return this.#entries.size;
   }
