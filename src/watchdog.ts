@@ -1,7 +1,7 @@
-// Auto-renewal. Renews at ttl/3 so that two renewals can fail (a slow or briefly unreachable backend)
-// before the lease runs out. It never throws: a refused renewal marks the lease lost at once, a failed
-// one is reported and retried on the next tick, and the lease's own expiry timer declares it lost if no
-// renewal lands in time.
+// Auto-renewal. Renews at ttl/3; a failed renewal (a slow or briefly unreachable backend) is retried
+// after ttl/6, so several can fail before the lease runs out. It never throws: a refused renewal marks
+// the lease lost at once, a failed one is reported and retried, and the lease's deadline declares it
+// lost if no renewal lands in time.
 
 export interface Renewable {
   readonly ttl: number;
@@ -22,9 +22,9 @@ export class Watchdog {
     this.#schedule();
   }
 
-  #schedule(): void {
+  #schedule(fraction = 3): void {
     if (this.#stopped || !this.#target.live) return;
-    this.#timer = setTimeout(() => void this.#tick(), Math.max(1, Math.floor(this.#target.ttl / 3)));
+    this.#timer = setTimeout(() => void this.#tick(), Math.max(1, Math.floor(this.#target.ttl / fraction)));
     this.#timer.unref();
   }
 
@@ -38,6 +38,8 @@ export class Watchdog {
       }
     } catch (error) {
       if (!this.#stopped) this.#target.failed(error);
+      this.#schedule(6);
+      return;
     }
     this.#schedule();
   }

@@ -1,0 +1,148 @@
+// Core behaviour that needs a backend to misbehave on cue: a real memory backend wrapped so that
+// chosen calls fail, stall or refuse.
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { memoryBackend } from '../../src/backends/memory/index.js';
+import { LockAcquisitionError, LockExpiredError, Locksmith, type LockBackend } from '../../src/index.js';
+import { backoffDelay } from '../../src/waiting.js';
+
+type Overrides = Partial<Pick<LockBackend, 'acquire' | 'extend' | 'release'>>;
+
+function wrapped(make: (real: LockBackend) => Overrides): LockBackend {
+  const real = memoryBackend();
+  return { ...real, ...make(real) };
+}
+
+function until(signal: AbortSignal, ms: number): Promise<unknown> {
+  return Promise.race([
+    new Promise((resolve) => signal.addEventListener('abort', () => resolve(signal.reason))),
+    delay(ms).then(() => assert.fail(`not aborted within ${ms} ms`)),
+  ]);
+}
+
+describe('watchdog', () => {
+  test('a failed renewal is reported and retried; the lease survives', async () => {
+    let failures = 2;
+    const locks = new Locksmith(
+      wrapped((real) => ({
+        extend: async (...args) => {
+          if (failures-- > 0) throw new Error('connection reset');
+          return real.extend(...args);
+        },
+      })),
+    );
+    const errors: unknown[] = [];
+    locks.on('error', (e) => errors.push(e));
+    const lock = await locks.acquire('k', { ttl: 450, autoRenew: true });
+    await delay(1_000);
+    assert.ok(lock.held);
+    assert.equal(errors.length, 2);
+    assert.ok(locks.stats().extended >= 1);
+    await lock.release();
+  });
+
+  test('renewals that keep failing end in loss at the deadline, reported through signal and event', async () => {
+    const locks = new Locksmith(wrapped(() => ({ extend: () => Promise.reject(new Error('unreachable')) })));
+    const lost: unknown[] = [];
+    locks.on('lost', (e) => lost.push(e));
+    locks.on('error', () => {});
+    const lock = await locks.acquire('k', { ttl: 200, autoRenew: true });
+    const t0 = performance.now();
+    const reason = await until(lock.signal, 1_000);
+    assert.ok(reason instanceof LockExpiredError);
+    assert.ok(performance.now() - t0 >= 150, 'not before the lease could have ended');
+    assert.equal(lost.length, 1);
+  });
+
+  test('a refused renewal is a loss at once, not at the deadline', async () => {
+    const locks = new Locksmith(wrapped(() => ({ extend: () => Promise.resolve(false) })));
+    const lock = await locks.acquire('k', { ttl: 3_000, autoRenew: true });
+    const t0 = performance.now();
+    const reason = await until(lock.signal, 2_000);
+    assert.ok(reason instanceof LockExpiredError);
+    assert.match(reason.message, /renewal was refused/);
+    assert.ok(performance.now() - t0 < 1_500);
+  });
+
+  test('no error listener: failures are swallowed, never thrown from a timer', async () => {
+    const locks = new Locksmith(wrapped(() => ({ extend: () => Promise.reject(new Error('down')) })));
+    const lock = await locks.acquire('k', { ttl: 150, autoRenew: true });
+    await until(lock.signal, 1_000);
+    await assert.rejects(lock.release());
+  });
+});
+
+describe('acquisition', () => {
+  test('a backend failure is a LockAcquisitionError with the cause', async () => {
+    const cause = new Error('ECONNREFUSED');
+    const locks = new Locksmith(wrapped(() => ({ acquire: () => Promise.reject(cause) })));
+    const err = await locks.acquire('k').catch((e: unknown) => e);
+    assert.ok(err instanceof LockAcquisitionError);
+    assert.equal(err.cause, cause);
+    assert.equal(err.key, 'k');
+    assert.equal(locks.stats().failures, 1);
+  });
+
+  test('a grant that lands after the caller aborted is handed back', async () => {
+    let backend!: LockBackend;
+    const locks = new Locksmith(
+      (backend = wrapped((real) => ({
+        acquire: async (req) => {
+          await delay(80);
+          return real.acquire(req);
+        },
+      }))),
+    );
+    const controller = new AbortController();
+    const pending = locks.acquire('k', { signal: controller.signal });
+    setTimeout(() => controller.abort(new Error('stop')), 10);
+    await assert.rejects(pending, /stop/);
+    assert.equal(await backend.inspect('k'), null);
+    assert.equal(locks.stats().held, 0);
+  });
+
+  test('close() rejects waiters and releases what is held', async () => {
+    const backend = memoryBackend();
+    const other = new Locksmith(backend);
+    const locks = new Locksmith(backend);
+    const blocker = await other.acquire('k');
+    const waiting = locks.acquire('k', { wait: 10_000 });
+    const mine = await locks.acquire('m');
+    await delay(20);
+    await locks.close();
+    await assert.rejects(waiting, LockAcquisitionError);
+    assert.equal(mine.held, false);
+    assert.equal(await backend.inspect('m'), null);
+    await blocker.release();
+  });
+
+  test('a throwing event listener does not break locking', async () => {
+    const locks = new Locksmith(memoryBackend());
+    const errors: unknown[] = [];
+    locks.on('acquired', () => {
+      throw new Error('listener bug');
+    });
+    locks.on('error', (e) => errors.push(e));
+    const lock = await locks.acquire('k');
+    await lock.release();
+    assert.equal(errors.length, 1);
+  });
+});
+
+describe('backoff', () => {
+  test('full jitter stays under a cap that doubles up to max', () => {
+    const backoff = { initial: 10, max: 300 };
+    for (let n = 0; n < 12; n++) {
+      const cap = Math.min(300, 10 * 2 ** n);
+      let top = 0;
+      for (let i = 0; i < 400; i++) {
+        const d = backoffDelay(backoff, n);
+        assert.ok(d >= 0 && d <= cap, `attempt ${n}: ${d} > ${cap}`);
+        top = Math.max(top, d);
+      }
+      assert.ok(top > cap * 0.8, `attempt ${n}: spread reaches the cap (${top} of ${cap})`);
+    }
+  });
+});
