@@ -10,7 +10,7 @@ const polled = new MemoryStore();
 conformance({
   name: 'memory, polling (no wake-up)',
   backend: () => {
-    const { waitForChange: _hidden, ...rest } = memoryBackend({ store: polled });
-    return { ...rest, capabilities: { ...rest.capabilities, wake: false } };
+    const backend = memoryBackend({ store: polled });
+    return { ...backend, waitForChange: undefined, capabilities: { ...backend.capabilities, wake: false } };
   },
 });
