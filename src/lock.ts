@@ -15,7 +15,7 @@ import { Watchdog, type Deadlines, type Expiring, type Renewable } from './watch
 /** What a lease needs from the Locksmith that granted it. */
 export interface LeaseHost {
   readonly backend: LockBackend;
-  readonly deadlines: Deadlines;
+  readonly deadlines: Deadlines<Lease>;
   leaseEvent(type: 'extended' | 'released' | 'lost', lease: Lease, error?: LockError): void;
   leaseError(lease: Lease, error: unknown): void;
 }
@@ -29,6 +29,8 @@ export class Lease implements Renewable, Expiring {
   readonly fence: bigint;
   ttl: number;
   holds = 1;
+  /** Recorded in the reentrancy registry (only owners that can re-enter are). */
+  registered = false;
   state: LeaseState = 'held';
   /** Monotonic ms (performance.now) after which the lease may be gone. */
   deadline = 0;
@@ -89,7 +91,6 @@ export class Lease implements Renewable, Expiring {
     const now = performance.now();
     this.deadline = start + validity;
     this.expiresAt = Math.floor(Date.now() - (now - start) + validity);
-    if (!Number.isFinite(validity)) return;
     if (this.#watched) this.#host.deadlines.moved(this);
     else {
       this.#watched = true;

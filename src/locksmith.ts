@@ -1,7 +1,7 @@
 // The front object: holds the backend and the defaults, hands out locks and primitives, counts what
 // happens, and emits events. Backends stay small because everything above a single lease lives here.
 
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import type { AcquireRequest, AcquireResult, LeaseMode, LockBackend, LockInfo } from './backend.js';
 import {
   DeadlockError,
@@ -30,7 +30,7 @@ import {
 import { acquireAll, type LockGroup, type AcquireAllOptions } from './primitives/multi.js';
 import { Semaphore, type SemaphoreOptions } from './primitives/semaphore.js';
 import { HoldRegistry, newOwner, runInScope, scopeOwner } from './reentrancy.js';
-import { waitLoop, type WaitResult } from './waiting.js';
+import { TurnQueue, waitLoop, type Turn } from './waiting.js';
 import { Deadlines } from './watchdog.js';
 
 
@@ -87,11 +87,13 @@ export class Locksmith {
   readonly backend: LockBackend;
   readonly defaults: Readonly<ResolvedDefaults>;
   readonly #events = new EventEmitter();
-  /** Leases held now, for close() and stats. */
-  readonly #leases = new Set<Lease>();
+  /** Leases held now (watched for expiry), for close() and stats. */
+  readonly #leases = new Deadlines<Lease>();
   /** Leases of known owners (explicit or scoped), for reentrancy. */
   readonly #holds = new HoldRegistry<Lease>();
   readonly #closing = new AbortController();
+  #closed = false;
+  readonly #turns = new TurnQueue();
   #stats: Omit<LocksmithStats, 'held' | 'waiting'> = {
     acquired: 0,
     released: 0,
@@ -112,9 +114,11 @@ export class Locksmith {
     }
     this.backend = backend;
     this.defaults = Object.freeze(resolveDefaults(defaults));
+    // Every waiter listens on the closing signal; many waiters are normal, not a leak.
+    setMaxListeners(0, this.#closing.signal);
     this.#host = {
       backend,
-      deadlines: new Deadlines(),
+      deadlines: this.#leases,
       leaseEvent: (type, lease, error) => this.#leaseEvent(type, lease, error),
       leaseError: (lease, error) => this.reportError(error, describeLease(lease)),
     };
@@ -209,7 +213,8 @@ export class Locksmith {
 
   /** Stops waiting acquisitions, releases every lease still held (best effort), closes the backend. */
   async close(): Promise<void> {
-    if (this.#closing.signal.aborted) return;
+    if (this.#closed) return;
+    this.#closed = true;
     this.#closing.abort(new LockAcquisitionError('the Locksmith was closed'));
     const held = [...this.#leases].filter((l) => l.state === 'held');
     await Promise.all(
@@ -284,7 +289,7 @@ export class Locksmith {
   /** @internal The one path by which every primitive gets a lease. */
   async lease(spec: LeaseSpec): Promise<Lock> {
     const { key, mode, options } = spec;
-    if (this.#closing.signal.aborted) throw new LockAcquisitionError('the Locksmith is closed', { key });
+    if (this.#closed) throw new LockAcquisitionError('the Locksmith is closed', { key });
     const known = options.owner ?? (options.reentrant ? scopeOwner() : undefined);
     // A fresh owner cannot be holding anything yet, so only a known owner is looked up; leases that
     // can be re-entered later (known or reentrant owners) are recorded.
@@ -314,26 +319,13 @@ export class Locksmith {
       intent: spec.writer && options.wait > 0 ? WRITER_INTENT_MS : undefined,
     };
 
-    let start = performance.now();
-    let first: AcquireResult;
-    try {
-      first = await this.backend.acquire(request);
-    } catch (error) {
-      throw this.#acquireFailed(request, error);
-    }
-    let grant: AcquireResult & { granted: true };
-    let waited = 0;
-    if (first.granted) grant = first;
-    else {
-      const outcome = await this.#wait(request, options, signal ?? this.#closing.signal, first, (s) => (start = s));
-      grant = outcome.value;
-      waited = outcome.waited;
-    }
-
+    const { grant, start, waited } = await this.#obtain(request, options, signal ?? this.#closing.signal);
     const lease = new Lease(this.#host, key, owner, mode, grant.fence, options.ttl);
     lease.begin(start, grant.validity ?? options.ttl, options.autoRenew);
-    this.#leases.add(lease);
-    if (known !== undefined || options.reentrant) this.#holds.set(key, owner, lease);
+    if (known !== undefined || options.reentrant) {
+      this.#holds.set(key, owner, lease);
+      lease.registered = true;
+    }
     const st = this.#stats;
     st.acquired += 1;
     if (waited > 0) {
@@ -350,57 +342,78 @@ export class Locksmith {
     }
     const lock = new Lock(lease, this.#disposeError);
     // The caller stopped caring while the grant was in flight: hand the lease back instead of leaking it.
-    if (signal?.aborted || this.#closing.signal.aborted) {
+    if (signal?.aborted || this.#closed) {
       await lock.release().catch((error: unknown) => this.reportError(error, describeLease(lease)));
       throw (signal ?? this.#closing.signal).reason;
     }
     return lock;
   }
 
-  #acquireFailed(request: AcquireRequest, error: unknown): LockError {
-    this.#stats.failures += 1;
-    return error instanceof LockError
-      ? error
-      : new LockAcquisitionError(`could not acquire "${request.key}": the ${this.backend.name} backend failed`, { key: request.key, cause: error });
+
+  async #attempt(request: AcquireRequest): Promise<AcquireResult> {
+    try {
+      return await this.backend.acquire(request);
+    } catch (error) {
+      this.#stats.failures += 1;
+      throw error instanceof LockError
+        ? error
+        : new LockAcquisitionError(`could not acquire "${request.key}": the ${this.backend.name} backend failed`, { key: request.key, cause: error });
+    }
   }
 
-  /** The contended path: wait for the key per `options`, starting from the refusal `first`. */
-  async #wait(
+  /** Gets a grant for `request`, waiting per `options`; `start` is when the granting attempt was sent. */
+  async #obtain(
     request: AcquireRequest,
     options: ResolvedAcquire,
     signal: AbortSignal,
-    first: AcquireResult & { granted: false },
-    started: (at: number) => void,
-  ): Promise<WaitResult<AcquireResult & { granted: true }>> {
+  ): Promise<{ grant: AcquireResult & { granted: true }; start: number; waited: number }> {
+    const began = performance.now();
+    let start = began;
+    // Exclusive waiters queue locally (TurnQueue); a newcomer joins the queue rather than barging past it.
+    const queueing = request.mode === 'exclusive' && options.wait > 0;
+    let refusal: (AcquireResult & { granted: false }) | undefined;
+    if (!(queueing && this.#turns.busy(request.key))) {
+      const first = await this.#attempt(request);
+      if (first.granted) return { grant: first, start, waited: 0 };
+      refusal = first;
+    }
     const backend = this.backend;
+    let turn: Turn | undefined;
     this.#waiting += 1;
     try {
-      return await waitLoop(
+      if (queueing) {
+        turn = await this.#turns.enter(request.key, options.wait, signal);
+        if (turn.queued || !refusal) {
+          start = performance.now();
+          const again = await this.#attempt(request);
+          if (again.granted) return { grant: again, start, waited: performance.now() - began };
+          refusal = again;
+        }
+      }
+      const elapsed = performance.now() - began;
+      const outcome = await waitLoop(
         {
           key: request.key,
-          wait: options.wait,
+          wait: options.wait === Infinity ? Infinity : Math.max(0, Math.floor(options.wait - elapsed)),
           signal,
           backoff: this.defaults.backoff,
           wake: backend.capabilities.wake && backend.waitForChange ? backend.waitForChange.bind(backend) : undefined,
         },
-        first,
+        refusal ?? {},
         async () => {
-          started(performance.now());
-          let r: AcquireResult;
-          try {
-            r = await backend.acquire(request);
-          } catch (error) {
-            throw this.#acquireFailed(request, error);
-          }
+          start = performance.now();
+          const r = await this.#attempt(request);
           return r.granted ? { value: r } : r;
         },
       );
+      return { grant: outcome.value, start, waited: performance.now() - began };
     } catch (error) {
       if (error instanceof LockTimeoutError) this.#stats.timeouts += 1;
       // A writer that gives up must withdraw its announced intent, or readers would hold back for nothing.
       if (request.intent) backend.release(request.key, request.owner).catch((e: unknown) => this.reportError(e, request));
       throw error;
     } finally {
+      turn?.leave();
       this.#waiting -= 1;
     }
   }
@@ -414,10 +427,7 @@ export class Locksmith {
   }
 
   #leaseEvent(type: 'extended' | 'released' | 'lost', lease: Lease, error?: LockError): void {
-    if (type !== 'extended') {
-      this.#leases.delete(lease);
-      this.#holds.delete(lease.key, lease.owner, lease);
-    }
+    if (type !== 'extended' && lease.registered) this.#holds.delete(lease.key, lease.owner, lease);
     this.#stats[type] += 1;
     if (this.#events.listenerCount(type) === 0) return;
     const event = describeLease(lease);

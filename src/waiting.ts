@@ -31,24 +31,13 @@ export function backoffDelay(backoff: Backoff, attempt: number): number {
   return Math.random() * cap;
 }
 
-/** Resolves after `ms`, or when `signal` aborts (the caller checks which). Never rejects. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    // Not unref'd: a caller awaiting a lock is foreground work, and must keep the process alive.
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-    function done(): void {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-  });
+/** A timer that can be cancelled without an AbortController (they are slow to make and to abort). */
+function timer(ms: number): { done: Promise<void>; cancel: () => void } {
+  let handle: NodeJS.Timeout | undefined;
+  // Not unref'd: a caller awaiting a lock is foreground work, and must keep the process alive.
+  const done = new Promise<void>((resolve) => (handle = setTimeout(resolve, ms)));
+  return { done, cancel: () => clearTimeout(handle) };
 }
-
-
-/** Reason for ending a round's wake-up subscription: preallocated, as abort() without one builds a DOMException. */
-const ROUND_OVER = Object.freeze({ reason: 'wait round over' });
 
 /** Waits after the refusal `first` (the caller made the uncontended attempt itself). */
 export async function waitLoop<T>(plan: WaitPlan, first: Refusal, attempt: Attempt<T>): Promise<WaitResult<T>> {
@@ -57,16 +46,31 @@ export async function waitLoop<T>(plan: WaitPlan, first: Refusal, attempt: Attem
   signal?.throwIfAborted();
   const start = performance.now();
   let refused = first;
-  for (let n = 1; ; n++) {
-    const round = new AbortController();
-    const onAbort = (): void => round.abort(ROUND_OVER);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      // With a wake-up: subscribe, then try at once, so a release since the last refusal is seen by
-      // this attempt and one after it wakes us. Without: try after each sleep. A failed wake-up only
-      // costs the fast path.
-      const woken = plan.wake ? plan.wake(key, round.signal).catch(() => undefined) : undefined;
-      if (woken || n > 1) {
+  // One subscription at a time: it stays armed across rounds that end by timer, and is renewed only
+  // after it fired. A failed wake-up drops us to plain backoff polling.
+  let wake = plan.wake;
+  const unsubscribe = wake ? new AbortController() : undefined;
+  let subscription: Promise<void> | undefined;
+  let fired = false;
+  let onAbort: (() => void) | undefined;
+  const aborted = signal
+    ? new Promise<void>((resolve) => signal.addEventListener('abort', (onAbort = () => resolve()), { once: true }))
+    : undefined;
+  try {
+    for (let n = 1; ; n++) {
+      if (wake && unsubscribe && !subscription) {
+        fired = false;
+        subscription = wake(key, unsubscribe.signal).then(
+          () => void (fired = true),
+          () => {
+            fired = true;
+            wake = undefined;
+          },
+        );
+      }
+      // With a wake-up, every round tries (a fresh subscription first, so a release since the last
+      // refusal is seen by this attempt and one after it wakes us); without, every round after a sleep.
+      if (wake || n > 1) {
         const again = await attempt();
         if ('value' in again) return { value: again.value, waited: performance.now() - start, attempts: n + 1 };
         refused = again;
@@ -77,14 +81,96 @@ export async function waitLoop<T>(plan: WaitPlan, first: Refusal, attempt: Attem
         throw new LockTimeoutError(`"${key}" was still held by another owner after waiting ${waited} ms`, { key, waited });
       }
       // Woken waiters still poll slowly in case a notification is lost; pollers back off with jitter.
-      let delay = woken ? plan.backoff.max : backoffDelay(plan.backoff, n - 1);
+      let delay = wake ? plan.backoff.max : backoffDelay(plan.backoff, n - 1);
       if (refused.retryAfter !== undefined) delay = Math.min(delay, Math.max(refused.retryAfter, 1));
-      delay = Math.min(delay, remaining);
-      await (woken ? Promise.race([woken, sleep(delay, round.signal)]) : sleep(delay, round.signal));
+      const sleep = timer(Math.min(delay, remaining));
+      try {
+        await Promise.race([sleep.done, ...(wake && subscription ? [subscription] : []), ...(aborted ? [aborted] : [])]);
+      } finally {
+        sleep.cancel();
+      }
       signal?.throwIfAborted();
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-      round.abort(ROUND_OVER);
+      if (fired) subscription = undefined;
     }
+  } finally {
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+    unsubscribe?.abort(ENDED);
+  }
+}
+
+/** Reason given when a wait ends its subscription: preallocated, as abort() without one builds a DOMException. */
+const ENDED = Object.freeze({ reason: 'wait ended' });
+
+export interface Turn {
+  /** Whether the caller had to wait behind others (the key's state has changed since). */
+  queued: boolean;
+  /** Hands the turn to the next waiter; call exactly once. */
+  leave(): void;
+}
+
+interface Queued {
+  admit(): void;
+}
+
+/**
+ * This process's exclusive waiters per key, first come first served: only the head of a key's queue
+ * waits on the backend. Without it every local waiter is woken by each release and all but one lose
+ * (a thundering herd), and the releasing task, running first, could take the lock straight back
+ * (barging) and starve the rest.
+ */
+export class TurnQueue {
+  /** Present while a key has a head; holds those waiting behind it. */
+  readonly #queues = new Map<string, Queued[]>();
+
+  busy(key: string): boolean {
+    return this.#queues.has(key);
+  }
+
+  /** Resolves when it is the caller's turn; rejects with LockTimeoutError after `wait` ms, or the signal's reason. */
+  enter(key: string, wait: number, signal: AbortSignal): Promise<Turn> {
+    const queue = this.#queues.get(key);
+    if (!queue) {
+      this.#queues.set(key, []);
+      return Promise.resolve({ queued: false, leave: () => this.#next(key) });
+    }
+    signal.throwIfAborted();
+    return new Promise<Turn>((resolve, reject) => {
+      const start = performance.now();
+      const entry: Queued = {
+        admit: () => {
+          settle();
+          resolve({ queued: true, leave: () => this.#next(key) });
+        },
+      };
+      const timer =
+        wait === Infinity
+          ? undefined
+          : setTimeout(() => {
+              settle();
+              const waited = Math.round(performance.now() - start);
+              reject(new LockTimeoutError(`"${key}" was still held by another owner after waiting ${waited} ms`, { key, waited }));
+            }, wait);
+      const onAbort = (): void => {
+        settle();
+        // The contract: an aborted wait rejects with the signal's reason, whatever the caller chose.
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+        reject(signal.reason);
+      };
+      const settle = (): void => {
+        if (timer) clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        const at = queue.indexOf(entry);
+        if (at >= 0) queue.splice(at, 1);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      queue.push(entry);
+    });
+  }
+
+  #next(key: string): void {
+    const queue = this.#queues.get(key);
+    const head = queue?.shift();
+    if (head) head.admit();
+    else this.#queues.delete(key);
   }
 }

@@ -58,29 +58,39 @@ export interface Expiring {
 }
 
 /**
- * Declares leases lost when their deadline passes, with one timer for all of them, armed for the
- * earliest deadline. A new lease usually ends after the armed one, so acquiring costs no timer at all.
+ * The held leases, declared lost when their deadline passes, with one timer for all of them, armed for
+ * the earliest deadline. A new lease usually ends after the armed one, so acquiring costs no timer.
+ * Leases that live with a connection have an infinite deadline and are only kept in the set.
  */
-export class Deadlines {
-  readonly #watched = new Set<Expiring>();
+export class Deadlines<L extends Expiring> {
+  readonly #watched = new Set<L>();
   #timer: NodeJS.Timeout | undefined;
   #armedFor = Infinity;
 
-  watch(lease: Expiring): void {
+  get size(): number {
+    return this.#watched.size;
+  }
+
+  [Symbol.iterator](): IterableIterator<L> {
+    return this.#watched.values();
+  }
+
+  watch(lease: L): void {
     this.#watched.add(lease);
     if (lease.deadline < this.#armedFor) this.#arm(lease.deadline);
   }
 
-  unwatch(lease: Expiring): void {
+  unwatch(lease: L): void {
     this.#watched.delete(lease);
   }
 
   /** A watched lease's deadline moved (extended): only an earlier one needs the timer moved. */
-  moved(lease: Expiring): void {
+  moved(lease: L): void {
     if (this.#watched.has(lease) && lease.deadline < this.#armedFor) this.#arm(lease.deadline);
   }
 
   #arm(at: number): void {
+    if (at === Infinity) return;
     if (this.#timer) clearTimeout(this.#timer);
     this.#armedFor = at;
     this.#timer = setTimeout(() => this.#fire(), Math.max(0, Math.ceil(at - performance.now())));
