@@ -79,5 +79,10 @@ export interface LockBackend {
    * May resolve spuriously; must settle (resolve) once `signal` aborts.
    */
   waitForChange?(key: string, signal: AbortSignal): Promise<void>;
+  /**
+   * Backends whose leases live with a connection call `listener` when one is lost outside any call
+   * (the connection holding it dropped); the core then aborts the lease's signal and emits 'lost'.
+   */
+  onLost?(listener: (key: string, owner: string, reason: unknown) => void): void;
   close(): Promise<void>;
 }

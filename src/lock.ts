@@ -222,9 +222,9 @@ export class Lock implements AsyncDisposable {
   get signal(): AbortSignal {
     return this.#lease.signal;
   }
-  /** True while this handle holds the lease and it has not been lost. */
+  /** True while this handle holds the lease and its deadline has not passed. */
   get held(): boolean {
-    return !this.#released && this.#lease.state === 'held';
+    return !this.#released && this.#lease.state === 'held' && performance.now() < this.#lease.deadline;
   }
 
   /** Resets the lease to `ttl` ms (default: the ttl it was acquired with). */

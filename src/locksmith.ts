@@ -8,8 +8,8 @@ import {
   LockAcquisitionError,
   LockArgumentError,
   LockError,
+  LockExpiredError,
   LockTimeoutError,
-  type LockExpiredError,
 } from './errors.js';
 import { Lease, Lock, type LeaseHost } from './lock.js';
 import {
@@ -114,6 +114,13 @@ export class Locksmith {
     }
     this.backend = backend;
     this.defaults = Object.freeze(resolveDefaults(defaults));
+    backend.onLost?.((key, owner, reason) => {
+      for (const lease of this.#leases) {
+        if (lease.key === key && lease.owner === owner) {
+          lease.lose(new LockExpiredError(`the ${backend.name} backend lost the lease on "${key}"`, { key, cause: reason }));
+        }
+      }
+    });
     // Every waiter listens on the closing signal; many waiters are normal, not a leak.
     setMaxListeners(0, this.#closing.signal);
     this.#host = {

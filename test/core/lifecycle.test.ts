@@ -74,6 +74,27 @@ describe('watchdog', () => {
   });
 });
 
+describe('backend-reported loss', () => {
+  test('onLost aborts the matching lease only, and emits lost', async () => {
+    let report!: (key: string, owner: string, reason: unknown) => void;
+    const real = memoryBackend();
+    const locks = new Locksmith({ ...real, onLost: (listener) => void (report = listener) });
+    const lost: string[] = [];
+    locks.on('lost', (e) => lost.push(e.key));
+    const a = await locks.acquire('a');
+    const b = await locks.acquire('b');
+    const cause = new Error('connection terminated');
+    report('a', b.owner, cause); // wrong owner: nothing happens
+    assert.equal(a.signal.aborted, false);
+    report('a', a.owner, cause);
+    assert.ok(a.signal.reason instanceof LockExpiredError);
+    assert.equal((a.signal.reason as LockExpiredError).cause, cause);
+    assert.deepEqual(lost, ['a']);
+    assert.ok(b.held);
+    await b.release();
+  });
+});
+
 describe('acquisition', () => {
   test('a backend failure is a LockAcquisitionError with the cause', async () => {
     const cause = new Error('ECONNREFUSED');
