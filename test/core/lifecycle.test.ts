@@ -88,7 +88,7 @@ describe('backend-reported loss', () => {
     assert.equal(a.signal.aborted, false);
     report('a', a.owner, cause);
     assert.ok(a.signal.reason instanceof LockExpiredError);
-    assert.equal((a.signal.reason).cause, cause);
+    assert.equal((a.signal.reason as Error).cause, cause);
     assert.deepEqual(lost, ['a']);
     assert.ok(b.held);
     await b.release();
