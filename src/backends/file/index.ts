@@ -1,0 +1,344 @@
+// Local locks held by the kernel: one file per lock name, with open file description (OFD) byte-range
+// locks on it. The kernel drops a lock the moment its holder's file is closed, so a crashed holder
+// frees the lock at once, with no TTL to wait out. Several processes (and several backends in one
+// process: each lease has its own open file) exclude each other on the same host.
+//
+// Byte ranges (locks are advisory and independent of the file's content):
+//   MAIN    exclusive holders lock it for writing, readers and semaphore permits for reading
+//   INTENT  writers waiting under writer preference hold a read lock; such readers probe it
+//   META    a short exclusive lock around reading and rewriting the content
+//   SLOTS   semaphore permit i holds an exclusive lock on SLOTS + i
+// Content: JSON with the fence counter and one record per holder (owner, fence, expiry, pid), for
+// fencing and inspect().
+
+import { createHash } from 'node:crypto';
+import { closeSync, constants, fstatSync, ftruncateSync, mkdirSync, openSync, readSync, statSync, unlinkSync, watch, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo, LeaseMode } from '../../backend.js';
+import { LockAcquisitionError, LockArgumentError } from '../../errors.js';
+import { checkOptionNames } from '../../options.js';
+import { EXCLUSIVE, SHARED, UNLOCK, ofd, type OfdLocks } from './native.js';
+
+const MAIN = 0;
+const INTENT = 1;
+const META = 2;
+const SLOTS = 16;
+
+/** How long to keep trying for META before giving up: it is only held for a read and a write. */
+const META_PATIENCE_MS = 2_000;
+
+export interface FileBackendOptions {
+  /** Where lock files live (created if missing). Default: <os tmpdir>/locksmith. */
+  dir?: string;
+  /**
+   * How often a refused waiter retries, in ms (default 25). Releases wake waiters through file
+   * change events at once; the poll is the net for a holder that died (the kernel frees its lock
+   * silently).
+   */
+  poll?: number;
+}
+
+interface Record {
+  fence: string;
+  expiresAt: number;
+  mode: LeaseMode;
+  pid: number;
+}
+
+interface Content {
+  fence?: string;
+  holders?: { [owner: string]: Record };
+}
+
+interface Held {
+  fd: number;
+  mode: LeaseMode;
+  fence: bigint;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** A file name for a lock name: safe on any filesystem, no path traversal, stable across processes. */
+export function fileNameFor(key: string): string {
+  let out = '';
+  for (const byte of Buffer.from(key, 'utf8')) {
+    const c = String.fromCharCode(byte);
+    out += /[A-Za-z0-9_-]/.test(c) ? c : `%${byte.toString(16).padStart(2, '0')}`;
+  }
+  // Keep well under the usual 255-byte name limit; a hash keeps long names distinct.
+  if (out.length > 180) out = `${out.slice(0, 100)}~${createHash('sha256').update(key).digest('hex').slice(0, 40)}`;
+  return `${out}.lock`;
+}
+
+function clockFence(): bigint {
+  return BigInt(Math.floor((performance.timeOrigin + performance.now()) * 1000));
+}
+
+function alive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export function fileBackend(options?: FileBackendOptions): LockBackend {
+  const o = checkOptionNames(options, ['dir', 'poll'], 'fileBackend()');
+  if (o.dir !== undefined && (typeof o.dir !== 'string' || o.dir.length === 0 || o.dir.includes('\0'))) {
+    throw new LockArgumentError('fileBackend(): dir must be a non-empty path');
+  }
+  if (o.poll !== undefined && (typeof o.poll !== 'number' || !Number.isInteger(o.poll) || o.poll < 1 || o.poll > 60_000)) {
+    throw new LockArgumentError('fileBackend(): poll must be an integer number of ms from 1 to 60000');
+  }
+  const dir = o.dir ?? join(tmpdir(), 'locksmith');
+  const poll = o.poll ?? 25;
+  let native: OfdLocks | undefined;
+  const leases = new Map<string, Held>();
+  const intents = new Map<string, number>();
+  const id = (key: string, owner: string): string => `${owner.length}:${owner}\u0000${key}`;
+  const pathOf = (key: string): string => join(dir, fileNameFor(key));
+  let made = false;
+
+  function locks(): OfdLocks {
+    native ??= ofd();
+    if (!made) {
+      mkdirSync(dir, { recursive: true });
+      made = true;
+    }
+    return native;
+  }
+
+  function open(key: string): number {
+    return openSync(pathOf(key), constants.O_RDWR | constants.O_CREAT, 0o666);
+  }
+
+  function read(fd: number): Content {
+    const size = fstatSync(fd).size;
+    if (size === 0) return {};
+    const buf = Buffer.alloc(size);
+    readSync(fd, buf, 0, size, 0);
+    try {
+      return JSON.parse(buf.toString('utf8')) as Content;
+    } catch {
+      return {}; // A torn or foreign file: start over (fences reseed from the clock).
+    }
+  }
+
+  function write(fd: number, content: Content): void {
+    const buf = Buffer.from(JSON.stringify(content));
+    ftruncateSync(fd, 0);
+    writeSync(fd, buf, 0, buf.length, 0);
+  }
+
+  /** Runs `fn` on the content under META. */
+  async function withMeta<T>(key: string, fd: number, fn: (content: Content) => T): Promise<T> {
+    const l = locks();
+    const start = performance.now();
+    while (!l.lock(fd, EXCLUSIVE, META, 1)) {
+      if (performance.now() - start > META_PATIENCE_MS) {
+        throw new LockAcquisitionError(`"${key}": the lock file's metadata stayed locked for ${META_PATIENCE_MS} ms (a holder paused mid-update?)`, { key });
+      }
+      await sleep(1);
+    }
+    try {
+      return fn(read(fd));
+    } finally {
+      l.lock(fd, UNLOCK, META, 1);
+    }
+  }
+
+  /** Whether `fd` still names the file at `key`'s path (a releaser may have unlinked it). */
+  function current(key: string, fd: number): boolean {
+    try {
+      return statSync(pathOf(key)).ino === fstatSync(fd).ino;
+    } catch {
+      return false;
+    }
+  }
+
+  function takeRanges(l: OfdLocks, fd: number, req: AcquireRequest): boolean {
+    if (req.mode === 'exclusive') return l.lock(fd, EXCLUSIVE, MAIN, 1);
+    if (req.writerPreference && l.probe(fd, EXCLUSIVE, INTENT, 1) !== 0) return false;
+    if (!l.lock(fd, SHARED, MAIN, 1)) return false;
+    if (req.limit === undefined) return true;
+    for (let slot = 0; slot < req.limit; slot++) if (l.lock(fd, EXCLUSIVE, SLOTS + slot, 1)) return true;
+    l.lock(fd, UNLOCK, MAIN, 1);
+    return false;
+  }
+
+  function announce(key: string, owner: string): void {
+    const k = id(key, owner);
+    if (intents.has(k)) return;
+    const fd = open(key);
+    if (locks().lock(fd, SHARED, INTENT, 1)) intents.set(k, fd);
+    else closeSync(fd);
+  }
+
+  function withdraw(key: string, owner: string): boolean {
+    const k = id(key, owner);
+    const fd = intents.get(k);
+    if (fd === undefined) return false;
+    intents.delete(k);
+    closeSync(fd);
+    return true;
+  }
+
+  /** Ends a lease: record removed, file unlinked when that is race-free, locks dropped. */
+  async function end(key: string, owner: string, held: Held): Promise<void> {
+    leases.delete(id(key, owner));
+    if (held.timer) clearTimeout(held.timer);
+    try {
+      await withMeta(key, held.fd, (content) => {
+        delete content.holders?.[owner];
+        const others = Object.keys(content.holders ?? {}).length;
+        // Unlinking is race-free only while we hold MAIN exclusively: an acquirer that opened the old
+        // file sees a different inode at the path and retries (see current()). The fence counter
+        // goes with the file; the next one reseeds from the clock, so it still only increases.
+        if (held.mode === 'exclusive' && others === 0 && current(key, held.fd)) unlinkSync(pathOf(key));
+        // A rewrite is also the change event that wakes waiters watching the file.
+        else write(held.fd, content);
+      });
+    } finally {
+      closeSync(held.fd);
+    }
+  }
+
+  async function acquire(req: AcquireRequest): Promise<AcquireResult> {
+    const l = locks();
+    const k = id(req.key, req.owner);
+    const mine = leases.get(k);
+    if (mine) {
+      if (mine.mode !== req.mode) return { granted: false };
+      arm(req.key, req.owner, mine, req.ttl);
+      return { granted: true, fence: mine.fence };
+    }
+    for (;;) {
+      const fd = open(req.key);
+      let granted = false;
+      try {
+        granted = takeRanges(l, fd, req);
+        if (!granted) {
+          if (req.mode === 'exclusive' && req.intent) announce(req.key, req.owner);
+          return { granted: false, retryAfter: poll };
+        }
+        if (!current(req.key, fd)) continue; // locked a file a releaser just unlinked: try the new one
+        const held: Held = { fd, mode: req.mode, fence: 0n, timer: undefined };
+        held.fence = await withMeta(req.key, fd, (content) => {
+          const fence = content.fence !== undefined ? BigInt(content.fence) + 1n : clockFence() + 1n;
+          const holders: { [owner: string]: Record } = {};
+          if (req.mode === 'shared') {
+            // Records of holders that died without releasing are dropped here.
+            for (const [owner, r] of Object.entries(content.holders ?? {})) if (r.mode === 'shared' && alive(r.pid)) holders[owner] = r;
+          }
+          holders[req.owner] = { fence: fence.toString(), expiresAt: Date.now() + req.ttl, mode: req.mode, pid: process.pid };
+          write(fd, { fence: fence.toString(), holders });
+          return fence;
+        });
+        withdraw(req.key, req.owner);
+        leases.set(k, held);
+        arm(req.key, req.owner, held, req.ttl);
+        return { granted: true, fence: held.fence };
+      } finally {
+        if (!granted || !leases.has(k)) closeSync(fd);
+      }
+    }
+  }
+
+  /** The ttl is kept by the holding process: a lease not extended in time is ended here. */
+  function arm(key: string, owner: string, held: Held, ttl: number): void {
+    if (held.timer) clearTimeout(held.timer);
+    held.timer = setTimeout(() => {
+      if (leases.get(id(key, owner)) === held) end(key, owner, held).catch(() => undefined);
+    }, ttl);
+    held.timer.unref();
+  }
+
+  return {
+    name: 'file',
+    capabilities: { shared: true, wake: true, fencing: true, expiry: 'ttl' },
+    acquire,
+
+    async extend(key, owner, ttl) {
+      const held = leases.get(id(key, owner));
+      // Someone deleting the lock file by hand would let a newcomer lock a fresh file: that is a loss.
+      if (!held || !current(key, held.fd)) return false;
+      arm(key, owner, held, ttl);
+      await withMeta(key, held.fd, (content) => {
+        const record = content.holders?.[owner];
+        if (record) {
+          record.expiresAt = Date.now() + ttl;
+          write(held.fd, content);
+        }
+      });
+      return true;
+    },
+
+    async release(key, owner) {
+      withdraw(key, owner);
+      const held = leases.get(id(key, owner));
+      if (!held) return false;
+      await end(key, owner, held);
+      return true;
+    },
+
+    async inspect(key): Promise<LockInfo | null> {
+      const l = locks();
+      let fd: number;
+      try {
+        fd = openSync(pathOf(key), constants.O_RDWR);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+        throw error;
+      }
+      try {
+        const held = l.probe(fd, EXCLUSIVE, MAIN, 1);
+        if (held === 0) return null;
+        const mode: LeaseMode = held === EXCLUSIVE ? 'exclusive' : 'shared';
+        const content = await withMeta(key, fd, (c) => c);
+        const holders: LeaseHolder[] = Object.entries(content.holders ?? {})
+          .filter(([, r]) => r.mode === mode && alive(r.pid))
+          .map(([owner, r]) => ({ owner, fence: BigInt(r.fence), expiresAt: r.expiresAt }));
+        return { key, mode, holders };
+      } finally {
+        closeSync(fd);
+      }
+    },
+
+    waitForChange(key, signal) {
+      return new Promise<void>((resolve) => {
+        if (signal.aborted) return resolve();
+        let watcher: ReturnType<typeof watch>;
+        const done = (): void => {
+          signal.removeEventListener('abort', done);
+          watcher?.close();
+          resolve();
+        };
+        try {
+          // Not persistent: a watcher must not keep the process alive; the waiter's own timer does.
+          watcher = watch(pathOf(key), { persistent: false }, done);
+          watcher.on('error', done);
+        } catch {
+          return resolve(); // no file: the key is free now
+        }
+        signal.addEventListener('abort', done, { once: true });
+      });
+    },
+
+    close() {
+      for (const [k, held] of [...leases]) {
+        leases.delete(k);
+        if (held.timer) clearTimeout(held.timer);
+        closeSync(held.fd);
+      }
+      for (const fd of intents.values()) closeSync(fd);
+      intents.clear();
+      return Promise.resolve();
+    },
+  };
+}

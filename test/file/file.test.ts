@@ -1,0 +1,110 @@
+// The file backend across real processes: crash safety, mutual exclusion, file naming and cleanup.
+
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { fileBackend, fileNameFor } from '../../src/backends/file/index.js';
+import { LockArgumentError, Locksmith } from '../../src/index.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'locksmith-file-'));
+const children: ChildProcess[] = [];
+after(() => {
+  for (const c of children) c.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function child(...args: string[]): { proc: ChildProcess; lines: string[]; line: () => Promise<string>; exit: Promise<number | null> } {
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'child.ts'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(proc);
+  const lines: string[] = [];
+  let waiting: ((l: string) => void) | undefined;
+  let buffer = '';
+  proc.stdout.on('data', (chunk: Buffer) => {
+    buffer += chunk.toString();
+    let nl;
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      const l = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 1);
+      lines.push(l);
+      waiting?.(l);
+    }
+  });
+  const exit = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  return {
+    proc,
+    lines,
+    line: () => new Promise((resolve) => (waiting = resolve)),
+    exit,
+  };
+}
+
+describe('file backend', () => {
+  test('a SIGKILLed holder frees the lock for another process within 100 ms', async () => {
+    const locks = new Locksmith(fileBackend({ dir }), { ttl: 30_000 });
+    const holder = child('hold', dir, 'crash');
+    const held = await holder.line();
+    assert.match(held, /^held \d+$/);
+    assert.equal(await locks.tryAcquire('crash'), null);
+    const waiting = locks.acquire('crash', { wait: 5_000 });
+    await new Promise((r) => setTimeout(r, 50));
+    const killed = performance.now();
+    holder.proc.kill('SIGKILL');
+    const lock = await waiting;
+    const gap = performance.now() - killed;
+    assert.ok(gap < 100, `acquired ${gap.toFixed(1)} ms after the kill`);
+    assert.ok(lock.fence > BigInt(held.split(' ')[1]!));
+    await lock.release();
+    await locks.close();
+  });
+
+  test('three processes never lose an update, and fences only increase', async () => {
+    const counter = join(dir, 'counter.txt');
+    writeFileSync(counter, '0');
+    const workers = [0, 1, 2].map(() => child('count', dir, 'counter', counter, '25'));
+    const codes = await Promise.all(workers.map((w) => w.exit));
+    assert.deepEqual(codes, [0, 0, 0]);
+    const { readFileSync } = await import('node:fs');
+    assert.equal(readFileSync(counter, 'utf8'), '75');
+    const fences = workers.flatMap((w) => w.lines.map((l) => BigInt(l)));
+    assert.equal(new Set(fences).size, 75, 'every grant has its own fence');
+  });
+
+  test('lock names become safe, distinct file names', () => {
+    const names = ['../x', '/etc/passwd', 'a/b', 'nul\u0000byte', '.hidden', '..', 'é', 'x'.repeat(1000), 'x'.repeat(999) + 'y'];
+    const files = names.map(fileNameFor);
+    for (const f of files) {
+      assert.ok(!f.includes('/') && !f.includes('\u0000'), f);
+      assert.ok(!f.startsWith('.'), f);
+      assert.ok(Buffer.byteLength(f) <= 255, `${f.length}`);
+    }
+    assert.equal(new Set(files).size, names.length);
+    assert.equal(fileNameFor('orders:42'), 'orders%3a42.lock');
+  });
+
+  test('the lock file goes away on exclusive release; fences keep rising without it', async () => {
+    const sub = mkdtempSync(join(dir, 'clean-'));
+    const locks = new Locksmith(fileBackend({ dir: sub }));
+    const first = await locks.acquire('gone');
+    assert.deepEqual(readdirSync(sub), ['gone.lock']);
+    await first.release();
+    assert.deepEqual(readdirSync(sub), []);
+    const second = await locks.acquire('gone');
+    assert.ok(second.fence > first.fence);
+    const r1 = await locks.read('shared');
+    const r2 = await locks.read('shared');
+    await r1.release();
+    assert.ok(existsSync(join(sub, 'shared.lock')), 'kept while another reader holds it');
+    await r2.release();
+    await second.release();
+    await locks.close();
+  });
+
+  test('bad options are rejected before any file is touched', () => {
+    for (const options of [{ dir: '' }, { dir: 5 }, { dir: 'a\u0000b' }, { poll: 0 }, { poll: 1.5 }, { poll: '25' }, { folder: '/tmp' }, 'x']) {
+      assert.throws(() => fileBackend(options as never), LockArgumentError, JSON.stringify(options));
+    }
+  });
+});
