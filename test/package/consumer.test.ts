@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -18,9 +18,10 @@ function run(cmd: string, args: string[], cwd: string): string {
 
 describe('the built package', { timeout: 180_000 }, () => {
   before(() => {
-    run(process.execPath, ['scripts/build.mjs'], root);
+    // npm test builds first (pretest); --ignore-scripts keeps pack from rebuilding under other tests.
+    if (!existsSync(join(root, 'dist/esm/index.js'))) run(process.execPath, ['scripts/build.mjs'], root);
     project = mkdtempSync(join(tmpdir(), 'locksmith-consumer-'));
-    const tarball = run(npm, ['pack', '--silent', '--pack-destination', project], root).trim().split('\n').pop()!;
+    const tarball = run(npm, ['pack', '--silent', '--ignore-scripts', '--pack-destination', project], root).trim().split('\n').pop()!;
     writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
     run(npm, ['install', '--no-audit', '--no-fund', '--offline', join(project, tarball)], project);
     cpSync(join(import.meta.dirname, 'fixtures'), project, { recursive: true });

@@ -1,0 +1,148 @@
+// The built `locksmith` command, run as real child processes on the file backend.
+
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileNameFor } from '../../src/backends/file/index.js';
+
+const root = resolve(import.meta.dirname, '../..');
+const bin = join(root, 'dist/esm/cli/main.js');
+const dir = mkdtempSync(join(tmpdir(), 'locksmith-cli-'));
+const backend = `file:${dir}`;
+
+interface Run {
+  code: Promise<number | null>;
+  out: () => string;
+  err: () => string;
+  kill: (signal: NodeJS.Signals) => void;
+  waitFor: (text: string) => Promise<void>;
+}
+
+function cli(...args: string[]): Run {
+  const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  const watchers: (() => void)[] = [];
+  child.stdout.on('data', (c: Buffer) => {
+    out += c.toString();
+    watchers.forEach((w) => w());
+  });
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  return {
+    code: new Promise((r) => child.on('exit', (code) => r(code))),
+    out: () => out,
+    err: () => err,
+    kill: (signal) => child.kill(signal),
+    waitFor: (text) =>
+      new Promise((r) => {
+        const check = (): void => {
+          if (out.includes(text)) r();
+        };
+        watchers.push(check);
+        check();
+      }),
+  };
+}
+
+before(() => {
+  if (!existsSync(bin)) execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'inherit' });
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('locksmith CLI', () => {
+  test('run passes the exit code through and the fence through --fence-env', async () => {
+    const r = cli('run', 'codes', '--backend', backend, '--fence-env', 'FENCE', '--', 'sh', '-c', 'echo "fence=$FENCE"; exit 7');
+    assert.equal(await r.code, 7);
+    assert.match(r.out(), /^fence=\d+\n$/);
+  });
+
+  test('two runs on one name serialize', async () => {
+    const log = join(dir, 'serial.log');
+    const script = `echo start >> ${log}; sleep 0.3; echo end >> ${log}`;
+    const runs = [0, 1, 2].map(() => cli('run', 'serial', '--backend', backend, '--wait', '10s', '--', 'sh', '-c', script));
+    assert.deepEqual(await Promise.all(runs.map((r) => r.code)), [0, 0, 0]);
+    assert.equal(readFileSync(log, 'utf8'), 'start\nend\n'.repeat(3));
+  });
+
+  test('a lock that cannot be taken exits 75 with one line', async () => {
+    const holder = cli('run', 'busy', '--backend', backend, '--', 'sh', '-c', 'echo ready; sleep 5');
+    await holder.waitFor('ready');
+    const second = cli('run', 'busy', '--backend', backend, '--wait', '200ms', '--', 'true');
+    assert.equal(await second.code, 75);
+    assert.match(second.err(), /^locksmith: busy is held by another owner \(waited 0\.\ds\)\n$/);
+    holder.kill('SIGTERM');
+    await holder.code;
+  });
+
+  test('SIGTERM to the CLI reaches the command and frees the lock', async () => {
+    const r = cli('run', 'term', '--backend', backend, '--', 'sh', '-c', 'trap "echo got-term; exit 42" TERM; echo ready; while :; do sleep 0.05; done');
+    await r.waitFor('ready');
+    r.kill('SIGTERM');
+    assert.equal(await r.code, 42);
+    assert.match(r.out(), /got-term/);
+    const status = cli('status', 'term', '--backend', backend, '--json');
+    assert.equal(await status.code, 0);
+    assert.equal((JSON.parse(status.out()) as { held: boolean }).held, false);
+  });
+
+  test('a lock lost while the command runs stops it and exits 76', async () => {
+    const r = cli('run', 'lose', '--backend', backend, '--ttl', '300ms', '--', 'sh', '-c', 'trap "echo stopped; exit 0" TERM; echo ready; while :; do sleep 0.05; done');
+    await r.waitFor('ready');
+    unlinkSync(join(dir, fileNameFor('lose'))); // someone removes the lock file: the lease is gone
+    assert.equal(await r.code, 76);
+    assert.match(r.out(), /stopped/);
+    assert.match(r.err(), /was lost while the command ran/);
+  });
+
+  test('status shows the holder, --json for machines', async () => {
+    const holder = cli('run', 'shown', '--backend', backend, '--json', '--', 'sh', '-c', 'echo ready; sleep 5');
+    await holder.waitFor('ready');
+    const text = cli('status', 'shown', '--backend', backend);
+    assert.equal(await text.code, 0);
+    assert.match(text.out(), /^shown: held \(exclusive\) by 1 holder\n {2}owner \S+ {2}fence \d+ {2}expires in \d+\.\ds\n$/);
+    const json = cli('status', 'shown', '--backend', backend, '--json');
+    await json.code;
+    const info = JSON.parse(json.out()) as { held: boolean; mode: string; holders: { fence: string }[] };
+    assert.equal(info.held, true);
+    assert.equal(info.mode, 'exclusive');
+    const acquired = JSON.parse(holder.err().split('\n')[0]!) as { event: string; fence: string };
+    assert.equal(acquired.event, 'acquired');
+    assert.equal(info.holders[0]?.fence, acquired.fence);
+    holder.kill('SIGTERM');
+    await holder.code;
+  });
+
+  test('elect runs the command only while leader', async () => {
+    const log = join(dir, 'elect.log');
+    const script = (who: string): string => `echo ${who}-in >> ${log}; sleep 0.3; echo ${who}-out >> ${log}`;
+    const a = cli('elect', 'leader', '--backend', backend, '--value', 'a', '--', 'sh', '-c', script('a'));
+    const b = cli('elect', 'leader', '--backend', backend, '--value', 'b', '--', 'sh', '-c', script('b'));
+    assert.deepEqual(await Promise.all([a.code, b.code]), [0, 0]);
+    const lines = readFileSync(log, 'utf8').trim().split('\n');
+    assert.equal(lines.length, 4);
+    assert.equal(lines[0]!.slice(0, 1), lines[1]!.slice(0, 1), 'one leader at a time');
+    assert.equal(lines[2]!.slice(0, 1), lines[3]!.slice(0, 1));
+  });
+
+  test('usage errors exit 2; a missing command exits 127', async () => {
+    for (const args of [
+      ['run', 'x'],
+      ['run', '--', 'true'],
+      ['run', 'x', '--ttl', '5 minutes', '--', 'true'],
+      ['run', 'x', '--colour', 'red', '--', 'true'],
+      ['status', 'x', '--wait', '1s'],
+      ['frobnicate'],
+      ['run', 'x', '--backend', 'gopher://x', '--', 'true'],
+      ['run', 'x', '--fence-env', '1BAD', '--', 'true'],
+    ]) {
+      const r = cli(...args);
+      assert.equal(await r.code, 2, args.join(' '));
+      assert.match(r.err(), /usage:|locksmith: /);
+    }
+    const missing = cli('run', 'nope', '--backend', backend, '--', 'definitely-not-a-command-xyz');
+    assert.equal(await missing.code, 127);
+  });
+});
