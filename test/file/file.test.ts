@@ -84,9 +84,17 @@ describe('file backend', () => {
     assert.equal(fileNameFor('orders:42'), 'orders%3a42.lock');
   });
 
-  test('the lock file goes away on exclusive release; fences keep rising without it', async () => {
+  test('released lock files are removed (after linger), and fences keep rising without them', async () => {
+    const lingering = mkdtempSync(join(dir, 'linger-'));
+    const slow = new Locksmith(fileBackend({ dir: lingering, linger: 100 }));
+    await (await slow.acquire('hot')).release();
+    assert.deepEqual(readdirSync(lingering), ['hot.lock'], 'kept open for reuse a moment');
+    await new Promise((r) => setTimeout(r, 250));
+    assert.deepEqual(readdirSync(lingering), []);
+    await slow.close();
+
     const sub = mkdtempSync(join(dir, 'clean-'));
-    const locks = new Locksmith(fileBackend({ dir: sub }));
+    const locks = new Locksmith(fileBackend({ dir: sub, linger: 0 }));
     const first = await locks.acquire('gone');
     assert.deepEqual(readdirSync(sub), ['gone.lock']);
     await first.release();
@@ -98,12 +106,13 @@ describe('file backend', () => {
     await r1.release();
     assert.ok(existsSync(join(sub, 'shared.lock')), 'kept while another reader holds it');
     await r2.release();
+    assert.equal(existsSync(join(sub, 'shared.lock')), false);
     await second.release();
     await locks.close();
   });
 
   test('bad options are rejected before any file is touched', () => {
-    for (const options of [{ dir: '' }, { dir: 5 }, { dir: 'a\u0000b' }, { poll: 0 }, { poll: 1.5 }, { poll: '25' }, { folder: '/tmp' }, 'x']) {
+    for (const options of [{ dir: '' }, { dir: 5 }, { dir: 'a\u0000b' }, { poll: 0 }, { poll: 1.5 }, { poll: '25' }, { linger: -1 }, { linger: NaN }, { folder: '/tmp' }, 'x']) {
       assert.throws(() => fileBackend(options as never), LockArgumentError, JSON.stringify(options));
     }
   });

@@ -12,7 +12,7 @@
 // fencing and inspect().
 
 import { createHash } from 'node:crypto';
-import { closeSync, constants, fstatSync, ftruncateSync, mkdirSync, openSync, readSync, statSync, unlinkSync, watch, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, mkdirSync, openSync, readSync, statSync, unlinkSync, watch, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo, LeaseMode } from '../../backend.js';
@@ -37,6 +37,11 @@ export interface FileBackendOptions {
    * silently).
    */
   poll?: number;
+  /**
+   * How long a released lock file stays open for reuse before it is removed, in ms (default 1000;
+   * 0 removes it at release). Keeps a busy name from being re-created on every acquisition.
+   */
+  linger?: number;
 }
 
 interface Record {
@@ -89,15 +94,20 @@ function sleep(ms: number): Promise<void> {
 }
 
 export function fileBackend(options?: FileBackendOptions): LockBackend {
-  const o = checkOptionNames(options, ['dir', 'poll'], 'fileBackend()');
+  const o = checkOptionNames(options, ['dir', 'poll', 'linger'], 'fileBackend()');
   if (o.dir !== undefined && (typeof o.dir !== 'string' || o.dir.length === 0 || o.dir.includes('\0'))) {
     throw new LockArgumentError('fileBackend(): dir must be a non-empty path');
   }
   if (o.poll !== undefined && (typeof o.poll !== 'number' || !Number.isInteger(o.poll) || o.poll < 1 || o.poll > 60_000)) {
     throw new LockArgumentError('fileBackend(): poll must be an integer number of ms from 1 to 60000');
   }
+  if (o.linger !== undefined && (typeof o.linger !== 'number' || !Number.isInteger(o.linger) || o.linger < 0 || o.linger > 3_600_000)) {
+    throw new LockArgumentError('fileBackend(): linger must be an integer number of ms from 0 to 3600000');
+  }
   const dir = o.dir ?? join(tmpdir(), 'locksmith');
   const poll = o.poll ?? 25;
+  const linger = o.linger ?? 1_000;
+  const idle = new Map<string, { fd: number; timer: NodeJS.Timeout }>();
   let native: OfdLocks | undefined;
   const leases = new Map<string, Held>();
   const intents = new Map<string, number>();
@@ -114,30 +124,61 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
     return native;
   }
 
+  // Per open file: its inode (fixed for the life of the descriptor) and the content's last known size.
+  const inodes = new Map<number, number>();
+  const sizes = new Map<number, number>();
+
   function open(key: string): number {
-    return openSync(pathOf(key), constants.O_RDWR | constants.O_CREAT, 0o666);
+    const fd = openSync(pathOf(key), constants.O_RDWR | constants.O_CREAT, 0o666);
+    const stat = fstatSync(fd);
+    inodes.set(fd, stat.ino);
+    sizes.set(fd, stat.size);
+    return fd;
   }
 
-  function read(fd: number): Content {
+  function shut(fd: number): void {
+    inodes.delete(fd);
+    sizes.delete(fd);
+    closeSync(fd);
+  }
+
+  /** The content, or undefined when it does not parse (a write in progress, seen by inspect). */
+  function read(fd: number): Content | undefined {
     const size = fstatSync(fd).size;
+    sizes.set(fd, size);
     if (size === 0) return {};
     const buf = Buffer.alloc(size);
     readSync(fd, buf, 0, size, 0);
     try {
       return JSON.parse(buf.toString('utf8')) as Content;
     } catch {
-      return {}; // A torn or foreign file: start over (fences reseed from the clock).
+      return undefined;
     }
   }
 
+  /** Call only after read() under the lock that guards the content, so the known size is current. */
   function write(fd: number, content: Content): void {
-    const buf = Buffer.from(JSON.stringify(content));
-    ftruncateSync(fd, 0);
+    // Overwrite in place, padding with spaces (valid trailing JSON whitespace) instead of truncating:
+    // on ext4 a truncate-then-write makes close() flush the file (auto_da_alloc), ~10× the cost.
+    const text = Buffer.from(JSON.stringify(content));
+    const size = sizes.get(fd) ?? 0;
+    const buf = text.length < size ? Buffer.concat([text, Buffer.alloc(size - text.length, 0x20)]) : text;
     writeSync(fd, buf, 0, buf.length, 0);
+    sizes.set(fd, buf.length);
+  }
+
+  /**
+   * Runs `fn` on the content under the lock that guards it. An exclusive holder already excludes
+   * every other writer (readers and sweepers need MAIN too), so it needs no META and saves two
+   * calls; shared holders update the content side by side and take META.
+   */
+  async function guarded<T>(key: string, fd: number, mode: LeaseMode, fn: (content: Content) => T): Promise<T> {
+    if (mode === 'exclusive') return fn(read(fd) ?? {});
+    return withMeta(key, fd, (content) => fn(content ?? {}));
   }
 
   /** Runs `fn` on the content under META. */
-  async function withMeta<T>(key: string, fd: number, fn: (content: Content) => T): Promise<T> {
+  async function withMeta<T>(key: string, fd: number, fn: (content: Content | undefined) => T): Promise<T> {
     const l = locks();
     const start = performance.now();
     while (!l.lock(fd, EXCLUSIVE, META, 1)) {
@@ -156,7 +197,7 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
   /** Whether `fd` still names the file at `key`'s path (a releaser may have unlinked it). */
   function current(key: string, fd: number): boolean {
     try {
-      return statSync(pathOf(key)).ino === fstatSync(fd).ino;
+      return statSync(pathOf(key)).ino === inodes.get(fd);
     } catch {
       return false;
     }
@@ -177,7 +218,7 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
     if (intents.has(k)) return;
     const fd = open(key);
     if (locks().lock(fd, SHARED, INTENT, 1)) intents.set(k, fd);
-    else closeSync(fd);
+    else shut(fd);
   }
 
   function withdraw(key: string, owner: string): boolean {
@@ -185,27 +226,66 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
     const fd = intents.get(k);
     if (fd === undefined) return false;
     intents.delete(k);
-    closeSync(fd);
+    shut(fd);
     return true;
   }
 
-  /** Ends a lease: record removed, file unlinked when that is race-free, locks dropped. */
+  /** Ends a lease: its record removed (the rewrite wakes watchers), its locks dropped, its file parked. */
   async function end(key: string, owner: string, held: Held): Promise<void> {
     leases.delete(id(key, owner));
     if (held.timer) clearTimeout(held.timer);
     try {
-      await withMeta(key, held.fd, (content) => {
-        delete content.holders?.[owner];
-        const others = Object.keys(content.holders ?? {}).length;
-        // Unlinking is race-free only while we hold MAIN exclusively: an acquirer that opened the old
-        // file sees a different inode at the path and retries (see current()). The fence counter
-        // goes with the file; the next one reseeds from the clock, so it still only increases.
-        if (held.mode === 'exclusive' && others === 0 && current(key, held.fd)) unlinkSync(pathOf(key));
-        // A rewrite is also the change event that wakes waiters watching the file.
-        else write(held.fd, content);
-      });
+      // An exclusive holder knows the whole content (its fence, no other holder): no need to read it.
+      if (held.mode === 'exclusive') write(held.fd, { fence: held.fence.toString(), holders: {} });
+      else {
+        await withMeta(key, held.fd, (content = {}) => {
+          delete content.holders?.[owner];
+          write(held.fd, content);
+        });
+      }
     } finally {
-      closeSync(held.fd);
+      park(key, held.fd);
+    }
+  }
+
+  /** An open lock file for `key`: the parked one if there is one (saves an open and a create). */
+  function openFor(key: string): number {
+    const spare = idle.get(key);
+    if (!spare) return open(key);
+    idle.delete(key);
+    clearTimeout(spare.timer);
+    return spare.fd;
+  }
+
+  /**
+   * Keeps a released file open for `linger` ms, so a name used again soon costs no open and no
+   * re-create, then cleans it up (sweep). One spare per name is enough.
+   */
+  function park(key: string, fd: number): void {
+    locks().lock(fd, UNLOCK, 0, 0); // length 0: every range this open file holds
+    if (linger === 0 || idle.has(key)) return sweep(key, fd);
+    const timer = setTimeout(() => {
+      if (idle.get(key)?.fd !== fd) return;
+      idle.delete(key);
+      sweep(key, fd);
+    }, linger);
+    timer.unref();
+    idle.set(key, { fd, timer });
+  }
+
+  /**
+   * Removes a lock file nobody holds. Race-free because it happens while we hold MAIN exclusively: an
+   * acquirer that opened the old file and locks it afterwards sees a different inode at the path
+   * (current()) and retries on the new file. The fence counter goes with the file; the next file
+   * reseeds it from the clock, so fences still only increase.
+   */
+  function sweep(key: string, fd: number): void {
+    try {
+      if (locks().lock(fd, EXCLUSIVE, MAIN, 1) && current(key, fd)) unlinkSync(pathOf(key));
+    } catch {
+      // Cleanup is best effort: a file left behind is reused by the next acquisition.
+    } finally {
+      shut(fd);
     }
   }
 
@@ -219,17 +299,21 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
       return { granted: true, fence: mine.fence };
     }
     for (;;) {
-      const fd = open(req.key);
+      const fd = openFor(req.key);
       let granted = false;
+      let stale = false;
       try {
         granted = takeRanges(l, fd, req);
         if (!granted) {
           if (req.mode === 'exclusive' && req.intent) announce(req.key, req.owner);
           return { granted: false, retryAfter: poll };
         }
-        if (!current(req.key, fd)) continue; // locked a file a releaser just unlinked: try the new one
+        if (!current(req.key, fd)) {
+          stale = true;
+          continue; // locked a file a sweeper just unlinked: try the one at the path now
+        }
         const held: Held = { fd, mode: req.mode, fence: 0n, timer: undefined };
-        held.fence = await withMeta(req.key, fd, (content) => {
+        held.fence = await guarded(req.key, fd, req.mode, (content) => {
           const fence = content.fence !== undefined ? BigInt(content.fence) + 1n : clockFence() + 1n;
           const holders: { [owner: string]: Record } = {};
           if (req.mode === 'shared') {
@@ -245,7 +329,8 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
         arm(req.key, req.owner, held, req.ttl);
         return { granted: true, fence: held.fence };
       } finally {
-        if (!granted || !leases.has(k)) closeSync(fd);
+        if (stale) shut(fd);
+        else if (!granted || !leases.has(k)) park(req.key, fd);
       }
     }
   }
@@ -269,7 +354,7 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
       // Someone deleting the lock file by hand would let a newcomer lock a fresh file: that is a loss.
       if (!held || !current(key, held.fd)) return false;
       arm(key, owner, held, ttl);
-      await withMeta(key, held.fd, (content) => {
+      await guarded(key, held.fd, held.mode, (content) => {
         const record = content.holders?.[owner];
         if (record) {
           record.expiresAt = Date.now() + ttl;
@@ -300,13 +385,16 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
         const held = l.probe(fd, EXCLUSIVE, MAIN, 1);
         if (held === 0) return null;
         const mode: LeaseMode = held === EXCLUSIVE ? 'exclusive' : 'shared';
-        const content = await withMeta(key, fd, (c) => c);
-        const holders: LeaseHolder[] = Object.entries(content.holders ?? {})
+        // An exclusive holder writes without META (see guarded()), so a read may catch a write half
+        // done: read again.
+        let content: Content | undefined;
+        for (let i = 0; i < 5 && content === undefined; i++) content = await withMeta(key, fd, (c) => c);
+        const holders: LeaseHolder[] = Object.entries(content?.holders ?? {})
           .filter(([, r]) => r.mode === mode && alive(r.pid))
           .map(([owner, r]) => ({ owner, fence: BigInt(r.fence), expiresAt: r.expiresAt }));
         return { key, mode, holders };
       } finally {
-        closeSync(fd);
+        shut(fd);
       }
     },
 
@@ -334,10 +422,15 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
       for (const [k, held] of [...leases]) {
         leases.delete(k);
         if (held.timer) clearTimeout(held.timer);
-        closeSync(held.fd);
+        shut(held.fd); // the kernel drops its locks; its record is pruned by the next holder
       }
-      for (const fd of intents.values()) closeSync(fd);
+      for (const fd of intents.values()) shut(fd);
       intents.clear();
+      for (const [key, spare] of [...idle]) {
+        idle.delete(key);
+        clearTimeout(spare.timer);
+        sweep(key, spare.fd);
+      }
       return Promise.resolve();
     },
   };

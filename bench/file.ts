@@ -1,0 +1,80 @@
+// File backend vs proper-lockfile, in one run: sequential acquire+release on one name, and the
+// handoff gap with 8 workers contending for one name (release → next holder).
+// Run: node --import tsx bench/file.ts
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import lockfile from 'proper-lockfile';
+import { fileBackend } from '../src/backends/file/index.js';
+import { Locksmith } from '../src/index.js';
+import { summarize, table } from './stats.js';
+
+const N = Number(process.env.BENCH_N ?? 5_000);
+const HANDOFFS = Number(process.env.BENCH_HANDOFFS ?? 400);
+const WORKERS = 8;
+
+async function sequential(once: () => Promise<void>): Promise<number> {
+  for (let i = 0; i < 1_000; i++) await once(); // warm-up: JIT and the file cache
+  const t0 = performance.now();
+  for (let i = 0; i < N; i++) await once();
+  return N / ((performance.now() - t0) / 1000);
+}
+
+async function handoff(take: () => Promise<() => Promise<void>>): Promise<{ ops: number; p50: number; p99: number }> {
+  const gaps: number[] = [];
+  let lastRelease = 0;
+  let done = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: WORKERS }, async () => {
+      while (done < HANDOFFS) {
+        const release = await take();
+        if (lastRelease) gaps.push(performance.now() - lastRelease);
+        done += 1;
+        lastRelease = performance.now();
+        await release();
+      }
+    }),
+  );
+  return { ...summarize(gaps), ops: done / ((performance.now() - t0) / 1000) };
+}
+
+export async function benchFile(): Promise<Record<string, string | number>[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'locksmith-bench-'));
+  const target = join(dir, 'resource');
+  writeFileSync(target, '');
+  // proper-lockfile as people use it for waiting: retries with its exponential backoff, tightest floor.
+  const retry = { retries: { retries: 10_000, factor: 1.2, minTimeout: 1, maxTimeout: 20 } };
+  // Separate backends per worker, as separate processes would be.
+  const locks = new Locksmith(fileBackend({ dir }), { ttl: 30_000, wait: 60_000 });
+  const workers = Array.from({ length: WORKERS }, () => new Locksmith(fileBackend({ dir }), { ttl: 30_000, wait: 60_000 }));
+  console.error(`file backend vs proper-lockfile (N=${N}, handoffs=${HANDOFFS}, workers=${WORKERS})`);
+
+  const plSeq = await sequential(async () => {
+    const release = await lockfile.lock(target);
+    await release();
+  });
+  const lsSeq = await sequential(async () => {
+    const lock = await locks.acquire('resource');
+    await lock.release();
+  });
+  const plH = await handoff(async () => lockfile.lock(target, retry));
+  let w = 0;
+  const lsH = await handoff(async () => {
+    const lock = await workers[w++ % WORKERS]!.acquire('resource:handoff');
+    return () => lock.release();
+  });
+  await Promise.all([locks, ...workers].map((l) => l.close()));
+  rmSync(dir, { recursive: true, force: true });
+  return [
+    { case: 'sequential acquire+release, ops/s', 'proper-lockfile': plSeq, locksmith: lsSeq, 'ratio (locksmith / proper-lockfile)': lsSeq / plSeq },
+    { case: `${WORKERS} workers on one name, ops/s`, 'proper-lockfile': plH.ops, locksmith: lsH.ops, 'ratio (locksmith / proper-lockfile)': lsH.ops / plH.ops },
+    { case: 'handoff gap p50, ms', 'proper-lockfile': plH.p50, locksmith: lsH.p50, 'ratio (locksmith / proper-lockfile)': plH.p50 / lsH.p50 },
+    { case: 'handoff gap p99, ms', 'proper-lockfile': plH.p99, locksmith: lsH.p99, 'ratio (locksmith / proper-lockfile)': plH.p99 / lsH.p99 },
+  ];
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  console.log(table(await benchFile()));
+}
