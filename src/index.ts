@@ -26,3 +26,9 @@ export type {
   LeaseMode,
 } from './backend.js';
 export type { AcquireOptions, TryAcquireOptions, RwOptions, RwPolicy, LocksmithOptions, Backoff } from './options.js';
+export { Pool, PoolLease } from './recipes/pool.js';
+export type { PoolOptions, PoolAcquireOptions, PoolStats, MemberStatus } from './recipes/pool.js';
+export { Election } from './recipes/election.js';
+export type { ElectionOptions, CampaignOptions, Leader, ElectionEvents, ElectionStats } from './recipes/election.js';
+export { StampedeGuard, memoryCacheStore } from './recipes/stampede.js';
+export type { StampedeOptions, GetOptions, CacheStore, CacheEntry, StampedeStats } from './recipes/stampede.js';

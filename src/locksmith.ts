@@ -30,6 +30,10 @@ import {
 import { acquireAll, type LockGroup, type AcquireAllOptions } from './primitives/multi.js';
 import { Semaphore, type SemaphoreOptions } from './primitives/semaphore.js';
 import { HoldRegistry, newOwner, runInScope, scopeOwner } from './reentrancy.js';
+import { locked, type KeyFn } from './recipes/decorators.js';
+import { Election, type ElectionOptions, type ElectionStats } from './recipes/election.js';
+import { Pool, type PoolOptions, type PoolStats } from './recipes/pool.js';
+import { StampedeGuard, type StampedeOptions, type StampedeStats } from './recipes/stampede.js';
 import { TurnQueue, waitLoop, type Turn } from './waiting.js';
 import { Deadlines } from './watchdog.js';
 
@@ -68,6 +72,10 @@ export interface LocksmithStats {
   /** Total and longest time spent waiting by granted acquisitions, ms. */
   waitTotal: number;
   waitMax: number;
+  /** Per recipe made by this Locksmith, by name (the latest one made under a name). */
+  pools: { [name: string]: PoolStats };
+  elections: { [name: string]: ElectionStats };
+  stampedes: { [name: string]: StampedeStats };
 }
 
 /** How a writer announces itself to writer-preferring readers; refreshed on every attempt. */
@@ -94,7 +102,8 @@ export class Locksmith {
   readonly #closing = new AbortController();
   #closed = false;
   readonly #turns = new TurnQueue();
-  #stats: Omit<LocksmithStats, 'held' | 'waiting'> = {
+  readonly #recipes = { pools: new Map<string, Pool>(), elections: new Map<string, Election>(), stampedes: new Map<string, StampedeGuard>() };
+  #stats: Omit<LocksmithStats, 'held' | 'waiting' | 'pools' | 'elections' | 'stampedes'> = {
     acquired: 0,
     released: 0,
     extended: 0,
@@ -187,6 +196,34 @@ export class Locksmith {
     return acquireAll(this, keys, options);
   }
 
+  // ---- recipes ---------------------------------------------------------------------------------
+
+  /** A pool of members (GPUs, licences…): acquire() lends any free one. */
+  pool(name: string, options: PoolOptions): Pool {
+    const pool = new Pool(this, name, options);
+    this.#recipes.pools.set(pool.name, pool);
+    return pool;
+  }
+
+  /** Leader election: campaign() resolves when this candidate leads. */
+  election(name: string, options: ElectionOptions): Election {
+    const election = new Election(this, name, options);
+    this.#recipes.elections.set(election.name, election);
+    return election;
+  }
+
+  /** A cache-stampede guard: one fetch per stale key across all processes. */
+  stampede(options: StampedeOptions): StampedeGuard {
+    const guard = new StampedeGuard(this, options);
+    this.#recipes.stampedes.set(guard.name, guard);
+    return guard;
+  }
+
+  /** Method decorator: runs the method holding the lock its arguments name. */
+  locked<K extends unknown[]>(key: KeyFn<K>, options?: AcquireOptions) {
+    return locked(this, key, options);
+  }
+
   // ---- observation -----------------------------------------------------------------------------
 
   async inspect(key: string): Promise<LockInfo | null> {
@@ -200,7 +237,16 @@ export class Locksmith {
   }
 
   stats(): LocksmithStats {
-    return { ...this.#stats, held: this.#heldCount(), waiting: this.#waiting };
+    const r = this.#recipes;
+    const each = <T, S>(m: Map<string, T>, f: (x: T) => S): { [name: string]: S } => Object.fromEntries([...m].map(([k, v]) => [k, f(v)]));
+    return {
+      ...this.#stats,
+      held: this.#heldCount(),
+      waiting: this.#waiting,
+      pools: each(r.pools, (p) => p.stats()),
+      elections: each(r.elections, (e) => e.stats()),
+      stampedes: each(r.stampedes, (g) => g.stats()),
+    };
   }
 
   on<E extends keyof LocksmithEvents>(event: E, listener: LocksmithEvents[E]): this {

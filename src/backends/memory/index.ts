@@ -120,7 +120,7 @@ export class MemoryStore {
     return {
       key,
       mode: entry.mode,
-      holders: [...entry.holders].map(([owner, h]) => ({ owner, fence: h.fence, expiresAt: wall + (h.deadline - now) })),
+      holders: [...entry.holders].map(([owner, h]) => ({ owner, fence: h.fence, expiresAt: Math.floor(wall + (h.deadline - now)) })),
     };
   }
 

@@ -1,0 +1,273 @@
+// Pools, elections, the stampede guard and the decorators, on every backend in targets.ts.
+
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { afterEach, describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { LockArgumentError, LockTimeoutError, Locksmith, memoryCacheStore, type LockBackend, type LocksmithOptions } from '../../src/index.js';
+import { targets } from './targets.js';
+
+for (const target of targets) {
+  describe(`recipes on ${target.name}`, () => {
+    const open: Locksmith[] = [];
+    afterEach(async () => {
+      await Promise.all(open.splice(0).map((l) => l.close()));
+    });
+    async function client(options?: LocksmithOptions, wrap?: (b: LockBackend) => LockBackend): Promise<Locksmith> {
+      const backend = await target.make();
+      const locks = new Locksmith(wrap ? wrap(backend) : backend, { ttl: 5_000, wait: 10_000, ...options });
+      open.push(locks);
+      return locks;
+    }
+    const name = (): string => `r-${randomUUID().slice(0, 8)}`;
+
+    describe('pool', () => {
+      test('20 concurrent allocators never share a member, and all finish', async () => {
+        const clients = await Promise.all([client(), client(), client()]);
+        const pool = name();
+        const members = ['gpu0', 'gpu1', 'gpu2'];
+        const holding = new Map<string, number>();
+        let overlaps = 0;
+        let done = 0;
+        await Promise.all(
+          Array.from({ length: 20 }, async (_, i) => {
+            const p = clients[i % 3]!.pool(pool, { members });
+            for (let round = 0; round < 3; round++) {
+              const lease = await p.acquire({ wait: 30_000 });
+              holding.set(lease.member, (holding.get(lease.member) ?? 0) + 1);
+              if (holding.get(lease.member)! > 1) overlaps += 1;
+              await delay(2);
+              holding.set(lease.member, holding.get(lease.member)! - 1);
+              await lease.release();
+              done += 1;
+            }
+          }),
+        );
+        assert.equal(overlaps, 0);
+        assert.equal(done, 60);
+        const s = clients[0].stats().pools[pool]!;
+        assert.equal(s.acquired, s.released);
+        assert.ok(s.acquired > 0);
+      });
+
+      test('allocation spreads over members; tryAcquire is null when all are out', async () => {
+        const locks = await client();
+        const p = locks.pool(name(), { members: ['a', 'b', 'c', 'd'] });
+        const firsts = new Set<string>();
+        for (let i = 0; i < 20; i++) {
+          const lease = await p.acquire();
+          firsts.add(lease.member);
+          await lease.release();
+        }
+        assert.ok(firsts.size >= 2, `always ${[...firsts].join()}`);
+        const all = await Promise.all([p.acquire(), p.acquire(), p.acquire(), p.acquire()]);
+        assert.deepEqual(all.map((l) => l.member).sort(), ['a', 'b', 'c', 'd']);
+        assert.equal(await p.tryAcquire(), null);
+        await assert.rejects(p.acquire({ wait: 50 }), LockTimeoutError);
+        const status = await p.status();
+        assert.ok(status.every((m) => m.held && m.holders.length === 1));
+        await Promise.all(all.map((l) => l.release()));
+        assert.ok((await p.status()).every((m) => !m.held));
+      });
+
+      test('members can be added and removed at run time; a waiter gets a freed member', async () => {
+        const locks = await client();
+        const p = locks.pool(name(), { members: ['x'] });
+        const first = await p.acquire();
+        p.add('y');
+        const second = await p.acquire({ wait: 0 });
+        assert.equal(second.member, 'y');
+        const waiting = p.acquire({ wait: 5_000 });
+        await delay(20);
+        await first.release();
+        const third = await waiting;
+        assert.equal(third.member, 'x');
+        assert.ok(third.fence > first.fence);
+        assert.equal(p.remove('y'), true);
+        assert.deepEqual(p.members, ['x']);
+        await third.extend();
+        await Promise.all([second.release(), third.release()]);
+      });
+
+      test('bad pool input is a LockArgumentError', async () => {
+        const locks = await client();
+        for (const o of [{}, { members: 'a' }, { members: [''] }, { members: ['a', 'a'] }, { members: [1] }, { members: ['a'], size: 2 }]) {
+          assert.throws(() => locks.pool('p', o as never), LockArgumentError, JSON.stringify(o));
+        }
+        const p = locks.pool(name(), { members: ['a'] });
+        await assert.rejects(p.acquire({ wait: -1 }), LockArgumentError);
+        await assert.rejects(p.acquire({ colour: 'red' } as never), LockArgumentError);
+        p.remove('a');
+        await assert.rejects(p.acquire(), LockArgumentError);
+      });
+    });
+
+    describe('election', () => {
+      test('one leader at a time; resign hands over; fences rise; events fire', async () => {
+        const [a, b] = [await client(), await client()];
+        const topic = name();
+        const ea = a.election(topic, { value: 'node-a' });
+        const eb = b.election(topic, { value: 'node-b' });
+        const events: string[] = [];
+        ea.on('elected', () => events.push('a elected')).on('demoted', (why) => events.push(`a demoted: ${why === 'resigned' ? why : why.code}`));
+        eb.on('elected', () => events.push('b elected'));
+        const leaderA = await ea.campaign();
+        assert.equal(ea.isLeader, true);
+        const pending = eb.campaign();
+        await delay(30);
+        assert.equal(eb.isLeader, false);
+        const seen = await eb.leader();
+        assert.equal(seen?.value, 'node-a');
+        assert.equal(seen?.fence, leaderA.fence);
+        await ea.resign();
+        const leaderB = await pending;
+        assert.ok(leaderB.fence > leaderA.fence);
+        assert.equal((await ea.leader())?.value, 'node-b');
+        assert.deepEqual(events, ['a elected', 'a demoted: resigned', 'b elected']);
+        await eb.resign();
+        assert.equal(await ea.leader(), null);
+        assert.deepEqual(a.stats().elections[topic], { elected: 1, demoted: 0, resigned: 1 });
+      });
+
+      test('a leader whose renewals fail is demoted within one ttl, and another takes over after it', async () => {
+        let down = false;
+        const a = await client({}, (backend) => ({
+          ...backend,
+          waitForChange: backend.waitForChange?.bind(backend),
+          extend: (key, owner, ttl) => (down ? Promise.reject(new Error('backend unreachable')) : backend.extend(key, owner, ttl)),
+        }));
+        a.on('error', () => {});
+        const b = await client();
+        const topic = name();
+        const ttl = 400;
+        const ea = a.election(topic, { value: 'a', ttl });
+        const eb = b.election(topic, { value: 'b', ttl });
+        await ea.campaign();
+        const demoted = new Promise<number>((resolve) => ea.on('demoted', () => resolve(performance.now())));
+        const elected = eb.campaign().then(() => performance.now());
+        await delay(50);
+        const failedAt = performance.now();
+        down = true;
+        const [demotedAt, electedAt] = await Promise.all([demoted, elected]);
+        assert.ok(demotedAt - failedAt <= ttl + 50, `told after ${(demotedAt - failedAt).toFixed(0)} ms`);
+        assert.ok(demotedAt <= electedAt, 'never two leaders: the old one steps down before the new one is elected');
+        assert.ok(electedAt - failedAt < ttl * 3, `taken over after ${(electedAt - failedAt).toFixed(0)} ms`);
+        assert.equal(ea.isLeader, false);
+        assert.equal(eb.isLeader, true);
+        await eb.resign();
+      });
+
+      test('bad election input is a LockArgumentError', async () => {
+        const locks = await client();
+        for (const o of [{}, { value: '' }, { value: 'x'.repeat(201) }, { value: 5 }, { value: 'v', term: 1 }]) {
+          assert.throws(() => locks.election('e', o as never), LockArgumentError, JSON.stringify(o));
+        }
+        await assert.rejects(locks.election(name(), { value: 'v', ttl: -5 }).campaign(), LockArgumentError);
+        await assert.rejects(locks.election(name(), { value: 'v' }).campaign({ wait: 1 } as never), LockArgumentError);
+      });
+    });
+
+    describe('stampede guard', () => {
+      test('100 concurrent gets of a cold key from 4 clients run the fetcher once', async () => {
+        const clients = await Promise.all([client(), client(), client(), client()]);
+        const store = memoryCacheStore(); // shared, as Redis would be between processes
+        const guards = clients.map((c) => c.stampede({ freshFor: 10_000, store }));
+        const key = name();
+        let fetches = 0;
+        const values = await Promise.all(
+          Array.from({ length: 100 }, (_, i) =>
+            guards[i % 4]!.get(key, async () => {
+              fetches += 1;
+              await delay(50);
+              return 'fresh value';
+            }),
+          ),
+        );
+        assert.equal(fetches, 1);
+        assert.ok(values.every((v) => v === 'fresh value'));
+        const shared = clients.reduce((n, c) => n + c.stats().stampedes.default!.shared, 0);
+        assert.equal(shared, 99);
+      });
+
+      test('fresh values are served; stale ones refresh once, or at once with returnStale', async () => {
+        const locks = await client();
+        const guard = locks.stampede({ freshFor: 100, staleFor: 10_000, name: 'swr' });
+        const key = name();
+        let n = 0;
+        const fetcher = async (): Promise<number> => {
+          await delay(30);
+          return ++n;
+        };
+        assert.equal(await guard.get(key, fetcher), 1);
+        assert.equal(await guard.get(key, fetcher), 1, 'fresh: no fetch');
+        await delay(120);
+        const t0 = performance.now();
+        assert.equal(await guard.get(key, fetcher, { returnStale: true }), 1, 'stale value at once');
+        assert.ok(performance.now() - t0 < 25, 'did not wait for the refresh');
+        await delay(80);
+        assert.equal(await guard.get(key, fetcher), 2, 'the background refresh landed');
+        await delay(120);
+        assert.equal(await guard.get(key, fetcher), 3, 'without returnStale: waits for the refresh');
+        assert.deepEqual(locks.stats().stampedes.swr, { hits: 2, staleHits: 1, misses: 2, fetches: 3, fetchErrors: 0, shared: 0 });
+      });
+
+      test('a failing fetcher does not poison the cache; its caller gets the error', async () => {
+        const locks = await client();
+        const guard = locks.stampede({ freshFor: 50, staleFor: 10_000 });
+        const key = name();
+        const boom = new Error('upstream down');
+        await assert.rejects(guard.get(key, () => Promise.reject(boom)), (e: unknown) => e === boom);
+        assert.equal(await guard.get(key, () => 'ok'), 'ok', 'nothing cached by the failure');
+        await delay(60);
+        await assert.rejects(guard.get(key, () => Promise.reject(boom)), (e: unknown) => e === boom);
+        assert.equal(await guard.get(key, () => Promise.reject(boom), { staleOnError: true }), 'ok', 'stale fallback');
+      });
+
+      test('bad guard input is a LockArgumentError', async () => {
+        const locks = await client();
+        for (const o of [{}, { freshFor: 0 }, { freshFor: 1.5 }, { freshFor: 10, staleFor: -1 }, { freshFor: 10, store: {} }, { freshFor: 10, ttl: 5 }]) {
+          assert.throws(() => locks.stampede(o as never), LockArgumentError, JSON.stringify(o));
+        }
+        const guard = locks.stampede({ freshFor: 10 });
+        await assert.rejects(guard.get('', () => 1), LockArgumentError);
+        await assert.rejects(guard.get('k', 'x' as never), LockArgumentError);
+        await assert.rejects(guard.get('k', () => 1, { wait: NaN }), LockArgumentError);
+        await assert.rejects(guard.get('k', () => 1, { returnStale: 'yes' } as never), LockArgumentError);
+      });
+    });
+
+    describe('decorators', () => {
+      test('@locks.locked serializes by key; @guard.cached caches by key', async () => {
+        const locks = await client();
+        const guard = locks.stampede({ freshFor: 10_000 });
+        const prefix = name();
+        let inside = 0;
+        let peak = 0;
+        let quotes = 0;
+        class Service {
+          factor = 2;
+          @locks.locked((userId: string) => `${prefix}:user:${userId}`)
+          async update(userId: string, amount: number): Promise<number> {
+            inside += 1;
+            peak = Math.max(peak, inside);
+            await delay(5);
+            inside -= 1;
+            return amount * this.factor;
+          }
+          @guard.cached((symbol: string) => `${prefix}:quote:${symbol}`)
+          async quote(symbol: string): Promise<string> {
+            quotes += 1;
+            await delay(5);
+            return `${symbol}@${this.factor}`;
+          }
+        }
+        const s = new Service();
+        const results = await Promise.all(Array.from({ length: 8 }, (_, i) => s.update('42', i)));
+        assert.deepEqual(results, [0, 2, 4, 6, 8, 10, 12, 14]);
+        assert.equal(peak, 1);
+        assert.deepEqual(await Promise.all([s.quote('ACME'), s.quote('ACME'), s.quote('INIT')]), ['ACME@2', 'ACME@2', 'INIT@2']);
+        assert.equal(quotes, 2);
+      });
+    });
+  });
+}
