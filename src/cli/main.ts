@@ -7,7 +7,7 @@ import { constants } from 'node:os';
 import { LockError, LockTimeoutError } from '../errors.js';
 import { Locksmith } from '../locksmith.js';
 import { USAGE, UsageError, parse, type Parsed } from './args.js';
-import { backendFor } from './backends.js';
+import { backendFor, type OpenBackend } from './backends.js';
 
 const EXIT_USAGE = 2;
 const EXIT_NOT_TAKEN = 75; // EX_TEMPFAIL: try again later
@@ -129,8 +129,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   let locks: Locksmith;
+  let opened: OpenBackend;
   try {
-    locks = new Locksmith(await backendFor(parsed.backend), { ttl: parsed.ttl });
+    opened = await backendFor(parsed.backend);
+    locks = new Locksmith(opened.backend, { ttl: parsed.ttl });
   } catch (error) {
     say((error as Error).message);
     return error instanceof UsageError ? EXIT_USAGE : EXIT_NOT_TAKEN;
@@ -140,6 +142,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return parsed.command === 'status' ? await status(locks, parsed) : await hold(locks, parsed);
   } finally {
     await locks.close();
+    await opened.close();
   }
 }
 
