@@ -3,8 +3,9 @@
 // Run: npm run bench   (or node --import tsx bench/memory.ts)
 
 import { Mutex } from 'async-mutex';
-import { Locksmith } from '../src/index.js';
-import { memoryBackend } from '../src/backends/memory/index.js';
+// The built package, as users run it (npm run bench builds first).
+import { Locksmith } from 'locksmith';
+import { memoryBackend } from 'locksmith/memory';
 import { summarize, table } from './stats.js';
 
 const N = Number(process.env.BENCH_N ?? 100_000);

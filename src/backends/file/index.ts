@@ -7,12 +7,13 @@
 //   MAIN    exclusive holders lock it for writing, readers and semaphore permits for reading
 //   INTENT  writers waiting under writer preference hold a read lock; such readers probe it
 //   META    a short exclusive lock around reading and rewriting the content
+//   WAITERS waiters hold a read lock while subscribed, so a release knows whether to wake anyone
 //   SLOTS   semaphore permit i holds an exclusive lock on SLOTS + i
 // Content: JSON with the fence counter and one record per holder (owner, fence, expiry, pid), for
 // fencing and inspect().
 
 import { createHash } from 'node:crypto';
-import { closeSync, constants, fstatSync, mkdirSync, openSync, readSync, statSync, unlinkSync, watch, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, futimesSync, mkdirSync, openSync, readSync, statSync, unlinkSync, watch, writeSync, type FSWatcher } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo, LeaseMode } from '../../backend.js';
@@ -23,6 +24,7 @@ import { EXCLUSIVE, SHARED, UNLOCK, ofd, type OfdLocks } from './native.js';
 const MAIN = 0;
 const INTENT = 1;
 const META = 2;
+const WAITERS = 3;
 const SLOTS = 16;
 
 /** How long to keep trying for META before giving up: it is only held for a read and a write. */
@@ -54,6 +56,13 @@ interface Record {
 interface Content {
   fence?: string;
   holders?: { [owner: string]: Record };
+}
+
+interface Watched {
+  fd: number;
+  watcher: FSWatcher;
+  listeners: Set<() => void>;
+  timer: NodeJS.Timeout | undefined;
 }
 
 interface Held {
@@ -108,6 +117,7 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
   const poll = o.poll ?? 25;
   const linger = o.linger ?? 1_000;
   const idle = new Map<string, { fd: number; timer: NodeJS.Timeout }>();
+  const watchers = new Map<string, Watched>();
   let native: OfdLocks | undefined;
   const leases = new Map<string, Held>();
   const intents = new Map<string, number>();
@@ -127,6 +137,7 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
   // Per open file: its inode (fixed for the life of the descriptor) and the content's last known size.
   const inodes = new Map<number, number>();
   const sizes = new Map<number, number>();
+  let scratch = Buffer.alloc(4096);
 
   function open(key: string): number {
     const fd = openSync(pathOf(key), constants.O_RDWR | constants.O_CREAT, 0o666);
@@ -144,13 +155,18 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
 
   /** The content, or undefined when it does not parse (a write in progress, seen by inspect). */
   function read(fd: number): Content | undefined {
-    const size = fstatSync(fd).size;
+    // Read until a short read instead of asking fstat for the size: one call fewer per acquisition.
+    let size = 0;
+    for (;;) {
+      if (size === scratch.length) scratch = Buffer.concat([scratch, Buffer.alloc(scratch.length)]);
+      const n = readSync(fd, scratch, size, scratch.length - size, size);
+      size += n;
+      if (n === 0 || size < scratch.length) break;
+    }
     sizes.set(fd, size);
     if (size === 0) return {};
-    const buf = Buffer.alloc(size);
-    readSync(fd, buf, 0, size, 0);
     try {
-      return JSON.parse(buf.toString('utf8')) as Content;
+      return JSON.parse(scratch.toString('utf8', 0, size)) as Content;
     } catch {
       return undefined;
     }
@@ -235,16 +251,24 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
     leases.delete(id(key, owner));
     if (held.timer) clearTimeout(held.timer);
     try {
-      // An exclusive holder knows the whole content (its fence, no other holder): no need to read it.
-      if (held.mode === 'exclusive') write(held.fd, { fence: held.fence.toString(), holders: {} });
-      else {
+      // An exclusive holder's record needs no removal: inspect() ignores records while MAIN is free,
+      // and the next exclusive holder replaces them. A reader's goes, as other readers may remain.
+      if (held.mode === 'shared') {
         await withMeta(key, held.fd, (content = {}) => {
           delete content.holders?.[owner];
           write(held.fd, content);
         });
       }
     } finally {
-      park(key, held.fd);
+      const l = locks();
+      l.lock(held.fd, UNLOCK, 0, 0);
+      // Wake waiters only after unlocking (a waiter woken earlier would find it still held), and only
+      // if there are any: a metadata touch is the change event their watchers see, not a content write.
+      if (l.probe(held.fd, EXCLUSIVE, WAITERS, 1) !== 0) {
+        const now = new Date();
+        futimesSync(held.fd, now, now);
+      }
+      park(key, held.fd, true);
     }
   }
 
@@ -261,9 +285,12 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
    * Keeps a released file open for `linger` ms, so a name used again soon costs no open and no
    * re-create, then cleans it up (sweep). One spare per name is enough.
    */
-  function park(key: string, fd: number): void {
-    locks().lock(fd, UNLOCK, 0, 0); // length 0: every range this open file holds
-    if (linger === 0 || idle.has(key)) return sweep(key, fd);
+  function park(key: string, fd: number, unlocked = false): void {
+    if (!unlocked) locks().lock(fd, UNLOCK, 0, 0); // length 0: every range this open file holds
+    if (linger === 0) return sweep(key, fd);
+    // One spare per name is enough. Only a name left idle for `linger` is swept: sweeping a busy one
+    // would make every waiter's watcher watch a deleted file.
+    if (idle.has(key)) return shut(fd);
     const timer = setTimeout(() => {
       if (idle.get(key)?.fd !== fd) return;
       idle.delete(key);
@@ -335,6 +362,63 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
     }
   }
 
+  /**
+   * One watcher per name for all of this backend's waiters, kept a moment after the last one leaves
+   * (a contended name is waited on again right away). While it exists it holds a read lock on
+   * WAITERS, which is how a releaser knows to touch the file. Registering (the lock, then the watch)
+   * happens before the caller's next attempt: a release either sees us or came before that attempt.
+   */
+  function subscribe(key: string, listener: () => void): boolean {
+    let entry = watchers.get(key);
+    if (!entry) {
+      let fd: number | undefined;
+      try {
+        fd = openSync(pathOf(key), constants.O_RDWR);
+        locks().lock(fd, SHARED, WAITERS, 1);
+        // Not persistent: a watcher must not keep the process alive; the waiter's own timer does.
+        const watcher = watch(pathOf(key), { persistent: false }, (event) => {
+          notify(key);
+          // 'rename' here means the file was unlinked (swept): this watcher now watches a file nobody
+          // uses, so the next waiter must watch the new one.
+          if (event === 'rename') retire(key, created);
+        });
+        const created: Watched = { fd, watcher, listeners: new Set(), timer: undefined };
+        watcher.on('error', () => {
+          notify(key);
+          retire(key, created);
+        });
+        watchers.set(key, (entry = created));
+      } catch {
+        if (fd !== undefined) closeSync(fd);
+        return false;
+      }
+    }
+    if (entry.timer) clearTimeout(entry.timer);
+    entry.timer = undefined;
+    entry.listeners.add(listener);
+    return true;
+  }
+
+  function unsubscribe(key: string, listener: () => void): void {
+    const entry = watchers.get(key);
+    if (!entry?.listeners.delete(listener) || entry.listeners.size > 0) return;
+    entry.timer = setTimeout(() => retire(key, entry), linger);
+    entry.timer.unref();
+  }
+
+  function notify(key: string): void {
+    const entry = watchers.get(key);
+    if (entry) for (const listener of [...entry.listeners]) listener();
+  }
+
+  function retire(key: string, entry: Watched): void {
+    if (watchers.get(key) !== entry) return;
+    watchers.delete(key);
+    if (entry.timer) clearTimeout(entry.timer);
+    entry.watcher.close();
+    closeSync(entry.fd);
+  }
+
   /** The ttl is kept by the holding process: a lease not extended in time is ended here. */
   function arm(key: string, owner: string, held: Held, ttl: number): void {
     if (held.timer) clearTimeout(held.timer);
@@ -401,19 +485,12 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
     waitForChange(key, signal) {
       return new Promise<void>((resolve) => {
         if (signal.aborted) return resolve();
-        let watcher: ReturnType<typeof watch>;
         const done = (): void => {
           signal.removeEventListener('abort', done);
-          watcher?.close();
+          unsubscribe(key, done);
           resolve();
         };
-        try {
-          // Not persistent: a watcher must not keep the process alive; the waiter's own timer does.
-          watcher = watch(pathOf(key), { persistent: false }, done);
-          watcher.on('error', done);
-        } catch {
-          return resolve(); // no file: the key is free now
-        }
+        if (!subscribe(key, done)) return resolve(); // no file: the key is free now
         signal.addEventListener('abort', done, { once: true });
       });
     },
@@ -426,6 +503,10 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
       }
       for (const fd of intents.values()) shut(fd);
       intents.clear();
+      for (const [key, entry] of [...watchers]) {
+        for (const listener of [...entry.listeners]) listener();
+        retire(key, entry);
+      }
       for (const [key, spare] of [...idle]) {
         idle.delete(key);
         clearTimeout(spare.timer);
