@@ -69,6 +69,11 @@ export class Election {
     return this.isLeader ? this.#lock?.fence : undefined;
   }
 
+  /** When the current term's lease ends unless renewed (epoch ms); undefined when not leader. */
+  get expiresAt(): number | undefined {
+    return this.isLeader ? this.#lock?.expiresAt : undefined;
+  }
+
   /** Aborts when this term ends (demoted or resigned); undefined when not leader. */
   get signal(): AbortSignal | undefined {
     return this.#lock?.signal;
