@@ -1,0 +1,136 @@
+// The few things the backend needs from a Redis client, for ioredis (Redis, Cluster) and node-redis
+// (createClient, createCluster), told apart by their methods. Neither library is imported: the caller
+// passes a client, so each stays an optional peer dependency.
+
+import { createHash } from 'node:crypto';
+import { LockArgumentError } from '../../errors.js';
+
+export interface Script {
+  readonly source: string;
+  readonly sha: string;
+}
+
+export function script(source: string): Script {
+  return { source, sha: createHash('sha1').update(source).digest('hex') };
+}
+
+export interface Subscription {
+  close(): Promise<void>;
+}
+
+export interface RedisAdapter {
+  readonly kind: 'ioredis' | 'node-redis';
+  /** EVALSHA, falling back to EVAL (which also caches the script) when the server lacks it. */
+  run(s: Script, keys: string[], args: (string | number)[]): Promise<unknown>;
+  /** A second connection subscribed to `channel`; ready once this resolves. */
+  subscribe(channel: string, onMessage: (message: string) => void): Promise<Subscription>;
+}
+
+interface IoRedisLike {
+  evalsha(sha: string, numKeys: number, ...rest: (string | number)[]): Promise<unknown>;
+  eval(source: string, numKeys: number, ...rest: (string | number)[]): Promise<unknown>;
+  duplicate(): IoRedisLike & {
+    subscribe(channel: string): Promise<unknown>;
+    on(event: 'message', listener: (channel: string, message: string) => void): unknown;
+    on(event: 'error', listener: (error: unknown) => void): unknown;
+    quit(): Promise<unknown>;
+    disconnect(): void;
+  };
+  defineCommand: unknown;
+}
+
+interface NodeRedisLike {
+  evalSha: unknown;
+  /** A client's sendCommand(args); a cluster's sendCommand(firstKey, isReadonly, args). */
+  sendCommand(...args: unknown[]): Promise<unknown>;
+  getSlotMaster?: unknown;
+  duplicate(): {
+    connect(): Promise<unknown>;
+    subscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
+    on(event: 'error', listener: (error: unknown) => void): unknown;
+    quit?(): Promise<unknown>;
+    disconnect(): Promise<unknown>;
+  };
+}
+
+function noScript(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('NOSCRIPT');
+}
+
+export function adapt(client: unknown): RedisAdapter {
+  const c = client as Partial<IoRedisLike & NodeRedisLike> | null;
+  if (c && typeof c.evalsha === 'function' && typeof c.duplicate === 'function' && 'defineCommand' in c) {
+    return ioredis(c as IoRedisLike);
+  }
+  if (c && typeof c.evalSha === 'function' && typeof c.duplicate === 'function') return nodeRedis(c as NodeRedisLike);
+  throw new LockArgumentError('redisBackend(): client must be an ioredis Redis/Cluster or a node-redis client/cluster');
+}
+
+function ioredis(client: IoRedisLike): RedisAdapter {
+  return {
+    kind: 'ioredis',
+    async run(s, keys, args) {
+      try {
+        return await client.evalsha(s.sha, keys.length, ...keys, ...args);
+      } catch (error) {
+        if (!noScript(error)) throw error;
+        return client.eval(s.source, keys.length, ...keys, ...args);
+      }
+    },
+    async subscribe(channel, onMessage) {
+      const sub = client.duplicate();
+      // Errors surface as failed subscribes or reconnects; an unhandled 'error' event would crash.
+      sub.on('error', () => undefined);
+      sub.on('message', (ch, message) => {
+        if (ch === channel) onMessage(message);
+      });
+      try {
+        await sub.subscribe(channel);
+      } catch (error) {
+        sub.disconnect();
+        throw error;
+      }
+      return {
+        close: async () => {
+          await sub.quit().catch(() => sub.disconnect());
+        },
+      };
+    },
+  };
+}
+
+function nodeRedis(client: NodeRedisLike): RedisAdapter {
+  // Raw commands rather than evalSha(): node-redis 4's cluster routes evalSha by a key it fails to
+  // find (FIRST_KEY_INDEX is called with the sha as the options), sending it to a random node.
+  const cluster = typeof client.getSlotMaster === 'function';
+  const send = (command: string[], firstKey: string): Promise<unknown> =>
+    cluster ? client.sendCommand(firstKey, false, command) : client.sendCommand(command);
+  return {
+    kind: 'node-redis',
+    async run(s, keys, args) {
+      const rest = [String(keys.length), ...keys, ...args.map(String)];
+      try {
+        return await send(['EVALSHA', s.sha, ...rest], keys[0]!);
+      } catch (error) {
+        if (!noScript(error)) throw error;
+        return send(['EVAL', s.source, ...rest], keys[0]!);
+      }
+    },
+    async subscribe(channel, onMessage) {
+      const sub = client.duplicate();
+      sub.on('error', () => undefined);
+      try {
+        await sub.connect();
+        await sub.subscribe(channel, (message) => onMessage(message));
+      } catch (error) {
+        await sub.disconnect().catch(() => undefined);
+        throw error;
+      }
+      return {
+        close: async () => {
+          await (sub.quit ? sub.quit() : sub.disconnect()).catch(() => undefined);
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,149 @@
+// Locks on one Redis server or a Redis Cluster. Every verb is one Lua script (scripts.ts), run by
+// EVALSHA: an uncontended acquire and a release are one round trip each. Releases publish the lock's
+// name on one channel; the backend keeps one subscriber connection for all its waiters.
+
+import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo } from '../../backend.js';
+import { LockArgumentError } from '../../errors.js';
+import { checkOptionNames } from '../../options.js';
+import { adapt, script, type RedisAdapter, type Subscription } from './client.js';
+import { ACQUIRE, EXTEND, INSPECT, RELEASE } from './scripts.js';
+
+export interface RedisBackendOptions {
+  /** An ioredis `Redis` or `Cluster`, or a connected node-redis client or cluster. Never closed by us. */
+  client: unknown;
+  /** Prepended to every key and the wake channel (default "locksmith:"). */
+  prefix?: string;
+}
+
+const SCRIPTS = { acquire: script(ACQUIRE), extend: script(EXTEND), release: script(RELEASE), inspect: script(INSPECT) };
+const MAX_PREFIX = 128;
+
+/**
+ * The keys of one lock. The escaped name is the {hash tag}, so all of them land in one Cluster slot
+ * (no CROSSSLOT); escaping braces keeps a name like "}x" from ending the tag early (an empty tag would
+ * hash each whole key to a different slot).
+ */
+export function keysFor(prefix: string, name: string): { lease: string; intents: string; fence: string } {
+  const tag = `${prefix}{${name.replace(/[%{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}}`;
+  return { lease: `${tag}:lease`, intents: `${tag}:intents`, fence: `${tag}:fence` };
+}
+
+export function redisBackend(options: RedisBackendOptions): LockBackend {
+  const o = checkOptionNames(options, ['client', 'prefix'], 'redisBackend()');
+  const prefix = o.prefix === undefined ? 'locksmith:' : o.prefix;
+  if (typeof prefix !== 'string' || prefix.length > MAX_PREFIX || /[{}\s]/.test(prefix)) {
+    throw new LockArgumentError(`redisBackend(): prefix must be a string of at most ${MAX_PREFIX} characters without braces or spaces`);
+  }
+  const redis: RedisAdapter = adapt(o.client);
+  const channel = `${prefix}wake`;
+  const listeners = new Map<string, Set<() => void>>();
+  let subscription: Promise<Subscription> | undefined;
+  let ready = false;
+  let closed = false;
+
+  function notify(name: string): void {
+    const set = listeners.get(name);
+    if (!set) return;
+    listeners.delete(name);
+    for (const wake of set) wake();
+  }
+
+  /** The shared subscriber, made on first wait. A failed attempt is forgotten so a later wait retries. */
+  function subscribed(): Promise<Subscription> {
+    subscription ??= redis.subscribe(channel, notify).then(
+      (sub) => {
+        ready = true;
+        return sub;
+      },
+      (error: unknown) => {
+        subscription = undefined;
+        throw error;
+      },
+    );
+    return subscription;
+  }
+
+  return {
+    name: 'redis',
+    capabilities: { shared: true, wake: true, fencing: true, expiry: 'ttl' },
+
+    async acquire(req: AcquireRequest): Promise<AcquireResult> {
+      const k = keysFor(prefix, req.key);
+      const reply = (await redis.run(SCRIPTS.acquire, [k.lease, k.intents, k.fence], [
+        req.owner,
+        req.ttl,
+        req.mode === 'exclusive' ? 'x' : 's',
+        req.limit ?? 0,
+        req.writerPreference ? '1' : '0',
+        req.intent ?? 0,
+      ])) as [number, number | string];
+      if (reply[0] === 1) return { granted: true, fence: BigInt(reply[1]) };
+      const retry = Number(reply[1]);
+      return { granted: false, retryAfter: retry >= 0 ? retry : undefined };
+    },
+
+    async extend(key, owner, ttl) {
+      return (await redis.run(SCRIPTS.extend, [keysFor(prefix, key).lease], [owner, ttl])) === 1;
+    },
+
+    async release(key, owner) {
+      const k = keysFor(prefix, key);
+      return (await redis.run(SCRIPTS.release, [k.lease, k.intents], [owner, channel, key])) === 1;
+    },
+
+    async inspect(key): Promise<LockInfo | null> {
+      const reply = (await redis.run(SCRIPTS.inspect, [keysFor(prefix, key).lease], [])) as string[];
+      if (reply.length === 0) return null;
+      const [mode, serverNow] = reply as [string, string];
+      // Expiry in the caller's clock: the server's remaining time added to our now, no clock compare.
+      const wall = Date.now();
+      const holders: LeaseHolder[] = [];
+      for (let i = 2; i < reply.length; i += 2) {
+        const [expires, fence] = reply[i + 1]!.split(':') as [string, string];
+        holders.push({ owner: reply[i]!, fence: BigInt(fence), expiresAt: wall + (Number(expires) - Number(serverNow)) });
+      }
+      return { key, mode: mode === 'x' ? 'exclusive' : 'shared', holders };
+    },
+
+    waitForChange(key, signal) {
+      return new Promise<void>((resolve, reject) => {
+        if (signal.aborted || closed) return resolve();
+        let set = listeners.get(key);
+        if (!set) listeners.set(key, (set = new Set()));
+        const wake = (): void => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        };
+        const onAbort = (): void => {
+          const current = listeners.get(key);
+          current?.delete(wake);
+          if (current?.size === 0) listeners.delete(key);
+          resolve();
+        };
+        set.add(wake);
+        signal.addEventListener('abort', onAbort, { once: true });
+        // Until the subscriber is confirmed a release could go unheard: when it is, wake once
+        // (spuriously) so the waiter tries again with the subscription in place.
+        const wasReady = ready;
+        subscribed().then(
+          () => {
+            if (!wasReady) wake();
+          },
+          (error: unknown) => {
+            onAbort();
+            reject(error instanceof Error ? error : new Error(String(error)));
+          },
+        );
+      });
+    },
+
+    async close() {
+      closed = true;
+      for (const name of [...listeners.keys()]) notify(name);
+      const sub = subscription;
+      subscription = undefined;
+      ready = false;
+      if (sub) await (await sub.catch(() => undefined))?.close();
+    },
+  };
+}
