@@ -1,0 +1,174 @@
+// The Redis backend against real redis-server processes: fencing across a server that lost its data,
+// faults (restart, paused server, dropped connection), wake-up latency, Cluster key layout, bad input.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { Cluster, Redis } from 'ioredis';
+import { keysFor, redisBackend } from '../../src/backends/redis/index.js';
+import { LockAcquisitionError, LockArgumentError, LockExpiredError, Locksmith, LockTimeoutError } from '../../src/index.js';
+import { RedisNode, startCluster, stopAll } from '../support/redis.js';
+
+const clients: { disconnect(): void }[] = [];
+function io(node: RedisNode, options: object = {}): Redis {
+  const client = new Redis(node.port, '127.0.0.1', { maxRetriesPerRequest: 1, retryStrategy: () => 50, ...options });
+  client.on('error', () => undefined);
+  clients.push(client);
+  return client;
+}
+
+after(async () => {
+  for (const c of clients) c.disconnect();
+  await stopAll();
+});
+
+function aborted(signal: AbortSignal, ms: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return resolve(signal.reason);
+    const timer = setTimeout(() => reject(new Error(`not aborted within ${ms} ms`)), ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve(signal.reason);
+    });
+  });
+}
+
+describe('redis backend', () => {
+  let node: RedisNode;
+  before(async () => {
+    node = await RedisNode.start();
+  });
+
+  test('fences keep increasing after the server restarts empty', async () => {
+    const locks = new Locksmith(redisBackend({ client: io(node) }));
+    const before = await locks.acquire('fence:restart');
+    await before.release();
+    await node.kill();
+    await node.restart(); // no persistence: every key, the fence counter included, is gone
+    let after;
+    for (let i = 0; !after; i++) {
+      try {
+        after = await locks.acquire('fence:restart');
+      } catch (error) {
+        if (i > 50) throw error;
+        await delay(50); // the client reconnects
+      }
+    }
+    assert.ok(after.fence > before.fence, `${after.fence} after ${before.fence}`);
+    await after.release();
+    await locks.close();
+  });
+
+  test('a restart that loses a held lock aborts its signal and emits lost, without a crash', async () => {
+    const locks = new Locksmith(redisBackend({ client: io(node) }));
+    const lost: string[] = [];
+    locks.on('lost', (e) => lost.push(e.key));
+    locks.on('error', () => undefined);
+    const lock = await locks.acquire('fault:restart', { ttl: 600, autoRenew: true });
+    await node.kill();
+    await node.restart();
+    const reason = await aborted(lock.signal, 3_000);
+    assert.ok(reason instanceof LockExpiredError);
+    assert.deepEqual(lost, ['fault:restart']);
+    await assert.rejects(lock.release());
+    await locks.close();
+  });
+
+  test('a server paused past the ttl: the holder learns it lost the lock; after resume others get it', async () => {
+    const [a, b] = [new Locksmith(redisBackend({ client: io(node, { commandTimeout: 200 }) })), new Locksmith(redisBackend({ client: io(node) }))];
+    a.on('error', () => undefined);
+    const lock = await a.acquire('fault:pause', { ttl: 400, autoRenew: true });
+    node.pause();
+    try {
+      assert.ok((await aborted(lock.signal, 2_000)) instanceof LockExpiredError, 'renewals cannot land, so the lease runs out');
+    } finally {
+      node.resume();
+    }
+    const next = await b.acquire('fault:pause', { wait: 3_000 });
+    assert.ok(next.fence > lock.fence);
+    await next.release();
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  test('a dropped connection during a wait gives a clear error or recovers, never a hang past wait', async () => {
+    const holder = new Locksmith(redisBackend({ client: io(node) }));
+    const lock = await holder.acquire('fault:drop', { ttl: 10_000 });
+    const client = io(node, { commandTimeout: 300 });
+    const waiter = new Locksmith(redisBackend({ client }));
+    const t0 = performance.now();
+    const waiting = waiter.acquire('fault:drop', { wait: 1_500 }).then(
+      () => 'acquired',
+      (e: unknown) => e,
+    );
+    await delay(100);
+    await node.cli('CLIENT', 'KILL', 'TYPE', 'normal'); // drops every client connection, ours included
+    const outcome = await waiting;
+    const took = performance.now() - t0;
+    assert.ok(outcome instanceof LockTimeoutError || outcome instanceof LockAcquisitionError, String(outcome));
+    assert.ok(took < 1_500 + 1_000, `settled after ${took.toFixed(0)} ms`);
+    await lock.release().catch(() => undefined);
+    await Promise.all([holder.close(), waiter.close()]);
+  });
+
+  test('waiters are woken by the release, well before the safety poll', async () => {
+    const [a, b] = [new Locksmith(redisBackend({ client: io(node) })), new Locksmith(redisBackend({ client: io(node) }), { backoff: { initial: 5_000, max: 5_000 } })];
+    const gaps: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const lock = await a.acquire('wake');
+      const waiting = b.acquire('wake', { wait: 10_000 });
+      await delay(5);
+      const released = performance.now();
+      await lock.release();
+      const next = await waiting;
+      gaps.push(performance.now() - released);
+      await next.release();
+    }
+    gaps.sort((x, y) => x - y);
+    assert.ok(gaps[10]! < 20, `median handoff ${gaps[10]!.toFixed(2)} ms`);
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  test('bad options are rejected before any I/O', () => {
+    const client = io(node);
+    for (const o of [{}, { client: {} }, { client, prefix: 'a{b' }, { client, prefix: 'x}' }, { client, prefix: 'has space' }, { client, prefix: 'p'.repeat(129) }, { client, prefix: 5 }, { client, colour: 1 }]) {
+      assert.throws(() => redisBackend(o as never), LockArgumentError, JSON.stringify(Object.keys(o)));
+    }
+  });
+
+  test('every key of a lock shares one non-empty hash tag, whatever the name', () => {
+    for (const name of ['plain', '}x', '{', 'a{b}c', '%7B', '{}', 'é:{/}']) {
+      const keys = Object.values(keysFor('p:', name));
+      const tags = keys.map((k) => /\{([^}]*)\}/.exec(k)?.[1]);
+      assert.ok(tags[0], `tag for ${name}`);
+      assert.ok(tags.every((t) => t === tags[0]), `${name}: ${keys.join(' ')}`);
+    }
+    assert.notEqual(keysFor('p:', '{').lease, keysFor('p:', '%7B').lease, 'escaping keeps names distinct');
+  });
+});
+
+describe('redis cluster', () => {
+  let nodes: RedisNode[];
+  let cluster: Cluster;
+  before(async () => {
+    nodes = await startCluster();
+    cluster = new Cluster(nodes.map((n) => ({ host: '127.0.0.1', port: n.port })));
+    clients.push(cluster);
+  });
+
+  test('names with braces never cause CROSSSLOT; acquireAll spans slots', async () => {
+    const locks = new Locksmith(redisBackend({ client: cluster }));
+    const names = ['}x', '{', 'a{b}c', '{}', 'user:{42}', 'plain'];
+    for (const name of names) {
+      const lock = await locks.acquire(name);
+      assert.equal((await locks.inspect(name))?.holders[0]?.fence, lock.fence);
+      const r = await locks.read(`${name}:rw`);
+      await r.release();
+      await lock.release();
+    }
+    const group = await locks.acquireAll(names.map((n) => `group:${n}`));
+    const slots = new Set(await Promise.all(group.keys.map((k) => cluster.cluster('KEYSLOT', keysFor('locksmith:', k).lease))));
+    assert.ok(slots.size > 1, 'the keys really are in different slots');
+    await group.release();
+    await locks.close();
+  });
+});
