@@ -23,9 +23,9 @@ const MAX_PREFIX = 128;
  * (no CROSSSLOT); escaping braces keeps a name like "}x" from ending the tag early (an empty tag would
  * hash each whole key to a different slot).
  */
-export function keysFor(prefix: string, name: string): { lease: string; intents: string; fence: string } {
-  const tag = `${prefix}{${name.replace(/[%{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}}`;
-  return { lease: `${tag}:lease`, intents: `${tag}:intents`, fence: `${tag}:fence` };
+export function keysFor(prefix: string, name: string): { lease: string; shared: string; intents: string; fence: string; waiting: string } {
+  const tag = `${prefix}{${/[%{}]/.test(name) ? name.replace(/[%{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`) : name}}`;
+  return { lease: `${tag}:lease`, shared: `${tag}:shared`, intents: `${tag}:intents`, fence: `${tag}:fence`, waiting: `${tag}:waiting` };
 }
 
 export function redisBackend(options: RedisBackendOptions): LockBackend {
@@ -69,40 +69,39 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
 
     async acquire(req: AcquireRequest): Promise<AcquireResult> {
       const k = keysFor(prefix, req.key);
-      const reply = (await redis.run(SCRIPTS.acquire, [k.lease, k.intents, k.fence], [
-        req.owner,
-        req.ttl,
-        req.mode === 'exclusive' ? 'x' : 's',
-        req.limit ?? 0,
-        req.writerPreference ? '1' : '0',
-        req.intent ?? 0,
-      ])) as [number, number | string];
+      const keys = [k.lease, k.shared, k.intents, k.fence, k.waiting];
+      // The plain exclusive case sends only what it needs: every argument costs encoding time.
+      const args =
+        req.mode === 'exclusive' && !req.intent
+          ? [req.owner, req.ttl, 'x']
+          : [req.owner, req.ttl, req.mode === 'exclusive' ? 'x' : 's', req.limit ?? 0, req.writerPreference ? '1' : '0', req.intent ?? 0];
+      const reply = (await redis.run(SCRIPTS.acquire, keys, args)) as [number, number | string];
       if (reply[0] === 1) return { granted: true, fence: BigInt(reply[1]) };
       const retry = Number(reply[1]);
       return { granted: false, retryAfter: retry >= 0 ? retry : undefined };
     },
 
     async extend(key, owner, ttl) {
-      return (await redis.run(SCRIPTS.extend, [keysFor(prefix, key).lease], [owner, ttl])) === 1;
+      const k = keysFor(prefix, key);
+      return (await redis.run(SCRIPTS.extend, [k.lease, k.shared], [owner, ttl])) === 1;
     },
 
     async release(key, owner) {
       const k = keysFor(prefix, key);
-      return (await redis.run(SCRIPTS.release, [k.lease, k.intents], [owner, channel, key])) === 1;
+      return (await redis.run(SCRIPTS.release, [k.lease, k.shared, k.intents, k.waiting], [owner, channel, key])) === 1;
     },
 
     async inspect(key): Promise<LockInfo | null> {
-      const reply = (await redis.run(SCRIPTS.inspect, [keysFor(prefix, key).lease], [])) as string[];
+      const k = keysFor(prefix, key);
+      const reply = (await redis.run(SCRIPTS.inspect, [k.lease, k.shared], [])) as (string | number)[];
       if (reply.length === 0) return null;
-      const [mode, serverNow] = reply as [string, string];
-      // Expiry in the caller's clock: the server's remaining time added to our now, no clock compare.
+      // The server reports time left, which becomes an instant on our clock: no clocks compared.
       const wall = Date.now();
       const holders: LeaseHolder[] = [];
-      for (let i = 2; i < reply.length; i += 2) {
-        const [expires, fence] = reply[i + 1]!.split(':') as [string, string];
-        holders.push({ owner: reply[i]!, fence: BigInt(fence), expiresAt: wall + (Number(expires) - Number(serverNow)) });
+      for (let i = 1; i + 2 < reply.length; i += 3) {
+        holders.push({ owner: String(reply[i]), expiresAt: wall + Number(reply[i + 1]), fence: BigInt(String(reply[i + 2])) });
       }
-      return { key, mode: mode === 'x' ? 'exclusive' : 'shared', holders };
+      return { key, mode: reply[0] === 'x' ? 'exclusive' : 'shared', holders };
     },
 
     waitForChange(key, signal) {

@@ -1,166 +1,213 @@
 // The Redis backend's verbs, one Lua script each, so every check-and-set is atomic on the server.
-// Each lock name has three keys sharing one {hash tag}, so they live in one Cluster slot:
-//   lease   hash: "m" → mode ("x" exclusive, "s" shared); "o:<owner>" → "<expires ms>:<fence>"
-//   intents hash: "<owner>" → "<expires ms>", writers waiting under writer preference
-//   fence   string: the counter; missing means "seed from the server clock", so it never goes back
-// Time is always the server's (TIME), never the client's. Scripts name KEYS/ARGV as locals first.
+// Each lock name has four keys sharing one {hash tag}, so they live in one Cluster slot:
+//   lease   string with PX ttl, expired by Redis itself: "<owner>\n<fence>" for the exclusive
+//           holder, or "s" while readers hold it (so one SET NX tells an exclusive acquirer it is free)
+//   shared  hash "<owner>" → "<expires ms>:<fence>": readers / semaphore permits, expired by scan
+//   intents hash "<owner>" → "<expires ms>": writers waiting under writer preference
+//   fence   string counter; missing means "seed from the server clock", so it never goes back
+//   waiting string flag, set by refused attempts: a release publishes a wake-up only when it is there
+// The exclusive path (the common one) is two commands to acquire and three to release, and needs no
+// clock; shared leases keep per-holder expiries in the server's time (TIME), never the client's.
 // Redlock runs the same scripts on each of its nodes.
 
-/** Shared prologue: server time in ms, and a scan of the lease that drops expired holders. */
-const LIVE_HOLDERS = `
+/** Server time in ms, and a scan of a holders hash that drops expired entries. */
+const HELPERS = `
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Returns mode, live holder count, soonest expiry, and this owner's fence if it holds a lease.
-local function live_holders(lease, field, now)
-  local mode, count, soonest, mine = nil, 0, nil, nil
-  local entries = redis.call('HGETALL', lease)
+-- Live entries of a hash of "<expires ms>[:<fence>]": count, soonest expiry, and field's value.
+local function scan(hash, field, now)
+  local count, soonest, mine = 0, nil, nil
+  local entries = redis.call('HGETALL', hash)
   for i = 1, #entries, 2 do
-    local f, v = entries[i], entries[i + 1]
-    if f == 'm' then
-      mode = v
+    local v = entries[i + 1]
+    local sep = string.find(v, ':', 1, true)
+    local expires = tonumber(sep and string.sub(v, 1, sep - 1) or v)
+    if expires <= now then
+      redis.call('HDEL', hash, entries[i])
     else
-      local sep = string.find(v, ':', 1, true)
-      local expires = tonumber(string.sub(v, 1, sep - 1))
-      if expires <= now then
-        redis.call('HDEL', lease, f)
-      else
-        count = count + 1
-        if soonest == nil or expires < soonest then soonest = expires end
-        if f == field then mine = string.sub(v, sep + 1) end
-      end
+      count = count + 1
+      if soonest == nil or expires < soonest then soonest = expires end
+      if entries[i] == field then mine = sep and string.sub(v, sep + 1) or '' end
     end
   end
-  return mode, count, soonest, mine
+  return count, soonest, mine
+end
+
+-- The next fence. A missing counter (first use, or a server that lost its data) starts from the
+-- server clock in microseconds, so fences keep rising across such a loss while the clock does.
+-- The counter expires a week after it was seeded; the clock then seeds it again, higher.
+local function next_fence(key)
+  local fence = redis.call('INCR', key)
+  if fence == 1 then
+    local t = redis.call('TIME')
+    -- A string argument: Lua would print a 16-digit number in exponent form.
+    fence = redis.call('INCRBY', key, t[1] .. string.format('%06d', tonumber(t[2])))
+    redis.call('PEXPIRE', key, 604800000)
+  end
+  return fence
 end
 `;
 
+/** How long the waiting flag outlives the last refusal: longer than any waiter sleeps between tries. */
+export const WAITING_FLAG_MS = 10_000;
+
 /**
- * ACQUIRE. KEYS: lease, intents, fence. ARGV: owner, ttl ms, mode ("x"|"s"), limit (0: none),
- * writer preference ("1"|"0"), intent ms (0: none).
+ * ACQUIRE. KEYS: lease, shared, intents, fence, waiting. ARGV: owner, ttl ms, mode ("x"|"s"), and
+ * optionally limit (0: none), writer preference ("1"|"0"), intent ms (0: none).
  * Returns {1, fence} when granted, {0, retry-after ms} (-1: unknown) when not.
  */
-export const ACQUIRE = `${LIVE_HOLDERS}
-local lease, intents, fence_key = KEYS[1], KEYS[2], KEYS[3]
+export const ACQUIRE = `${HELPERS}
+local lease, shared, intents, fence_key, waiting = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local owner, ttl, want = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local limit, writer_pref, intent_ms = tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6])
-local now = now_ms()
-local field = 'o:' .. owner
-local mode, count, soonest, mine = live_holders(lease, field, now)
+local limit, writer_pref, intent_ms = tonumber(ARGV[4] or '0'), ARGV[5] == '1', tonumber(ARGV[6] or '0')
 
--- The same owner asking again re-grants its lease (same fence, fresh ttl); other modes must wait.
-if mine then
-  if mode ~= want then return {0, -1} end
-  redis.call('HSET', lease, field, (now + ttl) .. ':' .. mine)
-  if redis.call('PTTL', lease) < ttl then redis.call('PEXPIRE', lease, ttl) end
-  return {1, mine}
+-- Every refusal leaves the flag, so the release that frees the lock knows to wake someone.
+local function refuse(retry)
+  redis.call('SET', waiting, '1', 'PX', ${WAITING_FLAG_MS})
+  return {0, retry}
 end
 
--- Writers announced by others (only writer-preferring readers look at them).
-local waiting_writers, intent_soonest = 0, nil
-if writer_pref and want == 's' then
-  local entries = redis.call('HGETALL', intents)
-  for i = 1, #entries, 2 do
-    local expires = tonumber(entries[i + 1])
-    if expires <= now then
-      redis.call('HDEL', intents, entries[i])
-    else
-      waiting_writers = waiting_writers + 1
-      if intent_soonest == nil or expires < intent_soonest then intent_soonest = expires end
-    end
-  end
-end
-
-local granted
-if want == 'x' then
-  granted = count == 0
-else
-  granted = waiting_writers == 0 and (count == 0 or (mode == 's' and (limit == 0 or count < limit)))
-end
-
-if not granted then
-  if want == 'x' and intent_ms > 0 then
-    redis.call('HSET', intents, owner, now + intent_ms)
+local function announce()
+  if intent_ms > 0 then
+    redis.call('HSET', intents, owner, now_ms() + intent_ms)
     redis.call('PEXPIRE', intents, intent_ms * 2)
   end
-  local retry = soonest
-  if intent_soonest and (retry == nil or intent_soonest < retry) then retry = intent_soonest end
-  if retry == nil then return {0, -1} end
-  return {0, retry - now}
 end
 
--- A missing counter (first use, or a server that lost its data) starts from the server clock in
--- microseconds, so fences keep increasing across such a loss as long as the clock does not step back.
-if redis.call('EXISTS', fence_key) == 0 then
-  local t = redis.call('TIME')
-  redis.call('SET', fence_key, t[1] .. string.format('%06d', tonumber(t[2])))
+if want == 'x' then
+  -- Take the fence first: one SET NX then both checks and takes the lock. A refused attempt leaves a
+  -- gap in the fences, which only have to increase.
+  local fence = string.format('%d', next_fence(fence_key))
+  local value = owner .. '\\n' .. fence
+  if redis.call('SET', lease, value, 'NX', 'PX', ttl) then
+    if intent_ms > 0 then redis.call('HDEL', intents, owner) end
+    return {1, fence}
+  end
+  local held = redis.call('GET', lease)
+  local sep = string.find(held, '\\n', 1, true)
+  if sep then
+    -- The same owner asking again gets its lease back: same fence, fresh ttl.
+    if string.sub(held, 1, sep - 1) == owner then
+      redis.call('PEXPIRE', lease, ttl)
+      return {1, string.sub(held, sep + 1)}
+    end
+    announce()
+    return refuse(redis.call('PTTL', lease))
+  end
+  -- The readers' marker: it lives as long as the longest reader lease, so look at the readers.
+  local now = now_ms()
+  local count, soonest = scan(shared, '', now)
+  if count > 0 then
+    announce()
+    return refuse(soonest - now)
+  end
+  redis.call('SET', lease, value, 'PX', ttl)
+  if intent_ms > 0 then redis.call('HDEL', intents, owner) end
+  return {1, fence}
 end
-local fence = redis.call('INCR', fence_key)
-redis.call('PEXPIRE', fence_key, 604800000) -- a week idle: the clock seed takes over again
-if count == 0 then redis.call('HSET', lease, 'm', want) end
--- %d, not tostring: Lua prints a 16-digit number in exponent form.
-redis.call('HSET', lease, field, (now + ttl) .. ':' .. string.format('%d', fence))
-if redis.call('PTTL', lease) < ttl then redis.call('PEXPIRE', lease, ttl) end
-if intent_ms > 0 then redis.call('HDEL', intents, owner) end
+
+-- Shared: readers or semaphore permits, each with its own expiry in the hash.
+local held = redis.call('GET', lease)
+if held and string.find(held, '\\n', 1, true) then return refuse(redis.call('PTTL', lease)) end
+local now = now_ms()
+local count, soonest, mine = scan(shared, owner, now)
+local fence = mine
+if not fence then
+  if writer_pref then
+    local writers, writer_soonest = scan(intents, '', now)
+    if writers > 0 then return refuse(writer_soonest - now) end
+  end
+  if limit > 0 and count >= limit then return refuse(soonest - now) end
+  fence = string.format('%d', next_fence(fence_key))
+end
+redis.call('HSET', shared, owner, (now + ttl) .. ':' .. fence)
+if redis.call('PTTL', shared) < ttl then redis.call('PEXPIRE', shared, ttl) end
+if redis.call('PTTL', lease) < ttl then redis.call('SET', lease, 's', 'PX', ttl) end
 return {1, fence}
 `;
 
-/** EXTEND. KEYS: lease. ARGV: owner, ttl ms. Returns 1 when renewed, 0 when the owner holds no live lease. */
-export const EXTEND = `${LIVE_HOLDERS}
-local lease = KEYS[1]
+/** EXTEND. KEYS: lease, shared. ARGV: owner, ttl ms. Returns 1 when renewed, 0 when the owner holds no live lease. */
+export const EXTEND = `${HELPERS}
+local lease, shared = KEYS[1], KEYS[2]
 local owner, ttl = ARGV[1], tonumber(ARGV[2])
-local now = now_ms()
-local field = 'o:' .. owner
-local value = redis.call('HGET', lease, field)
+local held = redis.call('GET', lease)
+local sep = held and string.find(held, '\\n', 1, true)
+if sep then
+  if string.sub(held, 1, sep - 1) ~= owner then return 0 end
+  redis.call('PEXPIRE', lease, ttl)
+  return 1
+end
+local value = redis.call('HGET', shared, owner)
 if not value then return 0 end
-local sep = string.find(value, ':', 1, true)
-if tonumber(string.sub(value, 1, sep - 1)) <= now then
-  redis.call('HDEL', lease, field)
+local now = now_ms()
+local colon = string.find(value, ':', 1, true)
+if tonumber(string.sub(value, 1, colon - 1)) <= now then
+  redis.call('HDEL', shared, owner)
   return 0
 end
-redis.call('HSET', lease, field, (now + ttl) .. ':' .. string.sub(value, sep + 1))
-if redis.call('PTTL', lease) < ttl then redis.call('PEXPIRE', lease, ttl) end
+redis.call('HSET', shared, owner, (now + ttl) .. ':' .. string.sub(value, colon + 1))
+if redis.call('PTTL', shared) < ttl then redis.call('PEXPIRE', shared, ttl) end
+if redis.call('PTTL', lease) < ttl then redis.call('SET', lease, 's', 'PX', ttl) end
 return 1
 `;
 
 /**
- * RELEASE. KEYS: lease, intents. ARGV: owner, wake channel, lock name.
- * Returns 1 when the owner's live lease was removed, 0 otherwise. Publishes the name on the wake
- * channel when anything changed (a lease or an announced writer went away), so waiters retry.
+ * RELEASE. KEYS: lease, shared, intents, waiting. ARGV: owner, wake channel, lock name.
+ * Returns 1 when the owner's live lease was removed, 0 otherwise. When anything changed (a lease or
+ * an announced writer went away) and someone was refused meanwhile, publishes the name on the wake
+ * channel so waiters retry; with nobody waiting it publishes nothing.
  */
-export const RELEASE = `${LIVE_HOLDERS}
-local lease, intents = KEYS[1], KEYS[2]
+export const RELEASE = `${HELPERS}
+local lease, shared, intents, waiting = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local owner, channel, name = ARGV[1], ARGV[2], ARGV[3]
-local now = now_ms()
-local field = 'o:' .. owner
-local withdrew = redis.call('HDEL', intents, owner)
-local mode, count, soonest, mine = live_holders(lease, field, now)
-local released = 0
-if mine then
-  redis.call('HDEL', lease, field)
-  released = 1
-  count = count - 1
+local held = redis.call('GET', lease)
+local sep = held and string.find(held, '\\n', 1, true)
+if sep and string.sub(held, 1, sep - 1) == owner then
+  -- The common case: the exclusive holder lets go (it has no intent left: the grant removed it).
+  -- One DEL also takes the flag: 2 keys deleted means someone is waiting.
+  if redis.call('DEL', lease, waiting) == 2 then redis.call('PUBLISH', channel, name) end
+  return 1
 end
-if count == 0 then redis.call('DEL', lease) end
-if released == 1 or withdrew == 1 then redis.call('PUBLISH', channel, name) end
+local released = 0
+local withdrew = redis.call('HDEL', intents, owner)
+if not sep then
+  local value = redis.call('HGET', shared, owner)
+  if value then
+    redis.call('HDEL', shared, owner)
+    local colon = string.find(value, ':', 1, true)
+    if tonumber(string.sub(value, 1, colon - 1)) > now_ms() then released = 1 end
+    if redis.call('HLEN', shared) == 0 then redis.call('DEL', lease) end
+  end
+end
+if (released == 1 or withdrew == 1) and redis.call('DEL', waiting) == 1 then redis.call('PUBLISH', channel, name) end
 return released
 `;
 
-/** INSPECT. KEYS: lease. Returns {mode, now, owner1, value1, ...} for live holders, or {} when free. */
-export const INSPECT = `${LIVE_HOLDERS}
-local lease = KEYS[1]
+/**
+ * INSPECT. KEYS: lease, shared. Returns {mode, owner1, remaining ms 1, fence1, ...} for live
+ * holders ("x" or "s"), or {} when free. Remaining time, not an instant: no clocks are compared.
+ */
+export const INSPECT = `${HELPERS}
+local lease, shared = KEYS[1], KEYS[2]
+local held = redis.call('GET', lease)
+local sep = held and string.find(held, '\\n', 1, true)
+if sep then
+  return {'x', string.sub(held, 1, sep - 1), redis.call('PTTL', lease), string.sub(held, sep + 1)}
+end
 local now = now_ms()
-local mode, count = live_holders(lease, '', now)
+local count = scan(shared, '', now)
 if count == 0 then return {} end
-local out = {mode, tostring(now)}
-local entries = redis.call('HGETALL', lease)
+local out = {'s'}
+local entries = redis.call('HGETALL', shared)
 for i = 1, #entries, 2 do
-  if entries[i] ~= 'm' then
-    out[#out + 1] = string.sub(entries[i], 3)
-    out[#out + 1] = entries[i + 1]
-  end
+  local v = entries[i + 1]
+  local colon = string.find(v, ':', 1, true)
+  out[#out + 1] = entries[i]
+  out[#out + 1] = tonumber(string.sub(v, 1, colon - 1)) - now
+  out[#out + 1] = string.sub(v, colon + 1)
 end
 return out
 `;

@@ -1,0 +1,152 @@
+// Redis backend vs the raw commands and peer libraries, on one redis-server started here, in one run.
+//   A: sequential acquire+release on one key (3000 in all, in 5 alternating rounds)
+//   B: 64 concurrent workers, each on its own key
+//   C: 16 workers on one key, each holding it 1 ms: throughput and the release → next-acquire gap
+// Run: npm run bench:redis (builds first; the library is the built package, as users run it)
+
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import Redlock from 'redlock';
+import { Redlock as SesameRedlock } from '@sesamecare-oss/redlock';
+import { Mutex } from 'redis-semaphore';
+import { Locksmith } from 'locksmith';
+import { redisBackend } from 'locksmith/redis';
+import { RedisNode } from '../test/support/redis.js';
+import { summarize, table } from './stats.js';
+
+const A_OPS = Number(process.env.BENCH_A ?? 3_000) / 5; // per round
+const B_OPS = Number(process.env.BENCH_B ?? 6_400) / 5; // per round
+const C_OPS = Number(process.env.BENCH_C ?? 1_000);
+const TTL = 10_000;
+
+type Take = (key: string) => Promise<() => Promise<unknown>>;
+
+const RAW_DEL = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
+
+async function caseA(take: Take): Promise<number> {
+  const t0 = performance.now();
+  for (let i = 0; i < A_OPS; i++) await (await take('bench:a'))();
+  return A_OPS / ((performance.now() - t0) / 1000);
+}
+
+async function caseB(take: Take): Promise<number> {
+  const per = B_OPS / 64;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: 64 }, async (_, w) => {
+      for (let i = 0; i < per; i++) await (await take(`bench:b:${w}`))();
+    }),
+  );
+  return B_OPS / ((performance.now() - t0) / 1000);
+}
+
+async function caseC(take: Take): Promise<{ ops: number; p50: number; p99: number }> {
+  const key = `bench:c:${randomUUID()}`;
+  const gaps: number[] = [];
+  let lastRelease = 0;
+  let done = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (done < C_OPS) {
+        const release = await take(key);
+        if (lastRelease) gaps.push(performance.now() - lastRelease);
+        done += 1;
+        await new Promise((r) => setTimeout(r, 1));
+        lastRelease = performance.now();
+        await release();
+      }
+    }),
+  );
+  return { ...summarize(gaps), ops: done / ((performance.now() - t0) / 1000) };
+}
+
+export async function benchRedis(): Promise<Record<string, string | number>[]> {
+  const node = await RedisNode.start();
+  const clients: Redis[] = [];
+  const client = (): Redis => {
+    const c = new Redis(node.port, '127.0.0.1');
+    clients.push(c);
+    return c;
+  };
+  try {
+    const raw = client();
+    const rawDelSha = (await raw.script('LOAD', RAW_DEL)) as string;
+    const rawTake: Take = async (key) => {
+      const token = randomUUID();
+      for (let delay = 1; ; delay = Math.min(delay * 2, 10)) {
+        if ((await raw.set(key, token, 'PX', TTL, 'NX')) === 'OK') return () => raw.evalsha(rawDelSha, 1, key, token);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    };
+    const locks = new Locksmith(redisBackend({ client: client() }), { ttl: TTL, wait: 60_000 });
+    const ours: Take = async (key) => {
+      const lock = await locks.acquire(key);
+      return () => lock.release();
+    };
+    // Peers configured to wait as tightly as they allow (they poll).
+    const redlock = new Redlock([client()], { retryCount: -1, retryDelay: 2, retryJitter: 1 });
+    redlock.on('clientError', () => undefined);
+    const redlockTake: Take = async (key) => {
+      const lock = await redlock.lock(key, TTL);
+      return () => lock.unlock();
+    };
+    const sesame = new SesameRedlock([client()], { retryCount: -1, retryDelay: 2, retryJitter: 1 });
+    sesame.on('error', () => undefined);
+    const sesameTake: Take = async (key) => {
+      const lock = await sesame.acquire([key], TTL);
+      return () => lock.release();
+    };
+    const semClient = client();
+    const semaphoreTake: Take = async (key) => {
+      const mutex = new Mutex(semClient, key, { lockTimeout: TTL, acquireTimeout: 60_000, retryInterval: 2 });
+      await mutex.acquire();
+      return () => mutex.release();
+    };
+
+    const contenders: [string, Take][] = [
+      ['raw SET NX PX + Lua DEL', rawTake],
+      ['locksmith', ours],
+      ['redlock 4', redlockTake],
+      ['@sesamecare-oss/redlock', sesameTake],
+      ['redis-semaphore Mutex', semaphoreTake],
+    ];
+    // A and B in alternating rounds (the median counts), so load from elsewhere on a shared machine
+    // does not favour whoever ran in a quiet moment; C (long, latency-bound) once each.
+    const ROUNDS = 5;
+    const a: number[][] = contenders.map(() => []);
+    const b: number[][] = contenders.map(() => []);
+    for (const [, take] of contenders) for (let i = 0; i < 300; i++) await (await take('bench:a'))(); // warm-up
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const [i, [, take]] of contenders.entries()) {
+        a[i]!.push(await caseA(take));
+        b[i]!.push(await caseB(take));
+      }
+    }
+    const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+    const rows: Record<string, string | number>[] = [];
+    for (const [i, [name, take]] of contenders.entries()) {
+      console.error(`  ${name}…`);
+      const c = await caseC(take);
+      rows.push({
+        contender: name,
+        'A seq ops/s': median(a[i]!),
+        'A vs raw': median(a[i]!) / median(a[0]!),
+        'B 64 keys ops/s': median(b[i]!),
+        'B vs raw': median(b[i]!) / median(b[0]!),
+        'C ops/s': c.ops,
+        'C gap p50 ms': c.p50,
+        'C gap p99 ms': c.p99,
+      });
+    }
+    await locks.close();
+    return rows;
+  } finally {
+    for (const c of clients) c.disconnect();
+    await node.stop();
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  console.log(table(await benchRedis()));
+}
