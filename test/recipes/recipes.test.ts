@@ -2,13 +2,15 @@
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { afterEach, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { LockArgumentError, LockTimeoutError, Locksmith, memoryCacheStore, type LockBackend, type LocksmithOptions } from '../../src/index.js';
 import { targets } from './targets.js';
 
 for (const target of targets) {
   describe(`recipes on ${target.name}`, () => {
+    before(async () => target.setup?.());
+    after(async () => target.teardown?.());
     const open: Locksmith[] = [];
     afterEach(async () => {
       await Promise.all(open.splice(0).map((l) => l.close()));

@@ -2,19 +2,41 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { fileBackend } from '../../src/backends/file/index.js';
 import { MemoryStore, memoryBackend } from '../../src/backends/memory/index.js';
+import { redisBackend } from '../../src/backends/redis/index.js';
 import type { LockBackend } from '../../src/index.js';
+import { RedisNode } from '../support/redis.js';
 
 export interface RecipeTarget {
   name: string;
   make: () => LockBackend | Promise<LockBackend>;
+  setup?: () => Promise<void>;
+  teardown?: () => Promise<void>;
 }
 
 const store = new MemoryStore();
 const dir = mkdtempSync(join(tmpdir(), 'locksmith-recipes-'));
+let node: RedisNode | undefined;
+const clients: Redis[] = [];
 
 export const targets: RecipeTarget[] = [
   { name: 'memory', make: () => memoryBackend({ store }) },
   { name: 'file', make: () => fileBackend({ dir }) },
+  {
+    name: 'redis',
+    setup: async () => {
+      node = await RedisNode.start();
+    },
+    make: () => {
+      const client = new Redis(node!.port, '127.0.0.1');
+      clients.push(client);
+      return redisBackend({ client });
+    },
+    teardown: async () => {
+      for (const c of clients.splice(0)) c.disconnect();
+      await node?.stop();
+    },
+  },
 ];

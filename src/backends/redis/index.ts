@@ -6,7 +6,8 @@ import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo 
 import { LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
 import { adapt, script, type RedisAdapter, type Subscription } from './client.js';
-import { ACQUIRE, EXTEND, INSPECT, RELEASE } from './scripts.js';
+import { ACQUIRE, CACHE_GET, CACHE_SET, EXTEND, INSPECT, RELEASE } from './scripts.js';
+import type { CacheEntry, CacheStore } from '../../recipes/stampede.js';
 
 export interface RedisBackendOptions {
   /** An ioredis `Redis` or `Cluster`, or a connected node-redis client or cluster. Never closed by us. */
@@ -15,7 +16,14 @@ export interface RedisBackendOptions {
   prefix?: string;
 }
 
-const SCRIPTS = { acquire: script(ACQUIRE), extend: script(EXTEND), release: script(RELEASE), inspect: script(INSPECT) };
+const SCRIPTS = {
+  acquire: script(ACQUIRE),
+  extend: script(EXTEND),
+  release: script(RELEASE),
+  inspect: script(INSPECT),
+  cacheGet: script(CACHE_GET),
+  cacheSet: script(CACHE_SET),
+};
 const MAX_PREFIX = 128;
 
 /**
@@ -143,6 +151,32 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
       subscription = undefined;
       ready = false;
       if (sub) await (await sub.catch(() => undefined))?.close();
+    },
+  };
+}
+
+export interface RedisCacheStoreOptions {
+  client: unknown;
+  /** Prepended to cache keys (default "locksmith:cache:"). */
+  prefix?: string;
+}
+
+/**
+ * A store for the stampede guard that every process sharing the Redis sees, so one fetch serves all
+ * of them. Values are kept as JSON (so they must be JSON-serializable), with the guard's ttl.
+ */
+export function redisCacheStore(options: RedisCacheStoreOptions): CacheStore {
+  const o = checkOptionNames(options, ['client', 'prefix'], 'redisCacheStore()');
+  const prefix = o.prefix === undefined ? 'locksmith:cache:' : o.prefix;
+  if (typeof prefix !== 'string' || prefix.length > MAX_PREFIX) throw new LockArgumentError(`redisCacheStore(): prefix must be a string of at most ${MAX_PREFIX} characters`);
+  const redis = adapt(o.client);
+  return {
+    async get(key) {
+      const raw = await redis.run(SCRIPTS.cacheGet, [prefix + key], []);
+      return typeof raw === 'string' ? (JSON.parse(raw) as CacheEntry) : undefined;
+    },
+    async set(key, entry, ttl) {
+      await redis.run(SCRIPTS.cacheSet, [prefix + key], [JSON.stringify(entry), ttl]);
     },
   };
 }

@@ -211,3 +211,9 @@ for i = 1, #entries, 2 do
 end
 return out
 `;
+
+/** CACHE_GET. KEYS: entry. The stampede guard's store: a JSON entry. */
+export const CACHE_GET = `return redis.call('GET', KEYS[1])`;
+
+/** CACHE_SET. KEYS: entry. ARGV: JSON, ttl ms. */
+export const CACHE_SET = `return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])`;
