@@ -24,14 +24,25 @@ async function optional<T>(specifier: string, what: string): Promise<T> {
 }
 
 interface RedisClient {
+  connect(): Promise<unknown>;
   quit(): Promise<unknown>;
+  on(event: 'error', listener: (error: unknown) => void): unknown;
 }
 type RedisCtor = new (url: string, options: object) => RedisClient;
 
 async function redisClient(url: string): Promise<RedisClient> {
   const mod = await optional<{ default: RedisCtor }>('ioredis', 'the redis backend needs ioredis, which');
   // A command line fails fast on an unreachable server instead of retrying forever.
-  return new mod.default(url, { maxRetriesPerRequest: 2, connectTimeout: 5_000, retryStrategy: (n: number) => (n > 3 ? null : 200) });
+  const client = new mod.default(url, { lazyConnect: true, maxRetriesPerRequest: 2, connectTimeout: 5_000, retryStrategy: (n: number) => (n > 3 ? null : 200) });
+  // Connection errors reach the command that needed the connection; ioredis would also print them.
+  let last: unknown;
+  client.on('error', (error) => (last = error));
+  try {
+    await client.connect(); // an unreachable server fails here, with its reason, not on a later command
+  } catch (error) {
+    throw last instanceof Error ? last : error; // ioredis only says "Connection is closed."
+  }
+  return client;
 }
 
 export async function backendFor(url: string): Promise<OpenBackend> {

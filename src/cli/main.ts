@@ -69,7 +69,8 @@ async function hold(locks: Locksmith, parsed: Parsed): Promise<number> {
       });
     } catch (error) {
       if (received) return signalCode(received);
-      const why = error instanceof LockTimeoutError ? `is held by another owner (waited ${(error.waited / 1000).toFixed(1)}s)` : `could not be taken: ${(error as Error).message}`;
+      const cause = (error as Error).cause instanceof Error ? `: ${((error as Error).cause as Error).message}` : '';
+      const why = error instanceof LockTimeoutError ? `is held by another owner (waited ${(error.waited / 1000).toFixed(1)}s)` : `could not be taken: ${(error as Error).message}${cause}`;
       say(`${parsed.name} ${why}`);
       report(parsed, { event: 'not-taken', error: error instanceof LockError ? error.code : String(error) });
       return EXIT_NOT_TAKEN;
@@ -134,8 +135,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     opened = await backendFor(parsed.backend);
     locks = new Locksmith(opened.backend, { ttl: parsed.ttl });
   } catch (error) {
-    say((error as Error).message);
-    return error instanceof UsageError ? EXIT_USAGE : EXIT_NOT_TAKEN;
+    if (error instanceof UsageError) {
+      say(error.message);
+      return EXIT_USAGE;
+    }
+    say(`${parsed.name} could not be taken: ${(error as Error).message}`);
+    return EXIT_NOT_TAKEN;
   }
   locks.on('error', (error) => say(`warning: ${(error as Error).message}`));
   try {

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileNameFor } from '../../src/backends/file/index.js';
+import { RedisNode } from '../support/redis.js';
 
 const root = resolve(import.meta.dirname, '../..');
 const bin = join(root, 'dist/esm/cli/main.js');
@@ -145,4 +146,41 @@ describe('locksmith CLI', () => {
     const missing = cli('run', 'nope', '--backend', backend, '--', 'definitely-not-a-command-xyz');
     assert.equal(await missing.code, 127);
   });
+
+  test('run, status and elect work against Redis with --backend redis://', async () => {
+    const node = await RedisNode.start();
+    try {
+      const url = `${node.url}/0`;
+      const log = join(dir, 'redis-serial.log');
+      const script = `echo start >> ${log}; sleep 0.2; echo end >> ${log}`;
+      const runs = [0, 1].map(() => cli('run', 'redis-serial', '--backend', url, '--fence-env', 'F', '--', 'sh', '-c', `${script}; echo $F`));
+      assert.deepEqual(await Promise.all(runs.map((r) => r.code)), [0, 0]);
+      assert.equal(readFileSync(log, 'utf8'), 'start\nend\n'.repeat(2));
+      const fences = runs.map((r) => BigInt(r.out().trim())).sort((a, b) => (a < b ? -1 : 1));
+      assert.ok(fences[1]! > fences[0]!);
+      const holder = cli('run', 'redis-held', '--backend', url, '--', 'sh', '-c', 'echo ready; sleep 5');
+      await holder.waitFor('ready');
+      const status = cli('status', 'redis-held', '--backend', url, '--json');
+      assert.equal(await status.code, 0);
+      assert.equal((JSON.parse(status.out()) as { held: boolean }).held, true);
+      const busy = cli('run', 'redis-held', '--backend', url, '--wait', '100ms', '--', 'true');
+      assert.equal(await busy.code, 75);
+      holder.kill('SIGTERM');
+      await holder.code;
+      const leader = cli('elect', 'redis-leader', '--backend', url, '--value', 'n1', '--', 'sh', '-c', 'echo leading');
+      assert.equal(await leader.code, 0);
+      assert.match(leader.out(), /leading/);
+    } finally {
+      await node.stop();
+    }
+  });
+
+  test('an unreachable server is exit 75 with one line, quickly', async () => {
+    const t0 = performance.now();
+    const r = cli('run', 'x', '--backend', 'redis://127.0.0.1:1', '--wait', '1s', '--', 'true');
+    assert.equal(await r.code, 75);
+    assert.match(r.err(), /^locksmith: x could not be taken: .*ECONNREFUSED.*\n$/);
+    assert.ok(performance.now() - t0 < 15_000);
+  });
 });
+
