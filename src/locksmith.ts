@@ -343,6 +343,9 @@ export class Locksmith {
   async lease(spec: LeaseSpec): Promise<Lock> {
     const { key, mode, options } = spec;
     if (this.#closed) throw new LockAcquisitionError('the Locksmith is closed', { key });
+    if (mode === 'shared' && !this.backend.capabilities.shared) {
+      throw new LockArgumentError(`"${key}": the ${this.backend.name} backend offers exclusive locks only (no read locks or semaphores)`, { key });
+    }
     const known = options.owner ?? (options.reentrant ? scopeOwner() : undefined);
     // A fresh owner cannot be holding anything yet, so only a known owner is looked up; leases that
     // can be re-entered later (known or reentrant owners) are recorded.

@@ -217,3 +217,21 @@ export const CACHE_GET = `return redis.call('GET', KEYS[1])`;
 
 /** CACHE_SET. KEYS: entry. ARGV: JSON, ttl ms. */
 export const CACHE_SET = `return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])`;
+
+/**
+ * FENCE_SYNC (Redlock). KEYS: lease, fence. ARGV: owner, token. After a quorum grant, every node that
+ * granted learns the token (the highest fence of the quorum): its counter is raised to at least the
+ * token and its lease records it. Any later quorum overlaps this one, so its fence is higher still.
+ */
+export const FENCE_SYNC = `
+local lease, fence_key = KEYS[1], KEYS[2]
+local owner, token = ARGV[1], ARGV[2]
+local held = redis.call('GET', lease)
+if not held or string.sub(held, 1, string.len(owner) + 1) ~= owner .. '\\n' then return 0 end
+redis.call('SET', lease, owner .. '\\n' .. token, 'KEEPTTL')
+local current = redis.call('GET', fence_key)
+if not current or tonumber(current) < tonumber(token) then
+  redis.call('SET', fence_key, token, 'PX', 604800000)
+end
+return 1
+`;

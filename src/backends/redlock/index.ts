@@ -1,0 +1,173 @@
+// Redlock: one lock over N independent Redis masters, as specified by Redis. The same owner asks every
+// node at once (the Redis backend's scripts, with a short per-node timeout); the lock is held only if
+// a majority granted it and some validity is left: ttl − elapsed (monotonic) − drift (ttl × driftFactor
+// + 2 ms). Otherwise what was granted is released on every node at once.
+//
+// Fences: each node keeps its own counter, so the quorum's token is the highest fence among the nodes
+// that granted, written back to them (FENCE_SYNC) before it is returned. Any later majority overlaps
+// this one, so its token is higher. That holds while no node loses its counter and rejoins within one
+// lease: run the nodes with persistence, or keep a restarted node out for one max ttl.
+
+import type { AcquireRequest, AcquireResult, LockBackend, LockInfo } from '../../backend.js';
+import { LockAcquisitionError, LockArgumentError, type NodeOutcome } from '../../errors.js';
+import { checkOptionNames } from '../../options.js';
+import { adapt, script, type RedisAdapter } from '../redis/client.js';
+import { keysFor } from '../redis/index.js';
+import { ACQUIRE, EXTEND, FENCE_SYNC, INSPECT, RELEASE } from '../redis/scripts.js';
+
+export interface RedlockBackendOptions {
+  /** One client per independent Redis master (ioredis or node-redis); at least 3, usually 5. */
+  clients: readonly unknown[];
+  /** Clock drift allowance as a fraction of the ttl (default 0.01). */
+  driftFactor?: number;
+  /** How long to wait for one node, ms (default 50): a slow or paused node counts as a failure. */
+  nodeTimeout?: number;
+  /** Prepended to every key (default "locksmith:"). */
+  prefix?: string;
+}
+
+const SCRIPTS = { acquire: script(ACQUIRE), extend: script(EXTEND), release: script(RELEASE), inspect: script(INSPECT), sync: script(FENCE_SYNC) };
+
+type Vote<T> = { ok: true; value: T } | { ok: false; timeout: boolean; error: string };
+
+export function redlockBackend(options: RedlockBackendOptions): LockBackend {
+  const o = checkOptionNames(options, ['clients', 'driftFactor', 'nodeTimeout', 'prefix'], 'redlockBackend()');
+  if (!Array.isArray(o.clients) || o.clients.length < 3) {
+    throw new LockArgumentError('redlockBackend(): clients must be an array of at least 3 independent Redis masters');
+  }
+  const driftFactor: unknown = o.driftFactor === undefined ? 0.01 : o.driftFactor;
+  if (typeof driftFactor !== 'number' || !(driftFactor >= 0 && driftFactor < 0.5)) {
+    throw new LockArgumentError('redlockBackend(): driftFactor must be a number from 0 to 0.5');
+  }
+  const nodeTimeout: unknown = o.nodeTimeout === undefined ? 50 : o.nodeTimeout;
+  if (typeof nodeTimeout !== 'number' || !Number.isInteger(nodeTimeout) || nodeTimeout < 1 || nodeTimeout > 60_000) {
+    throw new LockArgumentError('redlockBackend(): nodeTimeout must be an integer number of ms from 1 to 60000');
+  }
+  const prefix: unknown = o.prefix === undefined ? 'locksmith:' : o.prefix;
+  if (typeof prefix !== 'string' || prefix.length > 128 || /[{}\s]/.test(prefix)) {
+    throw new LockArgumentError('redlockBackend(): prefix must be a string of at most 128 characters without braces or spaces');
+  }
+  const timeout = nodeTimeout;
+  const keyPrefix = prefix;
+  const drift = driftFactor;
+  const nodes: RedisAdapter[] = (o.clients as unknown[]).map((c) => adapt(c));
+  const quorum = Math.floor(nodes.length / 2) + 1;
+  const channel = `${keyPrefix}wake`;
+
+  /** Runs a script on every node at once; each answer, error or timeout is a vote. */
+  function ask<T>(s: ReturnType<typeof script>, keys: string[], args: (string | number)[], map: (reply: unknown) => T): Promise<Vote<T>[]> {
+    return Promise.all(
+      nodes.map(
+        (node) =>
+          new Promise<Vote<T>>((resolve) => {
+            const timer = setTimeout(() => resolve({ ok: false, timeout: true, error: `no answer within ${timeout} ms` }), timeout);
+            node.run(s, keys, args).then(
+              (reply) => {
+                clearTimeout(timer);
+                resolve({ ok: true, value: map(reply) });
+              },
+              (error: unknown) => {
+                clearTimeout(timer);
+                resolve({ ok: false, timeout: false, error: error instanceof Error ? error.message : String(error) });
+              },
+            );
+          }),
+      ),
+    );
+  }
+
+  function outcomes(votes: Vote<{ granted: boolean }>[]): NodeOutcome[] {
+    return votes.map((v, i) =>
+      v.ok
+        ? { node: `#${i}`, outcome: v.value.granted ? 'granted' : 'held' }
+        : { node: `#${i}`, outcome: v.timeout ? 'timeout' : 'error', error: v.error },
+    );
+  }
+
+  async function releaseAll(key: string, owner: string): Promise<Vote<boolean>[]> {
+    const k = keysFor(keyPrefix, key);
+    return ask(SCRIPTS.release, [k.lease, k.shared, k.intents, k.waiting], [owner, channel, key], (r) => r === 1);
+  }
+
+  return {
+    name: 'redlock',
+    capabilities: { shared: false, wake: false, fencing: true, expiry: 'ttl' },
+
+    async acquire(req: AcquireRequest): Promise<AcquireResult> {
+      const k = keysFor(keyPrefix, req.key);
+      const start = performance.now();
+      const votes = await ask(SCRIPTS.acquire, [k.lease, k.shared, k.intents, k.fence, k.waiting], [req.owner, req.ttl, 'x'], (reply) => {
+        const [granted, value] = reply as [number, number | string];
+        return granted === 1 ? { granted: true, fence: BigInt(value), retry: 0 } : { granted: false, fence: 0n, retry: Number(value) };
+      });
+      const granted = votes.flatMap((v) => (v.ok && v.value.granted ? [v.value.fence] : []));
+      const failed = votes.filter((v) => !v.ok).length;
+      const allowance = req.ttl * drift + 2;
+      if (granted.length >= quorum) {
+        const token = granted.reduce((a, b) => (b > a ? b : a));
+        const synced = await ask(SCRIPTS.sync, [k.lease, k.fence], [req.owner, token.toString()], (r) => r === 1);
+        const validity = req.ttl - (performance.now() - start) - allowance;
+        if (synced.filter((v) => v.ok && v.value).length >= quorum && validity > 0) {
+          return { granted: true, fence: token, validity: Math.floor(validity) };
+        }
+      }
+      // No quorum (or no time left): hand back whatever was granted, on every node at once.
+      await releaseAll(req.key, req.owner);
+      if (failed > nodes.length - quorum) {
+        throw new LockAcquisitionError(`"${req.key}": no quorum: ${failed} of ${nodes.length} nodes failed (a majority of ${quorum} must answer)`, {
+          key: req.key,
+          nodes: outcomes(votes.map((v) => (v.ok ? { ok: true, value: { granted: v.value.granted } } : v))),
+        });
+      }
+      const waits = votes.flatMap((v) => (v.ok && !v.value.granted && v.value.retry >= 0 ? [v.value.retry] : []));
+      return { granted: false, retryAfter: waits.length >= quorum ? waits.sort((a, b) => a - b)[quorum - 1] : undefined };
+    },
+
+    async extend(key, owner, ttl) {
+      const k = keysFor(keyPrefix, key);
+      const start = performance.now();
+      const votes = await ask(SCRIPTS.extend, [k.lease, k.shared], [owner, ttl], (r) => r === 1);
+      const ok = votes.filter((v) => v.ok && v.value).length >= quorum;
+      // An extension that came back too late has no validity left to extend.
+      if (ok && performance.now() - start < ttl - (ttl * drift + 2)) return true;
+      if (votes.filter((v) => !v.ok).length > nodes.length - quorum) {
+        throw new LockAcquisitionError(`"${key}": could not reach a majority to extend`, { key });
+      }
+      return false;
+    },
+
+    async release(key, owner) {
+      const votes = await releaseAll(key, owner);
+      const released = votes.filter((v) => v.ok && v.value).length;
+      if (released >= quorum) return true;
+      if (votes.some((v) => !v.ok) && released > 0) {
+        throw new LockAcquisitionError(`"${key}": released on ${released} of ${nodes.length} nodes; the rest did not answer`, { key });
+      }
+      return false;
+    },
+
+    async inspect(key): Promise<LockInfo | null> {
+      const k = keysFor(keyPrefix, key);
+      const votes = await ask(SCRIPTS.inspect, [k.lease, k.shared], [], (r) => r as (string | number)[]);
+      const wall = Date.now();
+      const seen = new Map<string, { count: number; fence: bigint; expiresAt: number }>();
+      for (const v of votes) {
+        if (!v.ok || v.value[0] !== 'x') continue;
+        const [, owner, remaining, fence] = v.value as [string, string, number, string];
+        const entry = seen.get(owner) ?? { count: 0, fence: 0n, expiresAt: Infinity };
+        entry.count += 1;
+        if (BigInt(fence) > entry.fence) entry.fence = BigInt(fence);
+        entry.expiresAt = Math.min(entry.expiresAt, wall + Number(remaining));
+        seen.set(owner, entry);
+      }
+      for (const [owner, e] of seen) {
+        if (e.count >= quorum) return { key, mode: 'exclusive', holders: [{ owner, fence: e.fence, expiresAt: e.expiresAt }] };
+      }
+      return null;
+    },
+
+    close() {
+      return Promise.resolve(); // the clients are the caller's
+    },
+  };
+}

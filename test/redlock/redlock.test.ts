@@ -1,0 +1,118 @@
+// Redlock over five real redis-server nodes that the tests kill, pause and restart.
+
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
+import { redlockBackend } from '../../src/backends/redlock/index.js';
+import { LockAcquisitionError, LockArgumentError, Locksmith, LockTimeoutError } from '../../src/index.js';
+import { RedisNode, stopAll } from '../support/redis.js';
+
+const NODE_TIMEOUT = 100;
+let nodes: RedisNode[];
+const clients: Redis[] = [];
+const open: Locksmith[] = [];
+
+function locksmith(): Locksmith {
+  const set = nodes.map((n) => {
+    const c = new Redis(n.port, '127.0.0.1', { maxRetriesPerRequest: 1, retryStrategy: () => 100 });
+    c.on('error', () => undefined);
+    return c;
+  });
+  clients.push(...set);
+  const locks = new Locksmith(redlockBackend({ clients: set, nodeTimeout: NODE_TIMEOUT }), { ttl: 5_000, wait: 0 });
+  locks.on('error', () => undefined);
+  open.push(locks);
+  return locks;
+}
+
+async function healAll(): Promise<void> {
+  for (const n of nodes) {
+    n.resume();
+    try {
+      await n.cli('PING');
+    } catch {
+      await n.restart();
+    }
+  }
+  await new Promise((r) => setTimeout(r, 300)); // clients reconnect (retryStrategy 100 ms)
+}
+
+before(async () => {
+  nodes = await Promise.all([0, 1, 2, 3, 4].map(() => RedisNode.start()));
+});
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((l) => l.close().catch(() => undefined)));
+  for (const c of clients.splice(0)) c.disconnect();
+  await healAll();
+});
+after(async () => stopAll());
+
+describe('redlock', () => {
+  test('2 of 5 nodes down: acquire still succeeds, and excludes others', async () => {
+    await nodes[0]!.kill();
+    await nodes[1]!.kill();
+    const [a, b] = [locksmith(), locksmith()];
+    const lock = await a.acquire('minority-down');
+    assert.ok(lock.held);
+    await assert.rejects(b.acquire('minority-down'), LockTimeoutError);
+    await lock.release();
+  });
+
+  test('3 of 5 nodes down: fails fast with per-node details', async () => {
+    await Promise.all([nodes[0]!.kill(), nodes[1]!.kill(), nodes[2]!.kill()]);
+    const a = locksmith();
+    const t0 = performance.now();
+    const err = await a.acquire('majority-down').catch((e: unknown) => e);
+    const took = performance.now() - t0;
+    assert.ok(err instanceof LockAcquisitionError, String(err));
+    assert.equal(err.nodes.length, 5);
+    assert.equal(err.nodes.filter((n) => n.outcome === 'error' || n.outcome === 'timeout').length, 3);
+    assert.equal(err.nodes.filter((n) => n.outcome === 'granted').length, 2);
+    assert.match(err.message, /no quorum/);
+    assert.ok(took < NODE_TIMEOUT * 3 + 200, `failed after ${took.toFixed(0)} ms`);
+  });
+
+  test('a paused node does not stall acquisition beyond the per-node timeout', async () => {
+    nodes[4]!.pause();
+    const a = locksmith();
+    const t0 = performance.now();
+    const lock = await a.acquire('paused-node');
+    assert.ok(performance.now() - t0 < NODE_TIMEOUT * 2 + 200, `took ${(performance.now() - t0).toFixed(0)} ms`);
+    await lock.release();
+  });
+
+  test('fences keep increasing across holders when a node restarts empty in between', async () => {
+    const [a, b] = [locksmith(), locksmith()];
+    const first = await a.acquire('fenced');
+    await first.release();
+    await nodes[2]!.kill();
+    await nodes[2]!.restart(); // empty: its counter starts again from the clock
+    await new Promise((r) => setTimeout(r, 300));
+    const second = await b.acquire('fenced');
+    assert.ok(second.fence > first.fence);
+    await second.release();
+    const third = await a.acquire('fenced');
+    assert.ok(third.fence > second.fence);
+    await third.release();
+  });
+
+  test('a minority restarted empty does not let a second holder in', async () => {
+    const [a, b] = [locksmith(), locksmith()];
+    const lock = await a.acquire('no-split', { ttl: 10_000 });
+    await Promise.all([nodes[0]!.kill(), nodes[1]!.kill()]);
+    await Promise.all([nodes[0]!.restart(), nodes[1]!.restart()]); // they forgot the lock
+    await new Promise((r) => setTimeout(r, 300));
+    await assert.rejects(b.acquire('no-split'), LockTimeoutError, 'the three nodes that remember still refuse');
+    assert.ok(lock.held);
+    await lock.release();
+  });
+
+  test('read locks and semaphores are refused clearly, before any I/O', async () => {
+    const a = locksmith();
+    await assert.rejects(a.read('r'), LockArgumentError);
+    await assert.rejects(a.semaphore('s', { limit: 2 }).acquire(), LockArgumentError);
+    for (const o of [{ clients: [] }, { clients: [1, 2] }, { clients: clients.slice(0, 3), driftFactor: 2 }, { clients: clients.slice(0, 3), nodeTimeout: 0 }, { clients: clients.slice(0, 3), quorum: 2 }]) {
+      assert.throws(() => redlockBackend(o as never), LockArgumentError);
+    }
+  });
+});
