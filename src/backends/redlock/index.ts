@@ -54,39 +54,69 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
   const quorum = Math.floor(nodes.length / 2) + 1;
   const channel = `${keyPrefix}wake`;
 
-  /** Runs a script on every node at once; each answer, error or timeout is a vote. */
-  function ask<T>(s: ReturnType<typeof script>, keys: string[], args: (string | number)[], map: (reply: unknown) => T): Promise<Vote<T>[]> {
-    return Promise.all(
-      nodes.map(
-        (node) =>
-          new Promise<Vote<T>>((resolve) => {
-            const timer = setTimeout(() => resolve({ ok: false, timeout: true, error: `no answer within ${timeout} ms` }), timeout);
-            node.run(s, keys, args).then(
-              (reply) => {
-                clearTimeout(timer);
-                resolve({ ok: true, value: map(reply) });
-              },
-              (error: unknown) => {
-                clearTimeout(timer);
-                resolve({ ok: false, timeout: false, error: error instanceof Error ? error.message : String(error) });
-              },
-            );
-          }),
-      ),
-    );
+  /**
+   * Runs a script on every node at once; each answer, error or timeout is a vote. Resolves once
+   * `enough(votes)` holds (a quorum said yes: waiting for stragglers only adds latency) or every node
+   * has voted; votes still out are undefined.
+   */
+  function ask<T>(
+    s: ReturnType<typeof script>,
+    keys: string[],
+    args: (string | number)[],
+    map: (reply: unknown) => T,
+    enough: (votes: (Vote<T> | undefined)[]) => boolean = () => false,
+  ): Promise<(Vote<T> | undefined)[]> {
+    return new Promise((resolve) => {
+      const votes: (Vote<T> | undefined)[] = nodes.map(() => undefined);
+      let settled = 0;
+      let done = false;
+      const vote = (i: number, v: Vote<T>): void => {
+        if (votes[i] !== undefined) return;
+        votes[i] = v;
+        settled += 1;
+        if (!done && (settled === nodes.length || enough(votes))) {
+          done = true;
+          resolve([...votes]);
+        }
+      };
+      nodes.forEach((node, i) => {
+        const timer = setTimeout(() => vote(i, { ok: false, timeout: true, error: `no answer within ${timeout} ms` }), timeout);
+        node.run(s, keys, args).then(
+          (reply) => {
+            clearTimeout(timer);
+            let value: T;
+            try {
+              value = map(reply);
+            } catch (error) {
+              return vote(i, { ok: false, timeout: false, error: String(error) });
+            }
+            vote(i, { ok: true, value });
+          },
+          (error: unknown) => {
+            clearTimeout(timer);
+            vote(i, { ok: false, timeout: false, error: error instanceof Error ? error.message : String(error) });
+          },
+        );
+      });
+    });
   }
 
-  function outcomes(votes: Vote<{ granted: boolean }>[]): NodeOutcome[] {
+  const yes = (votes: (Vote<boolean> | undefined)[]): number => votes.filter((v) => v?.ok === true && v.value).length;
+
+  function outcomes(votes: (Vote<{ granted: boolean }> | undefined)[]): NodeOutcome[] {
     return votes.map((v, i) =>
-      v.ok
-        ? { node: `#${i}`, outcome: v.value.granted ? 'granted' : 'held' }
-        : { node: `#${i}`, outcome: v.timeout ? 'timeout' : 'error', error: v.error },
+      v === undefined
+        ? { node: `#${i}`, outcome: 'timeout', error: 'still pending' }
+        : v.ok
+          ? { node: `#${i}`, outcome: v.value.granted ? 'granted' : 'held' }
+          : { node: `#${i}`, outcome: v.timeout ? 'timeout' : 'error', error: v.error },
     );
   }
 
-  async function releaseAll(key: string, owner: string): Promise<Vote<boolean>[]> {
+  /** Release goes to every node; it is confirmed once a quorum confirms. */
+  async function releaseAll(key: string, owner: string, wait: 'quorum' | 'all'): Promise<(Vote<boolean> | undefined)[]> {
     const k = keysFor(keyPrefix, key);
-    return ask(SCRIPTS.release, [k.lease, k.shared, k.intents, k.waiting], [owner, channel, key], (r) => r === 1);
+    return ask(SCRIPTS.release, [k.lease, k.shared, k.intents, k.waiting], [owner, channel, key], (r) => r === 1, (v) => wait === 'quorum' && yes(v) >= quorum);
   }
 
   return {
@@ -96,51 +126,68 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
     async acquire(req: AcquireRequest): Promise<AcquireResult> {
       const k = keysFor(keyPrefix, req.key);
       const start = performance.now();
-      const votes = await ask(SCRIPTS.acquire, [k.lease, k.shared, k.intents, k.fence, k.waiting], [req.owner, req.ttl, 'x'], (reply) => {
-        const [granted, value] = reply as [number, number | string];
-        return granted === 1 ? { granted: true, fence: BigInt(value), retry: 0 } : { granted: false, fence: 0n, retry: Number(value) };
-      });
-      const granted = votes.flatMap((v) => (v.ok && v.value.granted ? [v.value.fence] : []));
-      const failed = votes.filter((v) => !v.ok).length;
+      const votes = await ask(
+        SCRIPTS.acquire,
+        [k.lease, k.shared, k.intents, k.fence, k.waiting],
+        [req.owner, req.ttl, 'x'],
+        (reply) => {
+          const [granted, value] = reply as [number, number | string];
+          return granted === 1 ? { granted: true, fence: BigInt(value), retry: 0 } : { granted: false, fence: 0n, retry: Number(value) };
+        },
+        (v) => v.filter((x) => x?.ok === true && x.value.granted).length >= quorum,
+      );
+      const grants = votes.flatMap((v, i) => (v?.ok === true && v.value.granted ? [{ node: i, fence: v.value.fence }] : []));
+      const failed = votes.filter((v) => v !== undefined && !v.ok).length;
       const allowance = req.ttl * drift + 2;
-      if (granted.length >= quorum) {
-        const token = granted.reduce((a, b) => (b > a ? b : a));
-        const synced = await ask(SCRIPTS.sync, [k.lease, k.fence], [req.owner, token.toString()], (r) => r === 1);
-        const validity = req.ttl - (performance.now() - start) - allowance;
-        if (synced.filter((v) => v.ok && v.value).length >= quorum && validity > 0) {
-          return { granted: true, fence: token, validity: Math.floor(validity) };
+      if (grants.length >= quorum) {
+        const token = grants.reduce((a, b) => (b.fence > a ? b.fence : a), 0n);
+        // A quorum must know the token before it is used. Nodes whose own fence is the token already
+        // do (the usual case: counters move in step); the others are raised to it in one more trip.
+        const behind = grants.filter((g) => g.fence < token).map((g) => g.node);
+        let known = grants.length - behind.length;
+        if (known < quorum) {
+          const synced = await Promise.all(
+            behind.map((i) =>
+              nodes[i]!.run(SCRIPTS.sync, [k.lease, k.fence], [req.owner, token.toString()]).then(
+                (r) => r === 1,
+                () => false,
+              ),
+            ),
+          );
+          known += synced.filter(Boolean).length;
         }
+        const validity = req.ttl - (performance.now() - start) - allowance;
+        if (known >= quorum && validity > 0) return { granted: true, fence: token, validity: Math.floor(validity) };
       }
       // No quorum (or no time left): hand back whatever was granted, on every node at once.
-      await releaseAll(req.key, req.owner);
+      await releaseAll(req.key, req.owner, 'all');
       if (failed > nodes.length - quorum) {
         throw new LockAcquisitionError(`"${req.key}": no quorum: ${failed} of ${nodes.length} nodes failed (a majority of ${quorum} must answer)`, {
           key: req.key,
-          nodes: outcomes(votes.map((v) => (v.ok ? { ok: true, value: { granted: v.value.granted } } : v))),
+          nodes: outcomes(votes),
         });
       }
-      const waits = votes.flatMap((v) => (v.ok && !v.value.granted && v.value.retry >= 0 ? [v.value.retry] : []));
+      const waits = votes.flatMap((v) => (v?.ok === true && !v.value.granted && v.value.retry >= 0 ? [v.value.retry] : []));
       return { granted: false, retryAfter: waits.length >= quorum ? waits.sort((a, b) => a - b)[quorum - 1] : undefined };
     },
 
     async extend(key, owner, ttl) {
       const k = keysFor(keyPrefix, key);
       const start = performance.now();
-      const votes = await ask(SCRIPTS.extend, [k.lease, k.shared], [owner, ttl], (r) => r === 1);
-      const ok = votes.filter((v) => v.ok && v.value).length >= quorum;
+      const votes = await ask(SCRIPTS.extend, [k.lease, k.shared], [owner, ttl], (r) => r === 1, (v) => yes(v) >= quorum);
       // An extension that came back too late has no validity left to extend.
-      if (ok && performance.now() - start < ttl - (ttl * drift + 2)) return true;
-      if (votes.filter((v) => !v.ok).length > nodes.length - quorum) {
+      if (yes(votes) >= quorum && performance.now() - start < ttl - (ttl * drift + 2)) return true;
+      if (votes.filter((v) => v !== undefined && !v.ok).length > nodes.length - quorum) {
         throw new LockAcquisitionError(`"${key}": could not reach a majority to extend`, { key });
       }
       return false;
     },
 
     async release(key, owner) {
-      const votes = await releaseAll(key, owner);
-      const released = votes.filter((v) => v.ok && v.value).length;
+      const votes = await releaseAll(key, owner, 'quorum');
+      const released = yes(votes);
       if (released >= quorum) return true;
-      if (votes.some((v) => !v.ok) && released > 0) {
+      if (votes.some((v) => v !== undefined && !v.ok) && released > 0) {
         throw new LockAcquisitionError(`"${key}": released on ${released} of ${nodes.length} nodes; the rest did not answer`, { key });
       }
       return false;
@@ -150,18 +197,22 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
       const k = keysFor(keyPrefix, key);
       const votes = await ask(SCRIPTS.inspect, [k.lease, k.shared], [], (r) => r as (string | number)[]);
       const wall = Date.now();
-      const seen = new Map<string, { count: number; fence: bigint; expiresAt: number }>();
+      // The holder is whoever a majority names. Its fence is the one most of those nodes record: the
+      // token was recorded on a quorum before acquire returned; a straggler may show another number.
+      const seen = new Map<string, { fences: bigint[]; expiresAt: number }>();
       for (const v of votes) {
-        if (!v.ok || v.value[0] !== 'x') continue;
+        if (v?.ok !== true || v.value[0] !== 'x') continue;
         const [, owner, remaining, fence] = v.value as [string, string, number, string];
-        const entry = seen.get(owner) ?? { count: 0, fence: 0n, expiresAt: Infinity };
-        entry.count += 1;
-        if (BigInt(fence) > entry.fence) entry.fence = BigInt(fence);
+        const entry = seen.get(owner) ?? { fences: [], expiresAt: Infinity };
+        entry.fences.push(BigInt(fence));
         entry.expiresAt = Math.min(entry.expiresAt, wall + Number(remaining));
         seen.set(owner, entry);
       }
       for (const [owner, e] of seen) {
-        if (e.count >= quorum) return { key, mode: 'exclusive', holders: [{ owner, fence: e.fence, expiresAt: e.expiresAt }] };
+        if (e.fences.length < quorum) continue;
+        const count = (f: bigint): number => e.fences.filter((x) => x === f).length;
+        const fence = e.fences.reduce((best, f) => (count(f) > count(best) || (count(f) === count(best) && f > best) ? f : best));
+        return { key, mode: 'exclusive', holders: [{ owner, fence, expiresAt: e.expiresAt }] };
       }
       return null;
     },
