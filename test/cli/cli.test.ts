@@ -175,6 +175,20 @@ describe('locksmith CLI', () => {
     }
   });
 
+  test('run works on Redlock with --backend redlock:redis://a,redis://b,redis://c', async () => {
+    const nodes = await Promise.all([0, 1, 2].map(() => RedisNode.start()));
+    try {
+      const url = `redlock:${nodes.map((n) => n.url).join(',')}`;
+      const r = cli('run', 'quorum', '--backend', url, '--fence-env', 'F', '--', 'sh', '-c', 'echo "fence=$F"');
+      assert.equal(await r.code, 0, r.err());
+      assert.match(r.out(), /^fence=\d+\n$/);
+      const bad = cli('run', 'quorum', '--backend', `redlock:${nodes[0]!.url}`, '--', 'true');
+      assert.equal(await bad.code, 2);
+    } finally {
+      await Promise.all(nodes.map((n) => n.stop()));
+    }
+  });
+
   test('an unreachable server is exit 75 with one line, quickly', async () => {
     const t0 = performance.now();
     const r = cli('run', 'x', '--backend', 'redis://127.0.0.1:1', '--wait', '1s', '--', 'true');
