@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { fileBackend } from '../../src/backends/file/index.js';
 import { MemoryStore, memoryBackend } from '../../src/backends/memory/index.js';
 import { redisBackend } from '../../src/backends/redis/index.js';
+import { redlockBackend } from '../../src/backends/redlock/index.js';
 import type { LockBackend } from '../../src/index.js';
 import { RedisNode } from '../support/redis.js';
 
@@ -19,6 +20,7 @@ export interface RecipeTarget {
 const store = new MemoryStore();
 const dir = mkdtempSync(join(tmpdir(), 'locksmith-recipes-'));
 let node: RedisNode | undefined;
+let quorum: RedisNode[] = [];
 const clients: Redis[] = [];
 
 export const targets: RecipeTarget[] = [
@@ -37,6 +39,22 @@ export const targets: RecipeTarget[] = [
     teardown: async () => {
       for (const c of clients.splice(0)) c.disconnect();
       await node?.stop();
+    },
+  },
+  {
+    // Exclusive locks only: the pool (which needs a semaphore) skips itself here.
+    name: 'redlock',
+    setup: async () => {
+      quorum = await Promise.all([0, 1, 2].map(() => RedisNode.start()));
+    },
+    make: () => {
+      const set = quorum.map((n) => new Redis(n.port, '127.0.0.1'));
+      clients.push(...set);
+      return redlockBackend({ clients: set, nodeTimeout: 200 });
+    },
+    teardown: async () => {
+      for (const c of clients.splice(0)) c.disconnect();
+      await Promise.all(quorum.map((n) => n.stop()));
     },
   },
 ];
