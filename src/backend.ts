@@ -19,6 +19,11 @@ export interface AcquireRequest {
    * prefer writers hold back. Cleared by a grant or by `release(key, owner)`.
    */
   intent?: number | undefined;
+  /**
+   * The caller will keep trying until it gets the lease or gives up (then it calls release): a fair
+   * backend may give it a place in line. A one-off try must not leave one behind.
+   */
+  queue?: boolean | undefined;
 }
 
 export type AcquireResult =

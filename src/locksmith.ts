@@ -373,6 +373,7 @@ export class Locksmith {
       limit: spec.limit,
       writerPreference: mode === 'shared' && options.policy === 'writer-preference',
       intent: spec.writer && options.wait > 0 ? WRITER_INTENT_MS : undefined,
+      queue: options.wait > 0,
     };
 
     const { grant, start, waited } = await this.#obtain(request, options, signal ?? this.#closing.signal);
@@ -465,8 +466,9 @@ export class Locksmith {
       return { grant: outcome.value, start, waited: performance.now() - began };
     } catch (error) {
       if (error instanceof LockTimeoutError) this.#stats.timeouts += 1;
-      // A writer that gives up must withdraw its announced intent, or readers would hold back for nothing.
-      if (request.intent) backend.release(request.key, request.owner).catch((e: unknown) => this.reportError(e, request));
+      // A waiter that gives up withdraws whatever it left on the backend: a writer's announced intent
+      // (or readers would hold back for nothing), a place in a fair queue. Owner-checked, so harmless.
+      if (options.wait > 0) backend.release(request.key, request.owner).catch((e: unknown) => this.reportError(e, request));
       throw error;
     } finally {
       turn?.leave();

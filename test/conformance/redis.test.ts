@@ -26,6 +26,15 @@ conformance({
 });
 
 conformance({
+  name: 'redis (ioredis, fair)',
+  backend: () => {
+    const client = new Redis(node.port, '127.0.0.1');
+    clients.push(client);
+    return redisBackend({ client, prefix: 'fair:', fair: true });
+  },
+});
+
+conformance({
   name: 'redis (node-redis)',
   backend: async () => {
     const client = createClient({ url: node.url });

@@ -128,9 +128,53 @@ describe('redis backend', () => {
     await Promise.all([a.close(), b.close()]);
   });
 
+  test('fair: waiters from separate processes are served in arrival order', async () => {
+    const holder = new Locksmith(redisBackend({ client: io(node), fair: true }));
+    const lock = await holder.acquire('fair:order');
+    const order: number[] = [];
+    const waiters: Promise<void>[] = [];
+    const others: Locksmith[] = [];
+    for (let i = 0; i < 6; i++) {
+      const locks = new Locksmith(redisBackend({ client: io(node), fair: true }), { wait: 20_000 });
+      others.push(locks);
+      waiters.push(
+        locks.acquire('fair:order').then(async (l) => {
+          order.push(i);
+          await delay(5);
+          await l.release();
+        }),
+      );
+      await delay(30); // each is refused and queued before the next arrives
+    }
+    await lock.release();
+    await Promise.all(waiters);
+    assert.deepEqual(order, [0, 1, 2, 3, 4, 5]);
+    await Promise.all([holder, ...others].map((l) => l.close()));
+  });
+
+  test('fair: a waiter that died loses its place after queueTimeout; one that gave up leaves at once', async () => {
+    const client = io(node);
+    const a = new Locksmith(redisBackend({ client, fair: true, queueTimeout: 300 }));
+    const lock = await a.acquire('fair:dead');
+    // A waiter that queues and then vanishes (its process died): it never retries nor withdraws.
+    const ghost = redisBackend({ client: io(node), fair: true, queueTimeout: 300 });
+    assert.equal((await ghost.acquire({ key: 'fair:dead', owner: 'ghost', ttl: 1_000, mode: 'exclusive', queue: true })).granted, false);
+    // One that gives up withdraws its place.
+    const quitter = new Locksmith(redisBackend({ client: io(node), fair: true, queueTimeout: 300 }));
+    await assert.rejects(quitter.acquire('fair:dead', { wait: 100 }), LockTimeoutError);
+    await lock.release();
+    const t0 = performance.now();
+    const next = await a.acquire('fair:dead', { wait: 5_000 });
+    const waited = performance.now() - t0;
+    assert.ok(waited < 1_500, `the ghost held the line for ${waited.toFixed(0)} ms`);
+    assert.ok(waited >= 100, 'the ghost did hold the line until its place expired');
+    await next.release();
+    await Promise.all([a.close(), quitter.close(), ghost.close()]);
+  });
+
   test('bad options are rejected before any I/O', () => {
     const client = io(node);
-    for (const o of [{}, { client: {} }, { client, prefix: 'a{b' }, { client, prefix: 'x}' }, { client, prefix: 'has space' }, { client, prefix: 'p'.repeat(129) }, { client, prefix: 5 }, { client, colour: 1 }]) {
+    for (const o of [{}, { client: {} }, { client, prefix: 'a{b' }, { client, prefix: 'x}' }, { client, prefix: 'has space' }, { client, prefix: 'p'.repeat(129) }, { client, prefix: 5 }, { client, colour: 1 }, { client, fair: 'yes' }, { client, queueTimeout: 5 }, { client, queueTimeout: 1.5 }]) {
       assert.throws(() => redisBackend(o as never), LockArgumentError, JSON.stringify(Object.keys(o)));
     }
   });

@@ -14,6 +14,12 @@ export interface RedisBackendOptions {
   client: unknown;
   /** Prepended to every key and the wake channel (default "locksmith:"). */
   prefix?: string;
+  /**
+   * Serve exclusive waiters first come, first served, across processes. A waiter keeps its place by
+   * retrying (at least every `backoff.max`); one silent for `queueTimeout` ms (default 3000) loses it.
+   */
+  fair?: boolean;
+  queueTimeout?: number;
 }
 
 const SCRIPTS = {
@@ -31,13 +37,30 @@ const MAX_PREFIX = 128;
  * (no CROSSSLOT); escaping braces keeps a name like "}x" from ending the tag early (an empty tag would
  * hash each whole key to a different slot).
  */
-export function keysFor(prefix: string, name: string): { lease: string; shared: string; intents: string; fence: string; waiting: string } {
+export function keysFor(
+  prefix: string,
+  name: string,
+): { lease: string; shared: string; intents: string; fence: string; waiting: string; queue: string; queueExp: string } {
   const tag = `${prefix}{${/[%{}]/.test(name) ? name.replace(/[%{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`) : name}}`;
-  return { lease: `${tag}:lease`, shared: `${tag}:shared`, intents: `${tag}:intents`, fence: `${tag}:fence`, waiting: `${tag}:waiting` };
+  return {
+    lease: `${tag}:lease`,
+    shared: `${tag}:shared`,
+    intents: `${tag}:intents`,
+    fence: `${tag}:fence`,
+    waiting: `${tag}:waiting`,
+    queue: `${tag}:queue`,
+    queueExp: `${tag}:queue-exp`,
+  };
 }
 
 export function redisBackend(options: RedisBackendOptions): LockBackend {
-  const o = checkOptionNames(options, ['client', 'prefix'], 'redisBackend()');
+  const o = checkOptionNames(options, ['client', 'prefix', 'fair', 'queueTimeout'], 'redisBackend()');
+  if (o.fair !== undefined && typeof o.fair !== 'boolean') throw new LockArgumentError('redisBackend(): fair must be a boolean');
+  const queueTimeout: unknown = o.queueTimeout === undefined ? 3_000 : o.queueTimeout;
+  if (typeof queueTimeout !== 'number' || !Number.isInteger(queueTimeout) || queueTimeout < 10 || queueTimeout > 600_000) {
+    throw new LockArgumentError('redisBackend(): queueTimeout must be an integer number of ms from 10 to 600000');
+  }
+  const queueMs = o.fair === true ? queueTimeout : 0;
   const prefix = o.prefix === undefined ? 'locksmith:' : o.prefix;
   if (typeof prefix !== 'string' || prefix.length > MAX_PREFIX || /[{}\s]/.test(prefix)) {
     throw new LockArgumentError(`redisBackend(): prefix must be a string of at most ${MAX_PREFIX} characters without braces or spaces`);
@@ -77,12 +100,12 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
 
     async acquire(req: AcquireRequest): Promise<AcquireResult> {
       const k = keysFor(prefix, req.key);
-      const keys = [k.lease, k.shared, k.intents, k.fence, k.waiting];
+      const keys = queueMs ? [k.lease, k.shared, k.intents, k.fence, k.waiting, k.queue, k.queueExp] : [k.lease, k.shared, k.intents, k.fence, k.waiting];
       // The plain exclusive case sends only what it needs: every argument costs encoding time.
       const args =
-        req.mode === 'exclusive' && !req.intent
+        req.mode === 'exclusive' && !req.intent && !queueMs
           ? [req.owner, req.ttl, 'x']
-          : [req.owner, req.ttl, req.mode === 'exclusive' ? 'x' : 's', req.limit ?? 0, req.writerPreference ? '1' : '0', req.intent ?? 0];
+          : [req.owner, req.ttl, req.mode === 'exclusive' ? 'x' : 's', req.limit ?? 0, req.writerPreference ? '1' : '0', req.intent ?? 0, req.queue ? queueMs : -queueMs];
       const reply = (await redis.run(SCRIPTS.acquire, keys, args)) as [number, number | string];
       if (reply[0] === 1) return { granted: true, fence: BigInt(reply[1]) };
       const retry = Number(reply[1]);
@@ -96,7 +119,8 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
 
     async release(key, owner) {
       const k = keysFor(prefix, key);
-      return (await redis.run(SCRIPTS.release, [k.lease, k.shared, k.intents, k.waiting], [owner, channel, key])) === 1;
+      const keys = queueMs ? [k.lease, k.shared, k.intents, k.waiting, k.queue, k.queueExp] : [k.lease, k.shared, k.intents, k.waiting];
+      return (await redis.run(SCRIPTS.release, keys, [owner, channel, key])) === 1;
     },
 
     async inspect(key): Promise<LockInfo | null> {

@@ -55,19 +55,52 @@ end
 export const WAITING_FLAG_MS = 10_000;
 
 /**
- * ACQUIRE. KEYS: lease, shared, intents, fence, waiting. ARGV: owner, ttl ms, mode ("x"|"s"), and
- * optionally limit (0: none), writer preference ("1"|"0"), intent ms (0: none).
+ * ACQUIRE. KEYS: lease, shared, intents, fence, waiting, and for fair mode queue, queue expiries.
+ * ARGV: owner, ttl ms, mode ("x"|"s"), and optionally limit (0: none), writer preference ("1"|"0"),
+ * intent ms (0: none), fair queue timeout ms (0: not fair; negative: fair, but do not join the line).
  * Returns {1, fence} when granted, {0, retry-after ms} (-1: unknown) when not.
  */
 export const ACQUIRE = `${HELPERS}
 local lease, shared, intents, fence_key, waiting = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local queue, queue_exp = KEYS[6], KEYS[7]
 local owner, ttl, want = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local limit, writer_pref, intent_ms = tonumber(ARGV[4] or '0'), ARGV[5] == '1', tonumber(ARGV[6] or '0')
+local queue_ms = tonumber(ARGV[7] or '0')
+local fair = queue_ms ~= 0 and want == 'x'
+-- A negative queue timeout: fair, but a one-off try that must not take a place in line.
+local joins = queue_ms > 0
+
+-- Fair mode: exclusive waiters line up in a sorted set by arrival time (server microseconds), each
+-- with an expiry it refreshes on every try, so a waiter that died leaves the line within queue_ms.
+local function queue_up()
+  if not fair or not joins then return end
+  local t = redis.call('TIME')
+  redis.call('ZADD', queue, 'NX', t[1] .. string.format('%06d', tonumber(t[2])), owner)
+  redis.call('HSET', queue_exp, owner, now_ms() + queue_ms)
+  redis.call('PEXPIRE', queue, queue_ms * 2)
+  redis.call('PEXPIRE', queue_exp, queue_ms * 2)
+end
 
 -- Every refusal leaves the flag, so the release that frees the lock knows to wake someone.
 local function refuse(retry)
   redis.call('SET', waiting, '1', 'PX', ${WAITING_FLAG_MS})
+  queue_up()
   return {0, retry}
+end
+
+if fair then
+  -- Drop waiters that stopped refreshing their place, then only the first in line may take it.
+  local now = now_ms()
+  while true do
+    local head = redis.call('ZRANGE', queue, 0, 0)[1]
+    if not head then break end
+    if head == owner or tonumber(redis.call('HGET', queue_exp, head) or '0') > now then
+      if head ~= owner then return refuse(-1) end
+      break
+    end
+    redis.call('ZREM', queue, head)
+    redis.call('HDEL', queue_exp, head)
+  end
 end
 
 local function announce()
@@ -84,6 +117,10 @@ if want == 'x' then
   local value = owner .. '\\n' .. fence
   if redis.call('SET', lease, value, 'NX', 'PX', ttl) then
     if intent_ms > 0 then redis.call('HDEL', intents, owner) end
+    if fair then
+      redis.call('ZREM', queue, owner)
+      redis.call('HDEL', queue_exp, owner)
+    end
     return {1, fence}
   end
   local held = redis.call('GET', lease)
@@ -106,6 +143,10 @@ if want == 'x' then
   end
   redis.call('SET', lease, value, 'PX', ttl)
   if intent_ms > 0 then redis.call('HDEL', intents, owner) end
+  if fair then
+    redis.call('ZREM', queue, owner)
+    redis.call('HDEL', queue_exp, owner)
+  end
   return {1, fence}
 end
 
@@ -155,13 +196,15 @@ return 1
 `;
 
 /**
- * RELEASE. KEYS: lease, shared, intents, waiting. ARGV: owner, wake channel, lock name.
+ * RELEASE. KEYS: lease, shared, intents, waiting, and optionally queue, queue expiries (fair mode:
+ * a waiter that gives up leaves the line). ARGV: owner, wake channel, lock name.
  * Returns 1 when the owner's live lease was removed, 0 otherwise. When anything changed (a lease or
  * an announced writer went away) and someone was refused meanwhile, publishes the name on the wake
  * channel so waiters retry; with nobody waiting it publishes nothing.
  */
 export const RELEASE = `${HELPERS}
 local lease, shared, intents, waiting = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local queue, queue_exp = KEYS[5], KEYS[6]
 local owner, channel, name = ARGV[1], ARGV[2], ARGV[3]
 local held = redis.call('GET', lease)
 local sep = held and string.find(held, '\\n', 1, true)
@@ -173,6 +216,10 @@ if sep and string.sub(held, 1, sep - 1) == owner then
 end
 local released = 0
 local withdrew = redis.call('HDEL', intents, owner)
+if queue and redis.call('ZREM', queue, owner) == 1 then
+  redis.call('HDEL', queue_exp, owner)
+  withdrew = 1
+end
 if not sep then
   local value = redis.call('HGET', shared, owner)
   if value then
