@@ -41,6 +41,15 @@ function counting(backend: LockBackend): { backend: LockBackend; calls: () => nu
   return { backend: counted, calls: () => calls };
 }
 
+/** Resolves once `condition` holds (checked every 5 ms), or rejects after `ms`. */
+async function until(condition: () => boolean, ms = 5_000): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
+    await delay(5);
+  }
+}
+
 /** Resolves when `signal` aborts, or rejects after `ms`. */
 function aborted(signal: AbortSignal, ms: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
@@ -385,14 +394,20 @@ export function conformance(target: ConformanceTarget): void {
       test('a concurrent task outside the scope does not re-enter', async () => {
         const a = await client();
         const key = name();
-        let inside = false;
-        const scope = a.withLock(key, async () => {
-          inside = true;
-          await delay(100);
-        }, { reentrant: true });
-        await delay(20);
-        assert.ok(inside);
+        let entered!: () => void;
+        const inside = new Promise<void>((resolve) => (entered = resolve));
+        let leave!: () => void;
+        const scope = a.withLock(
+          key,
+          async () => {
+            entered();
+            await new Promise<void>((resolve) => (leave = resolve));
+          },
+          { reentrant: true },
+        );
+        await inside;
         assert.equal(await a.tryAcquire(key, { reentrant: true }), null);
+        leave();
         await scope;
       });
 
@@ -432,7 +447,7 @@ export function conformance(target: ConformanceTarget): void {
         const key = name();
         const r1 = await a.read(key);
         const writer = c.write(key, { wait: 5_000 });
-        await delay(50);
+        await until(() => c.stats().waiting === 1); // refused once: the writer is waiting
         const r2 = await b.read(key, { wait: 0, policy: 'reader-preference' });
         await r1.release();
         await delay(50);
@@ -454,13 +469,13 @@ export function conformance(target: ConformanceTarget): void {
           order.push('writer');
           return w;
         });
-        await delay(50);
+        await until(() => c.stats().waiting === 1); // refused once: its intent is announced
         await assert.rejects(b.read(key, { wait: 0 }), LockTimeoutError);
         const reader = b.read(key, { wait: 5_000 }).then((r) => {
           order.push('reader');
           return r;
         });
-        await delay(50);
+        await until(() => b.stats().waiting === 1);
         await r1.release();
         const w = await writer;
         await delay(50);
