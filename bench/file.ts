@@ -9,7 +9,7 @@ import lockfile from 'proper-lockfile';
 // The built package, as users run it (npm run bench builds first).
 import { Locksmith } from 'locksmith';
 import { fileBackend } from 'locksmith/file';
-import { summarize, table } from './stats.js';
+import { handoff, table } from './stats.js';
 
 const N = Number(process.env.BENCH_N ?? 5_000);
 const HANDOFFS = Number(process.env.BENCH_HANDOFFS ?? 400);
@@ -29,25 +29,6 @@ async function sequential(contenders: (() => Promise<void>)[]): Promise<number[]
     }
   }
   return rounds.map((xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!);
-}
-
-async function handoff(take: () => Promise<() => Promise<void>>): Promise<{ ops: number; p50: number; p99: number }> {
-  const gaps: number[] = [];
-  let lastRelease = 0;
-  let done = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: WORKERS }, async () => {
-      while (done < HANDOFFS) {
-        const release = await take();
-        if (lastRelease) gaps.push(performance.now() - lastRelease);
-        done += 1;
-        lastRelease = performance.now();
-        await release();
-      }
-    }),
-  );
-  return { ...summarize(gaps), ops: done / ((performance.now() - t0) / 1000) };
 }
 
 export async function benchFile(): Promise<Record<string, string | number>[]> {
@@ -71,9 +52,9 @@ export async function benchFile(): Promise<Record<string, string | number>[]> {
       await lock.release();
     },
   ])) as [number, number];
-  const plH = await handoff(async () => lockfile.lock(target, retry));
+  const plH = await handoff(WORKERS, HANDOFFS, () => lockfile.lock(target, retry));
   let w = 0;
-  const lsH = await handoff(async () => {
+  const lsH = await handoff(WORKERS, HANDOFFS, async () => {
     const lock = await workers[w++ % WORKERS]!.acquire('resource:handoff');
     return () => lock.release();
   });

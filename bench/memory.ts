@@ -6,7 +6,7 @@ import { Mutex } from 'async-mutex';
 // The built package, as users run it (npm run bench builds first).
 import { Locksmith } from 'locksmith';
 import { memoryBackend } from 'locksmith/memory';
-import { summarize, table } from './stats.js';
+import { handoff, table } from './stats.js';
 
 const N = Number(process.env.BENCH_N ?? 100_000);
 const HANDOFFS = Number(process.env.BENCH_HANDOFFS ?? 5_000);
@@ -19,27 +19,6 @@ async function throughput(label: string, once: () => Promise<void>): Promise<num
   const ops = N / ((performance.now() - t0) / 1000);
   console.error(`  ${label}: ${Math.round(ops).toLocaleString('en-US')} ops/s`);
   return ops;
-}
-
-/** 16 workers loop on one lock; each records the gap from the previous release to its own grant. */
-async function handoff(take: () => Promise<() => Promise<void> | void>): Promise<{ p50: number; p99: number; ops: number }> {
-  const gaps: number[] = [];
-  let lastRelease = 0;
-  let done = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: WORKERS }, async () => {
-      while (done < HANDOFFS) {
-        const release = await take();
-        if (lastRelease) gaps.push(performance.now() - lastRelease);
-        done += 1;
-        await Promise.resolve();
-        lastRelease = performance.now();
-        await release();
-      }
-    }),
-  );
-  return { ...summarize(gaps), ops: done / ((performance.now() - t0) / 1000) };
 }
 
 export async function benchMemory(): Promise<Record<string, string | number>[]> {
@@ -55,8 +34,8 @@ export async function benchMemory(): Promise<Record<string, string | number>[]> 
     const lock = await locks.acquire('bench');
     await lock.release();
   });
-  const amH = await handoff(async () => mutex.acquire());
-  const lsH = await handoff(async () => {
+  const amH = await handoff(WORKERS, HANDOFFS, () => mutex.acquire());
+  const lsH = await handoff(WORKERS, HANDOFFS, async () => {
     const lock = await locks.acquire('bench:handoff');
     return () => lock.release();
   });

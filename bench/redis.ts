@@ -12,7 +12,7 @@ import { Mutex } from 'redis-semaphore';
 import { Locksmith } from 'locksmith';
 import { redisBackend } from 'locksmith/redis';
 import { RedisNode } from '../test/support/redis.js';
-import { summarize, table } from './stats.js';
+import { handoff, table } from './stats.js';
 
 const A_OPS = Number(process.env.BENCH_A ?? 3_000) / 5; // per round
 const B_OPS = Number(process.env.BENCH_B ?? 6_400) / 5; // per round
@@ -40,25 +40,10 @@ async function caseB(take: Take): Promise<number> {
   return B_OPS / ((performance.now() - t0) / 1000);
 }
 
-async function caseC(take: Take): Promise<{ ops: number; p50: number; p99: number }> {
+/** C: 16 workers on one fresh key, each holding it 1 ms. */
+function caseC(take: Take): Promise<{ ops: number; p50: number; p99: number }> {
   const key = `bench:c:${randomUUID()}`;
-  const gaps: number[] = [];
-  let lastRelease = 0;
-  let done = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: 16 }, async () => {
-      while (done < C_OPS) {
-        const release = await take(key);
-        if (lastRelease) gaps.push(performance.now() - lastRelease);
-        done += 1;
-        await new Promise((r) => setTimeout(r, 1));
-        lastRelease = performance.now();
-        await release();
-      }
-    }),
-  );
-  return { ...summarize(gaps), ops: done / ((performance.now() - t0) / 1000) };
+  return handoff(16, C_OPS, () => take(key), () => new Promise((r) => setTimeout(r, 1)));
 }
 
 export async function benchRedis(): Promise<Record<string, string | number>[]> {

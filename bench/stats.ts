@@ -26,3 +26,32 @@ function fmt(n: number): string {
   if (Math.abs(n) >= 10) return n.toFixed(1);
   return n.toFixed(3);
 }
+
+/**
+ * `workers` tasks loop on one lock until `count` grants in all, each holding it for `hold()`; records
+ * the gap from each release to the next grant (the handoff latency) and the throughput.
+ */
+export async function handoff(
+  workers: number,
+  count: number,
+  take: () => Promise<() => unknown>,
+  hold: () => Promise<void> = () => Promise.resolve(),
+): Promise<{ ops: number; p50: number; p99: number }> {
+  const gaps: number[] = [];
+  let lastRelease = 0;
+  let done = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: workers }, async () => {
+      while (done < count) {
+        const release = await take();
+        if (lastRelease) gaps.push(performance.now() - lastRelease);
+        done += 1;
+        await hold();
+        lastRelease = performance.now();
+        await release();
+      }
+    }),
+  );
+  return { ...summarize(gaps), ops: done / ((performance.now() - t0) / 1000) };
+}

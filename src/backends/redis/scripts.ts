@@ -81,6 +81,13 @@ local function queue_up()
   redis.call('PEXPIRE', queue_exp, queue_ms * 2)
 end
 
+local function leave_queue()
+  if fair then
+    redis.call('ZREM', queue, owner)
+    redis.call('HDEL', queue_exp, owner)
+  end
+end
+
 -- Every refusal leaves the flag, so the release that frees the lock knows to wake someone.
 local function refuse(retry)
   redis.call('SET', waiting, '1', 'PX', ${WAITING_FLAG_MS})
@@ -117,10 +124,7 @@ if want == 'x' then
   local value = owner .. '\\n' .. fence
   if redis.call('SET', lease, value, 'NX', 'PX', ttl) then
     if intent_ms > 0 then redis.call('HDEL', intents, owner) end
-    if fair then
-      redis.call('ZREM', queue, owner)
-      redis.call('HDEL', queue_exp, owner)
-    end
+    leave_queue()
     return {1, fence}
   end
   local held = redis.call('GET', lease)
@@ -143,10 +147,7 @@ if want == 'x' then
   end
   redis.call('SET', lease, value, 'PX', ttl)
   if intent_ms > 0 then redis.call('HDEL', intents, owner) end
-  if fair then
-    redis.call('ZREM', queue, owner)
-    redis.call('HDEL', queue_exp, owner)
-  end
+  leave_queue()
   return {1, fence}
 end
 
