@@ -158,7 +158,7 @@ export class Locksmith {
    * On a clean exit a failed release (e.g. the lock was lost meanwhile) throws LockReleaseError.
    */
   withLock<T>(key: string, fn: (lock: Lock) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
-    return this.#scoped(() => this.#exclusive('withLock', key, options, OPTION_NAMES.acquire, {}, true), fn, key);
+    return this.scoped(() => this.#exclusive('withLock', key, options, OPTION_NAMES.acquire, {}, true), fn, key);
   }
 
   // ---- read-write locks ------------------------------------------------------------------------
@@ -174,11 +174,11 @@ export class Locksmith {
   }
 
   withRead<T>(key: string, fn: (lock: Lock) => Promise<T> | T, options?: RwOptions): Promise<T> {
-    return this.#scoped(() => this.#rw('withRead', key, options, true), fn, key);
+    return this.scoped(() => this.#rw('withRead', key, options, true), fn, key);
   }
 
   withWrite<T>(key: string, fn: (lock: Lock) => Promise<T> | T, options?: RwOptions): Promise<T> {
-    return this.#scoped(() => this.#rw('withWrite', key, options, true), fn, key);
+    return this.scoped(() => this.#rw('withWrite', key, options, true), fn, key);
   }
 
   // ---- other primitives ------------------------------------------------------------------------
@@ -321,10 +321,6 @@ export class Locksmith {
 
   /** @internal Runs `fn` holding the lock from `take`, inside an async scope that reentrant acquires see. */
   async scoped<T>(take: () => Promise<Lock>, fn: (lock: Lock) => Promise<T> | T, key: string): Promise<T> {
-    return this.#scoped(take, fn, key);
-  }
-
-  async #scoped<T>(take: () => Promise<Lock>, fn: (lock: Lock) => Promise<T> | T, key: string): Promise<T> {
     checkFunction(fn, 'fn', key);
     const lock = await take();
     let result: T;
