@@ -18,6 +18,8 @@ export interface LeaseHost {
   readonly deadlines: Deadlines<Lease>;
   leaseEvent(type: 'extended' | 'released' | 'lost', lease: Lease, error?: LockError): void;
   leaseError(lease: Lease, error: unknown): void;
+  /** A release of `key` has been sent (not yet confirmed). */
+  releasing(key: string): void;
 }
 
 type LeaseState = 'held' | 'released' | 'lost';
@@ -173,7 +175,11 @@ export class Lease implements Renewable, Expiring {
     try {
       // Even a lease we consider lost is released: the server may still hold it for a moment, and the
       // owner check makes this harmless if someone else has it.
-      ok = await this.#host.backend.release(this.key, this.owner);
+      const pending = this.#host.backend.release(this.key, this.owner);
+      // The release is on its way: a waiter in this process may try now. On a shared connection its
+      // attempt goes out after the release and usually gets the lock one round trip sooner.
+      this.#host.releasing(this.key);
+      ok = await pending;
     } catch (error) {
       throw new LockReleaseError(`could not confirm the release of "${this.key}": the backend failed`, { key: this.key, cause: error });
     }

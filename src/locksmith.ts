@@ -102,6 +102,8 @@ export class Locksmith {
   readonly #closing = new AbortController();
   #closed = false;
   readonly #turns = new TurnQueue();
+  /** This process's waiters per key, woken as soon as a local release is sent. */
+  readonly #nudges = new Map<string, Set<() => void>>();
   readonly #recipes = { pools: new Map<string, Pool>(), elections: new Map<string, Election>(), stampedes: new Map<string, StampedeGuard>() };
   #stats: Omit<LocksmithStats, 'held' | 'waiting' | 'pools' | 'elections' | 'stampedes'> = {
     acquired: 0,
@@ -137,6 +139,7 @@ export class Locksmith {
       deadlines: this.#leases,
       leaseEvent: (type, lease, error) => this.#leaseEvent(type, lease, error),
       leaseError: (lease, error) => this.reportError(error, describeLease(lease)),
+      releasing: (key) => this.#nudge(key),
     };
   }
 
@@ -450,7 +453,7 @@ export class Locksmith {
           wait: options.wait === Infinity ? Infinity : Math.max(0, Math.floor(options.wait - elapsed)),
           signal,
           backoff: this.defaults.backoff,
-          wake: backend.capabilities.wake && backend.waitForChange ? backend.waitForChange.bind(backend) : undefined,
+          wake: backend.capabilities.wake && backend.waitForChange ? (key, signal) => this.#wake(key, signal) : undefined,
         },
         refusal ?? {},
         async () => {
@@ -470,6 +473,34 @@ export class Locksmith {
       turn?.leave();
       this.#waiting -= 1;
     }
+  }
+
+  /**
+   * A waiter's wake-up: the backend's (a release anywhere), or a release by this process, which
+   * nudges at once, before the backend confirms it. A nudge is only a hint to try again now.
+   */
+  #wake(key: string, signal: AbortSignal): Promise<void> {
+    const remote = this.backend.waitForChange!(key, signal);
+    const local = new Promise<void>((resolve) => {
+      if (signal.aborted) return resolve();
+      let set = this.#nudges.get(key);
+      if (!set) this.#nudges.set(key, (set = new Set()));
+      const done = (): void => {
+        signal.removeEventListener('abort', done);
+        const current = this.#nudges.get(key);
+        current?.delete(done);
+        if (current?.size === 0) this.#nudges.delete(key);
+        resolve();
+      };
+      set.add(done);
+      signal.addEventListener('abort', done, { once: true });
+    });
+    return Promise.race([remote, local]);
+  }
+
+  #nudge(key: string): void {
+    const set = this.#nudges.get(key);
+    if (set) for (const wake of [...set]) wake();
   }
 
   readonly #disposeError = (error: unknown): void => {
