@@ -1,0 +1,66 @@
+// The fault suite in CI mode: every backend × fault, zero violations, and proof that each fault
+// really happened and left the trace it should (a fenced-off stale write, a crash, a blocked lock).
+// SAFETY_SEED replays a schedule; SAFETY_REPORT says where the table goes.
+
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, test } from 'node:test';
+import { memoryBackend, MemoryStore } from '../../src/backends/memory/index.js';
+import type { LockBackend } from '../../src/index.js';
+import { formatResult } from './checker.js';
+import { configFromEnv, runSafety } from './run.js';
+import { inProcessSystem, killAllClients, registerSystem } from './systems.js';
+
+after(() => killAllClients());
+
+// Taken before the broken system below is registered, so it covers the real backends only.
+const config = configFromEnv({ ...process.env, SAFETY_MODE: 'ci' });
+
+test('safety under faults (CI mode)', { timeout: 300_000 }, async (t) => {
+  const report = await runSafety(config, (text) => text.split('\n').forEach((line) => t.diagnostic(line)));
+  assert.ok(report.results.length > 0, 'no backend ran');
+  for (const r of report.results) {
+    const label = `${r.backend} × ${r.fault} (seed ${config.seed}, history ${r.history})`;
+    assert.deepEqual(r.check.violations.map((v) => v.kind), [], `${label}: violations\n${formatResult(r.check)}`);
+    assert.deepEqual(r.problems, [], label);
+    assert.equal(r.injected, r.planned, `${label}: faults injected`);
+    assert.ok(r.check.stats.acquisitions > 0, `${label}: no acquisitions`);
+  }
+  for (const backend of config.backends) {
+    const faults = report.results.filter((r) => r.backend === backend).map((r) => r.fault);
+    assert.deepEqual(faults.sort(), [...config.faults].sort(), `${backend}: every fault ran`);
+  }
+});
+
+test('the pipeline catches a lock that lets a second holder in', { timeout: 60_000 }, async () => {
+  // Refused requests are granted anyway, with fences above the store's: only exclusion is broken.
+  registerSystem({
+    name: 'broken',
+    boundedLeases: true,
+    expect: {},
+    create: inProcessSystem(
+      'broken',
+      () => {
+        const store = new MemoryStore();
+        let extra = BigInt(Date.now()) * 1000n + 1_000_000_000n;
+        return (): LockBackend => {
+          const inner = memoryBackend({ store });
+          return { ...inner, acquire: async (request) => ((await inner.acquire(request)).granted ? inner.acquire(request) : { granted: true, fence: (extra += 1n) }) };
+        };
+      },
+      'a memory backend that grants refused requests anyway',
+    ),
+  });
+  const report = await runSafety(
+    { ...config, backends: ['broken'], faults: ['none'], warmupWrites: 20, tailWrites: 20, report: join(tmpdir(), `locksmith-safety-broken-${process.pid}.md`) },
+    () => undefined,
+  );
+  rmSync(report.path, { force: true });
+  const [result] = report.results;
+  assert.ok(result);
+  rmSync(dirname(result.history), { recursive: true, force: true });
+  assert.ok(result.check.violations.some((v) => v.kind === 'overlap'), formatResult(result.check));
+  assert.equal(report.ok, false);
+});

@@ -1,0 +1,363 @@
+// Systems under test: a backend plus the clients that use it, and whatever infrastructure faults can
+// reach (server nodes, proxies). A new backend plugs in with one SystemFactory here (and, if its
+// clients are real processes, an opener in backends.ts); faults in faults.ts find what they act on
+// through these interfaces, never through a backend's internals.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { Locksmith, type LockBackend } from '../../src/index.js';
+import { MemoryStore, memoryBackend } from '../../src/backends/memory/index.js';
+import type { BackendSpec } from './backends.js';
+import type { ChildConfig } from './client-main.js';
+import { HistoryWriter } from './history.js';
+import { Registry } from './registry.js';
+import type { ResourceClient } from './resource.js';
+import { runClient, type ClientConfig } from './workload.js';
+
+export type ClientState = 'running' | 'paused' | 'dead' | 'stopped';
+
+/** One client process (real, or emulated inside the harness) running the workload. */
+export interface ClientHandle {
+  readonly proc: string;
+  /** The OS process id; undefined when the client is emulated inside the harness. */
+  readonly pid: number | undefined;
+  readonly state: ClientState;
+  /** Set when the client's workload failed on its own (not by a fault): the run is then void. */
+  readonly failure: string | undefined;
+  /** Stops the process where it is (SIGSTOP, or an emulation): timers, renewals and I/O all halt. */
+  pause(): void;
+  resume(): void;
+  /** Ends the process at once without releasing anything (SIGKILL, or an emulation). */
+  kill(): Promise<void>;
+  /** Asks it to finish its current session, release and exit; kills it after `ms`. */
+  stop(ms: number): Promise<void>;
+}
+
+/**
+ * A server the backend depends on (a Redis node, a PostgreSQL server), for faults that stop, kill or
+ * restart it. Systems without servers (memory, file) expose none.
+ */
+export interface ServerNode {
+  readonly name: string;
+  /** SIGKILL the server; it stays down until restart(). */
+  kill(): Promise<void>;
+  /** Start it again; `keepData: false` wipes what it had persisted first. */
+  restart(options: { keepData: boolean }): Promise<void>;
+  /** SIGSTOP / SIGCONT. */
+  pause(): void;
+  resume(): void;
+}
+
+/** A TCP proxy between the clients and a server, for partitions. */
+export interface FaultProxy {
+  readonly name: string;
+  /** pass: forward; drop: reset every connection; blackhole: accept and forward nothing; delay: add latency. */
+  set(mode: { kind: 'pass' } | { kind: 'drop' } | { kind: 'blackhole' } | { kind: 'delay'; ms: number }): void;
+}
+
+export interface SystemUnderTest {
+  readonly name: string;
+  /** How clients are run, for the report. */
+  readonly note: string;
+  /** Servers and proxies that infrastructure faults act on; empty when there are none. */
+  readonly nodes: readonly ServerNode[];
+  readonly proxies: readonly FaultProxy[];
+  startClient(config: ClientConfig): Promise<ClientHandle>;
+  close(): Promise<void>;
+}
+
+/** What a fault must visibly do on a backend, beyond zero violations, for the run to prove anything. */
+export interface Expectation {
+  /** The resource rejected at least one stale write per injected fault (a paused holder fenced off). */
+  staleWritePerFault?: boolean;
+  /** No other client completed an acquisition while the fault was in force (the lease outlived it). */
+  othersBlocked?: boolean;
+  /** Each injected fault crashed a process. */
+  crashPerFault?: boolean;
+}
+
+export interface SystemFactory {
+  readonly name: string;
+  /**
+   * Every lease has a ttl its holder is told (expiresAt), so believed holds are bounded and any
+   * overlap, even one that fencing made harmless, is a bug. False for leases that live with a
+   * connection, whose loss a paused holder cannot learn in time: there fencing is the guarantee.
+   */
+  readonly boundedLeases: boolean;
+  readonly expect: { readonly [fault: string]: Expectation };
+  /** Why this system cannot run here (e.g. a server binary is missing), or undefined. */
+  unavailable?(): Promise<string | undefined>;
+  create(context: { dir: string }): Promise<SystemUnderTest>;
+}
+
+const systems = new Registry<SystemFactory>('backend');
+export const registerSystem = (factory: SystemFactory): void => systems.add(factory);
+export const systemFactory = (name: string): SystemFactory => systems.get(name);
+export const systemNames = (): string[] => systems.names();
+
+// ---- in-process clients ------------------------------------------------------------------------
+
+/**
+ * A backend whose calls can be held back (an emulated pause: nothing this process sends arrives
+ * until it resumes) or never answered (an emulated crash: a dead process sends nothing).
+ */
+function switchable(inner: LockBackend): { backend: LockBackend; freeze(): void; thaw(): void; die(): void } {
+  let gate: { promise: Promise<void>; open: () => void } | undefined;
+  let dead = false;
+  const pass = <T>(call: () => Promise<T>): Promise<T> => {
+    if (dead) return new Promise<T>(() => undefined);
+    if (!gate) return call();
+    return gate.promise.then(() => pass(call));
+  };
+  const backend: LockBackend = {
+    name: inner.name,
+    capabilities: inner.capabilities,
+    acquire: (request) => pass(() => inner.acquire(request)),
+    extend: (key, owner, ttl) => pass(() => inner.extend(key, owner, ttl)),
+    release: (key, owner) => pass(() => inner.release(key, owner)),
+    inspect: (key) => pass(() => inner.inspect(key)),
+    waitForChange: inner.waitForChange ? (key, signal) => pass(() => inner.waitForChange!(key, signal)) : undefined,
+    close: () => (dead ? Promise.resolve() : inner.close()),
+  };
+  return {
+    backend,
+    freeze() {
+      if (gate || dead) return;
+      let open!: () => void;
+      const promise = new Promise<void>((resolve) => (open = resolve));
+      gate = { promise, open };
+    },
+    thaw() {
+      const g = gate;
+      gate = undefined;
+      g?.open();
+    },
+    die() {
+      dead = true;
+      this.thaw();
+    },
+  };
+}
+
+/**
+ * A client emulated inside the harness: its own Locksmith over a shared MemoryStore. A pause holds
+ * back its backend calls and the resource's reply it is waiting for; its own timers still run, so it
+ * notices a lost lease during the pause rather than on resume (a real SIGSTOP would delay that).
+ */
+class InProcessClient implements ClientHandle {
+  readonly proc: string;
+  readonly pid = undefined;
+  state: ClientState = 'running';
+  failure: string | undefined;
+  readonly #switch: ReturnType<typeof switchable>;
+  readonly #locks: Locksmith;
+  readonly #history: HistoryWriter;
+  readonly #stop = new AbortController();
+  readonly #connections = new Set<ResourceClient>();
+  readonly #done: Promise<void>;
+
+  private constructor(backend: LockBackend, config: ClientConfig, dir: string, ready: () => void, failed: (e: unknown) => void) {
+    this.proc = config.proc;
+    this.#switch = switchable(backend);
+    this.#locks = new Locksmith(this.#switch.backend, { ttl: config.ttl, wait: config.wait });
+    this.#history = new HistoryWriter(join(dir, `${config.proc}.jsonl`), config.proc);
+    this.#done = runClient(this.#locks, config, this.#history, this.#stop.signal, { onReady: ready, connections: this.#connections });
+    this.#done.catch((error: unknown) => {
+      if (this.state !== 'dead') this.failure = `${this.proc}: ${String(error)}`;
+      failed(error);
+    });
+  }
+
+  static start(backend: LockBackend, config: ClientConfig, dir: string): Promise<InProcessClient> {
+    return new Promise((resolve, reject) => {
+      const client: InProcessClient = new InProcessClient(backend, config, dir, () => resolve(client), reject);
+    });
+  }
+
+  pause(): void {
+    if (this.state !== 'running') return;
+    this.state = 'paused';
+    this.#switch.freeze();
+  }
+
+  resume(): void {
+    if (this.state !== 'paused') return;
+    this.state = 'running';
+    this.#switch.thaw();
+  }
+
+  kill(): Promise<void> {
+    if (this.state === 'dead' || this.state === 'stopped') return Promise.resolve();
+    this.state = 'dead';
+    this.#history.close();
+    this.#switch.die();
+    for (const c of this.#connections) c.destroy();
+    this.#stop.abort(new Error('killed'));
+    return Promise.resolve();
+  }
+
+  async stop(ms: number): Promise<void> {
+    if (this.state === 'dead' || this.state === 'stopped') return;
+    this.resume();
+    this.#stop.abort(new Error('stopped'));
+    const finished = await Promise.race([this.#done.then(() => true, () => true), new Promise<false>((r) => setTimeout(() => r(false), ms).unref())]);
+    if (!finished) return this.kill();
+    this.state = 'stopped';
+    await this.#locks.close();
+    this.#history.close();
+  }
+}
+
+/**
+ * A system whose clients are emulated inside the harness, each with a backend from `connect` (which
+ * shares the state between them, like one server). Also how a test can run a deliberately broken
+ * backend through the whole pipeline.
+ */
+export function inProcessSystem(name: string, connect: () => () => LockBackend, note: string): (context: { dir: string }) => Promise<SystemUnderTest> {
+  return ({ dir }) => {
+    const backend = connect();
+    return Promise.resolve({
+      name,
+      note,
+      nodes: [],
+      proxies: [],
+      startClient: (config) => InProcessClient.start(backend(), config, dir),
+      close: () => Promise.resolve(),
+    });
+  };
+}
+
+registerSystem({
+  name: 'memory',
+  boundedLeases: true,
+  expect: {
+    'pause-holder': { staleWritePerFault: true },
+    'kill-holder': { crashPerFault: true },
+  },
+  create: inProcessSystem(
+    'memory',
+    () => {
+      const store = new MemoryStore();
+      return () => memoryBackend({ store });
+    },
+    'clients are Locksmith instances in the harness process sharing one MemoryStore; pause and kill are emulated',
+  ),
+});
+
+// ---- real client processes ---------------------------------------------------------------------
+
+const CLIENT_MAIN = join(import.meta.dirname, 'client-main.ts');
+/** How long a client process may take to start (tsx compiles on the way, on a shared machine). */
+const START_MS = 30_000;
+const children = new Set<ChildProcess>();
+
+/** SIGKILLs every client process still alive (after hooks call this; so does process exit). */
+export function killAllClients(): void {
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+}
+process.on('exit', killAllClients);
+
+class ChildClient implements ClientHandle {
+  readonly proc: string;
+  state: ClientState = 'running';
+  failure: string | undefined;
+  readonly #child: ChildProcess;
+  readonly #exited: Promise<void>;
+  #stderr = '';
+
+  private constructor(config: ChildConfig) {
+    this.proc = config.proc;
+    this.#child = spawn(process.execPath, ['--import', 'tsx', CLIENT_MAIN, JSON.stringify(config)], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+    children.add(this.#child);
+    this.#child.stderr?.on('data', (chunk: Buffer) => {
+      this.#stderr = (this.#stderr + chunk.toString('utf8')).slice(-4_000);
+    });
+    this.#exited = new Promise((resolve) => {
+      this.#child.on('exit', (code, signal) => {
+        children.delete(this.#child);
+        if (this.state === 'running' && code !== 0) this.failure = `${this.proc} exited (${code ?? signal}) on its own: ${this.#stderr.trim()}`;
+        if (this.state !== 'dead') this.state = 'stopped';
+        resolve();
+      });
+    });
+    // Its IPC channel may break when it is killed; nothing to do about that here.
+    this.#child.on('error', () => undefined);
+  }
+
+  static async start(config: ChildConfig): Promise<ChildClient> {
+    const client = new ChildClient(config);
+    const ready = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), START_MS);
+      client.#child.on('message', (m) => {
+        if (m !== 'ready') return;
+        clearTimeout(timer);
+        resolve(true);
+      });
+      void client.#exited.then(() => {
+        clearTimeout(timer);
+        resolve(false);
+      });
+    });
+    if (!ready) {
+      await client.kill();
+      throw new Error(`client ${config.proc} did not start: ${client.#stderr.trim() || 'no output'}`);
+    }
+    return client;
+  }
+
+  get pid(): number | undefined {
+    return this.#child.pid;
+  }
+
+  pause(): void {
+    if (this.state !== 'running') return;
+    this.state = 'paused';
+    this.#child.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    if (this.state !== 'paused') return;
+    this.state = 'running';
+    this.#child.kill('SIGCONT');
+  }
+
+  async kill(): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'dead') return this.#exited;
+    this.state = 'dead';
+    this.#child.kill('SIGKILL');
+    await this.#exited;
+  }
+
+  async stop(ms: number): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'dead') return;
+    this.resume();
+    if (this.#child.connected) this.#child.send('stop');
+    const timer = setTimeout(() => void this.kill(), ms);
+    await this.#exited;
+    clearTimeout(timer);
+  }
+}
+
+registerSystem({
+  name: 'file',
+  boundedLeases: true,
+  expect: {
+    // The kernel lock lives with the stopped holder's open file, and its ttl is kept by its own
+    // timers, which are stopped too: nobody else gets in, so there is no stale write to fence off.
+    'pause-holder': { othersBlocked: true },
+    'kill-holder': { crashPerFault: true },
+  },
+  create({ dir }) {
+    const backend: BackendSpec = { kind: 'file', dir: join(dir, 'locks') };
+    return Promise.resolve({
+      name: 'file',
+      note: 'clients are separate node processes on one lock directory; pause is SIGSTOP, kill is SIGKILL',
+      nodes: [],
+      proxies: [],
+      startClient: (config) => ChildClient.start({ ...config, backend, history: join(dir, `${config.proc}.jsonl`) }),
+      close: () => Promise.resolve(),
+    });
+  },
+});
