@@ -197,6 +197,18 @@ describe('safety checker', () => {
     only(result, 'lost-update');
   });
 
+  test('a write sent after the lease ended and served before the next holder reads is a late op', () => {
+    const h = new History()
+      .acquire('p1.t0#1', 10, 100).serve('p1.t0#1', 11, 'read', 100, 0).lost('p1.t0#1', 1_000)
+      .acquire('p2.t0#1', 1_003, 101).serve('p1.t0#1', 1_005, 'write', 100, 1)
+      .rmw('p2.t0#1', 1_007, 101, 2).release('p2.t0#1', 1_009)
+      .final(1_020, 2);
+    const result = h.check();
+    assert.equal(result.ok, true, formatResult(result));
+    assert.equal(result.stats.lateOps, 1);
+    assert.equal(result.stats.fencedOverlaps, 0);
+  });
+
   test('a non-monotonic fence accepted by the resource', () => {
     const h = new History()
       .acquire('p1.t0#1', 10, 107).rmw('p1.t0#1', 11, 107, 1).release('p1.t0#1', 13)

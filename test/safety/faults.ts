@@ -95,9 +95,10 @@ registerFault({
       const past = context.ttl + 100 - (performance.now() - started);
       if (past > 0) await delay(past);
       const paused = Math.round(performance.now() - started);
-      client.resume();
       const detail = `${client.proc} paused ${paused} ms; ${overtaken ? 'a newer holder got in' : 'nobody else got in'}`;
+      // Recorded before SIGCONT: the resumed process may act before this event loop turns again.
       context.record({ op: 'fault', phase: 'heal', fault: 'pause-holder', target: client.proc, detail });
+      client.resume();
       return detail;
     });
     return outcome === undefined ? { injected: false, detail: 'no holder read in time' } : { injected: true, detail: outcome };
@@ -112,9 +113,11 @@ registerFault({
   async inject(context) {
     const crashed = await atHolderRead(context, async (client, request) => {
       context.record({ op: 'fault', phase: 'start', fault: 'kill-holder', target: client.proc, detail: `${request.session} fence ${request.fence}` });
-      await client.kill();
+      // Recorded before SIGKILL: others may get the lock before we hear of the exit, and a dead
+      // process's belief must not last until then. An op of its still in flight widens its hold.
       context.record({ op: 'crash', target: client.proc });
       context.record({ op: 'fault', phase: 'heal', fault: 'kill-holder', target: client.proc });
+      await client.kill();
       return client;
     });
     if (!crashed) return { injected: false, detail: 'no holder read in time' };

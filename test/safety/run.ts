@@ -241,11 +241,11 @@ export async function runSafety(config: SafetyConfig, log: (line: string) => voi
 
 export function formatTable(results: readonly RunResult[], config: SafetyConfig): string {
   const header =
-    '| backend | fault | faults | operations | acquisitions | rejected stale writes | fenced overlaps | violations | p99 acquire (ms) | worst recovery (ms) |\n' +
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |';
+    '| backend | fault | faults | operations | acquisitions | rejected stale writes | late ops | fenced overlaps | violations | p99 acquire (ms) | worst recovery (ms) |\n' +
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |';
   const rows = results.map((r) => {
     const s = r.check.stats;
-    return `| ${r.backend} | ${r.fault} | ${r.injected}/${r.planned} | ${s.operations} | ${s.acquisitions} | ${s.rejectedStaleWrites} | ${s.fencedOverlaps} | ${r.check.violations.length} | ${s.acquireP99Ms.toFixed(1)} | ${r.fault === 'none' ? '–' : s.maxRecoveryMs.toFixed(0)} |`;
+    return `| ${r.backend} | ${r.fault} | ${r.injected}/${r.planned} | ${s.operations} | ${s.acquisitions} | ${s.rejectedStaleWrites} | ${s.lateOps} | ${s.fencedOverlaps} | ${r.check.violations.length} | ${s.acquireP99Ms.toFixed(1)} | ${r.fault === 'none' ? '–' : s.maxRecoveryMs.toFixed(0)} |`;
   });
   const notes = [...new Map(results.map((r) => [r.backend, r.note])).entries()].map(([b, n]) => `- ${b}: ${n}`);
   return [
