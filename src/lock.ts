@@ -106,6 +106,12 @@ export class Lease implements Renewable, Expiring {
 
   async #renew(ttl: number): Promise<boolean> {
     const start = performance.now();
+    // A lease past its deadline is lost, even if the backend would still renew it (a paused process
+    // whose renewal timer ran before its deadline timer): the holder must hear that it had no lock.
+    if (start >= this.deadline) {
+      this.expire();
+      return false;
+    }
     const ok = await this.#host.backend.extend(this.key, this.owner, ttl);
     if (ok && this.state === 'held') {
       this.ttl = ttl;

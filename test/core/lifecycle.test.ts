@@ -4,6 +4,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileBackend } from '../../src/backends/file/index.js';
 import { memoryBackend } from '../../src/backends/memory/index.js';
 import { LockAcquisitionError, LockExpiredError, Locksmith, type LockBackend } from '../../src/index.js';
 import { backoffDelay } from '../../src/waiting.js';
@@ -71,6 +75,27 @@ describe('watchdog', () => {
     const lock = await locks.acquire('k', { ttl: 150, autoRenew: true });
     await until(lock.signal, 1_000);
     await assert.rejects(lock.release());
+  });
+});
+
+describe('a pause past the deadline', () => {
+  test('is a loss even when the backend would still renew (file: the kernel kept the lock)', async () => {
+    for (const backend of [fileBackend({ dir: mkdtempSync(join(tmpdir(), 'pause-')) }), memoryBackend()]) {
+      const locks = new Locksmith(backend);
+      const events: string[] = [];
+      locks.on('lost', () => events.push('lost')).on('extended', () => events.push('extended'));
+      const lock = await locks.acquire('k', { ttl: 300, autoRenew: true });
+      const until = performance.now() + 900;
+      while (performance.now() < until) {
+        // the process is stalled (a GC pause, a blocked loop) past its ttl
+      }
+      await delay(20);
+      assert.deepEqual(events, ['lost'], backend.name);
+      assert.ok(lock.signal.aborted, backend.name);
+      assert.equal(lock.held, false, backend.name);
+      await assert.rejects(lock.release());
+      await locks.close();
+    }
   });
 });
 
