@@ -446,11 +446,11 @@ export class Locksmith {
           refusal = again;
         }
       }
-      const elapsed = performance.now() - began;
       const outcome = await waitLoop(
         {
           key: request.key,
-          wait: options.wait === Infinity ? Infinity : Math.max(0, Math.floor(options.wait - elapsed)),
+          wait: options.wait,
+          since: began,
           signal,
           backoff: this.defaults.backoff,
           wake: backend.capabilities.wake && backend.waitForChange ? (key, signal) => this.#wake(key, signal) : undefined,

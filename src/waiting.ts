@@ -14,6 +14,8 @@ export interface WaitPlan {
   wait: number;
   signal: AbortSignal | undefined;
   backoff: Backoff;
+  /** When the wait began (performance.now()), if before this call; `wait` counts from then. */
+  since?: number | undefined;
   /** The backend's wake-up, when it has one. */
   wake?: ((key: string, signal: AbortSignal) => Promise<void>) | undefined;
 }
@@ -44,7 +46,8 @@ export async function waitLoop<T>(plan: WaitPlan, first: Refusal, attempt: Attem
   const { signal, key } = plan;
   if (plan.wait === 0) throw new LockTimeoutError(`"${key}" is held by another owner`, { key, waited: 0 });
   signal?.throwIfAborted();
-  const start = performance.now();
+  // The wait began before the caller's first attempt (and any local queueing): count from there.
+  const start = plan.since ?? performance.now();
   let refused = first;
   // One subscription at a time: it stays armed across rounds that end by timer, and is renewed only
   // after it fired. A failed wake-up drops us to plain backoff polling.
