@@ -154,8 +154,11 @@ function checkPolicy(value: unknown, key?: string): RwPolicy {
 }
 
 export function checkOwner(value: unknown, key?: string): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_OWNER_LENGTH) {
-    throw new LockArgumentError(`owner must be a non-empty string of at most ${MAX_OWNER_LENGTH} characters, got ${describe(value)}`, { key });
+  // Control characters are refused: backends store an owner next to its fence (Redis: "owner\nfence"),
+  // and an owner "a" must never be mistaken for holder "a\nb".
+  // eslint-disable-next-line no-control-regex
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_OWNER_LENGTH || /[\u0000-\u001f\u007f]/.test(value)) {
+    throw new LockArgumentError(`owner must be a non-empty string of at most ${MAX_OWNER_LENGTH} characters without control characters, got ${describe(value)}`, { key });
   }
   return value;
 }

@@ -53,8 +53,9 @@ export class Election {
     this.#locks = locks;
     this.name = checkKey(name, 'election name');
     const o = checkOptionNames(options, ['value', 'ttl'], 'election()');
-    if (typeof o.value !== 'string' || o.value.length === 0 || o.value.length > MAX_VALUE) {
-      throw new LockArgumentError(`election(): value must be a string of 1 to ${MAX_VALUE} characters`, { key: name });
+    // eslint-disable-next-line no-control-regex
+    if (typeof o.value !== 'string' || o.value.length === 0 || o.value.length > MAX_VALUE || /[\u0000-\u001f\u007f]/.test(o.value)) {
+      throw new LockArgumentError(`election(): value must be a string of 1 to ${MAX_VALUE} characters without control characters`, { key: name });
     }
     this.value = o.value;
     this.#ttl = o.ttl as number | undefined; // validated by acquire, before any I/O

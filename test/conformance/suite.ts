@@ -634,6 +634,7 @@ export function conformance(target: ConformanceTarget): void {
         { owner: '' },
         { owner: 7 },
         { owner: 'o'.repeat(257) },
+        { owner: 'a\nb' },
         { ttlMs: 100 },
         { policy: 'fifo' },
         'ttl',

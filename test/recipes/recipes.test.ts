@@ -173,7 +173,7 @@ for (const target of targets) {
 
       test('bad election input is a LockArgumentError', async () => {
         const locks = await client();
-        for (const o of [{}, { value: '' }, { value: 'x'.repeat(201) }, { value: 5 }, { value: 'v', term: 1 }]) {
+        for (const o of [{}, { value: '' }, { value: 'x'.repeat(201) }, { value: 5 }, { value: 'a\nb' }, { value: 'v', term: 1 }]) {
           assert.throws(() => locks.election('e', o as never), LockArgumentError, JSON.stringify(o));
         }
         await assert.rejects(locks.election(name(), { value: 'v', ttl: -5 }).campaign(), LockArgumentError);
