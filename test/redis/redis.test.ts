@@ -172,6 +172,24 @@ describe('redis backend', () => {
     await Promise.all([a.close(), quitter.close(), ghost.close()]);
   });
 
+  test('owners may contain newlines: a prefix of the holder is not the holder', async () => {
+    const backend = redisBackend({ client: io(node) });
+    const req = { key: 'owner:newline', ttl: 5_000, mode: 'exclusive' as const };
+    const held = await backend.acquire({ ...req, owner: 'a\nb' });
+    assert.ok(held.granted);
+    for (const other of ['a', 'a\n', '\nb', 'b']) {
+      assert.equal(await backend.release('owner:newline', other), false, JSON.stringify(other));
+      assert.equal(await backend.extend('owner:newline', other, 5_000), false, JSON.stringify(other));
+      assert.equal((await backend.acquire({ ...req, owner: other })).granted, false, JSON.stringify(other));
+    }
+    const info = await backend.inspect('owner:newline');
+    assert.deepEqual(info?.holders.map((h) => [h.owner, h.fence]), [['a\nb', held.fence]]);
+    const again = await backend.acquire({ ...req, owner: 'a\nb' });
+    assert.ok(again.granted && again.fence === held.fence, 'the holder itself re-enters with its fence');
+    assert.equal(await backend.release('owner:newline', 'a\nb'), true);
+    await backend.close();
+  });
+
   test('bad options are rejected before any I/O', () => {
     const client = io(node);
     for (const o of [{}, { client: {} }, { client, prefix: 'a{b' }, { client, prefix: 'x}' }, { client, prefix: 'has space' }, { client, prefix: 'p'.repeat(129) }, { client, prefix: 5 }, { client, colour: 1 }, { client, fair: 'yes' }, { client, queueTimeout: 5 }, { client, queueTimeout: 1.5 }]) {

@@ -67,15 +67,16 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
   }
   const redis: RedisAdapter = adapt(o.client);
   const channel = `${prefix}wake`;
+  /** Waiters by lease key, which is what a release publishes: a key, not a name, is cheaper to pass. */
   const listeners = new Map<string, Set<() => void>>();
   let subscription: Promise<Subscription> | undefined;
   let ready = false;
   let closed = false;
 
-  function notify(name: string): void {
-    const set = listeners.get(name);
+  function notify(lease: string): void {
+    const set = listeners.get(lease);
     if (!set) return;
-    listeners.delete(name);
+    listeners.delete(lease);
     for (const wake of set) wake();
   }
 
@@ -101,10 +102,10 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
     async acquire(req: AcquireRequest): Promise<AcquireResult> {
       const k = keysFor(prefix, req.key);
       const keys = queueMs ? [k.lease, k.shared, k.intents, k.fence, k.waiting, k.queue, k.queueExp] : [k.lease, k.shared, k.intents, k.fence, k.waiting];
-      // The plain exclusive case sends only what it needs: every argument costs encoding time.
+      // The plain exclusive case sends only what it needs: every argument costs time on both sides.
       const args =
         req.mode === 'exclusive' && !req.intent && !queueMs
-          ? [req.owner, req.ttl, 'x']
+          ? [req.owner, req.ttl]
           : [req.owner, req.ttl, req.mode === 'exclusive' ? 'x' : 's', req.limit ?? 0, req.writerPreference ? '1' : '0', req.intent ?? 0, req.queue ? queueMs : -queueMs];
       const reply = (await redis.run(SCRIPTS.acquire, keys, args)) as [number, number | string];
       if (reply[0] === 1) return { granted: true, fence: BigInt(reply[1]) };
@@ -120,7 +121,7 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
     async release(key, owner) {
       const k = keysFor(prefix, key);
       const keys = queueMs ? [k.lease, k.shared, k.intents, k.waiting, k.queue, k.queueExp] : [k.lease, k.shared, k.intents, k.waiting];
-      return (await redis.run(SCRIPTS.release, keys, [owner, channel, key])) === 1;
+      return (await redis.run(SCRIPTS.release, keys, [owner, channel])) === 1;
     },
 
     async inspect(key): Promise<LockInfo | null> {
@@ -139,20 +140,21 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
     waitForChange(key, signal) {
       return new Promise<void>((resolve, reject) => {
         if (signal.aborted || closed) return resolve();
-        let set = listeners.get(key);
-        if (!set) listeners.set(key, (set = new Set()));
-        const wake = (): void => {
-          signal.removeEventListener('abort', onAbort);
-          resolve();
-        };
-        const onAbort = (): void => {
-          const current = listeners.get(key);
+        const id = keysFor(prefix, key).lease;
+        let set = listeners.get(id);
+        if (!set) listeners.set(id, (set = new Set()));
+        const forget = (): void => {
+          signal.removeEventListener('abort', wake);
+          const current = listeners.get(id);
           current?.delete(wake);
-          if (current?.size === 0) listeners.delete(key);
+          if (current?.size === 0) listeners.delete(id);
+        };
+        const wake = (): void => {
+          forget();
           resolve();
         };
         set.add(wake);
-        signal.addEventListener('abort', onAbort, { once: true });
+        signal.addEventListener('abort', wake, { once: true });
         // Until the subscriber is confirmed a release could go unheard: when it is, wake once
         // (spuriously) so the waiter tries again with the subscription in place.
         const wasReady = ready;
@@ -160,8 +162,9 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
           () => {
             if (!wasReady) wake();
           },
+          // Rejecting tells the core to fall back to polling (resolving would have it retry at once).
           (error: unknown) => {
-            onAbort();
+            forget();
             reject(error instanceof Error ? error : new Error(String(error)));
           },
         );
@@ -170,7 +173,7 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
 
     async close() {
       closed = true;
-      for (const name of [...listeners.keys()]) notify(name);
+      for (const lease of [...listeners.keys()]) notify(lease);
       const sub = subscription;
       subscription = undefined;
       ready = false;

@@ -1,17 +1,50 @@
 // The Redis backend's verbs, one Lua script each, so every check-and-set is atomic on the server.
-// Each lock name has four keys sharing one {hash tag}, so they live in one Cluster slot:
+// Each lock name has up to seven keys sharing one {hash tag}, so they live in one Cluster slot:
 //   lease   string with PX ttl, expired by Redis itself: "<owner>\n<fence>" for the exclusive
 //           holder, or "s" while readers hold it (so one SET NX tells an exclusive acquirer it is free)
 //   shared  hash "<owner>" → "<expires ms>:<fence>": readers / semaphore permits, expired by scan
 //   intents hash "<owner>" → "<expires ms>": writers waiting under writer preference
 //   fence   string counter; missing means "seed from the server clock", so it never goes back
 //   waiting string flag, set by refused attempts: a release publishes a wake-up only when it is there
-// The exclusive path (the common one) is two commands to acquire and three to release, and needs no
-// clock; shared leases keep per-holder expiries in the server's time (TIME), never the client's.
-// Redlock runs the same scripts on each of its nodes.
+//   queue, queue-exp  fair mode only: waiting owners by arrival, and when each one's place lapses
+// Each script settles its common case (a plain exclusive lock) first, in as few commands as it can,
+// before it defines anything the other cases need: every command and every Lua closure is paid on
+// each call, and the server runs scripts one at a time. Shared leases keep per-holder expiries in the
+// server's time (TIME), never the client's. Redlock runs the same scripts on each of its nodes.
+//
+// An owner is any non-empty string, newlines included, so "<owner>\n<fence>" is split at its LAST
+// newline (a fence is digits only): comparing only a prefix would let owner "a" match holder "a\nb".
 
-/** Server time in ms, and a scan of a holders hash that drops expired entries. */
-const HELPERS = `
+/**
+ * The next fence, given the counter's INCR when the caller already made it. A missing counter (first
+ * use, or a server that lost its data) starts from the server clock in microseconds, so fences keep
+ * rising across such a loss while the clock does: each increment takes a script run of its own,
+ * longer than a microsecond, so the count can never pass the clock. The counter expires a week after
+ * it was seeded, and is then seeded again, higher.
+ */
+const NEXT_FENCE = `
+local function next_fence(key, incremented)
+  local fence = incremented or redis.call('INCR', key)
+  if fence == 1 then
+    local t = redis.call('TIME')
+    -- A string argument: Lua would print a 16-digit number in exponent form.
+    fence = redis.call('INCRBY', key, t[1] .. string.format('%06d', tonumber(t[2])))
+    redis.call('PEXPIRE', key, 604800000)
+  end
+  return string.format('%d', fence)
+end
+`;
+
+/** Whether an exclusive lease value `held` belongs to `owner` (see the note on owners above). */
+const IS_HOLDER = `
+local function is_holder(held, owner)
+  local n = #owner + 1
+  return string.sub(held, 1, n) == owner .. '\\n' and not string.find(held, '\\n', n + 1, true)
+end
+`;
+
+/** Server time in ms, and a scan of a holders hash that drops expired entries. Slow paths only. */
+const CLOCK = `
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -35,20 +68,6 @@ local function scan(hash, field, now)
   end
   return count, soonest, mine
 end
-
--- The next fence. A missing counter (first use, or a server that lost its data) starts from the
--- server clock in microseconds, so fences keep rising across such a loss while the clock does.
--- The counter expires a week after it was seeded; the clock then seeds it again, higher.
-local function next_fence(key)
-  local fence = redis.call('INCR', key)
-  if fence == 1 then
-    local t = redis.call('TIME')
-    -- A string argument: Lua would print a 16-digit number in exponent form.
-    fence = redis.call('INCRBY', key, t[1] .. string.format('%06d', tonumber(t[2])))
-    redis.call('PEXPIRE', key, 604800000)
-  end
-  return fence
-end
 `;
 
 /** How long the waiting flag outlives the last refusal: longer than any waiter sleeps between tries. */
@@ -56,24 +75,39 @@ export const WAITING_FLAG_MS = 10_000;
 
 /**
  * ACQUIRE. KEYS: lease, shared, intents, fence, waiting, and for fair mode queue, queue expiries.
- * ARGV: owner, ttl ms, mode ("x"|"s"), and optionally limit (0: none), writer preference ("1"|"0"),
- * intent ms (0: none), fair queue timeout ms (0: not fair; negative: fair, but do not join the line).
- * Returns {1, fence} when granted, {0, retry-after ms} (-1: unknown) when not.
+ * ARGV: owner, ttl ms, and optionally mode ("x" by default, or "s"), limit (0: none), writer
+ * preference ("1"|"0"), intent ms (0: none), fair queue timeout ms (0: not fair; negative: fair, but
+ * do not join the line). A plain exclusive request sends owner and ttl only. Returns {1, fence} when
+ * granted, {0, retry-after ms} (-1: unknown) when not.
  */
-export const ACQUIRE = `${HELPERS}
+export const ACQUIRE = `
 local lease, shared, intents, fence_key, waiting = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local owner, ttl, want = ARGV[1], tonumber(ARGV[2]), ARGV[3] or 'x'
+
+-- The common case, inline: a plain exclusive request on a free lock is INCR + SET NX and nothing
+-- else. The fence is taken before the SET can say whether the lock is free; a refusal leaves a gap
+-- in the fences, which need only rise. A counter just created (INCR gave 1) is seeded just below.
+local fence, incremented
+if want == 'x' and not ARGV[4] then
+  incremented = redis.call('INCR', fence_key)
+  if incremented > 1 then
+    fence = string.format('%d', incremented)
+    if redis.call('SET', lease, owner .. '\\n' .. fence, 'NX', 'PX', ttl) then return {1, fence} end
+  end
+end
+${NEXT_FENCE}
+-- Seed a counter just created now, whatever this request's outcome, or the next INCR would give 2.
+if incremented == 1 then fence = next_fence(fence_key, 1) end
 local queue, queue_exp = KEYS[6], KEYS[7]
-local owner, ttl, want = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local limit, writer_pref, intent_ms = tonumber(ARGV[4] or '0'), ARGV[5] == '1', tonumber(ARGV[6] or '0')
 local queue_ms = tonumber(ARGV[7] or '0')
 local fair = queue_ms ~= 0 and want == 'x'
--- A negative queue timeout: fair, but a one-off try that must not take a place in line.
-local joins = queue_ms > 0
-
+${IS_HOLDER}${CLOCK}
 -- Fair mode: exclusive waiters line up in a sorted set by arrival time (server microseconds), each
 -- with an expiry it refreshes on every try, so a waiter that died leaves the line within queue_ms.
+-- A negative queue_ms is a one-off try: it respects the line but must not take a place in it.
 local function queue_up()
-  if not fair or not joins then return end
+  if not fair or queue_ms < 0 then return end
   local t = redis.call('TIME')
   redis.call('ZADD', queue, 'NX', t[1] .. string.format('%06d', tonumber(t[2])), owner)
   redis.call('HSET', queue_exp, owner, now_ms() + queue_ms)
@@ -81,10 +115,15 @@ local function queue_up()
   redis.call('PEXPIRE', queue_exp, queue_ms * 2)
 end
 
-local function leave_queue()
-  if fair then
-    redis.call('ZREM', queue, owner)
-    redis.call('HDEL', queue_exp, owner)
+-- Whether nobody live is ahead of owner; waiters that stopped refreshing their place are dropped.
+local function first_in_line()
+  local now = now_ms()
+  while true do
+    local head = redis.call('ZRANGE', queue, 0, 0)[1]
+    if not head or head == owner then return true end
+    if tonumber(redis.call('HGET', queue_exp, head) or '0') > now then return false end
+    redis.call('ZREM', queue, head)
+    redis.call('HDEL', queue_exp, head)
   end
 end
 
@@ -95,21 +134,7 @@ local function refuse(retry)
   return {0, retry}
 end
 
-if fair then
-  -- Drop waiters that stopped refreshing their place, then only the first in line may take it.
-  local now = now_ms()
-  while true do
-    local head = redis.call('ZRANGE', queue, 0, 0)[1]
-    if not head then break end
-    if head == owner or tonumber(redis.call('HGET', queue_exp, head) or '0') > now then
-      if head ~= owner then return refuse(-1) end
-      break
-    end
-    redis.call('ZREM', queue, head)
-    redis.call('HDEL', queue_exp, head)
-  end
-end
-
+-- A refused writer tells writer-preferring readers to hold back, for intent_ms unless it retries.
 local function announce()
   if intent_ms > 0 then
     redis.call('HSET', intents, owner, now_ms() + intent_ms)
@@ -117,53 +142,52 @@ local function announce()
   end
 end
 
+local held = redis.call('GET', lease)
 if want == 'x' then
-  -- Take the fence first: one SET NX then both checks and takes the lock. A refused attempt leaves a
-  -- gap in the fences, which only have to increase.
-  local fence = string.format('%d', next_fence(fence_key))
-  local value = owner .. '\\n' .. fence
-  if redis.call('SET', lease, value, 'NX', 'PX', ttl) then
-    if intent_ms > 0 then redis.call('HDEL', intents, owner) end
-    leave_queue()
-    return {1, fence}
-  end
-  local held = redis.call('GET', lease)
-  local sep = string.find(held, '\\n', 1, true)
-  if sep then
+  if held and is_holder(held, owner) then
     -- The same owner asking again gets its lease back: same fence, fresh ttl.
-    if string.sub(held, 1, sep - 1) == owner then
-      redis.call('PEXPIRE', lease, ttl)
-      return {1, string.sub(held, sep + 1)}
-    end
+    redis.call('PEXPIRE', lease, ttl)
+    return {1, string.sub(held, #owner + 2)}
+  end
+  if fair and not first_in_line() then
+    announce()
+    return refuse(-1)
+  end
+  if held and held ~= 's' then
     announce()
     return refuse(redis.call('PTTL', lease))
   end
-  -- The readers' marker: it lives as long as the longest reader lease, so look at the readers.
-  local now = now_ms()
-  local count, soonest = scan(shared, '', now)
-  if count > 0 then
-    announce()
-    return refuse(soonest - now)
+  if held then
+    -- The readers' marker lives as long as the longest reader lease, so look at the readers.
+    local now = now_ms()
+    local count, soonest = scan(shared, '', now)
+    if count > 0 then
+      announce()
+      return refuse(soonest - now)
+    end
   end
-  redis.call('SET', lease, value, 'PX', ttl)
+  fence = fence or next_fence(fence_key)
+  redis.call('SET', lease, owner .. '\\n' .. fence, 'PX', ttl)
   if intent_ms > 0 then redis.call('HDEL', intents, owner) end
-  leave_queue()
+  if fair then
+    redis.call('ZREM', queue, owner)
+    redis.call('HDEL', queue_exp, owner)
+  end
   return {1, fence}
 end
 
 -- Shared: readers or semaphore permits, each with its own expiry in the hash.
-local held = redis.call('GET', lease)
-if held and string.find(held, '\\n', 1, true) then return refuse(redis.call('PTTL', lease)) end
+if held and held ~= 's' then return refuse(redis.call('PTTL', lease)) end
 local now = now_ms()
 local count, soonest, mine = scan(shared, owner, now)
-local fence = mine
+fence = mine
 if not fence then
   if writer_pref then
     local writers, writer_soonest = scan(intents, '', now)
     if writers > 0 then return refuse(writer_soonest - now) end
   end
   if limit > 0 and count >= limit then return refuse(soonest - now) end
-  fence = string.format('%d', next_fence(fence_key))
+  fence = next_fence(fence_key)
 end
 redis.call('HSET', shared, owner, (now + ttl) .. ':' .. fence)
 if redis.call('PTTL', shared) < ttl then redis.call('PEXPIRE', shared, ttl) end
@@ -172,18 +196,19 @@ return {1, fence}
 `;
 
 /** EXTEND. KEYS: lease, shared. ARGV: owner, ttl ms. Returns 1 when renewed, 0 when the owner holds no live lease. */
-export const EXTEND = `${HELPERS}
+export const EXTEND = `
 local lease, shared = KEYS[1], KEYS[2]
 local owner, ttl = ARGV[1], tonumber(ARGV[2])
 local held = redis.call('GET', lease)
-local sep = held and string.find(held, '\\n', 1, true)
-if sep then
-  if string.sub(held, 1, sep - 1) ~= owner then return 0 end
+if held and held ~= 's' then
+  local n = #owner + 1
+  if string.sub(held, 1, n) ~= owner .. '\\n' or string.find(held, '\\n', n + 1, true) then return 0 end
   redis.call('PEXPIRE', lease, ttl)
   return 1
 end
 local value = redis.call('HGET', shared, owner)
 if not value then return 0 end
+${CLOCK}
 local now = now_ms()
 local colon = string.find(value, ':', 1, true)
 if tonumber(string.sub(value, 1, colon - 1)) <= now then
@@ -198,39 +223,41 @@ return 1
 
 /**
  * RELEASE. KEYS: lease, shared, intents, waiting, and optionally queue, queue expiries (fair mode:
- * a waiter that gives up leaves the line). ARGV: owner, wake channel, lock name.
+ * a waiter that gives up leaves the line). ARGV: owner, wake channel.
  * Returns 1 when the owner's live lease was removed, 0 otherwise. When anything changed (a lease or
- * an announced writer went away) and someone was refused meanwhile, publishes the name on the wake
- * channel so waiters retry; with nobody waiting it publishes nothing.
+ * an announced writer went away) and someone was refused meanwhile, publishes the lock's lease key on
+ * the wake channel so waiters retry; with nobody waiting it publishes nothing.
  */
-export const RELEASE = `${HELPERS}
+export const RELEASE = `
 local lease, shared, intents, waiting = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local queue, queue_exp = KEYS[5], KEYS[6]
-local owner, channel, name = ARGV[1], ARGV[2], ARGV[3]
+local owner, channel = ARGV[1], ARGV[2]
 local held = redis.call('GET', lease)
-local sep = held and string.find(held, '\\n', 1, true)
-if sep and string.sub(held, 1, sep - 1) == owner then
-  -- The common case: the exclusive holder lets go (it has no intent left: the grant removed it).
-  -- One DEL also takes the flag: 2 keys deleted means someone is waiting.
-  if redis.call('DEL', lease, waiting) == 2 then redis.call('PUBLISH', channel, name) end
+-- The common case, inline: the exclusive holder lets go (it has no intent left: the grant removed
+-- it). One DEL also takes the flag: 2 keys deleted means someone is waiting.
+local n = #owner + 1
+if held and string.sub(held, 1, n) == owner .. '\\n' and not string.find(held, '\\n', n + 1, true) then
+  if redis.call('DEL', lease, waiting) == 2 then redis.call('PUBLISH', channel, lease) end
   return 1
 end
+local queue, queue_exp = KEYS[5], KEYS[6]
 local released = 0
 local withdrew = redis.call('HDEL', intents, owner)
 if queue and redis.call('ZREM', queue, owner) == 1 then
   redis.call('HDEL', queue_exp, owner)
   withdrew = 1
 end
-if not sep then
+if not held or held == 's' then
   local value = redis.call('HGET', shared, owner)
   if value then
     redis.call('HDEL', shared, owner)
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     local colon = string.find(value, ':', 1, true)
-    if tonumber(string.sub(value, 1, colon - 1)) > now_ms() then released = 1 end
+    if tonumber(string.sub(value, 1, colon - 1)) > now then released = 1 end
     if redis.call('HLEN', shared) == 0 then redis.call('DEL', lease) end
   end
 end
-if (released == 1 or withdrew == 1) and redis.call('DEL', waiting) == 1 then redis.call('PUBLISH', channel, name) end
+if (released == 1 or withdrew == 1) and redis.call('DEL', waiting) == 1 then redis.call('PUBLISH', channel, lease) end
 return released
 `;
 
@@ -238,12 +265,12 @@ return released
  * INSPECT. KEYS: lease, shared. Returns {mode, owner1, remaining ms 1, fence1, ...} for live
  * holders ("x" or "s"), or {} when free. Remaining time, not an instant: no clocks are compared.
  */
-export const INSPECT = `${HELPERS}
+export const INSPECT = `${CLOCK}
 local lease, shared = KEYS[1], KEYS[2]
 local held = redis.call('GET', lease)
-local sep = held and string.find(held, '\\n', 1, true)
-if sep then
-  return {'x', string.sub(held, 1, sep - 1), redis.call('PTTL', lease), string.sub(held, sep + 1)}
+if held and held ~= 's' then
+  local owner, fence = string.match(held, '^(.*)\\n(%d+)$')
+  return {'x', owner, redis.call('PTTL', lease), fence}
 end
 local now = now_ms()
 local count = scan(shared, '', now)
@@ -271,11 +298,11 @@ export const CACHE_SET = `return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[
  * granted learns the token (the highest fence of the quorum): its counter is raised to at least the
  * token and its lease records it. Any later quorum overlaps this one, so its fence is higher still.
  */
-export const FENCE_SYNC = `
+export const FENCE_SYNC = `${IS_HOLDER}
 local lease, fence_key = KEYS[1], KEYS[2]
 local owner, token = ARGV[1], ARGV[2]
 local held = redis.call('GET', lease)
-if not held or string.sub(held, 1, string.len(owner) + 1) ~= owner .. '\\n' then return 0 end
+if not held or held == 's' or not is_holder(held, owner) then return 0 end
 redis.call('SET', lease, owner .. '\\n' .. token, 'KEEPTTL')
 local current = redis.call('GET', fence_key)
 if not current or tonumber(current) < tonumber(token) then
