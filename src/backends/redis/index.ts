@@ -121,6 +121,8 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
     async release(key, owner) {
       const k = keysFor(prefix, key);
       const keys = queueMs ? [k.lease, k.shared, k.intents, k.waiting, k.queue, k.queueExp] : [k.lease, k.shared, k.intents, k.waiting];
+      // A waiter here, nudged by the core as this release leaves, sends its attempt in the same write.
+      if (listeners.has(k.lease)) redis.batch();
       return (await redis.run(SCRIPTS.release, keys, [owner, channel])) === 1;
     },
 
