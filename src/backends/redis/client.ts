@@ -15,6 +15,9 @@ export function script(source: string): Script {
 }
 
 export interface Subscription {
+  /** Settles once the server has confirmed the subscription (or it failed: then it is closed). */
+  readonly ready: Promise<void>;
+  /** Closes the connection, whether or not it ever got ready. */
   close(): Promise<void>;
 }
 
@@ -24,8 +27,8 @@ export interface RedisAdapter {
   batch(): void;
   /** EVALSHA, falling back to EVAL (which also caches the script) when the server lacks it. */
   run(s: Script, keys: string[], args: (string | number)[]): Promise<unknown>;
-  /** A second connection subscribed to `channel`; ready once this resolves. */
-  subscribe(channel: string, onMessage: (message: string) => void): Promise<Subscription>;
+  /** A second connection, subscribing to `channel`. */
+  subscribe(channel: string, onMessage: (message: string) => void): Subscription;
 }
 
 /** The socket of an ioredis `Redis` (a `Cluster` has none of its own). */
@@ -44,7 +47,6 @@ interface IoRedisLike {
     subscribe(channel: string): Promise<unknown>;
     on(event: 'message', listener: (channel: string, message: string) => void): unknown;
     on(event: 'error', listener: (error: unknown) => void): unknown;
-    quit(): Promise<unknown>;
     disconnect(): void;
   };
   defineCommand: unknown;
@@ -59,10 +61,11 @@ interface NodeRedisLike {
     connect(): Promise<unknown>;
     subscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
     on(event: 'error', listener: (error: unknown) => void): unknown;
-    quit?(): Promise<unknown>;
     disconnect(): Promise<unknown>;
   };
 }
+
+const noop = (): void => undefined;
 
 function noScript(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith('NOSCRIPT');
@@ -105,24 +108,23 @@ function ioredis(client: IoRedisLike): RedisAdapter {
         return client.eval(s.source, keys.length, ...keys, ...args);
       }
     },
-    async subscribe(channel, onMessage) {
+    subscribe(channel, onMessage) {
       const sub = client.duplicate();
       // Errors surface as failed subscribes or reconnects; an unhandled 'error' event would crash.
       sub.on('error', () => undefined);
       sub.on('message', (ch, message) => {
         if (ch === channel) onMessage(message);
       });
-      try {
-        await sub.subscribe(channel);
-      } catch (error) {
-        sub.disconnect();
-        throw error;
-      }
-      return {
-        close: async () => {
-          await sub.quit().catch(() => sub.disconnect());
+      // disconnect(), not quit(): a quit waits behind a subscribe queued for a server that is down.
+      const close = (): Promise<void> => Promise.resolve(sub.disconnect());
+      const ready = sub.subscribe(channel).then(
+        () => undefined,
+        async (error: unknown) => {
+          await close();
+          throw error;
         },
-      };
+      );
+      return { ready, close };
     },
   };
 }
@@ -145,21 +147,19 @@ function nodeRedis(client: NodeRedisLike): RedisAdapter {
         return send(['EVAL', s.source, ...rest], keys[0]!);
       }
     },
-    async subscribe(channel, onMessage) {
+    subscribe(channel, onMessage) {
       const sub = client.duplicate();
       sub.on('error', () => undefined);
-      try {
-        await sub.connect();
-        await sub.subscribe(channel, (message) => onMessage(message));
-      } catch (error) {
-        await sub.disconnect().catch(() => undefined);
-        throw error;
-      }
-      return {
-        close: async () => {
-          await (sub.quit ? sub.quit() : sub.disconnect()).catch(() => undefined);
-        },
-      };
+      // disconnect() also ends a connect() still retrying against a server that is down.
+      const close = (): Promise<void> => sub.disconnect().then(noop, noop);
+      const ready = sub
+        .connect()
+        .then(() => sub.subscribe(channel, (message) => onMessage(message)))
+        .then(noop, async (error: unknown) => {
+          await close();
+          throw error;
+        });
+      return { ready, close };
     },
   };
 }

@@ -5,7 +5,7 @@
 import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo } from '../../backend.js';
 import { LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
-import { adapt, script, type RedisAdapter, type Subscription } from './client.js';
+import { adapt, script, type RedisAdapter, type Script, type Subscription } from './client.js';
 import { ACQUIRE, CACHE_GET, CACHE_SET, EXTEND, INSPECT, RELEASE } from './scripts.js';
 import type { CacheEntry, CacheStore } from '../../recipes/stampede.js';
 
@@ -20,6 +20,13 @@ export interface RedisBackendOptions {
    */
   fair?: boolean;
   queueTimeout?: number;
+  /**
+   * How long to wait for the server's answer to one call (default 5000 ms; an acquire or extend waits
+   * at most its ttl, as a later grant would already have run out). Past it the call fails with an
+   * error instead of hanging on a connection that silently stopped answering; a late answer is
+   * ignored, and a lease it granted expires on its own or is released by the core's withdrawal.
+   */
+  commandTimeout?: number;
 }
 
 const SCRIPTS = {
@@ -31,6 +38,9 @@ const SCRIPTS = {
   cacheSet: script(CACHE_SET),
 };
 const MAX_PREFIX = 128;
+
+const isMs = (value: unknown, min: number): value is number =>
+  typeof value === 'number' && Number.isInteger(value) && value >= min && value <= 600_000;
 
 /**
  * The keys of one lock. The escaped name is the {hash tag}, so all of them land in one Cluster slot
@@ -54,22 +64,40 @@ export function keysFor(
 }
 
 export function redisBackend(options: RedisBackendOptions): LockBackend {
-  const o = checkOptionNames(options, ['client', 'prefix', 'fair', 'queueTimeout'], 'redisBackend()');
+  const o = checkOptionNames(options, ['client', 'prefix', 'fair', 'queueTimeout', 'commandTimeout'], 'redisBackend()');
   if (o.fair !== undefined && typeof o.fair !== 'boolean') throw new LockArgumentError('redisBackend(): fair must be a boolean');
   const queueTimeout: unknown = o.queueTimeout === undefined ? 3_000 : o.queueTimeout;
-  if (typeof queueTimeout !== 'number' || !Number.isInteger(queueTimeout) || queueTimeout < 10 || queueTimeout > 600_000) {
-    throw new LockArgumentError('redisBackend(): queueTimeout must be an integer number of ms from 10 to 600000');
-  }
+  if (!isMs(queueTimeout, 10)) throw new LockArgumentError('redisBackend(): queueTimeout must be an integer number of ms from 10 to 600000');
   const queueMs = o.fair === true ? queueTimeout : 0;
+  const commandTimeout: unknown = o.commandTimeout === undefined ? 5_000 : o.commandTimeout;
+  if (!isMs(commandTimeout, 1)) throw new LockArgumentError('redisBackend(): commandTimeout must be an integer number of ms from 1 to 600000');
+  const timeout = commandTimeout;
   const prefix = o.prefix === undefined ? 'locksmith:' : o.prefix;
   if (typeof prefix !== 'string' || prefix.length > MAX_PREFIX || /[{}\s]/.test(prefix)) {
     throw new LockArgumentError(`redisBackend(): prefix must be a string of at most ${MAX_PREFIX} characters without braces or spaces`);
   }
   const redis: RedisAdapter = adapt(o.client);
+  /** One script call, failed after `ms` without an answer (see commandTimeout). */
+  function call(s: Script, keys: string[], args: (string | number)[], ms = timeout): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms);
+      timer.unref();
+      redis.run(s, keys, args).then(
+        (reply) => {
+          clearTimeout(timer);
+          resolve(reply);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(error instanceof Error ? error : new Error(String(error)));
+        },
+      );
+    });
+  }
   const channel = `${prefix}wake`;
   /** Waiters by lease key, which is what a release publishes: a key, not a name, is cheaper to pass. */
   const listeners = new Map<string, Set<() => void>>();
-  let subscription: Promise<Subscription> | undefined;
+  let subscription: Subscription | undefined;
   let ready = false;
   let closed = false;
 
@@ -81,18 +109,18 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
   }
 
   /** The shared subscriber, made on first wait. A failed attempt is forgotten so a later wait retries. */
-  function subscribed(): Promise<Subscription> {
-    subscription ??= redis.subscribe(channel, notify).then(
-      (sub) => {
-        ready = true;
-        return sub;
-      },
-      (error: unknown) => {
-        subscription = undefined;
-        throw error;
-      },
-    );
-    return subscription;
+  function subscribed(): Promise<void> {
+    if (!subscription) {
+      const sub = redis.subscribe(channel, notify);
+      subscription = sub;
+      sub.ready.then(
+        () => void (ready = subscription === sub),
+        () => {
+          if (subscription === sub) subscription = undefined;
+        },
+      );
+    }
+    return subscription.ready;
   }
 
   return {
@@ -107,7 +135,7 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
         req.mode === 'exclusive' && !req.intent && !queueMs
           ? [req.owner, req.ttl]
           : [req.owner, req.ttl, req.mode === 'exclusive' ? 'x' : 's', req.limit ?? 0, req.writerPreference ? '1' : '0', req.intent ?? 0, req.queue ? queueMs : -queueMs];
-      const reply = (await redis.run(SCRIPTS.acquire, keys, args)) as [number, number | string];
+      const reply = (await call(SCRIPTS.acquire, keys, args, Math.min(timeout, req.ttl))) as [number, number | string];
       if (reply[0] === 1) return { granted: true, fence: BigInt(reply[1]) };
       const retry = Number(reply[1]);
       return { granted: false, retryAfter: retry >= 0 ? retry : undefined };
@@ -115,7 +143,7 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
 
     async extend(key, owner, ttl) {
       const k = keysFor(prefix, key);
-      return (await redis.run(SCRIPTS.extend, [k.lease, k.shared], [owner, ttl])) === 1;
+      return (await call(SCRIPTS.extend, [k.lease, k.shared], [owner, ttl], Math.min(timeout, ttl))) === 1;
     },
 
     async release(key, owner) {
@@ -123,12 +151,12 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
       const keys = queueMs ? [k.lease, k.shared, k.intents, k.waiting, k.queue, k.queueExp] : [k.lease, k.shared, k.intents, k.waiting];
       // A waiter here, nudged by the core as this release leaves, sends its attempt in the same write.
       if (listeners.has(k.lease)) redis.batch();
-      return (await redis.run(SCRIPTS.release, keys, [owner, channel])) === 1;
+      return (await call(SCRIPTS.release, keys, [owner, channel])) === 1;
     },
 
     async inspect(key): Promise<LockInfo | null> {
       const k = keysFor(prefix, key);
-      const reply = (await redis.run(SCRIPTS.inspect, [k.lease, k.shared], [])) as (string | number)[];
+      const reply = (await call(SCRIPTS.inspect, [k.lease, k.shared], [])) as (string | number)[];
       if (reply.length === 0) return null;
       // The server reports time left, which becomes an instant on our clock: no clocks compared.
       const wall = Date.now();
@@ -179,7 +207,7 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
       const sub = subscription;
       subscription = undefined;
       ready = false;
-      if (sub) await (await sub.catch(() => undefined))?.close();
+      await sub?.close();
     },
   };
 }
