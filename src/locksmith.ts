@@ -479,23 +479,26 @@ export class Locksmith {
    * A waiter's wake-up: the backend's (a release anywhere), or a release by this process, which
    * nudges at once, before the backend confirms it. A nudge is only a hint to try again now.
    */
-  #wake(key: string, signal: AbortSignal): Promise<void> {
-    const remote = this.backend.waitForChange!(key, signal);
-    const local = new Promise<void>((resolve) => {
-      if (signal.aborted) return resolve();
-      let set = this.#nudges.get(key);
-      if (!set) this.#nudges.set(key, (set = new Set()));
-      const done = (): void => {
-        signal.removeEventListener('abort', done);
-        const current = this.#nudges.get(key);
-        current?.delete(done);
-        if (current?.size === 0) this.#nudges.delete(key);
-        resolve();
-      };
-      set.add(done);
-      signal.addEventListener('abort', done, { once: true });
-    });
-    return Promise.race([remote, local]);
+  async #wake(key: string, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return;
+    // Whichever fires first ends both: the other's registration goes with this round's own signal,
+    // so a long wait does not pile up listeners round after round.
+    const round = new AbortController();
+    const end = (): void => round.abort(ENDED_ROUND);
+    signal.addEventListener('abort', end, { once: true });
+    let set = this.#nudges.get(key);
+    if (!set) this.#nudges.set(key, (set = new Set()));
+    set.add(end);
+    const local = new Promise<void>((resolve) => round.signal.addEventListener('abort', () => resolve(), { once: true }));
+    try {
+      await Promise.race([this.backend.waitForChange!(key, round.signal), local]);
+    } finally {
+      end();
+      signal.removeEventListener('abort', end);
+      const current = this.#nudges.get(key);
+      current?.delete(end);
+      if (current?.size === 0) this.#nudges.delete(key);
+    }
   }
 
   #nudge(key: string): void {
@@ -525,6 +528,9 @@ export class Locksmith {
     }
   }
 }
+
+/** Reason a wake-up round ends with: preallocated, as abort() without one builds a DOMException. */
+const ENDED_ROUND = Object.freeze({ reason: 'wake-up round ended' });
 
 function describeLease(lease: Lease): LockEvent {
   return { key: lease.key, owner: lease.owner, fence: lease.fence, mode: lease.mode };

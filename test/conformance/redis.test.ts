@@ -1,15 +1,17 @@
-// The conformance suite on a single redis-server, through both clients. Each backend() is a new
+// The conformance suite on a single redis-server, through ioredis and node-redis 4 and 5. Each backend() is a new
 // client connection, as another process would have.
 import { Redis } from 'ioredis';
 import { createClient } from 'redis';
+import { createClient as createClientV5 } from 'redis-v5';
 import { redisBackend } from '../../src/backends/redis/index.js';
 import { RedisNode, stopAll } from '../support/redis.js';
 import { conformance } from './suite.js';
 
 let node: RedisNode;
-const clients: { quit(): Promise<unknown> }[] = [];
+// node-redis 5 deprecates quit(), and a cluster's quit() can leave reconnection timers running.
+const clients: { quit(): Promise<unknown>; close?: () => Promise<unknown> }[] = [];
 const done = async (): Promise<void> => {
-  await Promise.all(clients.splice(0).map((c) => c.quit().catch(() => undefined)));
+  await Promise.all(clients.splice(0).map((c) => (c.close ? c.close() : c.quit()).catch(() => undefined)));
 };
 
 conformance({
@@ -35,12 +37,22 @@ conformance({
 });
 
 conformance({
-  name: 'redis (node-redis)',
+  name: 'redis (node-redis 4)',
   backend: async () => {
     const client = createClient({ url: node.url });
     await client.connect();
     clients.push(client);
     return redisBackend({ client, prefix: 'nr:' });
+  },
+});
+
+conformance({
+  name: 'redis (node-redis 5)',
+  backend: async () => {
+    const client = createClientV5({ url: node.url });
+    await client.connect();
+    clients.push(client);
+    return redisBackend({ client, prefix: 'nr5:' });
   },
   after: async () => {
     await done();

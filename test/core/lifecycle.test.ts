@@ -177,6 +177,29 @@ describe('acquisition', () => {
   });
 });
 
+describe('waiting', () => {
+  test('a long wait with many wake-ups piles up no listeners', async () => {
+    const real = memoryBackend();
+    let wakes = 0;
+    // Spurious wake-ups are allowed by the contract: each one is a new round of the wait loop.
+    const backend: LockBackend = { ...real, waitForChange: () => delay(2).then(() => void (wakes += 1)) };
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const [a, b] = [new Locksmith(backend), new Locksmith(backend)];
+      const held = await a.acquire('busy');
+      await assert.rejects(b.acquire('busy', { wait: 300 }), { code: 'ERR_LOCK_TIMEOUT' });
+      assert.ok(wakes >= 20, `only ${wakes} rounds`);
+      await held.release();
+      await delay(10); // warnings are emitted on the next tick
+      assert.deepEqual(warnings.map((w) => w.name).filter((n) => n === 'MaxListenersExceededWarning'), []);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+});
+
 describe('backoff', () => {
   test('full jitter stays under a cap that doubles up to max', () => {
     const backoff = { initial: 10, max: 300 };

@@ -62,6 +62,8 @@ interface NodeRedisLike {
     subscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
     on(event: 'error', listener: (error: unknown) => void): unknown;
     disconnect(): Promise<unknown>;
+    /** node-redis 5: closes at once, with no reconnection left behind (its disconnect() may leave one). */
+    destroy?(): unknown;
   };
 }
 
@@ -150,8 +152,14 @@ function nodeRedis(client: NodeRedisLike): RedisAdapter {
     subscribe(channel, onMessage) {
       const sub = client.duplicate();
       sub.on('error', () => undefined);
-      // disconnect() also ends a connect() still retrying against a server that is down.
-      const close = (): Promise<void> => sub.disconnect().then(noop, noop);
+      // disconnect() (4) and destroy() (5) also end a connect() still retrying against a server that is down.
+      const close = async (): Promise<void> => {
+        try {
+          await (typeof sub.destroy === 'function' ? sub.destroy() : sub.disconnect());
+        } catch {
+          // Closing is best effort: the connection is going away either way.
+        }
+      };
       const ready = sub
         .connect()
         .then(() => sub.subscribe(channel, (message) => onMessage(message)))
