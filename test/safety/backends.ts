@@ -1,15 +1,59 @@
 // How a client process builds its backend from a plain, serialisable spec. A backend that runs in
-// real client processes adds one entry here (e.g. `redis: ({ url }) => redisBackend({ client: … })`)
-// and a system in systems.ts that passes the spec.
+// real client processes adds one entry here and a system in systems.ts that passes the spec.
 
+import { Redis } from 'ioredis';
 import { fileBackend } from '../../src/backends/file/index.js';
+import { redisBackend } from '../../src/backends/redis/index.js';
+import { redlockBackend } from '../../src/backends/redlock/index.js';
 import type { LockBackend } from '../../src/index.js';
 
-export type BackendSpec = { kind: 'file'; dir: string } | { kind: string; [option: string]: unknown };
+/** What the systems pass: `{ kind: 'file', dir }`, `{ kind: 'redis', port, commandTimeout }`, `{ kind: 'redlock', ports, nodeTimeout }`. */
+export type BackendSpec = { kind: string; [option: string]: unknown };
 
 type Opener = (spec: BackendSpec) => LockBackend | Promise<LockBackend>;
 
-const openers = new Map<string, Opener>([['file', (spec) => fileBackend({ dir: String(spec.dir) })]]);
+/**
+ * A client that notices a dead server quickly and keeps trying to reach it: the faults kill and
+ * pause servers, and a client that backed off for seconds would turn a short outage into a long one.
+ * One retry per command: a command queued while the server is down fails soon instead of running
+ * much later (a late command is harmless, the scripts check the owner, but it holds a lease nobody
+ * uses until its ttl).
+ */
+function connect(port: number): Redis {
+  const client = new Redis(port, '127.0.0.1', { retryStrategy: () => 50, maxRetriesPerRequest: 1 });
+  // Connection errors are the faults under test; the backend reports failed calls itself.
+  client.on('error', () => undefined);
+  return client;
+}
+
+/** The backend never closes the clients it was given; the process must, or it would not exit. */
+function closing(backend: LockBackend, clients: readonly Redis[]): LockBackend {
+  return {
+    ...backend,
+    async close() {
+      await backend.close();
+      for (const c of clients) c.disconnect();
+    },
+  };
+}
+
+const openers = new Map<string, Opener>([
+  ['file', (spec) => fileBackend({ dir: String(spec.dir) })],
+  [
+    'redis',
+    (spec) => {
+      const client = connect(Number(spec.port));
+      return closing(redisBackend({ client, commandTimeout: Number(spec.commandTimeout) }), [client]);
+    },
+  ],
+  [
+    'redlock',
+    (spec) => {
+      const clients = (spec.ports as number[]).map((port) => connect(port));
+      return closing(redlockBackend({ clients, nodeTimeout: Number(spec.nodeTimeout) }), clients);
+    },
+  ],
+]);
 
 export function registerBackend(kind: string, open: Opener): void {
   openers.set(kind, open);

@@ -1,19 +1,19 @@
 // Faults the harness injects, each a FaultKind in one registry. A kind says which systems it applies
 // to and injects itself once, recording when it started and when it healed (liveness is measured from
-// the heal). Kinds that act on infrastructure reach it through SystemUnderTest.nodes / .proxies, so
-// e.g. a Redis node kill -9 + restart (with or without its append-only file), SIGSTOP of a node, a
-// proxy that drops, blackholes or delays, pg_terminate_backend, or Redlock minority / majority loss
-// is one more registerFault() whose supports() asks for the nodes it needs.
+// the heal). Kinds that act on infrastructure reach it through SystemUnderTest.nodes / .proxies, and
+// their supports() asks for the nodes or proxies they need: a Redis server killed (-9) and restarted
+// with or without its data, a stopped server, a holder cut off from it or a slow link (proxies), and
+// for Redlock a minority or a majority of its nodes lost, or one node stopped.
 //
-// The client faults below strike at the one moment that matters: the resource has just accepted a
-// holder's read, and the holder is about to write.
+// Every fault strikes at the one moment that matters: the resource has just accepted a holder's read,
+// and the holder is about to write. Its reply waits as the fault says (the holder is slow to write).
 
 import { setTimeout as delay } from 'node:timers/promises';
 import type { EntryInput } from './history.js';
 import { Registry } from './registry.js';
 import type { FencedCounter, ResourceRequest } from './resource.js';
 import type { Rng } from './rng.js';
-import type { ClientHandle, SystemUnderTest } from './systems.js';
+import type { ClientHandle, ServerNode, SystemUnderTest } from './systems.js';
 
 export interface FaultContext {
   readonly system: SystemUnderTest;
@@ -37,6 +37,8 @@ export interface FaultKind {
   readonly name: string;
   readonly summary: string;
   supports(system: SystemUnderTest): boolean;
+  /** ms within which some acquisition must complete after the heal (default: livenessBound(ttl)). */
+  bound?(ttl: number): number;
   /** Injects the fault once and resolves when it has healed. */
   inject(context: FaultContext): Promise<FaultOutcome>;
 }
@@ -124,4 +126,180 @@ registerFault({
     await context.replace(crashed);
     return { injected: true, detail: `${crashed.proc} killed and replaced` };
   },
+});
+
+// ---- infrastructure faults ---------------------------------------------------------------------
+
+/** When the struck holder gets the reply to its read (and so goes on to write). */
+type ReplyAt = 'now' | 'heal' | 'successor';
+
+interface Outage {
+  /** What is hit, for the history: a node, several, or a client's link. */
+  target: string;
+  begin(): Promise<void> | void;
+  /** How long the outage lasts, ms; 'successor': until a newer holder got in (and at least past the ttl). */
+  lasts: number | 'successor';
+  heal(): Promise<void> | void;
+  reply: ReplyAt;
+}
+
+/**
+ * Runs an outage around a holder's read: it begins, lasts, heals, and the holder's reply is let go
+ * at the planned point. 'successor' means: once the resource has seen a higher fence than the
+ * holder's, so the holder's write is sure to be stale and must be fenced off.
+ */
+async function strike(context: FaultContext, fault: string, plan: (client: ClientHandle) => Outage | undefined): Promise<FaultOutcome> {
+  let done: Promise<string> | undefined;
+  const struck = await atHolderRead(context, (client, request) => {
+    const outage = plan(client);
+    if (!outage) return Promise.resolve(false);
+    const fence = BigInt(request.fence);
+    const successor = (): Promise<boolean> => context.resource.until(() => context.resource.highest > fence, 2 * context.ttl);
+    let released!: () => void;
+    const reply = new Promise<void>((resolve) => (released = resolve));
+    done = (async () => {
+      const started = performance.now();
+      context.record({ op: 'fault', phase: 'start', fault, target: outage.target, struck: request.session, detail: `${request.session} holds fence ${request.fence}` });
+      try {
+        await outage.begin();
+        if (outage.reply === 'now') released();
+        let overtaken: boolean | undefined;
+        if (outage.lasts === 'successor') {
+          overtaken = await successor();
+          const past = context.ttl + 100 - (performance.now() - started);
+          if (past > 0) await delay(past);
+        } else await delay(outage.lasts);
+        const lasted = Math.round(performance.now() - started);
+        // Recorded before healing: a healed server or link may serve someone before we look again.
+        context.record({ op: 'fault', phase: 'heal', fault, target: outage.target, detail: `after ${lasted} ms` });
+        await outage.heal();
+        if (outage.reply === 'successor') overtaken = await successor();
+        const who = overtaken === undefined ? '' : overtaken ? '; a newer holder got in' : '; nobody else got in';
+        return `${outage.target} for ${lasted} ms, ${request.session} ${outage.reply === 'now' ? 'went on at once' : `waited for the ${outage.reply}`}${who}`;
+      } finally {
+        released();
+      }
+    })();
+    // The holder's reply waits for this, not for the whole fault.
+    return reply.then(() => true);
+  });
+  if (!struck || !done) return { injected: false, detail: 'no holder read in time' };
+  return { injected: true, detail: await done };
+}
+
+const servers = (system: SystemUnderTest): readonly ServerNode[] => system.nodes;
+const names = (nodes: readonly ServerNode[]): string => nodes.map((n) => n.name).join('+');
+
+/** A few distinct nodes, drawn from the schedule's generator. */
+function pick(context: FaultContext, count: number): ServerNode[] {
+  const pool = [...servers(context.system)];
+  const out: ServerNode[] = [];
+  while (out.length < count && pool.length > 0) out.push(...pool.splice(context.random.int(0, pool.length - 1), 1));
+  return out;
+}
+
+/** Longer than a lease, so every lease the outage touches runs out during it. */
+const pastTtl = (context: FaultContext): number => context.ttl + context.random.int(100, 300);
+
+function killRestart(context: FaultContext, nodes: ServerNode[], keepData: boolean, downFor: number, reply: ReplyAt): Outage {
+  return {
+    target: names(nodes),
+    begin: () => Promise.all(nodes.map((n) => n.kill())).then(() => undefined),
+    lasts: downFor,
+    heal: () => Promise.all(nodes.map((n) => n.restart({ keepData }))).then(() => undefined),
+    reply,
+  };
+}
+
+function stopped(nodes: ServerNode[], lasts: number): Outage {
+  return {
+    target: names(nodes),
+    begin: () => nodes.forEach((n) => n.pause()),
+    lasts,
+    heal: () => nodes.forEach((n) => n.resume()),
+    reply: 'now',
+  };
+}
+
+const single = (system: SystemUnderTest): boolean => system.nodes.length === 1;
+const quorum = (system: SystemUnderTest): boolean => system.nodes.length >= 3;
+
+/** The lease and the fence counter must survive kill -9 on a server that persists every write. */
+registerFault({
+  name: 'server-restart',
+  summary: 'the server is killed (SIGKILL) while a client holds the lock and restarted with its data (append-only file, fsync always)',
+  supports: single,
+  inject: (context) => strike(context, 'server-restart', () => killRestart(context, pick(context, 1), true, context.random.int(50, 200), 'heal')),
+});
+
+/**
+ * A server that comes back empty has forgotten every lease: another client may get the lock while
+ * the struck holder still believes it holds it. Its counter is gone too, so the next fence comes from
+ * the server clock; the held-back write of the old holder must then be fenced off.
+ */
+registerFault({
+  name: 'server-restart-empty',
+  summary: 'the server is killed (SIGKILL) while a client holds the lock and restarted without its data',
+  supports: single,
+  inject: (context) => strike(context, 'server-restart-empty', () => killRestart(context, pick(context, 1), false, context.random.int(50, 200), 'successor')),
+});
+
+registerFault({
+  name: 'server-pause',
+  summary: 'the server is stopped (SIGSTOP) for longer than the ttl while a client holds the lock, then resumed',
+  supports: single,
+  inject: (context) => strike(context, 'server-pause', () => stopped(pick(context, 1), pastTtl(context))),
+});
+
+/** The holder alone loses its link to the server; the others carry on and one of them takes over. */
+registerFault({
+  name: 'partition-holder',
+  summary: "a holder's link to the server is black-holed (TCP proxy) until its lease has passed to another client, then heals",
+  supports: (system) => system.proxyFor !== undefined,
+  inject: (context) =>
+    strike(context, 'partition-holder', (client) => {
+      const proxy = context.system.proxyFor?.(client.proc);
+      if (!proxy) return undefined;
+      return { target: proxy.name, begin: () => proxy.set({ kind: 'blackhole' }), lasts: 'successor', heal: () => proxy.set({ kind: 'pass' }), reply: 'heal' };
+    }),
+});
+
+/** Every link slows down (both ways), for two leases' time; acquisitions and renewals must still work. */
+registerFault({
+  name: 'slow-network',
+  summary: 'every link to the server gets a delay of ttl/6 each way for two ttls (TCP proxies), then heals',
+  supports: (system) => system.proxyFor !== undefined || system.proxies.length > 0,
+  inject: (context) =>
+    strike(context, 'slow-network', () => ({
+      target: 'all links',
+      begin: () => context.system.proxies.forEach((p) => p.set({ kind: 'delay', ms: Math.round(context.ttl / 6) })),
+      lasts: 2 * context.ttl,
+      heal: () => context.system.proxies.forEach((p) => p.set({ kind: 'pass' })),
+      reply: 'now',
+    })),
+});
+
+/** A minority down: a majority still answers, so the lock keeps working; the lost nodes come back with their data. */
+registerFault({
+  name: 'minority-loss',
+  summary: 'a minority of the nodes (2 of 5) is killed (SIGKILL) for longer than the ttl, then restarted with its data',
+  supports: quorum,
+  inject: (context) =>
+    strike(context, 'minority-loss', () => killRestart(context, pick(context, Math.floor((context.system.nodes.length - 1) / 2)), true, pastTtl(context), 'now')),
+});
+
+/** A majority down: nobody may get the lock, and acquisitions must fail with a clear error until it is back. */
+registerFault({
+  name: 'majority-loss',
+  summary: 'a majority of the nodes (3 of 5) is killed (SIGKILL) for longer than the ttl, then restarted with its data',
+  supports: quorum,
+  inject: (context) =>
+    strike(context, 'majority-loss', () => killRestart(context, pick(context, Math.floor(context.system.nodes.length / 2) + 1), true, pastTtl(context), 'now')),
+});
+
+registerFault({
+  name: 'node-pause',
+  summary: 'one node is stopped (SIGSTOP) for longer than the ttl, then resumed',
+  supports: quorum,
+  inject: (context) => strike(context, 'node-pause', () => stopped(pick(context, 1), pastTtl(context))),
 });

@@ -51,8 +51,8 @@ export type Entry =
   | (ClientBase & { op: 'read' | 'write' | 'release'; phase: 'fail'; error: string })
   /** The resource's decision, at the moment it took it: the authority on what was accepted. */
   | (ClientBase & { op: 'serve'; action: 'read' | 'write'; fence: string; accepted: boolean; value: number; seq: number })
-  /** A fault began (`start`) or healed (`heal`); liveness is measured from each heal. */
-  | (Base & { op: 'fault'; phase: 'start' | 'heal'; fault: string; target: string; detail?: string })
+  /** A fault began (`start`) or healed (`heal`); liveness is measured from each heal. `struck`: the session it struck. */
+  | (Base & { op: 'fault'; phase: 'start' | 'heal'; fault: string; target: string; detail?: string; struck?: string })
   /** `target` (an OS process or emulated one) stopped existing: its leases are no longer believed held. */
   | (Base & { op: 'crash'; target: string })
   /** The resource's value at the end of the run. */

@@ -68,6 +68,8 @@ export interface RunResult {
   backend: string;
   fault: string;
   seed: number;
+  /** The liveness bound the run was checked against, ms. */
+  boundMs: number;
   note: string;
   planned: number;
   injected: number;
@@ -85,23 +87,29 @@ export function livenessBound(ttl: number): number {
   return ttl + 2_000;
 }
 
-async function runOne(factory: SystemFactory, fault: FaultKind | undefined, config: SafetyConfig): Promise<RunResult | undefined> {
+/** The faults among `names` that apply to the backend, asked of one system made only for that. */
+async function applicable(factory: SystemFactory, names: readonly string[]): Promise<Set<string>> {
+  const dir = mkdtempSync(join(tmpdir(), `locksmith-safety-${factory.name}-probe-`));
+  const system = await factory.create({ dir });
+  try {
+    return new Set(names.filter((name) => name === 'none' || faultKind(name).supports(system)));
+  } finally {
+    await system.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function runOne(factory: SystemFactory, fault: FaultKind | undefined, config: SafetyConfig): Promise<RunResult> {
   const began = performance.now();
   const faultName = fault?.name ?? 'none';
   const seed = deriveSeed(config.seed, factory.name, faultName);
   const rng = new Rng(seed);
   const dir = mkdtempSync(join(tmpdir(), `locksmith-safety-${factory.name}-${faultName}-`));
   const harness = new HistoryWriter(join(dir, 'harness.jsonl'), 'harness');
-  const boundMs = livenessBound(config.ttl);
+  const boundMs = fault?.bound?.(config.ttl) ?? livenessBound(config.ttl);
   const resource = new FencedCounter(new HistoryWriter(join(dir, 'resource.jsonl'), 'resource'));
   const port = await resource.listen();
   const system = await factory.create({ dir });
-  if (fault && !fault.supports(system)) {
-    await system.close();
-    await resource.close();
-    rmSync(dir, { recursive: true, force: true });
-    return undefined;
-  }
   harness.record({ op: 'meta', meta: { backend: factory.name, fault: faultName, seed, ttl: config.ttl, boundMs, initial: 0, note: system.note } });
   const key = `safety-${factory.name}-${faultName}`;
   let next = 0;
@@ -159,8 +167,9 @@ async function runOne(factory: SystemFactory, fault: FaultKind | undefined, conf
   const history = join(dir, 'history.jsonl');
   writeFileSync(history, toJsonLines(entries));
   const result = check(entries);
-  problems.push(...unmet(factory.expect[faultName] ?? {}, result, entries, injected));
-  if (factory.boundedLeases && result.stats.fencedOverlaps > 0) {
+  const expect = factory.expect[faultName] ?? {};
+  problems.push(...unmet(expect, result, entries, injected));
+  if (factory.boundedLeases && !expect.leasesMayBeLost && result.stats.fencedOverlaps > 0) {
     problems.push(`${result.stats.fencedOverlaps} overlap(s) of bounded leases: fencing saved the resource, but the lock let two holders in`);
   }
   const failed = !result.ok || problems.length > 0;
@@ -170,6 +179,7 @@ async function runOne(factory: SystemFactory, fault: FaultKind | undefined, conf
     backend: factory.name,
     fault: faultName,
     seed,
+    boundMs,
     note: system.note,
     planned,
     injected,
@@ -188,6 +198,29 @@ function unmet(expect: Expectation, result: CheckResult, entries: readonly Entry
     out.push(`expected a rejected stale write per fault (${injected}), saw ${result.stats.rejectedStaleWrites}: the pause proved nothing`);
   }
   if (expect.crashPerFault && result.stats.crashes < injected) out.push(`expected ${injected} crashes, saw ${result.stats.crashes}`);
+  const during = faultWindows(entries);
+  const inside = (pick: (e: Entry) => boolean): number[] => during.map((w) => entries.filter((e) => e.t >= w.start.t && e.t <= w.heal && pick(e)).length);
+  const granted = (e: Entry): boolean => e.op === 'acquire' && e.phase === 'ok';
+  if (expect.noGrantsDuring) {
+    const n = inside(granted).reduce((a, b) => a + b, 0);
+    if (n > 0) out.push(`${n} acquisition(s) completed while the fault was in force`);
+  }
+  if (expect.progressDuring) {
+    const idle = inside(granted).filter((n) => n === 0).length;
+    if (idle > 0) out.push(`no acquisition completed during ${idle} of ${during.length} faults: the rest of the system did not carry on`);
+  }
+  if (expect.clearFailuresDuring) {
+    const clear = inside((e) => e.op === 'acquire' && e.phase === 'fail' && e.error === 'ERR_LOCK_ACQUISITION');
+    const silent = clear.filter((n) => n === 0).length;
+    if (silent > 0) out.push(`no acquisition failed with ERR_LOCK_ACQUISITION during ${silent} of ${during.length} faults`);
+  }
+  if (expect.holderKeepsLease) {
+    for (const { start } of during) {
+      if (start.struck === undefined) continue;
+      const released = entries.some((e) => e.op === 'release' && e.phase === 'ok' && e.session === start.struck);
+      if (!released) out.push(`${start.struck}, struck by ${start.fault}, did not release cleanly: its lease did not survive`);
+    }
+  }
   if (expect.othersBlocked) {
     let open: Extract<Entry, { op: 'fault' }> | undefined;
     for (const e of entries) {
@@ -201,8 +234,28 @@ function unmet(expect: Expectation, result: CheckResult, entries: readonly Entry
   return out;
 }
 
+/** Each fault's start and the time of its heal (the history's end if it never healed). */
+function faultWindows(entries: readonly Entry[]): { start: Extract<Entry, { op: 'fault' }>; heal: number }[] {
+  const out: { start: Extract<Entry, { op: 'fault' }>; heal: number }[] = [];
+  let open: Extract<Entry, { op: 'fault' }> | undefined;
+  for (const e of entries) {
+    if (e.op !== 'fault') continue;
+    if (e.phase === 'start') open = e;
+    else if (open) {
+      out.push({ start: open, heal: e.t });
+      open = undefined;
+    }
+  }
+  if (open) out.push({ start: open, heal: entries.at(-1)?.t ?? open.t });
+  return out;
+}
+
 export interface SafetyReport {
   results: RunResult[];
+  /** Backend × fault pairs that were skipped because the fault does not apply to that backend. */
+  notApplicable: { backend: string; fault: string }[];
+  /** Backends skipped because they cannot run here (a server binary missing), with the reason. */
+  unavailable: { backend: string; reason: string }[];
   table: string;
   path: string;
   ok: boolean;
@@ -211,20 +264,23 @@ export interface SafetyReport {
 export async function runSafety(config: SafetyConfig, log: (line: string) => void = console.log): Promise<SafetyReport> {
   log(`safety: mode ${config.mode}, seed ${config.seed} (replay: SAFETY_SEED=${config.seed}${config.mode === 'long' ? ' SAFETY_MODE=long' : ''})`);
   const results: RunResult[] = [];
+  const notApplicable: SafetyReport['notApplicable'] = [];
+  const unavailable: SafetyReport['unavailable'] = [];
   for (const backend of config.backends) {
     const factory = systemFactory(backend);
     const reason = await factory.unavailable?.();
     if (reason) {
       log(`safety: ${backend} skipped: ${reason}`);
+      unavailable.push({ backend, reason });
       continue;
     }
+    const applies = await applicable(factory, config.faults);
     for (const name of config.faults) {
-      const fault = name === 'none' ? undefined : faultKind(name);
-      const result = await runOne(factory, fault, config);
-      if (!result) {
-        log(`safety: ${backend} × ${name}: not applicable`);
+      if (!applies.has(name)) {
+        notApplicable.push({ backend, fault: name });
         continue;
       }
+      const result = await runOne(factory, name === 'none' ? undefined : faultKind(name), config);
       results.push(result);
       const verdict = result.check.ok && result.problems.length === 0 ? 'ok' : 'FAILED';
       log(`safety: ${backend} × ${result.fault}: ${verdict} in ${result.seconds.toFixed(1)} s, ${result.check.stats.acquisitions} acquisitions`);
@@ -236,7 +292,7 @@ export async function runSafety(config: SafetyConfig, log: (line: string) => voi
   const table = formatTable(results, config);
   writeFileSync(config.report, table);
   log(`\n${table}\nsafety: table written to ${config.report}`);
-  return { results, table, path: config.report, ok: results.every((r) => r.check.ok && r.problems.length === 0) };
+  return { results, notApplicable, unavailable, table, path: config.report, ok: results.every((r) => r.check.ok && r.problems.length === 0) };
 }
 
 export function formatTable(results: readonly RunResult[], config: SafetyConfig): string {

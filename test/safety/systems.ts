@@ -3,12 +3,15 @@
 // clients are real processes, an opener in backends.ts); faults in faults.ts find what they act on
 // through these interfaces, never through a backend's internals.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Locksmith, type LockBackend } from '../../src/index.js';
 import { MemoryStore, memoryBackend } from '../../src/backends/memory/index.js';
 import type { BackendSpec } from './backends.js';
 import type { ChildConfig } from './client-main.js';
+import { TcpProxy } from '../support/proxy.js';
+import { RedisNode } from '../support/redis.js';
 import { HistoryWriter } from './history.js';
 import { Registry } from './registry.js';
 import type { ResourceClient } from './resource.js';
@@ -62,6 +65,8 @@ export interface SystemUnderTest {
   /** Servers and proxies that infrastructure faults act on; empty when there are none. */
   readonly nodes: readonly ServerNode[];
   readonly proxies: readonly FaultProxy[];
+  /** Systems whose clients each connect through a proxy of their own: the one carrying `proc`'s connections. */
+  proxyFor?(proc: string): FaultProxy | undefined;
   startClient(config: ClientConfig): Promise<ClientHandle>;
   close(): Promise<void>;
 }
@@ -74,6 +79,19 @@ export interface Expectation {
   othersBlocked?: boolean;
   /** Each injected fault crashed a process. */
   crashPerFault?: boolean;
+  /** No acquisition at all completed while the fault was in force (a server down or stopped, a majority lost). */
+  noGrantsDuring?: boolean;
+  /** Some acquisition completed while the fault was in force (a majority or the other clients carried on). */
+  progressDuring?: boolean;
+  /** Some acquisition failed with LockAcquisitionError while the fault was in force: a clear error, not a hang or a timeout. */
+  clearFailuresDuring?: boolean;
+  /** The holder each fault struck released its lease cleanly afterwards: the lease survived the fault. */
+  holderKeepsLease?: boolean;
+  /**
+   * The fault makes the backend forget leases (a server restarted without its data): two believed
+   * holds may then overlap, which is the documented cost. Fencing must still keep the resource right.
+   */
+  leasesMayBeLost?: boolean;
 }
 
 export interface SystemFactory {
@@ -227,13 +245,19 @@ export function inProcessSystem(name: string, connect: () => () => LockBackend, 
   };
 }
 
+/**
+ * The client faults on a backend whose leases expire on the server's clock: a paused holder's lease
+ * passes to another client, so its write must be fenced off; a killed holder's lease runs out.
+ */
+const CLIENT_FAULTS: { readonly [fault: string]: Expectation } = {
+  'pause-holder': { staleWritePerFault: true },
+  'kill-holder': { crashPerFault: true },
+};
+
 registerSystem({
   name: 'memory',
   boundedLeases: true,
-  expect: {
-    'pause-holder': { staleWritePerFault: true },
-    'kill-holder': { crashPerFault: true },
-  },
+  expect: CLIENT_FAULTS,
   create: inProcessSystem(
     'memory',
     () => {
@@ -340,6 +364,10 @@ class ChildClient implements ClientHandle {
   }
 }
 
+/** A real client process on `backend`, writing its history into the run's directory. */
+const childClient = (dir: string, backend: BackendSpec, config: ClientConfig): Promise<ChildClient> =>
+  ChildClient.start({ ...config, backend, history: join(dir, `${config.proc}.jsonl`) });
+
 registerSystem({
   name: 'file',
   boundedLeases: true,
@@ -356,8 +384,109 @@ registerSystem({
       note: 'clients are separate node processes on one lock directory; pause is SIGSTOP, kill is SIGKILL',
       nodes: [],
       proxies: [],
-      startClient: (config) => ChildClient.start({ ...config, backend, history: join(dir, `${config.proc}.jsonl`) }),
+      startClient: (config) => childClient(dir, backend, config),
       close: () => Promise.resolve(),
     });
+  },
+});
+
+// ---- Redis and Redlock: real redis-server nodes --------------------------------------------------
+
+const hasRedis = (): Promise<string | undefined> =>
+  new Promise((resolve) => execFile('redis-server', ['--version'], (error) => resolve(error ? 'redis-server is not installed' : undefined)));
+
+/** A persistent node (append-only file, fsync always, in its own directory) as faults see it. */
+function serverNode(name: string, node: RedisNode): ServerNode {
+  return {
+    name,
+    kill: () => node.kill(),
+    async restart({ keepData }) {
+      // The node's directory holds nothing but what the server persisted (append-only dir, RDB).
+      if (!keepData) for (const f of readdirSync(node.dir)) rmSync(join(node.dir, f), { recursive: true, force: true });
+      await node.restart();
+    },
+    pause: () => node.pause(),
+    resume: () => node.resume(),
+  };
+}
+
+function faultProxy(name: string, proxy: TcpProxy): FaultProxy {
+  return {
+    name,
+    set(mode) {
+      if (mode.kind === 'pass') proxy.pass();
+      else if (mode.kind === 'drop') proxy.dropAll();
+      else if (mode.kind === 'blackhole') proxy.blackhole();
+      else proxy.delay(mode.ms);
+    },
+  };
+}
+
+/** How long one Redis call may take before it fails (commandTimeout): well under the ttl, above the slow link's round trip. */
+const REDIS_COMMAND_MS = 500;
+/** Redlock's per-node timeout: a loaded 2-core machine answers a script call well within it. */
+const REDLOCK_NODE_MS = 100;
+
+registerSystem({
+  name: 'redis',
+  boundedLeases: true,
+  expect: {
+    ...CLIENT_FAULTS,
+    'server-restart': { noGrantsDuring: true, holderKeepsLease: true },
+    'server-restart-empty': { noGrantsDuring: true, staleWritePerFault: true, leasesMayBeLost: true },
+    'server-pause': { noGrantsDuring: true },
+    'partition-holder': { progressDuring: true, staleWritePerFault: true },
+    'slow-network': { progressDuring: true },
+  },
+  unavailable: hasRedis,
+  async create({ dir }) {
+    const node = await RedisNode.start({ persistent: true });
+    const proxies = new Map<string, FaultProxy>();
+    const open: TcpProxy[] = [];
+    return {
+      name: 'redis',
+      note: 'one redis-server (appendonly, fsync always); clients are separate node processes (ioredis), each through its own TCP proxy',
+      nodes: [serverNode('redis', node)],
+      get proxies() {
+        return [...proxies.values()];
+      },
+      proxyFor: (proc) => proxies.get(proc),
+      async startClient(config) {
+        // Each client through its own proxy, so one client can be cut off while the others carry on.
+        const proxy = await TcpProxy.start(node.port);
+        open.push(proxy);
+        proxies.set(config.proc, faultProxy(`link of ${config.proc}`, proxy));
+        const backend: BackendSpec = { kind: 'redis', port: proxy.port, commandTimeout: REDIS_COMMAND_MS };
+        return childClient(dir, backend, config);
+      },
+      async close() {
+        await Promise.all(open.map((p) => p.close()));
+        await node.stop();
+      },
+    };
+  },
+});
+
+registerSystem({
+  name: 'redlock',
+  boundedLeases: true,
+  expect: {
+    ...CLIENT_FAULTS,
+    'minority-loss': { progressDuring: true },
+    'majority-loss': { noGrantsDuring: true, clearFailuresDuring: true },
+    'node-pause': { progressDuring: true },
+  },
+  unavailable: hasRedis,
+  async create({ dir }) {
+    const nodes = await Promise.all([0, 1, 2, 3, 4].map(() => RedisNode.start({ persistent: true })));
+    const backend: BackendSpec = { kind: 'redlock', ports: nodes.map((n) => n.port), nodeTimeout: REDLOCK_NODE_MS };
+    return {
+      name: 'redlock',
+      note: 'five redis-server nodes (appendonly, fsync always); clients are separate node processes (ioredis), straight to the nodes',
+      nodes: nodes.map((n, i) => serverNode(`node${i + 1}`, n)),
+      proxies: [],
+      startClient: (config) => childClient(dir, backend, config),
+      close: () => Promise.all(nodes.map((n) => n.stop())).then(() => undefined),
+    };
   },
 });

@@ -1,6 +1,7 @@
-// A TCP proxy between a client and a real server, for fault tests: it can pass traffic, black-hole
-// it (connections stay open and nothing gets through either way, as behind a dead switch), or reset
-// every connection at once (as when keepalive finally gives up, or a balancer restarts).
+// A TCP proxy between a client and a real server, for fault tests: it can pass traffic, delay it (a
+// slow link: every chunk arrives `ms` late, in order), black-hole it (connections stay open and
+// nothing gets through either way, as behind a dead switch), or reset every connection at once (as
+// when keepalive finally gives up, or a balancer restarts).
 // Held bytes are delivered, in order, when traffic passes again: TCP retransmits rather than loses
 // them, so a healed partition looks like a long delay, never like a gap in the stream.
 
@@ -9,9 +10,13 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 export class TcpProxy {
   readonly #server: Server;
   readonly #pairs = new Set<[Socket, Socket]>();
-  /** Bytes held by the black hole, per direction, to deliver when traffic passes again. */
-  readonly #held = new Map<Socket, Buffer[]>();
+  /**
+   * Bytes not yet delivered, per direction, each with when it is due (Infinity: held by the black
+   * hole). One queue per direction keeps the stream in order whatever the mode does meanwhile.
+   */
+  readonly #pending = new Map<Socket, { queue: { chunk: Buffer; due: number }[]; timer: NodeJS.Timeout | undefined }>();
   #blackhole = false;
+  #delay = 0;
 
   private constructor(targetPort: number) {
     this.#server = createServer((client) => this.#accept(client, targetPort));
@@ -37,12 +42,19 @@ export class TcpProxy {
 
   pass(): void {
     this.#blackhole = false;
-    for (const [to, chunks] of this.#held) for (const chunk of chunks) if (to.writable) to.write(chunk);
-    this.#held.clear();
+    this.#delay = 0;
+    this.#release();
   }
 
   blackhole(): void {
     this.#blackhole = true;
+  }
+
+  /** Every chunk from now on arrives `ms` late (both ways); what the black hole held leaves now. */
+  delay(ms: number): void {
+    this.#blackhole = false;
+    this.#delay = ms;
+    this.#release();
   }
 
   /** Resets every open connection (the clients see ECONNRESET); new ones are still accepted. */
@@ -52,7 +64,8 @@ export class TcpProxy {
       b.resetAndDestroy();
     }
     this.#pairs.clear();
-    this.#held.clear();
+    for (const p of this.#pending.values()) clearTimeout(p.timer);
+    this.#pending.clear();
   }
 
   async close(): Promise<void> {
@@ -81,10 +94,39 @@ export class TcpProxy {
 
   #forward(from: Socket, to: Socket): void {
     from.on('data', (chunk: Buffer) => {
-      if (!this.#blackhole) return void to.write(chunk);
-      const held = this.#held.get(to);
-      if (held) held.push(chunk);
-      else this.#held.set(to, [chunk]);
+      const pending = this.#pending.get(to);
+      if (!pending && !this.#blackhole && this.#delay === 0) return void to.write(chunk);
+      const due = this.#blackhole ? Infinity : performance.now() + this.#delay;
+      if (pending) pending.queue.push({ chunk, due });
+      else this.#pending.set(to, { queue: [{ chunk, due }], timer: undefined });
+      this.#drain(to);
     });
+  }
+
+  /** Held bytes become due now (a healed black hole). */
+  #release(): void {
+    const now = performance.now();
+    for (const [to, p] of this.#pending) {
+      for (const item of p.queue) if (item.due === Infinity) item.due = now;
+      this.#drain(to);
+    }
+  }
+
+  /** Writes what is due, in order, and arms one timer for the next chunk. */
+  #drain(to: Socket): void {
+    const p = this.#pending.get(to);
+    if (!p) return;
+    clearTimeout(p.timer);
+    p.timer = undefined;
+    const now = performance.now();
+    while (p.queue.length > 0 && p.queue[0]!.due <= now) {
+      const { chunk } = p.queue.shift()!;
+      if (to.writable) to.write(chunk);
+    }
+    if (p.queue.length === 0) return void this.#pending.delete(to);
+    const next = p.queue[0]!.due;
+    if (next === Infinity) return;
+    p.timer = setTimeout(() => this.#drain(to), Math.max(0, Math.ceil(next - now)));
+    p.timer.unref();
   }
 }
