@@ -1,5 +1,5 @@
 // A separate process for the file backend's tests. Modes:
-//   hold DIR KEY            acquire KEY, print "held <fence>", then wait to be killed
+//   hold DIR KEY            acquire KEY, print "held <fence> <owner>", then wait to be killed
 //   count DIR KEY FILE N    N times: lock KEY, read-modify-write the number in FILE, print the fence
 import { readFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -11,7 +11,7 @@ const locks = new Locksmith(fileBackend({ dir: dir! }), { ttl: 30_000, wait: 60_
 
 if (mode === 'hold') {
   const lock = await locks.acquire(key!);
-  console.log(`held ${lock.fence}`);
+  console.log(`held ${lock.fence} ${lock.owner}`);
   setInterval(() => {}, 1_000);
 } else if (mode === 'count') {
   for (let i = 0; i < Number(n); i++) {

@@ -46,7 +46,7 @@ describe('file backend', () => {
     const locks = new Locksmith(fileBackend({ dir }), { ttl: 30_000 });
     const holder = child('hold', dir, 'crash');
     const held = await holder.line();
-    assert.match(held, /^held \d+$/);
+    assert.match(held, /^held \d+ \S+$/);
     assert.equal(await locks.tryAcquire('crash'), null);
     const waiting = locks.acquire('crash', { wait: 5_000 });
     await new Promise((r) => setTimeout(r, 50));
@@ -57,6 +57,38 @@ describe('file backend', () => {
     assert.ok(gap < 100, `acquired ${gap.toFixed(1)} ms after the kill`);
     assert.ok(lock.fence > BigInt(held.split(' ')[1]!));
     await lock.release();
+    await locks.close();
+  });
+
+  test("another process sees the holder's record in the shared header, and no holder once it dies", async () => {
+    const locks = new Locksmith(fileBackend({ dir }));
+    const holder = child('hold', dir, 'seen');
+    const [, fence, owner] = (await holder.line()).split(' ');
+    const info = await locks.inspect('seen');
+    assert.deepEqual(
+      info && { mode: info.mode, holders: info.holders.map((h) => ({ owner: h.owner, fence: h.fence })) },
+      { mode: 'exclusive', holders: [{ owner, fence: BigInt(fence!) }] },
+    );
+    holder.proc.kill('SIGKILL');
+    await holder.exit;
+    assert.equal(await locks.inspect('seen'), null);
+    const next = await locks.acquire('seen');
+    assert.ok(next.fence > BigInt(fence!));
+    await next.release();
+    await locks.close();
+  });
+
+  test("a reader's record left behind does not outlive the next exclusive grant", async () => {
+    // close() drops the locks without rewriting records, as a crash would; this process stays alive,
+    // so only the fence floor set by the writer can tell that record is stale.
+    const ghost = fileBackend({ dir });
+    await ghost.acquire({ key: 'ghost', owner: 'ghost', ttl: 30_000, mode: 'shared' });
+    await ghost.close();
+    const locks = new Locksmith(fileBackend({ dir }));
+    await (await locks.write('ghost')).release();
+    const reader = await locks.read('ghost');
+    assert.deepEqual((await locks.inspect('ghost'))?.holders.map((h) => h.owner), [reader.owner]);
+    await reader.release();
     await locks.close();
   });
 

@@ -6,26 +6,32 @@
 // Byte ranges (locks are advisory and independent of the file's content):
 //   MAIN    exclusive holders lock it for writing, readers and semaphore permits for reading
 //   INTENT  writers waiting under writer preference hold a read lock; such readers probe it
-//   META    a short exclusive lock around reading and rewriting the content
+//   META    a short exclusive lock around shared holders' updates of the header and their records
 //   WAITERS waiters hold a read lock while subscribed, so a release knows whether to wake anyone
 //   SLOTS   semaphore permit i holds an exclusive lock on SLOTS + i
-// Content: JSON with the fence counter and one record per holder (owner, fence, expiry, pid), for
-// fencing and inspect().
+// Content: the first page is a header that every holder maps (native/ofd.c): the fence counter and
+// the exclusive holder's record (owner, fence, expiry, pid). An exclusive grant or release is one
+// native call and writes no content through write(2), so watchers see no change event but the
+// release's wake-up. After the page, JSON with one record per shared holder, for inspect().
 
 import { createHash } from 'node:crypto';
-import { closeSync, constants, fstatSync, futimesSync, mkdirSync, openSync, readSync, statSync, unlinkSync, watch, writeSync, type FSWatcher } from 'node:fs';
+import { closeSync, constants, fstatSync, mkdirSync, openSync, readSync, statSync, unlinkSync, watch, writeSync, type FSWatcher } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo, LeaseMode } from '../../backend.js';
 import { LockAcquisitionError, LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
-import { EXCLUSIVE, SHARED, UNLOCK, ofd, type OfdLocks } from './native.js';
+import { EXCLUSIVE, SHARED, UNLOCK, ofd, type Header, type OfdLocks } from './native.js';
 
 const MAIN = 0;
 const INTENT = 1;
 const META = 2;
 const WAITERS = 3;
 const SLOTS = 16;
+/** Where shared holders' records start: after the header page. */
+const RECORDS = 4096;
+/** Released files kept open per name. */
+const SPARES = 2;
 
 /** How long to keep trying for META before giving up: it is only held for a read and a write. */
 const META_PATIENCE_MS = 2_000;
@@ -46,16 +52,23 @@ export interface FileBackendOptions {
   linger?: number;
 }
 
+/** A shared holder's record. */
 interface Record {
   fence: string;
   expiresAt: number;
-  mode: LeaseMode;
   pid: number;
 }
 
-interface Content {
-  fence?: string;
-  holders?: { [owner: string]: Record };
+type Records = { [owner: string]: Record };
+
+interface LockFile {
+  fd: number;
+  path: string;
+  /** Fixed for the life of the descriptor: tells whether the path still names this file. */
+  ino: number;
+  header: Header;
+  /** The records' size as last read or written. */
+  size: number;
 }
 
 interface Watched {
@@ -65,8 +78,13 @@ interface Watched {
   timer: NodeJS.Timeout | undefined;
 }
 
+interface Spares {
+  files: LockFile[];
+  timer: NodeJS.Timeout;
+}
+
 interface Held {
-  fd: number;
+  file: LockFile;
   mode: LeaseMode;
   fence: bigint;
   timer: NodeJS.Timeout | undefined;
@@ -82,10 +100,6 @@ export function fileNameFor(key: string): string {
   // Keep well under the usual 255-byte name limit; a hash keeps long names distinct.
   if (out.length > 180) out = `${out.slice(0, 100)}~${createHash('sha256').update(key).digest('hex').slice(0, 40)}`;
   return `${out}.lock`;
-}
-
-function clockFence(): bigint {
-  return BigInt(Math.floor((performance.timeOrigin + performance.now()) * 1000));
 }
 
 function alive(pid: number): boolean {
@@ -116,7 +130,7 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
   const dir = o.dir ?? join(tmpdir(), 'locksmith');
   const poll = o.poll ?? 25;
   const linger = o.linger ?? 1_000;
-  const idle = new Map<string, { fd: number; timer: NodeJS.Timeout }>();
+  const idle = new Map<string, Spares>();
   const watchers = new Map<string, Watched>();
   let native: OfdLocks | undefined;
   const leases = new Map<string, Held>();
@@ -134,93 +148,88 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
     return native;
   }
 
-  // Per open file: its inode (fixed for the life of the descriptor) and the content's last known size.
-  const inodes = new Map<number, number>();
-  const sizes = new Map<number, number>();
+    function plainOpen(path: string, create: boolean): number {
+    return openSync(path, create ? constants.O_RDWR | constants.O_CREAT : constants.O_RDWR, 0o666);
+  }
+
+  /** The lock file at `key`'s path, opened and its header mapped; created unless `create` is false. */
+  function open(key: string, create = true): LockFile {
+    const path = pathOf(key);
+    const fd = plainOpen(path, create);
+    try {
+      return { fd, path, ino: fstatSync(fd).ino, header: locks().map(fd), size: 0 };
+    } catch (error) {
+      closeSync(fd);
+      throw error;
+    }
+  }
+
+  function shut(file: LockFile): void {
+    locks().unmap(file.header);
+    closeSync(file.fd);
+  }
+
   let scratch = Buffer.alloc(4096);
 
-  function open(key: string): number {
-    const fd = openSync(pathOf(key), constants.O_RDWR | constants.O_CREAT, 0o666);
-    const stat = fstatSync(fd);
-    inodes.set(fd, stat.ino);
-    sizes.set(fd, stat.size);
-    return fd;
-  }
-
-  function shut(fd: number): void {
-    inodes.delete(fd);
-    sizes.delete(fd);
-    closeSync(fd);
-  }
-
-  /** The content, or undefined when it does not parse (a write in progress, seen by inspect). */
-  function read(fd: number): Content | undefined {
+  /** Shared holders' records, or undefined when they do not parse (a write in progress, seen by inspect). */
+  function read(file: LockFile): Records | undefined {
     // Read until a short read instead of asking fstat for the size: one call fewer per acquisition.
     let size = 0;
     for (;;) {
       if (size === scratch.length) scratch = Buffer.concat([scratch, Buffer.alloc(scratch.length)]);
-      const n = readSync(fd, scratch, size, scratch.length - size, size);
+      const n = readSync(file.fd, scratch, size, scratch.length - size, RECORDS + size);
       size += n;
       if (n === 0 || size < scratch.length) break;
     }
-    sizes.set(fd, size);
+    file.size = size;
     if (size === 0) return {};
     try {
-      return JSON.parse(scratch.toString('utf8', 0, size)) as Content;
+      return JSON.parse(scratch.toString('utf8', 0, size)) as Records;
     } catch {
       return undefined;
     }
   }
 
-  /** Call only after read() under the lock that guards the content, so the known size is current. */
-  function write(fd: number, content: Content): void {
+  /** Call only after read() under META, so the known size is current. */
+  function write(file: LockFile, records: Records): void {
     // Overwrite in place, padding with spaces (valid trailing JSON whitespace) instead of truncating:
-    // on ext4 a truncate-then-write makes close() flush the file (auto_da_alloc), ~10× the cost.
-    const text = Buffer.from(JSON.stringify(content));
-    const size = sizes.get(fd) ?? 0;
-    const buf = text.length < size ? Buffer.concat([text, Buffer.alloc(size - text.length, 0x20)]) : text;
-    writeSync(fd, buf, 0, buf.length, 0);
-    sizes.set(fd, buf.length);
+    // on ext4 a truncate-then-write makes close() flush the file (auto_da_alloc), ~10× the cost, and
+    // a truncation would cut the header page that every holder has mapped.
+    const text = Buffer.from(JSON.stringify(records));
+    const buf = text.length < file.size ? Buffer.concat([text, Buffer.alloc(file.size - text.length, 0x20)]) : text;
+    writeSync(file.fd, buf, 0, buf.length, RECORDS);
+    file.size = buf.length;
   }
 
-  /**
-   * Runs `fn` on the content under the lock that guards it. An exclusive holder already excludes
-   * every other writer (readers and sweepers need MAIN too), so it needs no META and saves two
-   * calls; shared holders update the content side by side and take META.
-   */
-  async function guarded<T>(key: string, fd: number, mode: LeaseMode, fn: (content: Content) => T): Promise<T> {
-    if (mode === 'exclusive') return fn(read(fd) ?? {});
-    return withMeta(key, fd, (content) => fn(content ?? {}));
-  }
-
-  /** Runs `fn` on the content under META. */
-  async function withMeta<T>(key: string, fd: number, fn: (content: Content | undefined) => T): Promise<T> {
+  /** Runs `fn` on the shared holders' records under META. */
+  async function withMeta<T>(key: string, file: LockFile, fn: (records: Records | undefined) => T): Promise<T> {
     const l = locks();
     const start = performance.now();
-    while (!l.lock(fd, EXCLUSIVE, META, 1)) {
+    while (!l.lock(file.fd, EXCLUSIVE, META, 1)) {
       if (performance.now() - start > META_PATIENCE_MS) {
         throw new LockAcquisitionError(`"${key}": the lock file's metadata stayed locked for ${META_PATIENCE_MS} ms (a holder paused mid-update?)`, { key });
       }
       await sleep(1);
     }
     try {
-      return fn(read(fd));
+      return fn(read(file));
     } finally {
-      l.lock(fd, UNLOCK, META, 1);
+      l.lock(file.fd, UNLOCK, META, 1);
     }
   }
 
-  /** Whether `fd` still names the file at `key`'s path (a releaser may have unlinked it). */
-  function current(key: string, fd: number): boolean {
-    try {
-      return statSync(pathOf(key)).ino === inodes.get(fd);
-    } catch {
-      return false;
-    }
+  /** Whether `file` still is the file at its path (a releaser may have unlinked it). */
+  function current(file: LockFile): boolean {
+    return statSync(file.path, { throwIfNoEntry: false })?.ino === file.ino;
   }
 
-  function takeRanges(l: OfdLocks, fd: number, req: AcquireRequest): boolean {
-    if (req.mode === 'exclusive') return l.lock(fd, EXCLUSIVE, MAIN, 1);
+  /** Shared records still live: not older than the last exclusive grant, and of a live process. */
+  function live(file: LockFile, records: Records | undefined): [string, Record][] {
+    const floor = locks().holder(file.header)?.[1] ?? 0n;
+    return Object.entries(records ?? {}).filter(([, r]) => BigInt(r.fence) > floor && alive(r.pid));
+  }
+
+  function takeShared(l: OfdLocks, fd: number, req: AcquireRequest): boolean {
     if (req.writerPreference && l.probe(fd, EXCLUSIVE, INTENT, 1) !== 0) return false;
     if (!l.lock(fd, SHARED, MAIN, 1)) return false;
     if (req.limit === undefined) return true;
@@ -232,9 +241,9 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
   function announce(key: string, owner: string): void {
     const k = id(key, owner);
     if (intents.has(k)) return;
-    const fd = open(key);
+    const fd = plainOpen(pathOf(key), true);
     if (locks().lock(fd, SHARED, INTENT, 1)) intents.set(k, fd);
-    else shut(fd);
+    else closeSync(fd);
   }
 
   function withdraw(key: string, owner: string): boolean {
@@ -242,77 +251,88 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
     const fd = intents.get(k);
     if (fd === undefined) return false;
     intents.delete(k);
-    shut(fd);
+    closeSync(fd);
     return true;
   }
 
-  /** Ends a lease: its record removed (the rewrite wakes watchers), its locks dropped, its file parked. */
+  /** Ends a lease: a reader's record removed, its locks dropped (waking waiters), its file parked. */
   async function end(key: string, owner: string, held: Held): Promise<void> {
     leases.delete(id(key, owner));
     if (held.timer) clearTimeout(held.timer);
+    const { file } = held;
     try {
-      // An exclusive holder's record needs no removal: inspect() ignores records while MAIN is free,
-      // and the next exclusive holder replaces them. A reader's goes, as other readers may remain.
+      // An exclusive holder's record needs no removal: inspect() ignores it while MAIN is free, and
+      // the next exclusive holder replaces it. A reader's goes, as other readers may remain.
       if (held.mode === 'shared') {
-        await withMeta(key, held.fd, (content = {}) => {
-          delete content.holders?.[owner];
-          write(held.fd, content);
+        await withMeta(key, file, (records = {}) => {
+          delete records[owner];
+          write(file, records);
         });
       }
     } finally {
-      const l = locks();
-      l.lock(held.fd, UNLOCK, 0, 0);
-      // Wake waiters only after unlocking (a waiter woken earlier would find it still held), and only
-      // if there are any: a metadata touch is the change event their watchers see, not a content write.
-      if (l.probe(held.fd, EXCLUSIVE, WAITERS, 1) !== 0) {
-        const now = new Date();
-        futimesSync(held.fd, now, now);
-      }
-      park(key, held.fd, true);
+      unlock(key, file);
     }
   }
 
-  /** An open lock file for `key`: the parked one if there is one (saves an open and a create). */
-  function openFor(key: string): number {
-    const spare = idle.get(key);
-    if (!spare) return open(key);
-    idle.delete(key);
-    clearTimeout(spare.timer);
-    return spare.fd;
+  /** Drops a lease's locks, waking waiters, and parks its file. */
+  function unlock(key: string, file: LockFile): void {
+    try {
+      locks().release(file.fd);
+    } catch (error) {
+      shut(file); // closing drops the locks all the same
+      throw error;
+    }
+    park(key, file, true);
+  }
+
+  /** An open lock file for `key`: a parked one if there is one (saves an open, a map and a create). */
+  function openFor(key: string): LockFile {
+    return idle.get(key)?.files.pop() ?? open(key);
   }
 
   /**
    * Keeps a released file open for `linger` ms, so a name used again soon costs no open and no
-   * re-create, then cleans it up (sweep). One spare per name is enough.
+   * re-create, then cleans it up (sweep). Two spares per name cover a lease and the attempt of a
+   * waiter in the same backend without reopening.
    */
-  function park(key: string, fd: number, unlocked = false): void {
-    if (!unlocked) locks().lock(fd, UNLOCK, 0, 0); // length 0: every range this open file holds
-    if (linger === 0) return sweep(key, fd);
-    // One spare per name is enough. Only a name left idle for `linger` is swept: sweeping a busy one
-    // would make every waiter's watcher watch a deleted file.
-    if (idle.has(key)) return shut(fd);
-    const timer = setTimeout(() => {
-      if (idle.get(key)?.fd !== fd) return;
-      idle.delete(key);
-      sweep(key, fd);
-    }, linger);
-    timer.unref();
-    idle.set(key, { fd, timer });
+  function park(key: string, file: LockFile, unlocked = false): void {
+    if (!unlocked) locks().lock(file.fd, UNLOCK, 0, 0); // length 0: every range this open file holds
+    if (linger === 0) return sweep(key, file);
+    let spares = idle.get(key);
+    if (spares) {
+      // Only a name left idle for `linger` is swept: sweeping a busy one would make every waiter's
+      // watcher watch a deleted file. refresh() re-arms the one timer instead of making a new one.
+      spares.timer.refresh();
+    } else {
+      const created: Spares = { files: [], timer: setTimeout(() => expire(key, created), linger) };
+      created.timer.unref();
+      idle.set(key, (spares = created));
+    }
+    if (spares.files.length >= SPARES) shut(file);
+    else spares.files.push(file);
+  }
+
+  function expire(key: string, spares: Spares): void {
+    if (idle.get(key) !== spares) return;
+    idle.delete(key);
+    const [first, ...rest] = spares.files;
+    for (const file of rest) shut(file);
+    if (first) sweep(key, first);
   }
 
   /**
    * Removes a lock file nobody holds. Race-free because it happens while we hold MAIN exclusively: an
-   * acquirer that opened the old file and locks it afterwards sees a different inode at the path
-   * (current()) and retries on the new file. The fence counter goes with the file; the next file
-   * reseeds it from the clock, so fences still only increase.
+   * acquirer that opened the old file and locks it afterwards sees a different inode at the path and
+   * retries on the new file. The fence counter goes with the file; the next file reseeds it from the
+   * clock, so fences still only increase.
    */
-  function sweep(key: string, fd: number): void {
+  function sweep(key: string, file: LockFile): void {
     try {
-      if (locks().lock(fd, EXCLUSIVE, MAIN, 1) && current(key, fd)) unlinkSync(pathOf(key));
+      if (locks().lock(file.fd, EXCLUSIVE, MAIN, 1) && current(file)) unlinkSync(file.path);
     } catch {
       // Cleanup is best effort: a file left behind is reused by the next acquisition.
     } finally {
-      shut(fd);
+      shut(file);
     }
   }
 
@@ -326,40 +346,37 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
       return { granted: true, fence: mine.fence };
     }
     for (;;) {
-      const fd = openFor(req.key);
-      let granted = false;
-      let stale = false;
+      const file = openFor(req.key);
+      let fence: bigint | false | null = false;
       try {
-        granted = takeRanges(l, fd, req);
-        if (!granted) {
-          if (req.mode === 'exclusive' && req.intent) announce(req.key, req.owner);
-          return { granted: false, retryAfter: poll };
-        }
-        if (!current(req.key, fd)) {
-          stale = true;
-          continue; // locked a file a sweeper just unlinked: try the one at the path now
-        }
-        const held: Held = { fd, mode: req.mode, fence: 0n, timer: undefined };
-        held.fence = await guarded(req.key, fd, req.mode, (content) => {
-          const fence = content.fence !== undefined ? BigInt(content.fence) + 1n : clockFence() + 1n;
-          const holders: { [owner: string]: Record } = {};
-          if (req.mode === 'shared') {
-            // Records of holders that died without releasing are dropped here.
-            for (const [owner, r] of Object.entries(content.holders ?? {})) if (r.mode === 'shared' && alive(r.pid)) holders[owner] = r;
-          }
-          holders[req.owner] = { fence: fence.toString(), expiresAt: Date.now() + req.ttl, mode: req.mode, pid: process.pid };
-          write(fd, { fence: fence.toString(), holders });
-          return fence;
-        });
-        withdraw(req.key, req.owner);
-        leases.set(k, held);
-        arm(req.key, req.owner, held, req.ttl);
-        return { granted: true, fence: held.fence };
+        fence = req.mode === 'exclusive' ? l.grant(file.fd, file.header, file.path, file.ino, req.owner, Date.now() + req.ttl) : await share(l, file, req);
+        if (fence === false && req.mode === 'exclusive' && req.intent) announce(req.key, req.owner);
       } finally {
-        if (stale) shut(fd);
-        else if (!granted || !leases.has(k)) park(req.key, fd);
+        if (fence === null) shut(file); // locked a file a sweeper just unlinked: try the one at the path now
+        else if (fence === false) park(req.key, file);
       }
+      if (fence === null) continue;
+      if (fence === false) return { granted: false, retryAfter: poll };
+      withdraw(req.key, req.owner);
+      const held: Held = { file, mode: req.mode, fence, timer: undefined };
+      leases.set(k, held);
+      arm(req.key, req.owner, held, req.ttl);
+      return { granted: true, fence };
     }
+  }
+
+  /** A shared grant: the fence, false when refused, null when the file is no longer at its path. */
+  async function share(l: OfdLocks, file: LockFile, req: AcquireRequest): Promise<bigint | false | null> {
+    if (!takeShared(l, file.fd, req)) return false;
+    if (!current(file)) return null;
+    return withMeta(req.key, file, (records) => {
+      // Records of holders that died without releasing, or that an exclusive grant outlived, go here.
+      const kept: Records = Object.fromEntries(live(file, records));
+      const fence = l.next(file.header);
+      kept[req.owner] = { fence: fence.toString(), expiresAt: Date.now() + req.ttl, pid: process.pid };
+      write(file, kept);
+      return fence;
+    });
   }
 
   /**
@@ -436,15 +453,18 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
     async extend(key, owner, ttl) {
       const held = leases.get(id(key, owner));
       // Someone deleting the lock file by hand would let a newcomer lock a fresh file: that is a loss.
-      if (!held || !current(key, held.fd)) return false;
+      if (!held || !current(held.file)) return false;
       arm(key, owner, held, ttl);
-      await guarded(key, held.fd, held.mode, (content) => {
-        const record = content.holders?.[owner];
-        if (record) {
+      const { file } = held;
+      if (held.mode === 'exclusive') locks().renew(file.header, Date.now() + ttl);
+      else {
+        await withMeta(key, file, (records) => {
+          const record = records?.[owner];
+          if (!records || !record) return;
           record.expiresAt = Date.now() + ttl;
-          write(held.fd, content);
-        }
-      });
+          write(file, records);
+        });
+      }
       return true;
     },
 
@@ -458,27 +478,27 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
 
     async inspect(key): Promise<LockInfo | null> {
       const l = locks();
-      let fd: number;
-      try {
-        fd = openSync(pathOf(key), constants.O_RDWR);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-        throw error;
+      let file = idle.get(key)?.files.pop();
+      if (!file) {
+        try {
+          file = open(key, false);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+          throw error;
+        }
       }
       try {
-        const held = l.probe(fd, EXCLUSIVE, MAIN, 1);
+        const held = l.probe(file.fd, EXCLUSIVE, MAIN, 1);
         if (held === 0) return null;
-        const mode: LeaseMode = held === EXCLUSIVE ? 'exclusive' : 'shared';
-        // An exclusive holder writes without META (see guarded()), so a read may catch a write half
-        // done: read again.
-        let content: Content | undefined;
-        for (let i = 0; i < 5 && content === undefined; i++) content = await withMeta(key, fd, (c) => c);
-        const holders: LeaseHolder[] = Object.entries(content?.holders ?? {})
-          .filter(([, r]) => r.mode === mode && alive(r.pid))
-          .map(([owner, r]) => ({ owner, fence: BigInt(r.fence), expiresAt: r.expiresAt }));
-        return { key, mode, holders };
+        if (held === EXCLUSIVE) {
+          const r = l.holder(file.header);
+          return { key, mode: 'exclusive', holders: r && alive(r[3]) ? [{ owner: r[0], fence: r[1], expiresAt: r[2] }] : [] };
+        }
+        const records = await withMeta(key, file, (c) => c);
+        const holders: LeaseHolder[] = live(file, records).map(([owner, r]) => ({ owner, fence: BigInt(r.fence), expiresAt: r.expiresAt }));
+        return { key, mode: 'shared', holders };
       } finally {
-        shut(fd);
+        park(key, file);
       }
     },
 
@@ -499,18 +519,17 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
       for (const [k, held] of [...leases]) {
         leases.delete(k);
         if (held.timer) clearTimeout(held.timer);
-        shut(held.fd); // the kernel drops its locks; its record is pruned by the next holder
+        shut(held.file); // the kernel drops its locks; its record is pruned by the next holder
       }
-      for (const fd of intents.values()) shut(fd);
+      for (const fd of intents.values()) closeSync(fd);
       intents.clear();
       for (const [key, entry] of [...watchers]) {
         for (const listener of [...entry.listeners]) listener();
         retire(key, entry);
       }
-      for (const [key, spare] of [...idle]) {
-        idle.delete(key);
-        clearTimeout(spare.timer);
-        sweep(key, spare.fd);
+      for (const [key, spares] of [...idle]) {
+        clearTimeout(spares.timer);
+        expire(key, spares);
       }
       return Promise.resolve();
     },

@@ -11,11 +11,30 @@ export const UNLOCK = 0;
 export const SHARED = 1;
 export const EXCLUSIVE = 2;
 
+/** The lock file's first page, mapped shared: fence counter and exclusive holder's record. */
+export type Header = { readonly __brand: 'Header' };
+
 export interface OfdLocks {
   /** true when set, false when another open file holds a conflicting lock. */
   lock(fd: number, type: 0 | 1 | 2, start: number, len: number): boolean;
   /** 0 when a lock of `type` could be set now, else the conflicting lock's type. */
   probe(fd: number, type: 1 | 2, start: number, len: number): 0 | 1 | 2;
+  /** Maps the header page of this open file (growing a shorter file to one page). */
+  map(fd: number): Header;
+  unmap(header: Header): void;
+  /**
+   * The whole exclusive acquisition: the fence, false when another open file holds the lock, null
+   * when this file is no longer the one at `path` (reopen). Holds MAIN only when it returns a fence.
+   */
+  grant(fd: number, header: Header, path: string, ino: number, owner: string, expiresAt: number): bigint | false | null;
+  /** The next fence, for a shared holder under META. */
+  next(header: Header): bigint;
+  /** The exclusive holder's new expiry. */
+  renew(header: Header, expiresAt: number): void;
+  /** The last exclusive holder's record, or null (none, or it kept changing while read). */
+  holder(header: Header): [owner: string, fence: bigint, expiresAt: number, pid: number] | null;
+  /** Drops every range this open file holds and wakes registered waiters; true when it woke them. */
+  release(fd: number): boolean;
 }
 
 let loaded: OfdLocks | undefined;
@@ -34,6 +53,10 @@ export function ofd(): OfdLocks {
     );
   }
   const require = createRequire(join(here, 'native.js'));
-  loaded = require(found) as OfdLocks;
+  const addon = require(found) as Partial<OfdLocks>;
+  if (typeof addon.grant !== 'function') {
+    throw new LockAcquisitionError(`the file backend's native addon at ${found} is from an older version; run \`npm rebuild locksmith\``);
+  }
+  loaded = addon as OfdLocks;
   return loaded;
 }
