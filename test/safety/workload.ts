@@ -7,7 +7,7 @@
 // between checking and writing.
 
 import { setTimeout as delay } from 'node:timers/promises';
-import { LockError, type Lock, type Locksmith } from '../../src/index.js';
+import { LockAcquisitionError, LockError, type Lock, type Locksmith } from '../../src/index.js';
 import { monoFromEpoch, type EntryInput, type HistoryWriter } from './history.js';
 import { ResourceClient } from './resource.js';
 import { Rng } from './rng.js';
@@ -78,20 +78,24 @@ interface Task {
 
 async function task(t: Task): Promise<void> {
   for (let n = 1; !t.signal.aborted; n++) {
+    let failed: boolean;
     try {
-      await session(t, `${t.client}#${n}`);
+      failed = await session(t, `${t.client}#${n}`);
     } catch (error) {
       // Only the resource connection failing ends a task (the resource is closing, or this process's
       // emulated crash cut it); lock errors are recorded where they happen.
       if (t.signal.aborted) return;
       throw error;
     }
-    // A little think time, so the same task does not always win the next round.
-    await delay(t.rng.int(0, 2));
+    // A little think time, so the same task does not always win the next round. A backend that
+    // failed outright (down, no quorum) may fail again at once: back off as a real client would,
+    // rather than spin on a machine that others share.
+    await delay(failed ? t.rng.int(20, 50) : t.rng.int(0, 2));
   }
 }
 
-async function session(t: Task, session: string): Promise<void> {
+/** One acquisition and its critical section; true when the acquisition failed with a backend error. */
+async function session(t: Task, session: string): Promise<boolean> {
   const { locks, config, history, client } = t;
   const record = (entry: EntryInput): void => history.record(entry);
   const options = { ttl: config.ttl, wait: config.wait, signal: t.signal };
@@ -116,19 +120,19 @@ async function session(t: Task, session: string): Promise<void> {
     } catch (error) {
       if (!entered) record({ op: 'acquire', phase: 'fail', client, session, error: errorCode(error) });
       else record({ op: 'release', phase: 'fail', client, session, error: errorCode(error) });
-      if (error instanceof LockError || t.signal.aborted) return;
+      if (error instanceof LockError || t.signal.aborted) return !entered && error instanceof LockAcquisitionError;
       throw error;
     } finally {
       forget(t, session);
     }
-    return;
+    return false;
   }
   let lock: Lock;
   try {
     lock = await locks.acquire(config.key, { ...options, autoRenew: t.style === 'acquire+renew' });
   } catch (error) {
     record({ op: 'acquire', phase: 'fail', client, session, error: errorCode(error) });
-    return;
+    return error instanceof LockAcquisitionError;
   }
   held(t, lock, session);
   try {
@@ -143,6 +147,7 @@ async function session(t: Task, session: string): Promise<void> {
     }
     forget(t, session);
   }
+  return false;
 }
 
 function held(t: Task, lock: Lock, session: string): void {
