@@ -2,6 +2,8 @@
 // leases on a key, atomically, and may tell waiters when a key changes. Retries, renewal, reentrancy and
 // recipes live once, above it, in the core.
 
+import type { RwPolicy } from './options.js';
+
 export type LeaseMode = 'exclusive' | 'shared';
 
 export interface AcquireRequest {
@@ -24,6 +26,14 @@ export interface AcquireRequest {
    * backend may give it a place in line. A one-off try must not leave one behind.
    */
   queue?: boolean | undefined;
+  /**
+   * Read-write keys only: the policy of this read or write (absent for plain locks and semaphores).
+   * A backend whose server queues waiters itself must not queue a reader-preference writer there,
+   * since a queued writer would hold new readers back.
+   */
+  rw?: RwPolicy | undefined;
+  /** How long, in all, the caller will wait for this lease (ms; Infinity: until aborted). */
+  wait?: number | undefined;
 }
 
 export type AcquireResult =

@@ -78,6 +78,19 @@ export interface LocksmithStats {
   stampedes: { [name: string]: StampedeStats };
 }
 
+/** How long a timed-out acquire waits for its withdrawal from the backend before rejecting. */
+const WITHDRAW_WAIT_MS = 1_000;
+
+/** `pending`, or nothing after `ms`. */
+function withinMs(pending: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+    timer.unref();
+  });
+  return Promise.race([pending.then(() => undefined), bound]).finally(() => clearTimeout(timer));
+}
+
 /** How a writer announces itself to writer-preferring readers; refreshed on every attempt. */
 const WRITER_INTENT_MS = 5_000;
 
@@ -87,7 +100,7 @@ export interface LeaseSpec {
   mode: LeaseMode;
   options: ResolvedAcquire;
   limit?: number | undefined;
-  /** Announce a waiting writer (read-write locks). */
+  /** Read-write locks: true for a write (a waiting writer announces itself), false for a read. */
   writer?: boolean;
 }
 
@@ -373,6 +386,8 @@ export class Locksmith {
       writerPreference: mode === 'shared' && options.policy === 'writer-preference',
       intent: spec.writer && options.wait > 0 ? WRITER_INTENT_MS : undefined,
       queue: options.wait > 0,
+      rw: spec.writer === undefined ? undefined : options.policy,
+      wait: options.wait,
     };
 
     const { grant, start, waited } = await this.#obtain(request, options, signal ?? this.#closing.signal);
@@ -466,8 +481,13 @@ export class Locksmith {
     } catch (error) {
       if (error instanceof LockTimeoutError) this.#stats.timeouts += 1;
       // A waiter that gives up withdraws whatever it left on the backend: a writer's announced intent
-      // (or readers would hold back for nothing), a place in a fair queue. Owner-checked, so harmless.
-      if (options.wait > 0) backend.release(request.key, request.owner).catch((e: unknown) => this.reportError(e, request));
+      // (or readers would hold back for nothing), a place in a fair or server-side queue.
+      // Owner-checked, so harmless. A timeout rejects once that is done (briefly bounded), so the
+      // caller's next step sees no trace of the wait; an abort rejects at once.
+      if (options.wait > 0) {
+        const withdrawn = backend.release(request.key, request.owner).catch((e: unknown) => void this.reportError(e, request));
+        if (error instanceof LockTimeoutError) await withinMs(withdrawn, WITHDRAW_WAIT_MS);
+      }
       throw error;
     } finally {
       turn?.leave();

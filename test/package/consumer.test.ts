@@ -30,12 +30,12 @@ describe('the built package', { timeout: 180_000 }, () => {
 
   test('imports from ESM', () => {
     const out = JSON.parse(run(process.execPath, ['esm.mjs'], project)) as Record<string, string>;
-    assert.deepEqual(out, { format: 'esm', fence: 'bigint', code: 'ERR_LOCK_TIMEOUT', file: 'bigint' });
+    assert.deepEqual(out, { format: 'esm', fence: 'bigint', code: 'ERR_LOCK_TIMEOUT', file: 'bigint', postgres: 'function' });
   });
 
   test('requires from CommonJS', () => {
     const out = JSON.parse(run(process.execPath, ['cjs.cjs'], project)) as Record<string, string>;
-    assert.deepEqual(out, { format: 'cjs', fence: 'bigint', code: 'ERR_LOCK_TIMEOUT', file: 'bigint' });
+    assert.deepEqual(out, { format: 'cjs', fence: 'bigint', code: 'ERR_LOCK_TIMEOUT', file: 'bigint', postgres: 'function' });
   });
 
   for (const [module, resolution, file] of [

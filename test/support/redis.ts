@@ -1,29 +1,17 @@
 // Real redis-server processes for tests: each on a free port in its own temp dir, never the
 // machine's own Redis. Nodes can be killed, paused (SIGSTOP) and restarted; three can form a Cluster.
-// Each server runs under a small shell that holds a pipe from this process: when this process ends
-// in any way (a test runner's SIGTERM, a closed pipe, SIGKILL), the pipe closes and the shell kills
-// the server, so none outlives the tests on a shared machine.
+// Each server runs under the guard of guard.ts, so none outlives the tests.
 
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { signalGuarded, spawnGuarded, type Guarded } from './guard.js';
 
 const run = promisify(execFile);
 
-/**
- * Starts redis-server "$@", prints its pid, and waits for it. A watcher on the inherited stdin (fd 3:
- * background jobs get /dev/null as stdin) kills it with SIGKILL once this process is gone.
- */
-const GUARD = `exec 3<&0
-redis-server "$@" >/dev/null & r=$!
-echo $r
-( read _ <&3; kill -9 $r 2>/dev/null ) & w=$!
-wait $r; s=$?
-kill $w 2>/dev/null
-exit $s`;
 const all = new Set<RedisNode>();
 
 export function freePort(): Promise<number> {
@@ -48,10 +36,7 @@ export class RedisNode {
   readonly port: number;
   readonly dir: string;
   readonly options: NodeOptions;
-  /** The shell that guards the server (see above); it exits when the server does. */
-  #proc: ChildProcess | undefined;
-  /** The server itself, for signals. */
-  #pid = 0;
+  #server: Guarded | undefined;
 
   private constructor(port: number, options: NodeOptions) {
     this.port = port;
@@ -76,12 +61,8 @@ export class RedisNode {
     args.push('--appendonly', this.options.persistent ? 'yes' : 'no');
     if (this.options.persistent) args.push('--appendfsync', 'always');
     if (this.options.cluster) args.push('--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000');
-    const proc = spawn('sh', ['-c', GUARD, 'sh', ...args], { stdio: ['pipe', 'pipe', 'ignore'] });
-    this.#proc = proc;
-    this.#pid = await new Promise<number>((resolve, reject) => {
-      proc.stdout.once('data', (line: Buffer) => resolve(Number(line.toString().trim())));
-      proc.once('exit', () => reject(new Error(`redis-server on ${this.port} did not start`)));
-    });
+    this.#server = await spawnGuarded(['redis-server', ...args], `redis-server on ${this.port}`);
+    const proc = this.#server.proc;
     const deadline = Date.now() + 10_000;
     for (;;) {
       try {
@@ -102,7 +83,7 @@ export class RedisNode {
 
   /** kill -9: no chance to save anything. */
   async kill(): Promise<void> {
-    const proc = this.#proc;
+    const proc = this.#server?.proc;
     if (!proc || proc.exitCode !== null) return;
     const exited = new Promise((r) => proc.once('exit', r));
     this.#signal('SIGKILL');
@@ -118,8 +99,7 @@ export class RedisNode {
   }
 
   #signal(signal: NodeJS.Signals): void {
-    // Only while the guard runs: it exits with the server, so the pid cannot have been reused.
-    if (this.#proc?.exitCode === null && this.#proc.signalCode === null) process.kill(this.#pid, signal);
+    signalGuarded(this.#server, signal);
   }
 
   async stop(): Promise<void> {

@@ -1,0 +1,598 @@
+// Locks on PostgreSQL advisory locks (session level). Each held lock pins one connection from the
+// caller's pool for as long as it is held: the lock lives with that session, which is what frees it
+// at once when the holder's process dies. Exclusive and read waits queue on the server (one
+// statement that returns when the lock is granted); semaphore waits, and writers that let readers
+// pass, are woken by NOTIFY from releases. Fences come from a small table, bumped in the grant.
+
+import { createHash } from 'node:crypto';
+import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo } from '../../backend.js';
+import { LockAcquisitionError, LockArgumentError } from '../../errors.js';
+import { checkOptionNames } from '../../options.js';
+import { advisoryKey, slotKey } from './keys.js';
+import { statements, type Statements } from './sql.js';
+import { quoteTable } from './table.js';
+
+export { advisoryKey } from './keys.js';
+export { withTransactionLock, type TransactionLockOptions, type TransactionLock } from './transaction.js';
+
+/** What we use of a pg `PoolClient`. */
+export interface PgClientLike {
+  query(config: { name?: string; text: string; values?: unknown[] }): Promise<{ rows: Record<string, unknown>[] }>;
+  release(destroy?: boolean | Error): void;
+  /** The server process of this session (for pg_cancel_backend). */
+  processID?: number | null;
+  on(event: string, listener: (...args: never[]) => void): unknown;
+  removeListener(event: string, listener: (...args: never[]) => void): unknown;
+}
+
+/** What we use of a pg `Pool`. */
+export interface PgPoolLike {
+  connect(): Promise<PgClientLike>;
+  options?: { max?: number };
+}
+
+export interface PostgresBackendOptions {
+  /** A pg `Pool`. Never ended by us; each lock held (or waited for) pins one of its connections. */
+  pool: unknown;
+  /** The fence table, created on first use (UNLOGGED); may be schema-qualified. Default "locksmith_fences". */
+  table?: string;
+  /**
+   * The advisory key of a lock name (default: `advisoryKey`, a SHA-256 prefix). Give e.g.
+   * `(name) => BigInt(name)` to share keys with code that calls pg_advisory_lock(42) itself.
+   */
+  key?: (name: string) => bigint;
+  /** How long to wait for a connection from the pool (default 5000 ms), then fail the call. */
+  connectTimeout?: number;
+}
+
+/** Semaphores take one advisory key per slot; every attempt tries them all, so keep them few. */
+export const MAX_SLOTS = 1024;
+/** How often the server checks that a waiting session's client is still there (see sql.ts). */
+const CHECK_INTERVAL_MS = 250;
+/** Slack added to a server-side wait's lock_timeout: the client gives up first and withdraws it. */
+const WAIT_SLACK_MS = 1_000;
+/** How long a withdrawal waits for the cancelled wait to report back before closing its session. */
+const CANCEL_WAIT_MS = 1_000;
+
+/** One connection taken from the pool, with what holding a lock on it changed. */
+interface Pinned {
+  readonly client: PgClientLike;
+  /** The connection failed or ended: every lock on it is gone. */
+  dead: boolean;
+  /** idle_session_timeout before a grant set it, put back at release. */
+  restore: string;
+  readonly onError: (error: Error) => void;
+  readonly onEnd: () => void;
+}
+
+interface Held {
+  pin: Pinned;
+  mode: AcquireRequest['mode'];
+  fence: bigint;
+  /** The advisory key actually locked (the name's, or a semaphore slot's). */
+  lockKey: bigint;
+  nameKey: bigint;
+  /** Releases wake waiters that listen (semaphores, writers that let readers pass, reads). */
+  notify: boolean;
+  /** A renewal in flight: a release waits for it, so no statement of ours runs after the unpin. */
+  renewing: Promise<unknown> | undefined;
+}
+
+/**
+ * A server-side wait in flight: the grant arrives whenever the holder releases. This process's
+ * exclusive waiters on a key share one (they queue among themselves above the backend, and only the
+ * first in line asks): its grant goes to whichever of them asks next. Each reader has its own.
+ */
+interface Waiting {
+  pin: Pinned;
+  /** The slot in `waits`: "" for the key's exclusive wait, else the reader's owner. */
+  slot: string;
+  /** The owner the grant was recorded for in the fence table (renamed when another takes it). */
+  starter: string;
+  /** Owners refused while it waits; when the last of them gives up, the wait is withdrawn. */
+  interested: Set<string>;
+  mode: AcquireRequest['mode'];
+  nameKey: bigint;
+  notify: boolean;
+  settled: boolean;
+  grant?: { fence: bigint; lockKey: bigint };
+  error?: unknown;
+  /** Everyone gave up: a late grant is handed back. */
+  withdrawn: boolean;
+  /** Resolves once settled. */
+  done: Promise<void>;
+}
+
+const isMs = (value: unknown, min: number): value is number =>
+  typeof value === 'number' && Number.isInteger(value) && value >= min && value <= 600_000;
+
+/** A pg Pool, not a single Client (whose connect() connects itself and yields no client). */
+function isPool(pool: unknown): pool is PgPoolLike {
+  return typeof pool === 'object' && pool !== null && typeof (pool as PgPoolLike).connect === 'function' && 'idleCount' in pool;
+}
+
+/** A statement's name for pg's per-connection cache: the same text always gets the same name. */
+const named = (text: string): { name: string; text: string } => ({ name: `locksmith_${createHash('sha1').update(text).digest('hex').slice(0, 16)}`, text });
+
+type Prepared = { [K in keyof Statements]: { name: string; text: string } };
+
+export function postgresBackend(options: PostgresBackendOptions): LockBackend {
+  const o = checkOptionNames(options, ['pool', 'table', 'key', 'connectTimeout'], 'postgresBackend()');
+  if (!isPool(o.pool)) throw new LockArgumentError('postgresBackend(): pool must be a pg Pool');
+  const pool = o.pool;
+  const quoted = quoteTable(o.table ?? 'locksmith_fences', 'postgresBackend()');
+  const table = (o.table as string | undefined) ?? 'locksmith_fences';
+  if (o.key !== undefined && typeof o.key !== 'function') throw new LockArgumentError('postgresBackend(): key must be a function from a lock name to a bigint');
+  const customKey = o.key as ((name: string) => bigint) | undefined;
+  const connectTimeoutOption: unknown = o.connectTimeout === undefined ? 5_000 : o.connectTimeout;
+  if (!isMs(connectTimeoutOption, 1)) throw new LockArgumentError('postgresBackend(): connectTimeout must be an integer number of ms from 1 to 600000');
+  const connectTimeout = connectTimeoutOption;
+  // NOTIFY channels are identifiers too: one per fence table, so separate tables do not wake each other.
+  const channel = `${table.replace('.', '_')}_wake`.slice(0, 63);
+  const sql = Object.fromEntries(Object.entries(statements(quoted) as unknown as Record<string, string>).map(([k, text]) => [k, named(text)])) as Prepared;
+  const max = pool.options?.max ?? 10;
+
+  const held = new Map<string, Map<string, Held>>();
+  const waits = new Map<string, Map<string, Waiting>>();
+  /** Wake-ups by name key: a server-side wait settled, or a NOTIFY arrived. */
+  const wakers = new Map<string, Set<() => void>>();
+  const lostListeners: ((key: string, owner: string, reason: unknown) => void)[] = [];
+  const slotCache = new Map<string, bigint[]>();
+  let pinnedCount = 0;
+  let ready: Promise<void> | undefined;
+  let listener: Promise<Pinned> | undefined;
+  let closed = false;
+
+  const keyOf = (name: string): bigint => {
+    if (!customKey) return advisoryKey(name);
+    const k: unknown = customKey(name);
+    if (typeof k !== 'bigint' || BigInt.asIntN(64, k) !== k) {
+      throw new LockArgumentError(`postgresBackend(): key("${name.slice(0, 40)}") must return a bigint in the signed 64-bit range`, { key: name });
+    }
+    return k;
+  };
+
+  const slots = (nameKey: bigint, limit: number): bigint[] => {
+    const id = `${nameKey}/${limit}`;
+    let keys = slotCache.get(id);
+    if (!keys) {
+      keys = Array.from({ length: limit }, (_, i) => slotKey(nameKey, i));
+      if (slotCache.size >= 256) slotCache.clear();
+      slotCache.set(id, keys);
+    }
+    return keys;
+  };
+
+  const wake = (nameKey: bigint): void => {
+    const set = wakers.get(String(nameKey));
+    if (!set) return;
+    wakers.delete(String(nameKey));
+    for (const w of set) w();
+  };
+
+  const get = <T>(map: Map<string, Map<string, T>>, key: string, owner: string): T | undefined => map.get(key)?.get(owner);
+  const put = <T>(map: Map<string, Map<string, T>>, key: string, owner: string, value: T): void => {
+    let m = map.get(key);
+    if (!m) map.set(key, (m = new Map<string, T>()));
+    m.set(owner, value);
+  };
+  const drop = <T>(map: Map<string, Map<string, T>>, key: string, owner: string): void => {
+    const m = map.get(key);
+    if (!m) return;
+    m.delete(owner);
+    if (m.size === 0) map.delete(key);
+  };
+
+  /** Ends a connection's life with us; `destroy` closes it (and so frees any lock it holds). */
+  const unpin = (pin: Pinned, destroy: boolean): void => {
+    pin.client.removeListener('error', pin.onError);
+    pin.client.removeListener('end', pin.onEnd);
+    pinnedCount -= 1;
+    try {
+      pin.client.release(destroy || pin.dead ? true : undefined);
+    } catch {
+      // A client released twice (a race with the pool's own error handling) is already gone.
+    }
+  };
+
+  /** The connection under a lock broke: the session, and so the lock, is gone. */
+  const connectionLost = (pin: Pinned, reason: unknown): void => {
+    if (pin.dead) return;
+    pin.dead = true;
+    for (const [key, owners] of held) {
+      for (const [owner, h] of owners) {
+        if (h.pin !== pin) continue;
+        drop(held, key, owner);
+        unpin(pin, true);
+        for (const l of lostListeners) l(key, owner, reason);
+      }
+    }
+  };
+
+  async function pin(key: string): Promise<Pinned> {
+    if (pinnedCount >= max) {
+      throw new LockAcquisitionError(
+        `could not acquire "${key}": all ${max} connections of the pool are pinned by locks this backend holds or waits for (each needs its own connection); raise the pool's max`,
+        { key },
+      );
+    }
+    pinnedCount += 1;
+    let client: PgClientLike;
+    try {
+      client = await withTimeout(pool.connect(), connectTimeout, (late) => late.release());
+    } catch (error) {
+      pinnedCount -= 1;
+      if (error === TIMED_OUT) {
+        throw new LockAcquisitionError(`could not acquire "${key}": no connection from the pool within ${connectTimeout} ms (the pool is busy)`, { key });
+      }
+      throw error;
+    }
+    const pinned: Pinned = {
+      client,
+      dead: false,
+      restore: '0',
+      onError: (error: Error) => connectionLost(pinned, error),
+      onEnd: () => connectionLost(pinned, new Error('the connection ended')),
+    };
+    client.on('error', pinned.onError);
+    client.on('end', pinned.onEnd);
+    return pinned;
+  }
+
+  /** The fence table, created once per backend (racing creators in other processes are fine). */
+  function prepare(pinned: Pinned): Promise<void> {
+    ready ??= pinned.client.query({ text: sql.create.text }).then(
+      () => undefined,
+      (error: unknown) => {
+        // Two sessions creating it at once: one loses on the catalog's unique index; the table exists.
+        if ((error as { code?: string }).code === '23505' || (error as { code?: string }).code === '42P07') return;
+        ready = undefined;
+        throw error;
+      },
+    );
+    return ready;
+  }
+
+  const grantOf = (row: Record<string, unknown> | undefined): { fence: bigint; lockKey: bigint; before: string } | undefined =>
+    row ? { fence: BigInt(String(row.fence)), lockKey: BigInt(String(row.k)), before: String(row.before) } : undefined;
+
+  const slotOf = (req: { mode: AcquireRequest['mode']; owner: string }): string => (req.mode === 'exclusive' ? '' : req.owner);
+
+  /** Starts a server-side wait on `pinned`; the request was just refused on it. */
+  function startWait(req: AcquireRequest, pinned: Pinned, nameKey: bigint, notify: boolean): void {
+    let settle!: () => void;
+    const done = new Promise<void>((resolve) => (settle = resolve));
+    const w: Waiting = { pin: pinned, slot: slotOf(req), starter: req.owner, interested: new Set([req.owner]), mode: req.mode, nameKey, notify, settled: false, withdrawn: false, done };
+    put(waits, req.key, w.slot, w);
+    const timeout = req.wait === undefined || req.wait === Infinity ? 0 : Math.min(req.wait + WAIT_SLACK_MS, 2 ** 31 - 1);
+    const statement = req.mode === 'shared' ? sql.waitShared : sql.waitExclusive;
+    pinned.client
+      .query({ ...statement, values: [[String(nameKey)], String(nameKey), req.owner, req.ttl, req.mode === 'shared' ? 's' : 'e', String(timeout), String(CHECK_INTERVAL_MS)] })
+      .then(
+        (result) => {
+          const g = grantOf(result.rows[0]);
+          if (!g) throw new Error('the server-side wait returned no grant');
+          pinned.restore = g.before;
+          w.grant = g;
+        },
+        (error: unknown) => {
+          w.error = error;
+        },
+      )
+      .finally(() => {
+        w.settled = true;
+        // Nobody will take this grant (or the wait failed): closing the session frees what it took.
+        if (w.withdrawn || w.error !== undefined) unpin(pinned, true);
+        settle();
+        wake(nameKey);
+      })
+      .catch(() => undefined);
+  }
+
+  /** Takes a settled server-side wait's grant for `req.owner`; its ttl starts now, on the server too. */
+  async function takeWait(req: AcquireRequest, w: Waiting): Promise<AcquireResult | undefined> {
+    drop(waits, req.key, w.slot);
+    if (w.error !== undefined || !w.grant) {
+      // lock_timeout, or the connection failed while waiting (its pin is closed already): try afresh.
+      if (w.error !== undefined && !isLockTimeout(w.error)) throw w.error instanceof Error ? w.error : new Error('the server-side wait failed', { cause: w.error });
+      return undefined;
+    }
+    const h: Held = { pin: w.pin, mode: w.mode, fence: w.grant.fence, lockKey: w.grant.lockKey, nameKey: w.nameKey, notify: w.notify, renewing: undefined };
+    put(held, req.key, req.owner, h);
+    if (!(await renew(req.key, req.owner, h, req.ttl, w.starter))) throw new Error('the connection holding the lock ended');
+    return { granted: true, fence: h.fence };
+  }
+
+  /** Restarts the server-side ttl; `recordedAs` is the owner in the fence table, if not `owner`. */
+  async function renew(key: string, owner: string, h: Held, ttl: number, recordedAs = owner): Promise<boolean> {
+    if (h.pin.dead) return false;
+    const pending = h.pin.client.query({ ...sql.extend, values: [String(h.nameKey), owner, ttl, recordedAs] });
+    h.renewing = pending.catch(() => undefined);
+    try {
+      await pending;
+      return true;
+    } catch (error) {
+      // On a dead connection the lease is gone (the 'error' event may not have come yet); other
+      // failures are the caller's to retry.
+      if (h.pin.dead || isConnectionError(error)) {
+        connectionLost(h.pin, error);
+        return false;
+      }
+      throw error;
+    }
+  }
+
+  async function acquire(req: AcquireRequest): Promise<AcquireResult> {
+    if (closed) throw new LockAcquisitionError('the postgres backend is closed', { key: req.key });
+    const mine = get(held, req.key, req.owner);
+    if (mine) {
+      if (mine.mode !== req.mode) return { granted: false };
+      if (await renew(req.key, req.owner, mine, req.ttl)) return { granted: true, fence: mine.fence };
+    }
+    const waiting = get(waits, req.key, slotOf(req));
+    if (waiting) {
+      if (!waiting.settled) {
+        waiting.interested.add(req.owner);
+        return { granted: false };
+      }
+      const taken = await takeWait(req, waiting);
+      if (taken) return taken;
+    }
+
+    const nameKey = keyOf(req.key);
+    const permit = req.limit !== undefined;
+    if (permit && req.limit! > MAX_SLOTS) {
+      throw new LockArgumentError(`"${req.key}": the postgres backend offers semaphores of at most ${MAX_SLOTS} permits (one advisory key each)`, { key: req.key });
+    }
+    // Permits are exclusive locks on slot keys; the semaphore as a whole is shared.
+    const exclusive = req.mode === 'exclusive' || permit;
+    const keys = permit ? slots(nameKey, req.limit!) : [nameKey];
+    // Waiters the server cannot queue are woken by NOTIFY: writers that let readers pass (a queued
+    // writer holds back new readers on the server) and permits (a slot each); so their releases
+    // notify, and so do reads, which such writers wait for.
+    const notify = permit || req.mode === 'shared' || req.rw !== undefined;
+    const serverWait = req.queue === true && !permit && req.rw !== 'reader-preference';
+
+    const pinned = await pin(req.key);
+    let row: Record<string, unknown> | undefined;
+    try {
+      await prepare(pinned);
+      const statement = exclusive ? sql.tryExclusive : sql.tryShared;
+      const modeValue = permit ? 'p' : exclusive ? 'e' : 's';
+      row = (await pinned.client.query({ ...statement, values: [keys.map(String), String(nameKey), req.owner, req.ttl, modeValue] })).rows[0];
+    } catch (error) {
+      unpin(pinned, true);
+      throw error;
+    }
+    const g = grantOf(row);
+    if (g) {
+      pinned.restore = g.before;
+      put(held, req.key, req.owner, { pin: pinned, mode: req.mode, fence: g.fence, lockKey: g.lockKey, nameKey, notify, renewing: undefined });
+      return { granted: true, fence: g.fence };
+    }
+    const started = get(waits, req.key, slotOf(req));
+    if (started && !started.settled) {
+      // Another waiter of ours started one meanwhile: share it.
+      started.interested.add(req.owner);
+    } else if (serverWait && !closed) {
+      startWait(req, pinned, nameKey, notify);
+      return { granted: false };
+    }
+    unpin(pinned, false);
+    return { granted: false };
+  }
+
+  /**
+   * Ends a server-side wait nobody will take. pg_cancel_backend makes the server leave the queue at
+   * once (new readers must not stay held back by a writer that gave up); closing the session then
+   * frees anything that raced in. Without a connection to cancel from, closing alone does it, within
+   * client_connection_check_interval.
+   */
+  async function withdraw(w: Waiting): Promise<void> {
+    w.withdrawn = true;
+    if (w.settled) {
+      if (w.error === undefined) unpin(w.pin, true);
+      return;
+    }
+    const pid = w.pin.client.processID;
+    if (typeof pid === 'number' && pinnedCount < max) {
+      try {
+        const p = await pin('(cancel)');
+        try {
+          await p.client.query({ text: 'SELECT pg_cancel_backend($1)', values: [pid] });
+        } finally {
+          unpin(p, false);
+        }
+        await Promise.race([w.done, sleep(CANCEL_WAIT_MS)]);
+      } catch {
+        // Closing the session below still ends the wait.
+      }
+    }
+    if (!w.settled) w.pin.client.release(true);
+  }
+
+  async function release(key: string, owner: string): Promise<boolean> {
+    // A waiter giving up (the owner holds nothing then): the last one interested withdraws the wait.
+    for (const slot of ['', owner]) {
+      const w = get(waits, key, slot);
+      if (!w || !w.interested.delete(owner) || w.interested.size > 0) continue;
+      drop(waits, key, slot);
+      await withdraw(w);
+    }
+    const h = get(held, key, owner);
+    if (!h) return false;
+    drop(held, key, owner);
+    await h.renewing;
+    if (h.pin.dead) {
+      unpin(h.pin, true);
+      return false;
+    }
+    let ok: boolean;
+    try {
+      const r =
+        h.mode === 'shared' && h.lockKey === h.nameKey
+          ? await h.pin.client.query({ ...sql.releaseShared, values: [String(h.lockKey), h.pin.restore, String(h.nameKey), owner, channel] })
+          : h.notify
+            ? await h.pin.client.query({ ...sql.releaseExclusiveNotify, values: [String(h.lockKey), h.pin.restore, channel, String(h.nameKey)] })
+            : await h.pin.client.query({ ...sql.releaseExclusive, values: [String(h.lockKey), h.pin.restore] });
+      ok = r.rows[0]?.ok === true;
+    } catch (error) {
+      // Unconfirmed: closing the session is the one way to be sure the lock is gone.
+      unpin(h.pin, true);
+      if (isConnectionError(error)) return false;
+      throw error;
+    }
+    // A session that says it held nothing has lost a lock we thought it had: do not reuse it.
+    unpin(h.pin, !ok);
+    return ok;
+  }
+
+  async function extend(key: string, owner: string, ttl: number): Promise<boolean> {
+    const h = get(held, key, owner);
+    return h ? renew(key, owner, h, ttl) : false;
+  }
+
+  async function inspect(key: string): Promise<LockInfo | null> {
+    const nameKey = keyOf(key);
+    const pinned = await pin(key);
+    let rows: Record<string, unknown>[];
+    try {
+      await prepare(pinned);
+      rows = (await pinned.client.query({ ...sql.inspect, values: [String(nameKey)] })).rows;
+    } finally {
+      unpin(pinned, false);
+    }
+    if (rows.length === 0) return null;
+    const now = Date.now();
+    const holders: LeaseHolder[] = rows.map((r) => {
+      // The server ends a session idle for its ttl: an idle holder's lease ends ttl after it went idle.
+      const ttl = r.ttl === null ? undefined : Number(r.ttl);
+      const since = r.state === 'idle' && typeof r.since === 'number' ? r.since : now;
+      return { owner: String(r.owner), fence: BigInt(String(r.fence)), expiresAt: ttl === undefined ? Infinity : Math.floor(since + ttl) };
+    });
+    const exclusive = rows.some((r) => r.mode === 'e');
+    return { key, mode: exclusive ? 'exclusive' : 'shared', holders };
+  }
+
+  /** One LISTEN connection per backend, opened when a waiter first needs it. */
+  function listen(): Promise<Pinned> {
+    if (listener) return listener;
+    const opening = (async () => {
+      const p = await pin('(wake-up listener)');
+      p.client.on('notification', (msg: { channel?: string; payload?: string }) => {
+        if (msg.channel === channel && msg.payload) wake(BigInt(msg.payload));
+      });
+      // A listener that dies is replaced by the next waiter; those waiting now try again at once.
+      const reset = (): void => {
+        if (listener === opening) listener = undefined;
+        for (const id of [...wakers.keys()]) wake(BigInt(id));
+      };
+      p.client.on('error', reset);
+      p.client.on('end', reset);
+      try {
+        await p.client.query({ text: `LISTEN "${channel}"` });
+      } catch (error) {
+        unpin(p, true);
+        throw error;
+      }
+      return p;
+    })();
+    listener = opening;
+    opening.catch(() => {
+      if (listener === opening) listener = undefined;
+    });
+    return opening;
+  }
+
+  function waitForChange(key: string, signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (signal.aborted) return resolve();
+      const nameKey = keyOf(key);
+      const id = String(nameKey);
+      let set = wakers.get(id);
+      if (!set) wakers.set(id, (set = new Set()));
+      const done = (): void => {
+        signal.removeEventListener('abort', done);
+        wakers.get(id)?.delete(done);
+        if (wakers.get(id)?.size === 0) wakers.delete(id);
+        resolve();
+      };
+      set.add(done);
+      signal.addEventListener('abort', done, { once: true });
+      // Waiters queued on the server are woken when their wait settles; the others need NOTIFY.
+      const queued = [...(waits.get(key)?.values() ?? [])].some((w) => !w.settled);
+      if (!queued) {
+        listen().catch((error: unknown) => {
+          done();
+          reject(error instanceof Error ? error : new Error(String(error)));
+        });
+      }
+    });
+  }
+
+  return {
+    name: 'postgres',
+    capabilities: { shared: true, wake: true, fencing: true, expiry: 'ttl' },
+    acquire,
+    extend,
+    release,
+    inspect,
+    waitForChange,
+    onLost: (l) => void lostListeners.push(l),
+    async close() {
+      if (closed) return;
+      closed = true;
+      const all = [...waits.values()].flatMap((m) => [...m.values()]);
+      waits.clear();
+      await Promise.all(all.map(withdraw));
+      for (const [, owners] of held) for (const [, h] of owners) unpin(h.pin, true);
+      held.clear();
+      const l = listener;
+      listener = undefined;
+      if (l) await l.then((p) => unpin(p, true), () => undefined);
+      for (const id of [...wakers.keys()]) wake(BigInt(id));
+    },
+  };
+}
+
+const TIMED_OUT = new Error('timed out');
+
+/** `pending`, or TIMED_OUT after `ms`; a result that arrives too late goes to `late`. */
+function withTimeout<T>(pending: Promise<T>, ms: number, late: (value: T) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let expired = false;
+    const timer = setTimeout(() => {
+      expired = true;
+      reject(TIMED_OUT);
+    }, ms);
+    timer.unref();
+    pending.then(
+      (value) => {
+        clearTimeout(timer);
+        if (expired) late(value);
+        else resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        if (!expired) reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
+}
+
+const sleep = (ms: number): Promise<void> =>
+  new Promise((resolve) => {
+    setTimeout(resolve, ms).unref();
+  });
+
+function isLockTimeout(error: unknown): boolean {
+  return (error as { code?: string } | null)?.code === '55P03';
+}
+
+/** The session is gone: terminated (57P01…), shut down, or the socket broke. */
+function isConnectionError(error: unknown): boolean {
+  const code = (error as { code?: string } | null)?.code ?? '';
+  if (code.startsWith('57P') || code.startsWith('08')) return true;
+  const message = error instanceof Error ? error.message : '';
+  return /Connection terminated|ECONNRESET|EPIPE|not queryable|Client was closed/i.test(message);
+}
