@@ -2,11 +2,12 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileBackend, fileNameFor } from '../../src/backends/file/index.js';
+import { EXCLUSIVE, WAITERS, ofd } from '../../src/backends/file/native.js';
 import { LockArgumentError, Locksmith } from '../../src/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'locksmith-file-'));
@@ -39,6 +40,37 @@ function child(...args: string[]): { proc: ChildProcess; lines: string[]; line: 
     line: () => new Promise((resolve) => (waiting = resolve)),
     exit,
   };
+}
+
+/** Whether some open file (any process) has registered as waiting on `key`'s lock file. */
+function registered(key: string, where = dir): boolean {
+  const fd = openSync(join(where, fileNameFor(key)), 'r+');
+  try {
+    return ofd().probe(fd, EXCLUSIVE, WAITERS, 1) !== 0;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Resolves once `check()` holds; fails after `ms`. For observable states, not for timing. */
+async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!check()) {
+    if (performance.now() > deadline) assert.fail(`gave up waiting: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** This process's open descriptors on `key`'s lock file. */
+function opened(key: string, where: string): number {
+  const path = join(where, fileNameFor(key));
+  return readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === path;
+    } catch {
+      return false;
+    }
+  }).length;
 }
 
 describe('file backend', () => {
@@ -89,6 +121,56 @@ describe('file backend', () => {
     const reader = await locks.read('ghost');
     assert.deepEqual((await locks.inspect('ghost'))?.holders.map((h) => h.owner), [reader.owner]);
     await reader.release();
+    await locks.close();
+  });
+
+  test('a waiter in another process is woken by the release, not by polling', async () => {
+    // Long linger: sweeping the file would be a change event of its own.
+    const locks = new Locksmith(fileBackend({ dir, linger: 60_000 }));
+    const lock = await locks.acquire('wake');
+    const waiter = child('wait', dir, 'wake');
+    assert.equal(await waiter.line(), 'waiting');
+    assert.ok(registered('wake'), 'it registered as a waiter');
+    const got = waiter.line();
+    await lock.release();
+    // Its poll and retry are a minute apart: only the release's wake-up gets it there in time.
+    const line = await Promise.race([got, new Promise<string>((r) => setTimeout(() => r('not woken'), 15_000).unref())]);
+    assert.match(line, /^got \d+$/);
+    assert.ok(BigInt(line.split(' ')[1]!) > lock.fence);
+    assert.equal(await waiter.exit, 0);
+    await locks.close();
+  });
+
+  test('a wait aborted midway leaves no registration, no open file and no wake-up behind', async () => {
+    const sub = mkdtempSync(join(dir, 'abort-'));
+    const holder = new Locksmith(fileBackend({ dir: sub, linger: 50 }));
+    const lock = await holder.acquire('abort');
+    const before = opened('abort', sub);
+    const waiter = new Locksmith(fileBackend({ dir: sub, linger: 50 }));
+    const stop = new AbortController();
+    const waiting = waiter.acquire('abort', { wait: 60_000, signal: stop.signal });
+    await until(() => registered('abort', sub), 'the waiter registers');
+    stop.abort(new Error('changed my mind'));
+    await assert.rejects(waiting, /changed my mind/);
+    await until(() => !registered('abort', sub) && opened('abort', sub) === before, 'the waiter lets go of the file');
+    await lock.release();
+    assert.equal(await holder.inspect('abort'), null);
+    await Promise.all([holder.close(), waiter.close()]);
+  });
+
+  test('a waiting process that crashes leaves no registration behind; the lock still changes hands', async () => {
+    const locks = new Locksmith(fileBackend({ dir }));
+    const lock = await locks.acquire('crash-waiter');
+    const waiter = child('wait', dir, 'crash-waiter');
+    assert.equal(await waiter.line(), 'waiting');
+    assert.ok(registered('crash-waiter'), 'it registered as a waiter');
+    waiter.proc.kill('SIGKILL');
+    await waiter.exit;
+    assert.equal(registered('crash-waiter'), false, 'the kernel dropped its registration with its files');
+    await lock.release();
+    const next = await locks.acquire('crash-waiter', { wait: 0 });
+    assert.ok(next.fence > lock.fence);
+    await next.release();
     await locks.close();
   });
 

@@ -21,13 +21,8 @@ import { join } from 'node:path';
 import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo, LeaseMode } from '../../backend.js';
 import { LockAcquisitionError, LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
-import { EXCLUSIVE, SHARED, UNLOCK, ofd, type Header, type OfdLocks } from './native.js';
+import { EXCLUSIVE, INTENT, MAIN, META, SHARED, SLOTS, UNLOCK, WAITERS, ofd, type Header, type OfdLocks } from './native.js';
 
-const MAIN = 0;
-const INTENT = 1;
-const META = 2;
-const WAITERS = 3;
-const SLOTS = 16;
 /** Where shared holders' records start: after the header page. */
 const RECORDS = 4096;
 /** Released files kept open per name. */
@@ -410,8 +405,6 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
         return false;
       }
     }
-    if (entry.timer) clearTimeout(entry.timer);
-    entry.timer = undefined;
     entry.listeners.add(listener);
     return true;
   }
@@ -419,7 +412,11 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
   function unsubscribe(key: string, listener: () => void): void {
     const entry = watchers.get(key);
     if (!entry?.listeners.delete(listener) || entry.listeners.size > 0) return;
-    entry.timer = setTimeout(() => retire(key, entry), linger);
+    // One timer per watcher, re-armed instead of remade: a contended name's set empties every round.
+    if (entry.timer) return void entry.timer.refresh();
+    entry.timer = setTimeout(() => {
+      if (entry.listeners.size === 0) retire(key, entry);
+    }, linger);
     entry.timer.unref();
   }
 

@@ -7,6 +7,14 @@ import { join } from 'node:path';
 import { LockAcquisitionError } from '../../errors.js';
 import { here } from './locate.js';
 
+// Byte ranges of a lock file (what each is for: src/backends/file/index.ts); native/ofd.c knows MAIN
+// and WAITERS too.
+export const MAIN = 0;
+export const INTENT = 1;
+export const META = 2;
+export const WAITERS = 3;
+export const SLOTS = 16;
+
 export const UNLOCK = 0;
 export const SHARED = 1;
 export const EXCLUSIVE = 2;
