@@ -23,7 +23,10 @@ export interface TransactionLock {
   key: string;
   /** The advisory key locked. */
   advisoryKey: bigint;
-  /** Strictly increasing per name, shared with postgresBackend's fences for the same table. */
+  /**
+   * Exclusive: strictly increasing per name, in one sequence with postgresBackend's fences for the
+   * same table. Shared: the current fence (the last exclusive holder's), not a new one.
+   */
   fence: bigint;
 }
 
@@ -34,19 +37,34 @@ interface Queryable {
 /** Fence tables seen to exist (committed) by this process. */
 const known = new Set<string>();
 
+/** The lock, with lock_timeout for this statement only: $1 the advisory key, $2 lock_timeout ('0': none). */
+const locked = (fn: string): string =>
+  `SELECT s.k, ${fn}(s.k) AS locked FROM (SELECT $1::bigint AS k, set_config('lock_timeout', $2::text, true) AS t) s`;
+
 /**
- * $1 the advisory key, $2 lock_timeout ('0': none). The fence is bumped in the caller's transaction:
- * a rollback undoes it, which is harmless as the rolled-back holder's writes are undone too, and the
- * next fence comes from the clock anyway. `now() <> statement_timestamp()` tells a transaction block
- * (now() is its start) from autocommit, where the lock would end with this very statement.
+ * An exclusive holder bumps the fence in the caller's transaction: a rollback undoes the bump, which
+ * is harmless, as the rolled-back holder's writes are undone too (and the next fence comes from the
+ * clock anyway). Its row lock lasts until the transaction ends, as the advisory lock does.
  */
-const take = (table: string, fn: string): string => `WITH got AS MATERIALIZED (
-  SELECT s.k, ${fn}(s.k) AS locked, now() <> statement_timestamp() AS in_transaction
-  FROM (SELECT $1::bigint AS k, set_config('lock_timeout', $2::text, true) AS t) s
-)
-INSERT INTO ${table} AS f (key, fence) SELECT k, ${CLOCK} FROM got WHERE in_transaction
+const takeExclusive = (table: string): string => `WITH got AS MATERIALIZED (${locked('pg_advisory_xact_lock')})
+INSERT INTO ${table} AS f (key, fence) SELECT k, ${CLOCK} FROM got
 ON CONFLICT (key) DO UPDATE SET fence = GREATEST(f.fence + 1, EXCLUDED.fence)
 RETURNING f.fence::text AS fence`;
+
+/**
+ * Shared holders only read the fence (the last exclusive holder's): a bump would lock the row until
+ * COMMIT and so serialize the readers. Readers must not write what the fence protects.
+ */
+const takeShared = (table: string): string => `WITH got AS MATERIALIZED (${locked('pg_advisory_xact_lock_shared')})
+SELECT coalesce((SELECT f.fence FROM ${table} f, got WHERE f.key = got.k), 0)::text AS fence FROM got`;
+
+/**
+ * Whether this session still holds the lock after the statement that took it: not so in autocommit,
+ * where a transaction lock ends with its own statement. (No one-statement test tells a transaction
+ * block from autocommit over the extended protocol.)
+ */
+const STILL_HELD = `SELECT count(*) > 0 AS held FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+  AND pid = pg_backend_pid() AND classid = (($1::bigint >> 32) & 4294967295)::oid AND objid = ($1::bigint & 4294967295)::oid`;
 
 /**
  * Runs `fn` holding an advisory lock on `key` until the caller's transaction ends. Call it after
@@ -73,7 +91,7 @@ export async function withTransactionLock<T>(
   if (typeof k !== 'bigint' || BigInt.asIntN(64, k) !== k) throw new LockArgumentError('withTransactionLock(): key() must return a signed 64-bit bigint', { key });
   // lock_timeout 0 means no limit to PostgreSQL; "try once" is its shortest, 1 ms.
   const timeout = wait === Infinity ? '0' : String(Math.max(1, wait));
-  const text = take(table, o.shared === true ? 'pg_advisory_xact_lock_shared' : 'pg_advisory_xact_lock');
+  const text = o.shared === true ? takeShared(table) : takeExclusive(table);
   const q = client as Queryable;
   if (!known.has(table)) {
     const found = (await q.query({ text: 'SELECT to_regclass($1) IS NOT NULL AS ok', values: [table] })).rows[0];
@@ -94,7 +112,7 @@ export async function withTransactionLock<T>(
     throw error;
   }
   const row = rows[0];
-  if (!row) {
+  if (!row || (await q.query({ text: STILL_HELD, values: [String(k)] })).rows[0]?.held !== true) {
     throw new LockArgumentError('withTransactionLock(): the client is not in a transaction (call BEGIN first): the lock would have ended with its own statement', { key });
   }
   return fn({ key, advisoryKey: k, fence: BigInt(String(row.fence)) });
