@@ -20,7 +20,9 @@ type Opener = (spec: BackendSpec) => LockBackend | Promise<LockBackend>;
  * uses until its ttl).
  */
 function connect(port: number): Redis {
-  const client = new Redis(port, '127.0.0.1', { retryStrategy: () => 50, maxRetriesPerRequest: 1 });
+  // maxLoadingRetryTime: a client that reconnects while a restarted server still loads its
+  // append-only file would otherwise wait a whole second before it looks again.
+  const client = new Redis(port, '127.0.0.1', { retryStrategy: () => 50, maxRetriesPerRequest: 1, maxLoadingRetryTime: 50 });
   // Connection errors are the faults under test; the backend reports failed calls itself.
   client.on('error', () => undefined);
   return client;

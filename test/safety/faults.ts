@@ -264,15 +264,19 @@ registerFault({
     }),
 });
 
-/** Every link slows down (both ways), for two leases' time; acquisitions and renewals must still work. */
+/**
+ * Every link slows down (both ways), for two leases' time; acquisitions and renewals must still work,
+ * and a lease's validity must be counted from when its request left, not from when the grant came back.
+ * The round trip (ttl/4) stays within the Redis system's commandTimeout (ttl/2).
+ */
 registerFault({
   name: 'slow-network',
-  summary: 'every link to the server gets a delay of ttl/6 each way for two ttls (TCP proxies), then heals',
+  summary: 'every link to the server gets a delay of ttl/8 each way for two ttls (TCP proxies), then heals',
   supports: (system) => system.proxyFor !== undefined || system.proxies.length > 0,
   inject: (context) =>
     strike(context, 'slow-network', () => ({
       target: 'all links',
-      begin: () => context.system.proxies.forEach((p) => p.set({ kind: 'delay', ms: Math.round(context.ttl / 6) })),
+      begin: () => context.system.proxies.forEach((p) => p.set({ kind: 'delay', ms: Math.round(context.ttl / 8) })),
       lasts: 2 * context.ttl,
       heal: () => context.system.proxies.forEach((p) => p.set({ kind: 'pass' })),
       reply: 'now',

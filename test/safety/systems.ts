@@ -422,8 +422,8 @@ function faultProxy(name: string, proxy: TcpProxy): FaultProxy {
   };
 }
 
-/** How long one Redis call may take before it fails (commandTimeout): well under the ttl, above the slow link's round trip. */
-const REDIS_COMMAND_MS = 500;
+/** How long one Redis call may take before it fails (commandTimeout): well under the ttl, twice the slow link's round trip. */
+const redisCommandMs = (ttl: number): number => Math.round(ttl / 2);
 /** Redlock's per-node timeout: a loaded 2-core machine answers a script call well within it. */
 const REDLOCK_NODE_MS = 100;
 
@@ -456,7 +456,7 @@ registerSystem({
         const proxy = await TcpProxy.start(node.port);
         open.push(proxy);
         proxies.set(config.proc, faultProxy(`link of ${config.proc}`, proxy));
-        const backend: BackendSpec = { kind: 'redis', port: proxy.port, commandTimeout: REDIS_COMMAND_MS };
+        const backend: BackendSpec = { kind: 'redis', port: proxy.port, commandTimeout: redisCommandMs(config.ttl) };
         return childClient(dir, backend, config);
       },
       async close() {
