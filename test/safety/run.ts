@@ -194,7 +194,7 @@ async function runOne(factory: SystemFactory, fault: FaultKind | undefined, conf
 }
 
 /** What the backend says this fault must visibly do, checked against the history. */
-function unmet(expect: Expectation, result: CheckResult, entries: readonly Entry[], injected: number): string[] {
+export function unmet(expect: Expectation, result: CheckResult, entries: readonly Entry[], injected: number): string[] {
   const out: string[] = [];
   if (expect.staleWritePerFault && result.stats.rejectedStaleWrites < injected) {
     out.push(`expected a rejected stale write per fault (${injected}), saw ${result.stats.rejectedStaleWrites}: the pause proved nothing`);
@@ -212,9 +212,11 @@ function unmet(expect: Expectation, result: CheckResult, entries: readonly Entry
     if (idle > 0) out.push(`no acquisition completed during ${idle} of ${during.length} faults: the rest of the system did not carry on`);
   }
   if (expect.clearFailuresDuring) {
-    const clear = inside((e) => e.op === 'acquire' && e.phase === 'fail' && e.error === 'ERR_LOCK_ACQUISITION');
-    const silent = clear.filter((n) => n === 0).length;
+    const failed = (clear: boolean) => (e: Entry): boolean => e.op === 'acquire' && e.phase === 'fail' && (e.error === 'ERR_LOCK_ACQUISITION') === clear;
+    const silent = inside(failed(true)).filter((n) => n === 0).length;
     if (silent > 0) out.push(`no acquisition failed with ERR_LOCK_ACQUISITION during ${silent} of ${during.length} faults`);
+    const unclear = inside(failed(false)).reduce((a, b) => a + b, 0);
+    if (unclear > 0) out.push(`${unclear} acquisition(s) failed otherwise than with ERR_LOCK_ACQUISITION (a timeout?) during the faults`);
   }
   if (expect.holderKeepsLease) {
     for (const { start } of during) {
@@ -299,20 +301,23 @@ export async function runSafety(config: SafetyConfig, log: (line: string) => voi
 
 export function formatTable(results: readonly RunResult[], config: SafetyConfig): string {
   const header =
-    '| backend | fault | faults | operations | acquisitions | rejected stale writes | late ops | fenced overlaps | violations | p99 acquire (ms) | worst recovery (ms) |\n' +
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |';
+    '| backend | fault | faults | operations | acquisitions | rejected stale writes | late ops | fenced overlaps | violations | p99 acquire (ms) | worst recovery (ms) | recovery bound (ms) |\n' +
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |';
   const rows = results.map((r) => {
     const s = r.check.stats;
-    return `| ${r.backend} | ${r.fault} | ${r.injected}/${r.planned} | ${s.operations} | ${s.acquisitions} | ${s.rejectedStaleWrites} | ${s.lateOps} | ${s.fencedOverlaps} | ${r.check.violations.length} | ${s.acquireP99Ms.toFixed(1)} | ${r.fault === 'none' ? '–' : s.maxRecoveryMs.toFixed(0)} |`;
+    return `| ${r.backend} | ${r.fault} | ${r.injected}/${r.planned} | ${s.operations} | ${s.acquisitions} | ${s.rejectedStaleWrites} | ${s.lateOps} | ${s.fencedOverlaps} | ${r.check.violations.length} | ${s.acquireP99Ms.toFixed(1)} | ${r.fault === 'none' ? '– | –' : `${s.maxRecoveryMs.toFixed(0)} | ${r.boundMs}`} |`;
   });
   const notes = [...new Map(results.map((r) => [r.backend, r.note])).entries()].map(([b, n]) => `- ${b}: ${n}`);
+  const faults = [...new Set(results.map((r) => r.fault))].filter((f) => f !== 'none').map((f) => `- ${f}: ${faultKind(f).summary}`);
   return [
-    `Mode ${config.mode}, seed ${config.seed}: ${config.procs} client processes × ${config.tasks} tasks, ttl ${config.ttl} ms, liveness bound ${livenessBound(config.ttl)} ms.`,
+    `Mode ${config.mode}, seed ${config.seed}: ${config.procs} client processes × ${config.tasks} tasks, ttl ${config.ttl} ms, ${config.faultsPerRun} faults per run.`,
     '',
     header,
     ...rows,
     '',
     ...notes,
+    '',
+    ...faults,
     '',
   ].join('\n');
 }

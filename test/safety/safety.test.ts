@@ -9,8 +9,9 @@ import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { memoryBackend, MemoryStore } from '../../src/backends/memory/index.js';
 import type { LockBackend } from '../../src/index.js';
-import { formatResult } from './checker.js';
-import { configFromEnv, runSafety } from './run.js';
+import { check, formatResult } from './checker.js';
+import type { Entry, EntryInput } from './history.js';
+import { configFromEnv, runSafety, unmet } from './run.js';
 import { inProcessSystem, killAllClients, registerSystem } from './systems.js';
 
 after(() => killAllClients());
@@ -76,4 +77,24 @@ test('the pipeline catches a lock that lets a second holder in', { timeout: 60_0
   rmSync(dirname(result.history), { recursive: true, force: true });
   assert.ok(result.check.violations.some((v) => v.kind === 'overlap'), formatResult(result.check));
   assert.equal(report.ok, false);
+});
+
+test('a fault that did not do what it must is reported', () => {
+  const at = (ms: number, proc: string, entry: EntryInput): Entry => ({ t: ms * 1000, proc, ...entry });
+  const start = at(10, 'harness', { op: 'fault', phase: 'start', fault: 'majority-loss', target: 'node1+node2+node3', struck: 'p1.t0#1' });
+  const heal = at(50, 'harness', { op: 'fault', phase: 'heal', fault: 'majority-loss', target: 'node1+node2+node3' });
+  const grant = at(30, 'p2', { op: 'acquire', phase: 'ok', client: 'p2.t0', session: 'p2.t0#4', fence: '9', until: null });
+  const timedOut = at(31, 'p2', { op: 'acquire', phase: 'fail', client: 'p2.t1', session: 'p2.t1#2', error: 'ERR_LOCK_TIMEOUT' });
+  const entries = [start, grant, timedOut, heal];
+  const result = check(entries);
+  assert.equal(unmet({ noGrantsDuring: true }, result, entries, 1).length, 1, 'a grant while a majority was down');
+  assert.deepEqual(unmet({ progressDuring: true }, result, entries, 1), []);
+  assert.equal(unmet({ progressDuring: true }, result, [start, heal], 1).length, 1, 'nobody carried on');
+  // No clear failure at all, and a timeout where a clear error was due.
+  assert.equal(unmet({ clearFailuresDuring: true }, result, entries, 1).length, 2);
+  const clear = at(32, 'p2', { op: 'acquire', phase: 'fail', client: 'p2.t2', session: 'p2.t2#7', error: 'ERR_LOCK_ACQUISITION' });
+  assert.deepEqual(unmet({ clearFailuresDuring: true }, result, [start, clear, heal], 1), []);
+  assert.equal(unmet({ holderKeepsLease: true }, result, entries, 1).length, 1, 'the struck holder never released');
+  const released = at(60, 'p1', { op: 'release', phase: 'ok', client: 'p1.t0', session: 'p1.t0#1' });
+  assert.deepEqual(unmet({ holderKeepsLease: true }, result, [...entries, released], 1), []);
 });

@@ -83,7 +83,7 @@ export interface Expectation {
   noGrantsDuring?: boolean;
   /** Some acquisition completed while the fault was in force (a majority or the other clients carried on). */
   progressDuring?: boolean;
-  /** Some acquisition failed with LockAcquisitionError while the fault was in force: a clear error, not a hang or a timeout. */
+  /** Acquisitions failed while the fault was in force, each with LockAcquisitionError: a clear error, never a hang or a timeout. */
   clearFailuresDuring?: boolean;
   /** The holder each fault struck released its lease cleanly afterwards: the lease survived the fault. */
   holderKeepsLease?: boolean;
