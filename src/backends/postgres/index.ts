@@ -2,7 +2,8 @@
 // caller's pool for as long as it is held: the lock lives with that session, which is what frees it
 // at once when the holder's process dies. Exclusive and read waits queue on the server (one
 // statement that returns when the lock is granted); semaphore waits, and writers that let readers
-// pass, are woken by NOTIFY from releases. Fences come from a small table, bumped in the grant.
+// pass, are woken by NOTIFY from releases. Fences come from a sequence, bumped in the grant; who
+// holds what is the holder session's application_name (sql.ts), so no grant writes a table.
 
 import { createHash } from 'node:crypto';
 import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo } from '../../backend.js';
@@ -10,7 +11,7 @@ import { LockAcquisitionError, LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
 import { advisoryKey, slotKey } from './keys.js';
 import { statements, type Statements } from './sql.js';
-import { quoteTable } from './table.js';
+import { quoteIdentifier } from './identifier.js';
 
 export { advisoryKey } from './keys.js';
 export { withTransactionLock, type TransactionLockOptions, type TransactionLock } from './transaction.js';
@@ -34,8 +35,8 @@ export interface PgPoolLike {
 export interface PostgresBackendOptions {
   /** A pg `Pool`. Never ended by us; each lock held (or waited for) pins one of its connections. */
   pool: unknown;
-  /** The fence table, created on first use (UNLOGGED); may be schema-qualified. Default "locksmith_fences". */
-  table?: string;
+  /** The fence sequence, created on first use (UNLOGGED); may be schema-qualified. Default "locksmith_fence". */
+  sequence?: string;
   /**
    * The advisory key of a lock name (default: `advisoryKey`, a SHA-256 prefix). Give e.g.
    * `(name) => BigInt(name)` to share keys with code that calls pg_advisory_lock(42) itself.
@@ -60,7 +61,9 @@ interface Pinned {
   /** The connection failed or ended: every lock on it is gone. */
   dead: boolean;
   /** idle_session_timeout before a grant set it, put back at release. */
-  restore: string;
+  restoreIdle: string;
+  /** application_name before a grant named the session after its holder, put back at release. */
+  restoreApp: string;
   readonly onError: (error: Error) => void;
   readonly onEnd: () => void;
 }
@@ -72,6 +75,8 @@ interface Held {
   /** The advisory key actually locked (the name's, or a semaphore slot's). */
   lockKey: bigint;
   nameKey: bigint;
+  /** A semaphore permit (an exclusive lock on a slot key; the semaphore is shared). */
+  permit: boolean;
   /** Releases wake waiters that listen (semaphores, writers that let readers pass, reads). */
   notify: boolean;
   /** A renewal in flight: a release waits for it, so no statement of ours runs after the unpin. */
@@ -87,8 +92,6 @@ interface Waiting {
   pin: Pinned;
   /** The slot in `waits`: "" for the key's exclusive wait, else the reader's owner. */
   slot: string;
-  /** The owner the grant was recorded for in the fence table (renamed when another takes it). */
-  starter: string;
   /** Owners refused while it waits; when the last of them gives up, the wait is withdrawn. */
   interested: Set<string>;
   mode: AcquireRequest['mode'];
@@ -117,18 +120,18 @@ const named = (text: string): { name: string; text: string } => ({ name: `locksm
 type Prepared = { [K in keyof Statements]: { name: string; text: string } };
 
 export function postgresBackend(options: PostgresBackendOptions): LockBackend {
-  const o = checkOptionNames(options, ['pool', 'table', 'key', 'connectTimeout'], 'postgresBackend()');
+  const o = checkOptionNames(options, ['pool', 'sequence', 'key', 'connectTimeout'], 'postgresBackend()');
   if (!isPool(o.pool)) throw new LockArgumentError('postgresBackend(): pool must be a pg Pool');
   const pool = o.pool;
-  const quoted = quoteTable(o.table ?? 'locksmith_fences', 'postgresBackend()');
-  const table = (o.table as string | undefined) ?? 'locksmith_fences';
+  const quoted = quoteIdentifier(o.sequence ?? 'locksmith_fence', 'postgresBackend(): sequence');
+  const sequence = (o.sequence as string | undefined) ?? 'locksmith_fence';
   if (o.key !== undefined && typeof o.key !== 'function') throw new LockArgumentError('postgresBackend(): key must be a function from a lock name to a bigint');
   const customKey = o.key as ((name: string) => bigint) | undefined;
   const connectTimeoutOption: unknown = o.connectTimeout === undefined ? 5_000 : o.connectTimeout;
   if (!isMs(connectTimeoutOption, 1)) throw new LockArgumentError('postgresBackend(): connectTimeout must be an integer number of ms from 1 to 600000');
   const connectTimeout = connectTimeoutOption;
-  // NOTIFY channels are identifiers too: one per fence table, so separate tables do not wake each other.
-  const channel = `${table.replace('.', '_')}_wake`.slice(0, 63);
+  // NOTIFY channels are identifiers too: one per sequence, so separate ones do not wake each other.
+  const channel = `${sequence.replace('.', '_')}_wake`.slice(0, 63);
   const sql = Object.fromEntries(Object.entries(statements(quoted) as unknown as Record<string, string>).map(([k, text]) => [k, named(text)])) as Prepared;
   const max = pool.options?.max ?? 10;
 
@@ -230,7 +233,8 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     const pinned: Pinned = {
       client,
       dead: false,
-      restore: '0',
+      restoreIdle: '0',
+      restoreApp: '',
       onError: (error: Error) => connectionLost(pinned, error),
       onEnd: () => connectionLost(pinned, new Error('the connection ended')),
     };
@@ -239,12 +243,12 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     return pinned;
   }
 
-  /** The fence table, created once per backend (racing creators in other processes are fine). */
+  /** The fence sequence, created once per backend (racing creators in other processes are fine). */
   function prepare(pinned: Pinned): Promise<void> {
     ready ??= pinned.client.query({ text: sql.create.text }).then(
       () => undefined,
       (error: unknown) => {
-        // Two sessions creating it at once: one loses on the catalog's unique index; the table exists.
+        // Two sessions creating it at once: one loses on the catalog's unique index; it exists.
         if ((error as { code?: string }).code === '23505' || (error as { code?: string }).code === '42P07') return;
         ready = undefined;
         throw error;
@@ -253,8 +257,13 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     return ready;
   }
 
-  const grantOf = (row: Record<string, unknown> | undefined): { fence: bigint; lockKey: bigint; before: string } | undefined =>
-    row ? { fence: BigInt(String(row.fence)), lockKey: BigInt(String(row.k)), before: String(row.before) } : undefined;
+  /** A grant's row; what the grant changed on the session is put back at release. */
+  const grantOf = (pinned: Pinned, row: Record<string, unknown> | undefined): { fence: bigint; lockKey: bigint } | undefined => {
+    if (!row) return undefined;
+    pinned.restoreIdle = String(row.idle);
+    pinned.restoreApp = String(row.app);
+    return { fence: BigInt(String(row.fence)), lockKey: BigInt(String(row.k)) };
+  };
 
   const slotOf = (req: { mode: AcquireRequest['mode']; owner: string }): string => (req.mode === 'exclusive' ? '' : req.owner);
 
@@ -262,17 +271,17 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   function startWait(req: AcquireRequest, pinned: Pinned, nameKey: bigint, notify: boolean): void {
     let settle!: () => void;
     const done = new Promise<void>((resolve) => (settle = resolve));
-    const w: Waiting = { pin: pinned, slot: slotOf(req), starter: req.owner, interested: new Set([req.owner]), mode: req.mode, nameKey, notify, settled: false, withdrawn: false, done };
+    const w: Waiting = { pin: pinned, slot: slotOf(req), interested: new Set([req.owner]), mode: req.mode, nameKey, notify, settled: false, withdrawn: false, done };
     put(waits, req.key, w.slot, w);
     const timeout = req.wait === undefined || req.wait === Infinity ? 0 : Math.min(req.wait + WAIT_SLACK_MS, 2 ** 31 - 1);
     const statement = req.mode === 'shared' ? sql.waitShared : sql.waitExclusive;
+    const name = sessionName(undefined, req.mode, req.ttl, req.owner);
     pinned.client
-      .query({ ...statement, values: [[String(nameKey)], String(nameKey), req.owner, req.ttl, req.mode === 'shared' ? 's' : 'e', String(timeout), String(CHECK_INTERVAL_MS)] })
+      .query({ ...statement, values: [[String(nameKey)], name.prefix, name.suffix, String(timeout), String(CHECK_INTERVAL_MS)] })
       .then(
         (result) => {
-          const g = grantOf(result.rows[0]);
+          const g = grantOf(pinned, result.rows[0]);
           if (!g) throw new Error('the server-side wait returned no grant');
-          pinned.restore = g.before;
           w.grant = g;
         },
         (error: unknown) => {
@@ -297,16 +306,17 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       if (w.error !== undefined && !isLockTimeout(w.error)) throw w.error instanceof Error ? w.error : new Error('the server-side wait failed', { cause: w.error });
       return undefined;
     }
-    const h: Held = { pin: w.pin, mode: w.mode, fence: w.grant.fence, lockKey: w.grant.lockKey, nameKey: w.nameKey, notify: w.notify, renewing: undefined };
+    const h: Held = { pin: w.pin, mode: w.mode, permit: false, fence: w.grant.fence, lockKey: w.grant.lockKey, nameKey: w.nameKey, notify: w.notify, renewing: undefined };
     put(held, req.key, req.owner, h);
-    if (!(await renew(req.key, req.owner, h, req.ttl, w.starter))) throw new Error('the connection holding the lock ended');
+    if (!(await renew(req.key, req.owner, h, req.ttl))) throw new Error('the connection holding the lock ended');
     return { granted: true, fence: h.fence };
   }
 
-  /** Restarts the server-side ttl; `recordedAs` is the owner in the fence table, if not `owner`. */
-  async function renew(key: string, owner: string, h: Held, ttl: number, recordedAs = owner): Promise<boolean> {
+  /** Restarts the server-side ttl, and names the session after `owner` (a shared wait's taker). */
+  async function renew(key: string, owner: string, h: Held, ttl: number): Promise<boolean> {
     if (h.pin.dead) return false;
-    const pending = h.pin.client.query({ ...sql.extend, values: [String(h.nameKey), owner, ttl, recordedAs] });
+    const name = sessionName(h.permit ? h.nameKey : undefined, h.mode, ttl, owner);
+    const pending = h.pin.client.query({ ...sql.extend, values: [ttl, name.prefix + hex(h.fence) + name.suffix] });
     h.renewing = pending.catch(() => undefined);
     try {
       await pending;
@@ -358,16 +368,15 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     try {
       await prepare(pinned);
       const statement = exclusive ? sql.tryExclusive : sql.tryShared;
-      const modeValue = permit ? 'p' : exclusive ? 'e' : 's';
-      row = (await pinned.client.query({ ...statement, values: [keys.map(String), String(nameKey), req.owner, req.ttl, modeValue] })).rows[0];
+      const name = sessionName(permit ? nameKey : undefined, req.mode, req.ttl, req.owner);
+      row = (await pinned.client.query({ ...statement, values: [keys.map(String), name.prefix, name.suffix, req.ttl] })).rows[0];
     } catch (error) {
       unpin(pinned, true);
       throw error;
     }
-    const g = grantOf(row);
+    const g = grantOf(pinned, row);
     if (g) {
-      pinned.restore = g.before;
-      put(held, req.key, req.owner, { pin: pinned, mode: req.mode, fence: g.fence, lockKey: g.lockKey, nameKey, notify, renewing: undefined });
+      put(held, req.key, req.owner, { pin: pinned, mode: req.mode, permit, fence: g.fence, lockKey: g.lockKey, nameKey, notify, renewing: undefined });
       return { granted: true, fence: g.fence };
     }
     const started = get(waits, req.key, slotOf(req));
@@ -429,12 +438,10 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     }
     let ok: boolean;
     try {
-      const r =
-        h.mode === 'shared' && h.lockKey === h.nameKey
-          ? await h.pin.client.query({ ...sql.releaseShared, values: [String(h.lockKey), h.pin.restore, String(h.nameKey), owner, channel] })
-          : h.notify
-            ? await h.pin.client.query({ ...sql.releaseExclusiveNotify, values: [String(h.lockKey), h.pin.restore, channel, String(h.nameKey)] })
-            : await h.pin.client.query({ ...sql.releaseExclusive, values: [String(h.lockKey), h.pin.restore] });
+      const shared = h.mode === 'shared' && !h.permit;
+      const statement = h.notify ? (shared ? sql.releaseSharedNotify : sql.releaseExclusiveNotify) : shared ? sql.releaseShared : sql.releaseExclusive;
+      const values = [String(h.lockKey), h.pin.restoreIdle, h.pin.restoreApp, ...(h.notify ? [channel, String(h.nameKey)] : [])];
+      const r = await h.pin.client.query({ ...statement, values });
       ok = r.rows[0]?.ok === true;
     } catch (error) {
       // Unconfirmed: closing the session is the one way to be sure the lock is gone.
@@ -458,19 +465,25 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     let rows: Record<string, unknown>[];
     try {
       await prepare(pinned);
-      rows = (await pinned.client.query({ ...sql.inspect, values: [String(nameKey)] })).rows;
+      rows = (await pinned.client.query({ ...sql.inspect, values: [String(nameKey), `lsp:${hex(nameKey)}:%`] })).rows;
     } finally {
       unpin(pinned, false);
     }
     if (rows.length === 0) return null;
     const now = Date.now();
+    let exclusive = false;
     const holders: LeaseHolder[] = rows.map((r) => {
+      const parsed = parseSessionName(typeof r.app === 'string' ? r.app : '');
+      if (!parsed) {
+        // Another program's advisory lock on the same key.
+        exclusive ||= r.mode === 'ExclusiveLock';
+        return { owner: `pid:${String(r.pid)}`, fence: 0n, expiresAt: Infinity };
+      }
+      exclusive ||= parsed.mode === 'e';
       // The server ends a session idle for its ttl: an idle holder's lease ends ttl after it went idle.
-      const ttl = r.ttl === null ? undefined : Number(r.ttl);
       const since = r.state === 'idle' && typeof r.since === 'number' ? r.since : now;
-      return { owner: String(r.owner), fence: BigInt(String(r.fence)), expiresAt: ttl === undefined ? Infinity : Math.floor(since + ttl) };
+      return { owner: parsed.owner, fence: parsed.fence, expiresAt: Math.floor(since + parsed.ttl) };
     });
-    const exclusive = rows.some((r) => r.mode === 'e');
     return { key, mode: exclusive ? 'exclusive' : 'shared', holders };
   }
 
@@ -556,6 +569,32 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
 }
 
 const TIMED_OUT = new Error('timed out');
+
+/** Unsigned hex, as PostgreSQL's to_hex prints a bigint. */
+const hex = (n: bigint): string => BigInt.asUintN(64, n).toString(16);
+
+/** application_name holds at most 63 bytes; a fence is at most 16 hex digits. */
+const NAME_BYTES = 63;
+
+/**
+ * The session's name while it holds a lock (see sql.ts), split around the fence, which the server
+ * fills in. Owners are shortened to fit (marked with a trailing "~"), and characters outside
+ * printable ASCII become "?", as the server would make them.
+ */
+function sessionName(permitOf: bigint | undefined, mode: AcquireRequest['mode'], ttl: number, owner: string): { prefix: string; suffix: string } {
+  const prefix = permitOf !== undefined ? `lsp:${hex(permitOf)}:${ttl.toString(16)}:` : `ls${mode === 'shared' ? 's' : 'e'}:${ttl.toString(16)}:`;
+  const room = NAME_BYTES - prefix.length - 16 - 1;
+   
+  let shown = owner.replace(/[^\x20-\x7e]/g, '?');
+  if (shown.length > room) shown = shown.slice(0, room - 1) + '~';
+  return { prefix, suffix: `:${shown}` };
+}
+
+function parseSessionName(app: string): { mode: 'e' | 's' | 'p'; ttl: number; fence: bigint; owner: string } | undefined {
+  const m = /^ls(?:([es])|p:[0-9a-f]+):([0-9a-f]+):([0-9a-f]+):(.*)$/.exec(app);
+  if (!m) return undefined;
+  return { mode: (m[1] as 'e' | 's' | undefined) ?? 'p', ttl: parseInt(m[2]!, 16), fence: BigInt(`0x${m[3]!}`), owner: m[4]! };
+}
 
 /** `pending`, or TIMED_OUT after `ms`; a result that arrives too late goes to `late`. */
 function withTimeout<T>(pending: Promise<T>, ms: number, late: (value: T) => void): Promise<T> {

@@ -5,16 +5,16 @@
 import { LockArgumentError, LockTimeoutError } from '../../errors.js';
 import { checkKey, checkOptionNames, checkWait } from '../../options.js';
 import { advisoryKey } from './keys.js';
-import { CLOCK } from './sql.js';
-import { createTable, quoteTable } from './table.js';
+import { quoteIdentifier } from './identifier.js';
+import { nextFence, statements } from './sql.js';
 
 export interface TransactionLockOptions {
   /** How long to wait for the lock, ms (default 10000; 0: try once; Infinity: no limit). */
   wait?: number;
   /** Take it shared (pg_advisory_xact_lock_shared): many shared holders, or one exclusive. */
   shared?: boolean;
-  /** The fence table of the backend this must agree with (default "locksmith_fences"). */
-  table?: string;
+  /** The fence sequence of the backend this must agree with (default "locksmith_fence"). */
+  sequence?: string;
   /** The name's advisory key, as postgresBackend's `key` option (default `advisoryKey`). */
   key?: (name: string) => bigint;
 }
@@ -23,10 +23,7 @@ export interface TransactionLock {
   key: string;
   /** The advisory key locked. */
   advisoryKey: bigint;
-  /**
-   * Exclusive: strictly increasing per name, in one sequence with postgresBackend's fences for the
-   * same table. Shared: the current fence (the last exclusive holder's), not a new one.
-   */
+  /** Strictly increasing, in one sequence with postgresBackend's fences (same `sequence`). */
   fence: bigint;
 }
 
@@ -34,29 +31,18 @@ interface Queryable {
   query(config: { text: string; values?: unknown[] }): Promise<{ rows: Record<string, unknown>[] }>;
 }
 
-/** Fence tables seen to exist (committed) by this process. */
+/** Fence sequences seen to exist (committed) by this process. */
 const known = new Set<string>();
 
-/** The lock, with lock_timeout for this statement only: $1 the advisory key, $2 lock_timeout ('0': none). */
-const locked = (fn: string): string =>
-  `SELECT s.k, ${fn}(s.k) AS locked FROM (SELECT $1::bigint AS k, set_config('lock_timeout', $2::text, true) AS t) s`;
-
 /**
- * An exclusive holder bumps the fence in the caller's transaction: a rollback undoes the bump, which
- * is harmless, as the rolled-back holder's writes are undone too (and the next fence comes from the
- * clock anyway). Its row lock lasts until the transaction ends, as the advisory lock does.
+ * The lock, with lock_timeout for this statement only ($1 the advisory key, $2 lock_timeout, '0':
+ * none), and a fence from the same sequence as postgresBackend's. nextval is not transactional: a
+ * rollback keeps the bump, and concurrent transactions never wait for each other's.
  */
-const takeExclusive = (table: string): string => `WITH got AS MATERIALIZED (${locked('pg_advisory_xact_lock')})
-INSERT INTO ${table} AS f (key, fence) SELECT k, ${CLOCK} FROM got
-ON CONFLICT (key) DO UPDATE SET fence = GREATEST(f.fence + 1, EXCLUDED.fence)
-RETURNING f.fence::text AS fence`;
-
-/**
- * Shared holders only read the fence (the last exclusive holder's): a bump would lock the row until
- * COMMIT and so serialize the readers. Readers must not write what the fence protects.
- */
-const takeShared = (table: string): string => `WITH got AS MATERIALIZED (${locked('pg_advisory_xact_lock_shared')})
-SELECT coalesce((SELECT f.fence FROM ${table} f, got WHERE f.key = got.k), 0)::text AS fence FROM got`;
+const take = (seq: string, fn: string): string => `WITH got AS MATERIALIZED (
+  SELECT s.k, ${fn}(s.k) AS locked FROM (SELECT $1::bigint AS k, set_config('lock_timeout', $2::text, true) AS t) s
+)
+SELECT ${nextFence(seq)}::text AS fence FROM got`;
 
 /**
  * Whether this session still holds the lock after the statement that took it: not so in autocommit,
@@ -82,29 +68,29 @@ export async function withTransactionLock<T>(
     throw new LockArgumentError('withTransactionLock(): client must be a pg Client or PoolClient inside a transaction', { key });
   }
   if (typeof fn !== 'function') throw new LockArgumentError('withTransactionLock(): fn must be a function', { key });
-  const o = checkOptionNames(options, ['wait', 'shared', 'table', 'key'], 'withTransactionLock()');
+  const o = checkOptionNames(options, ['wait', 'shared', 'sequence', 'key'], 'withTransactionLock()');
   const wait = o.wait === undefined ? 10_000 : checkWait(o.wait, key);
   if (o.shared !== undefined && typeof o.shared !== 'boolean') throw new LockArgumentError('withTransactionLock(): shared must be a boolean', { key });
   if (o.key !== undefined && typeof o.key !== 'function') throw new LockArgumentError('withTransactionLock(): key must be a function', { key });
-  const table = quoteTable(o.table ?? 'locksmith_fences', 'withTransactionLock()');
+  const seq = quoteIdentifier(o.sequence ?? 'locksmith_fence', 'withTransactionLock(): sequence');
   const k: unknown = o.key ? (o.key as (name: string) => unknown)(key) : advisoryKey(key);
   if (typeof k !== 'bigint' || BigInt.asIntN(64, k) !== k) throw new LockArgumentError('withTransactionLock(): key() must return a signed 64-bit bigint', { key });
   // lock_timeout 0 means no limit to PostgreSQL; "try once" is its shortest, 1 ms.
   const timeout = wait === Infinity ? '0' : String(Math.max(1, wait));
-  const text = o.shared === true ? takeShared(table) : takeExclusive(table);
+  const text = take(seq, o.shared === true ? 'pg_advisory_xact_lock_shared' : 'pg_advisory_xact_lock');
   const q = client as Queryable;
-  if (!known.has(table)) {
-    const found = (await q.query({ text: 'SELECT to_regclass($1) IS NOT NULL AS ok', values: [table] })).rows[0];
-    // Created here, the table is part of the caller's transaction (gone if it rolls back): not cached.
-    if (found?.ok === true) known.add(table);
-    else await q.query({ text: createTable(table) });
+  if (!known.has(seq)) {
+    const found = (await q.query({ text: 'SELECT to_regclass($1) IS NOT NULL AS ok', values: [seq] })).rows[0];
+    // Created here, it is part of the caller's transaction (gone if that rolls back): not cached.
+    if (found?.ok === true) known.add(seq);
+    else await q.query({ text: statements(seq).create });
   }
   const started = performance.now();
   let rows: Record<string, unknown>[];
   try {
     rows = (await q.query({ text, values: [String(k), timeout] })).rows;
   } catch (error) {
-    if ((error as { code?: string }).code === '42P01') known.delete(table);
+    if ((error as { code?: string }).code === '42P01') known.delete(seq);
     if ((error as { code?: string }).code === '55P03') {
       const waited = Math.round(performance.now() - started);
       throw new LockTimeoutError(`"${key}" was still held by another transaction after waiting ${waited} ms`, { key, waited, cause: error });

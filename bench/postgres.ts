@@ -1,0 +1,118 @@
+// PostgreSQL backend vs the raw advisory-lock calls, on a throw-away database of the machine's server.
+//   A: sequential acquire+release on one key (raw: pg_try_advisory_lock + pg_advisory_unlock as
+//      prepared statements on one pinned connection, the floor the issue sets)
+//   B: 16 concurrent workers, each on its own key (raw: one pinned connection per worker)
+//   C: 8 workers on one key, each holding it 1 ms: the release → next-acquire gap (raw: each worker
+//      blocks in pg_advisory_lock on its own connection, so the server hands the lock over)
+// Run: npm run bench:postgres (builds first; the library is the built package, as users run it)
+
+import { Locksmith } from 'locksmith';
+import { postgresBackend } from 'locksmith/postgres';
+import { createDatabase } from '../test/support/postgres.js';
+import { handoff, table } from './stats.js';
+
+const A_OPS = Number(process.env.BENCH_A ?? 3_000) / 5; // per round
+const B_OPS = Number(process.env.BENCH_B ?? 3_200) / 5;
+const C_OPS = Number(process.env.BENCH_C ?? 500);
+const TTL = 30_000;
+
+type Take = (key: string) => Promise<() => Promise<unknown>>;
+
+async function caseA(take: Take): Promise<number> {
+  const t0 = performance.now();
+  for (let i = 0; i < A_OPS; i++) await (await take('bench:a'))();
+  return A_OPS / ((performance.now() - t0) / 1000);
+}
+
+async function caseB(take: Take): Promise<number> {
+  const per = B_OPS / 16;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: 16 }, async (_, w) => {
+      for (let i = 0; i < per; i++) await (await take(`bench:b:${w}`))();
+    }),
+  );
+  return B_OPS / ((performance.now() - t0) / 1000);
+}
+
+export async function benchPostgres(): Promise<Record<string, string | number>[]> {
+  const db = await createDatabase();
+  const pool = db.pool({ max: 24 });
+  try {
+    // Raw: a key per name as the library hashes it would cost the same; small integers are simpler.
+    const rawKeys = new Map<string, number>();
+    const rawKey = (name: string): number => {
+      let k = rawKeys.get(name);
+      if (k === undefined) rawKeys.set(name, (k = rawKeys.size + 1));
+      return k;
+    };
+    const pinned = await Promise.all(Array.from({ length: 16 }, () => pool.connect()));
+    const free = [...pinned];
+    const rawTake: Take = async (name) => {
+      const c = free.pop()!;
+      const key = rawKey(name);
+      for (let delay = 1; ; delay = Math.min(delay * 2, 10)) {
+        const r = await c.query<{ ok: boolean }>({ name: 'try', text: 'SELECT pg_try_advisory_lock($1) AS ok', values: [key] });
+        if (r.rows[0]?.ok === true) break;
+        await new Promise((r) => setTimeout(r, delay));
+      }
+      return async () => {
+        await c.query({ name: 'unlock', text: 'SELECT pg_advisory_unlock($1)', values: [key] });
+        free.push(c);
+      };
+    };
+    const rawBlocking = async (name: string): Promise<() => Promise<unknown>> => {
+      const c = free.pop()!;
+      const key = rawKey(name);
+      await c.query({ name: 'lock', text: 'SELECT pg_advisory_lock($1)', values: [key] });
+      return async () => {
+        await c.query({ name: 'unlock', text: 'SELECT pg_advisory_unlock($1)', values: [key] });
+        free.push(c);
+      };
+    };
+    const locks = new Locksmith(postgresBackend({ pool }), { ttl: TTL, wait: 60_000 });
+    const ours: Take = async (key) => {
+      const lock = await locks.acquire(key);
+      return () => lock.release();
+    };
+
+    const contenders: [string, Take, Take][] = [
+      ['raw pg_try_advisory_lock + unlock', rawTake, rawBlocking],
+      ['locksmith', ours, ours],
+    ];
+    const ROUNDS = 5;
+    const a: number[][] = contenders.map(() => []);
+    const b: number[][] = contenders.map(() => []);
+    for (const [, take] of contenders) for (let i = 0; i < 300; i++) await (await take('bench:a'))(); // warm-up
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const [i, [, take]] of contenders.entries()) {
+        a[i]!.push(await caseA(take));
+        b[i]!.push(await caseB(take));
+      }
+    }
+    const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+    const rows: Record<string, string | number>[] = [];
+    for (const [i, [name, , contended]] of contenders.entries()) {
+      const c = await handoff(8, C_OPS, () => contended('bench:c'), () => new Promise((r) => setTimeout(r, 1)));
+      rows.push({
+        contender: name,
+        'A seq ops/s': median(a[i]!),
+        'A vs raw': median(a[i]!) / median(a[0]!),
+        'B 16 keys ops/s': median(b[i]!),
+        'B vs raw': median(b[i]!) / median(b[0]!),
+        'C ops/s': c.ops,
+        'C gap p50 ms': c.p50,
+        'C gap p99 ms': c.p99,
+      });
+    }
+    await locks.close();
+    for (const c of pinned) c.release();
+    return rows;
+  } finally {
+    await db.drop();
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  console.log(table(await benchPostgres()));
+}
