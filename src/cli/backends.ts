@@ -68,8 +68,10 @@ export async function backendFor(url: string): Promise<OpenBackend> {
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     const { postgresBackend } = await optional<{ postgresBackend: (o: object) => LockBackend }>('../backends/postgres/index.js', 'the postgres backend');
-    const pg = await optional<{ default: { Pool: new (o: object) => { end(): Promise<void> } } }>('pg', 'the postgres backend needs pg, which');
+    const pg = await optional<{ default: { Pool: new (o: object) => { end(): Promise<void>; on(e: 'error', l: () => void): unknown } } }>('pg', 'the postgres backend needs pg, which');
     const pool = new pg.default.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 5_000 });
+    // An idle connection the server ends emits on the pool; the pool then drops it.
+    pool.on('error', () => undefined);
     return { backend: postgresBackend({ pool }), close: () => pool.end() };
   }
   if (url === 'memory:') throw new UsageError('memory: lives inside one process, so it cannot coordinate commands');

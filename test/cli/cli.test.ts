@@ -1,4 +1,5 @@
-// The built `locksmith` command, run as real child processes on the file backend.
+// The built `locksmith` command, run as real child processes on the file backend, and on real
+// Redis, Redlock and PostgreSQL servers.
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -7,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileNameFor } from '../../src/backends/file/index.js';
+import { createDatabase } from '../support/postgres.js';
 import { RedisNode } from '../support/redis.js';
 
 const root = resolve(import.meta.dirname, '../..');
@@ -52,6 +54,29 @@ before(() => {
   if (!existsSync(bin)) execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'inherit' });
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Two runs serialize with rising fences; status sees a holder; a busy name exits 75; elect leads. */
+async function runStatusElect(url: string, tag: string): Promise<void> {
+  const log = join(dir, `${tag}-serial.log`);
+  const script = `echo start >> ${log}; sleep 0.2; echo end >> ${log}`;
+  const runs = [0, 1].map(() => cli('run', `${tag}-serial`, '--backend', url, '--fence-env', 'F', '--', 'sh', '-c', `${script}; echo $F`));
+  assert.deepEqual(await Promise.all(runs.map((r) => r.code)), [0, 0], runs.map((r) => r.err()).join(''));
+  assert.equal(readFileSync(log, 'utf8'), 'start\nend\n'.repeat(2));
+  const fences = runs.map((r) => BigInt(r.out().trim())).sort((a, b) => (a < b ? -1 : 1));
+  assert.ok(fences[1]! > fences[0]!);
+  const holder = cli('run', `${tag}-held`, '--backend', url, '--', 'sh', '-c', 'echo ready; sleep 5');
+  await holder.waitFor('ready');
+  const status = cli('status', `${tag}-held`, '--backend', url, '--json');
+  assert.equal(await status.code, 0, status.err());
+  assert.equal((JSON.parse(status.out()) as { held: boolean }).held, true);
+  const busy = cli('run', `${tag}-held`, '--backend', url, '--wait', '100ms', '--', 'true');
+  assert.equal(await busy.code, 75);
+  holder.kill('SIGTERM');
+  await holder.code;
+  const leader = cli('elect', `${tag}-leader`, '--backend', url, '--value', 'n1', '--', 'sh', '-c', 'echo leading');
+  assert.equal(await leader.code, 0, leader.err());
+  assert.match(leader.out(), /leading/);
+}
 
 describe('locksmith CLI', () => {
   test('run passes the exit code through and the fence through --fence-env', async () => {
@@ -150,28 +175,20 @@ describe('locksmith CLI', () => {
   test('run, status and elect work against Redis with --backend redis://', async () => {
     const node = await RedisNode.start();
     try {
-      const url = `${node.url}/0`;
-      const log = join(dir, 'redis-serial.log');
-      const script = `echo start >> ${log}; sleep 0.2; echo end >> ${log}`;
-      const runs = [0, 1].map(() => cli('run', 'redis-serial', '--backend', url, '--fence-env', 'F', '--', 'sh', '-c', `${script}; echo $F`));
-      assert.deepEqual(await Promise.all(runs.map((r) => r.code)), [0, 0]);
-      assert.equal(readFileSync(log, 'utf8'), 'start\nend\n'.repeat(2));
-      const fences = runs.map((r) => BigInt(r.out().trim())).sort((a, b) => (a < b ? -1 : 1));
-      assert.ok(fences[1]! > fences[0]!);
-      const holder = cli('run', 'redis-held', '--backend', url, '--', 'sh', '-c', 'echo ready; sleep 5');
-      await holder.waitFor('ready');
-      const status = cli('status', 'redis-held', '--backend', url, '--json');
-      assert.equal(await status.code, 0);
-      assert.equal((JSON.parse(status.out()) as { held: boolean }).held, true);
-      const busy = cli('run', 'redis-held', '--backend', url, '--wait', '100ms', '--', 'true');
-      assert.equal(await busy.code, 75);
-      holder.kill('SIGTERM');
-      await holder.code;
-      const leader = cli('elect', 'redis-leader', '--backend', url, '--value', 'n1', '--', 'sh', '-c', 'echo leading');
-      assert.equal(await leader.code, 0);
-      assert.match(leader.out(), /leading/);
+      await runStatusElect(`${node.url}/0`, 'redis');
     } finally {
       await node.stop();
+    }
+  });
+
+  test('run, status and elect work against PostgreSQL with --backend postgres://', async () => {
+    const db = await createDatabase();
+    try {
+      const c = db.config;
+      const url = c.connectionString ?? `postgres://${c.user ?? 'postgres'}${c.password ? `:${String(c.password)}` : ''}@${c.host ?? '127.0.0.1'}:${c.port ?? 5432}/${c.database ?? ''}`;
+      await runStatusElect(url, 'pg');
+    } finally {
+      await db.drop();
     }
   });
 
@@ -195,6 +212,9 @@ describe('locksmith CLI', () => {
     assert.equal(await r.code, 75);
     assert.match(r.err(), /^locksmith: x could not be taken: .*ECONNREFUSED.*\n$/);
     assert.ok(performance.now() - t0 < 15_000);
+    const p = cli('run', 'x', '--backend', 'postgres://postgres@127.0.0.1:1/none', '--wait', '1s', '--', 'true');
+    assert.equal(await p.code, 75);
+    assert.match(p.err(), /^locksmith: x could not be taken: .*ECONNREFUSED.*\n$/);
   });
 });
 
