@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdtempSync, openSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -44,7 +44,7 @@ function child(...args: string[]): { proc: ChildProcess; lines: string[]; line: 
 
 /** Whether some open file (any process) has registered as waiting on `key`'s lock file. */
 function registered(key: string, where = dir): boolean {
-  const fd = openSync(join(where, fileNameFor(key)), 'r+');
+  const fd = openSync(join(where, fileNameFor(key)), 'r');
   try {
     return ofd().probe(fd, EXCLUSIVE, WAITERS, 1) !== 0;
   } finally {
@@ -141,6 +141,19 @@ describe('file backend', () => {
     await locks.close();
   });
 
+  test('a waiter in another process is woken at once when the holder crashes, not by polling', async () => {
+    const holder = child('hold', dir, 'crash-wake');
+    const [, fence] = (await holder.line()).split(' ');
+    const waiter = child('wait', dir, 'crash-wake');
+    assert.equal(await waiter.line(), 'waiting');
+    const got = waiter.line();
+    holder.proc.kill('SIGKILL'); // no release, no touch: only the kernel closing its files
+    const line = await Promise.race([got, new Promise<string>((r) => setTimeout(() => r('not woken'), 15_000).unref())]);
+    assert.match(line, /^got \d+$/);
+    assert.ok(BigInt(line.split(' ')[1]!) > BigInt(fence!));
+    assert.equal(await waiter.exit, 0);
+  });
+
   test('a wait aborted midway leaves no registration, no open file and no wake-up behind', async () => {
     const sub = mkdtempSync(join(dir, 'abort-'));
     const holder = new Locksmith(fileBackend({ dir: sub, linger: 50 }));
@@ -223,6 +236,20 @@ describe('file backend', () => {
     assert.equal(existsSync(join(sub, 'shared.lock')), false);
     await second.release();
     await locks.close();
+  });
+
+  test('without its native addon the package still loads, and the file backend says what is missing', async () => {
+    // A copy of the sources with no build/ next to them: a machine where the addon could not build.
+    const root = mkdtempSync(join(dir, 'unbuilt-'));
+    cpSync(join(import.meta.dirname, '../../src'), join(root, 'src'), { recursive: true });
+    const core = (await import(join(root, 'src/index.ts'))) as typeof import('../../src/index.js');
+    const memory = (await import(join(root, 'src/backends/memory/index.ts'))) as typeof import('../../src/backends/memory/index.js');
+    const file = (await import(join(root, 'src/backends/file/index.ts'))) as typeof import('../../src/backends/file/index.js');
+    const works = new core.Locksmith(memory.memoryBackend());
+    await (await works.acquire('x')).release();
+    const broken = new core.Locksmith(file.fileBackend({ dir: root }));
+    await assert.rejects(broken.acquire('x'), (e: unknown) => e instanceof core.LockAcquisitionError && /native addon/.test(e.message) && /npm rebuild/.test(e.message));
+    await Promise.all([works.close(), broken.close()]);
   });
 
   test('bad options are rejected before any file is touched', () => {

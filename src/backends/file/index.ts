@@ -15,18 +15,16 @@
 // release's wake-up. After the page, JSON with one record per shared holder, for inspect().
 
 import { createHash } from 'node:crypto';
-import { closeSync, constants, fstatSync, mkdirSync, openSync, readSync, statSync, unlinkSync, watch, writeSync, type FSWatcher } from 'node:fs';
+import { closeSync, constants, fstatSync, mkdirSync, openSync, readSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo, LeaseMode } from '../../backend.js';
 import { LockAcquisitionError, LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
-import { EXCLUSIVE, INTENT, MAIN, META, SHARED, SLOTS, UNLOCK, WAITERS, ofd, type Header, type OfdLocks } from './native.js';
+import { EXCLUSIVE, IN_ATTRIB, IN_GONE, INTENT, MAIN, META, SHARED, SLOTS, UNLOCK, WAITERS, ofd, unwatchFile, watchFile, type Change, type Header, type OfdLocks } from './native.js';
 
 /** Where shared holders' records start: after the header page. */
 const RECORDS = 4096;
-/** Released files kept open per name. */
-const SPARES = 2;
 
 /** How long to keep trying for META before giving up: it is only held for a read and a write. */
 const META_PATIENCE_MS = 2_000;
@@ -35,9 +33,9 @@ export interface FileBackendOptions {
   /** Where lock files live (created if missing). Default: <os tmpdir>/locksmith. */
   dir?: string;
   /**
-   * How often a refused waiter retries, in ms (default 25). Releases wake waiters through file
-   * change events at once; the poll is the net for a holder that died (the kernel frees its lock
-   * silently).
+   * How often a refused waiter retries, in ms (default 25). Releases, and holders that die (the
+   * kernel closes their files), wake waiters through inotify at once; the poll is only a net for a
+   * wake-up that never comes (say, a holder on another machine sharing the directory over NFS).
    */
   poll?: number;
   /**
@@ -67,8 +65,10 @@ interface LockFile {
 }
 
 interface Watched {
+  /** Holds the read lock on WAITERS. */
   fd: number;
-  watcher: FSWatcher;
+  wd: number;
+  change: Change;
   listeners: Set<() => void>;
   timer: NodeJS.Timeout | undefined;
 }
@@ -287,8 +287,9 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
 
   /**
    * Keeps a released file open for `linger` ms, so a name used again soon costs no open and no
-   * re-create, then cleans it up (sweep). Two spares per name cover a lease and the attempt of a
-   * waiter in the same backend without reopening.
+   * re-create, then cleans it up (sweep). Every file parked while the name is busy is kept until then:
+   * closing one at once would be a change event (IN_CLOSE_WRITE) that wakes every waiter, whose
+   * attempts would park and close files of their own, and so on.
    */
   function park(key: string, file: LockFile, unlocked = false): void {
     if (!unlocked) locks().lock(file.fd, UNLOCK, 0, 0); // length 0: every range this open file holds
@@ -303,8 +304,7 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
       created.timer.unref();
       idle.set(key, (spares = created));
     }
-    if (spares.files.length >= SPARES) shut(file);
-    else spares.files.push(file);
+    spares.files.push(file);
   }
 
   function expire(key: string, spares: Spares): void {
@@ -379,30 +379,36 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
    * (a contended name is waited on again right away). While it exists it holds a read lock on
    * WAITERS, which is how a releaser knows to touch the file. Registering (the lock, then the watch)
    * happens before the caller's next attempt: a release either sees us or came before that attempt.
+   * It wakes on a release's touch and on any close of the file opened for writing, which is what a
+   * holder that crashed looks like (the kernel closes its files), so no poll is needed for that.
    */
   function subscribe(key: string, listener: () => void): boolean {
     let entry = watchers.get(key);
     if (!entry) {
-      let fd: number | undefined;
+      const path = pathOf(key);
+      let fd: number;
       try {
-        fd = openSync(pathOf(key), constants.O_RDWR);
+        // Read-only: closing it later must not look like a holder going away to other waiters.
+        fd = openSync(path, constants.O_RDONLY);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+        throw error;
+      }
+      try {
         locks().lock(fd, SHARED, WAITERS, 1);
-        // Not persistent: a watcher must not keep the process alive; the waiter's own timer does.
-        const watcher = watch(pathOf(key), { persistent: false }, (event) => {
-          notify(key);
-          // 'rename' here means the file was unlinked (swept): this watcher now watches a file nobody
-          // uses, so the next waiter must watch the new one.
-          if (event === 'rename') retire(key, created);
-        });
-        const created: Watched = { fd, watcher, listeners: new Set(), timer: undefined };
-        watcher.on('error', () => {
-          notify(key);
-          retire(key, created);
-        });
+        const created: Watched = { fd, wd: -1, change: () => undefined, listeners: new Set(), timer: undefined };
+        created.change = (mask) => {
+          if (watchers.get(key) !== created) return;
+          for (const wake of [...created.listeners]) wake();
+          // Unlinked (a sweep: the link count drops while our descriptor keeps the inode alive), moved
+          // or deleted: nobody uses this file any more, so the next waiter must watch the new one.
+          if (mask & IN_GONE || (mask & IN_ATTRIB && fstatSync(created.fd).nlink === 0)) retire(key, created);
+        };
+        created.wd = watchFile(path, created.change);
         watchers.set(key, (entry = created));
-      } catch {
-        if (fd !== undefined) closeSync(fd);
-        return false;
+      } catch (error) {
+        closeSync(fd);
+        throw error;
       }
     }
     entry.listeners.add(listener);
@@ -420,16 +426,11 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
     entry.timer.unref();
   }
 
-  function notify(key: string): void {
-    const entry = watchers.get(key);
-    if (entry) for (const listener of [...entry.listeners]) listener();
-  }
-
   function retire(key: string, entry: Watched): void {
     if (watchers.get(key) !== entry) return;
     watchers.delete(key);
     if (entry.timer) clearTimeout(entry.timer);
-    entry.watcher.close();
+    unwatchFile(entry.wd, entry.change);
     closeSync(entry.fd);
   }
 
@@ -507,7 +508,9 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
           unsubscribe(key, done);
           resolve();
         };
-        if (!subscribe(key, done)) return resolve(); // no file: the key is free now
+        // No file: the key is free now. A watch that cannot be set up (no inotify instances or
+        // watches left, say) throws, and the waiter falls back to polling instead of spinning.
+        if (!subscribe(key, done)) return resolve();
         signal.addEventListener('abort', done, { once: true });
       });
     },
@@ -521,7 +524,7 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
       for (const fd of intents.values()) closeSync(fd);
       intents.clear();
       for (const [key, entry] of [...watchers]) {
-        for (const listener of [...entry.listeners]) listener();
+        for (const wake of [...entry.listeners]) wake();
         retire(key, entry);
       }
       for (const [key, spares] of [...idle]) {

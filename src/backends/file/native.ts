@@ -43,7 +43,22 @@ export interface OfdLocks {
   holder(header: Header): [owner: string, fence: bigint, expiresAt: number, pid: number] | null;
   /** Drops every range this open file holds and wakes registered waiters; true when it woke them. */
   release(fd: number): boolean;
+  /** Use watchFile() instead: one listener gets the events of every watch. */
+  watch(path: string, listener: (wd: number, mask: number) => void): number;
+  unwatch(wd: number): void;
 }
+
+// inotify event bits (<sys/inotify.h>).
+export const IN_ATTRIB = 0x4;
+/** The watched file was deleted or moved away, or the watch ended. */
+export const IN_GONE = 0x400 | 0x800 | 0x8000;
+const IN_IGNORED = 0x8000;
+
+export type Change = (mask: number) => void;
+
+/** Listeners per watch descriptor. Kept on the addon object, which an ESM and a CJS copy of this module share. */
+type Registry = Map<number, Set<Change>>;
+const REGISTRY = Symbol.for('locksmith.file.watches');
 
 let loaded: OfdLocks | undefined;
 
@@ -67,4 +82,48 @@ export function ofd(): OfdLocks {
   }
   loaded = addon as OfdLocks;
   return loaded;
+}
+
+function registry(l: OfdLocks): Registry {
+  const holder = l as OfdLocks & { [REGISTRY]?: Registry };
+  return (holder[REGISTRY] ??= new Map<number, Set<Change>>());
+}
+
+function dispatch(this: void, wd: number, mask: number): void {
+  const watches = registry(ofd());
+  // wd -1: the kernel's queue overflowed and events were lost, so every watcher hears of it.
+  const sets = wd === -1 ? [...watches.values()] : [watches.get(wd)];
+  if (mask & IN_IGNORED) watches.delete(wd);
+  for (const set of sets) {
+    for (const listener of [...(set ?? [])]) {
+      try {
+        listener(mask);
+      } catch {
+        // A listener only wakes waiters; it must not take the others down with it.
+      }
+    }
+  }
+}
+
+/**
+ * Watches the file at `path` for the events that can free a lock (see native/ofd.c). Every watch
+ * of one file in this process shares a descriptor, so listeners are counted here.
+ */
+export function watchFile(path: string, listener: Change): number {
+  const l = ofd();
+  const wd = l.watch(path, dispatch);
+  const watches = registry(l);
+  let set = watches.get(wd);
+  if (!set) watches.set(wd, (set = new Set()));
+  set.add(listener);
+  return wd;
+}
+
+export function unwatchFile(wd: number, listener: Change): void {
+  const l = ofd();
+  const watches = registry(l);
+  const set = watches.get(wd);
+  if (!set?.delete(listener) || set.size > 0) return;
+  watches.delete(wd);
+  l.unwatch(wd);
 }
