@@ -180,6 +180,8 @@ async function strike(context: FaultContext, fault: string, plan: (client: Clien
         released();
       }
     })();
+    // Awaited below, once the strike resolves; until then a failed heal must not count as unhandled.
+    done.catch(() => undefined);
     // The holder's reply waits for this, not for the whole fault.
     return reply.then(() => true);
   });
@@ -187,12 +189,11 @@ async function strike(context: FaultContext, fault: string, plan: (client: Clien
   return { injected: true, detail: await done };
 }
 
-const servers = (system: SystemUnderTest): readonly ServerNode[] => system.nodes;
 const names = (nodes: readonly ServerNode[]): string => nodes.map((n) => n.name).join('+');
 
 /** A few distinct nodes, drawn from the schedule's generator. */
 function pick(context: FaultContext, count: number): ServerNode[] {
-  const pool = [...servers(context.system)];
+  const pool = [...context.system.nodes];
   const out: ServerNode[] = [];
   while (out.length < count && pool.length > 0) out.push(...pool.splice(context.random.int(0, pool.length - 1), 1));
   return out;
