@@ -143,7 +143,7 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
     return native;
   }
 
-    function plainOpen(path: string, create: boolean): number {
+  function plainOpen(path: string, create: boolean): number {
     return openSync(path, create ? constants.O_RDWR | constants.O_CREAT : constants.O_RDWR, 0o666);
   }
 
@@ -342,16 +342,22 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
     }
     for (;;) {
       const file = openFor(req.key);
-      let fence: bigint | false | null = false;
+      let fence: bigint | false | null;
       try {
         fence = req.mode === 'exclusive' ? l.grant(file.fd, file.header, file.path, file.ino, req.owner, Date.now() + req.ttl) : await share(l, file, req);
-        if (fence === false && req.mode === 'exclusive' && req.intent) announce(req.key, req.owner);
-      } finally {
-        if (fence === null) shut(file); // locked a file a sweeper just unlinked: try the one at the path now
-        else if (fence === false) park(req.key, file);
+      } catch (error) {
+        park(req.key, file); // dropping whatever it got so far
+        throw error;
       }
-      if (fence === null) continue;
-      if (fence === false) return { granted: false, retryAfter: poll };
+      if (fence === null) {
+        shut(file); // locked a file a sweeper just unlinked: try the one at the path now
+        continue;
+      }
+      if (fence === false) {
+        park(req.key, file, true); // a refused attempt is left holding nothing
+        if (req.mode === 'exclusive' && req.intent) announce(req.key, req.owner);
+        return { granted: false, retryAfter: poll };
+      }
       withdraw(req.key, req.owner);
       const held: Held = { file, mode: req.mode, fence, timer: undefined };
       leases.set(k, held);
