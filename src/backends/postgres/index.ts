@@ -10,7 +10,7 @@ import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo 
 import { LockAcquisitionError, LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
 import { advisoryKey, slotKey } from './keys.js';
-import { statements, type Statements } from './sql.js';
+import { releaseKind, statements, type Statements } from './sql.js';
 import { quoteIdentifier } from './identifier.js';
 
 export { advisoryKey } from './keys.js';
@@ -30,6 +30,8 @@ export interface PgClientLike {
 export interface PgPoolLike {
   connect(): Promise<PgClientLike>;
   options?: { max?: number };
+  /** Callers waiting for a connection (pg-pool); spares are given back at once while there are any. */
+  waitingCount?: number;
 }
 
 export interface PostgresBackendOptions {
@@ -48,6 +50,12 @@ export interface PostgresBackendOptions {
 
 /** Semaphores take one advisory key per slot; every attempt tries them all, so keep them few. */
 export const MAX_SLOTS = 1024;
+/**
+ * How many connections a backend keeps after releases (at most a quarter of the pool, so your own
+ * queries keep most of it), and for how long, before the pool gets them back.
+ */
+const MAX_SPARES = 4;
+const SPARE_LINGER_MS = 200;
 /** How often the server checks that a waiting session's client is still there (see sql.ts). */
 const CHECK_INTERVAL_MS = 250;
 /** Slack added to a server-side wait's lock_timeout: the client gives up first and withdraws it. */
@@ -64,6 +72,12 @@ interface Pinned {
   restoreIdle: string;
   /** application_name before a grant named the session after its holder, put back at release. */
   restoreApp: string;
+  /** A grant changed the session's settings, and they have not been put back yet. */
+  dirty: boolean;
+  /** The idle_session_timeout the last grant set: a spare must go back to the pool before it. */
+  idleTtl: number;
+  /** A spare's linger. */
+  spareTimer: NodeJS.Timeout | undefined;
   readonly onError: (error: Error) => void;
   readonly onEnd: () => void;
 }
@@ -115,9 +129,16 @@ function isPool(pool: unknown): pool is PgPoolLike {
 }
 
 /** A statement's name for pg's per-connection cache: the same text always gets the same name. */
-const named = (text: string): { name: string; text: string } => ({ name: `locksmith_${createHash('sha1').update(text).digest('hex').slice(0, 16)}`, text });
+type Named = { name: string; text: string };
+const named = (text: string): Named => ({ name: `locksmith_${createHash('sha1').update(text).digest('hex').slice(0, 16)}`, text });
 
-type Prepared = { [K in keyof Statements]: { name: string; text: string } };
+type Prepared = { [K in Exclude<keyof Statements, 'release'>]: Named } & { release: Record<string, Named> };
+
+function prepared(all: Statements): Prepared {
+  const { release, ...rest } = all;
+  const each = (o: Record<string, string>): Record<string, Named> => Object.fromEntries(Object.entries(o).map(([k, text]) => [k, named(text)]));
+  return { ...(each(rest) as Omit<Prepared, 'release'>), release: each(release) };
+}
 
 export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   const o = checkOptionNames(options, ['pool', 'sequence', 'key', 'connectTimeout'], 'postgresBackend()');
@@ -132,8 +153,9 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   const connectTimeout = connectTimeoutOption;
   // NOTIFY channels are identifiers too: one per sequence, so separate ones do not wake each other.
   const channel = `${sequence.replace('.', '_')}_wake`.slice(0, 63);
-  const sql = Object.fromEntries(Object.entries(statements(quoted) as unknown as Record<string, string>).map(([k, text]) => [k, named(text)])) as Prepared;
+  const sql = prepared(statements(quoted));
   const max = pool.options?.max ?? 10;
+  const maxSpares = Math.min(MAX_SPARES, Math.floor(max / 4));
 
   const held = new Map<string, Map<string, Held>>();
   const waits = new Map<string, Map<string, Waiting>>();
@@ -141,6 +163,8 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   const wakers = new Map<string, Set<() => void>>();
   const lostListeners: ((key: string, owner: string, reason: unknown) => void)[] = [];
   const slotCache = new Map<string, bigint[]>();
+  /** Connections kept for a moment after a release (see recycle); counted as pinned. */
+  const spares: Pinned[] = [];
   let pinnedCount = 0;
   let ready: Promise<void> | undefined;
   let listener: Promise<Pinned> | undefined;
@@ -202,6 +226,14 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   const connectionLost = (pin: Pinned, reason: unknown): void => {
     if (pin.dead) return;
     pin.dead = true;
+    const spare = spares.indexOf(pin);
+    if (spare >= 0) {
+      // A spare the server ended (its idle_session_timeout, a restart): it held nothing.
+      spares.splice(spare, 1);
+      clearTimeout(pin.spareTimer);
+      unpin(pin, true);
+      return;
+    }
     for (const [key, owners] of held) {
       for (const [owner, h] of owners) {
         if (h.pin !== pin) continue;
@@ -213,6 +245,11 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   };
 
   async function pin(key: string): Promise<Pinned> {
+    const spare = spares.pop();
+    if (spare) {
+      clearTimeout(spare.spareTimer);
+      return spare;
+    }
     if (pinnedCount >= max) {
       throw new LockAcquisitionError(
         `could not acquire "${key}": all ${max} connections of the pool are pinned by locks this backend holds or waits for (each needs its own connection); raise the pool's max`,
@@ -235,6 +272,9 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       dead: false,
       restoreIdle: '0',
       restoreApp: '',
+      dirty: false,
+      idleTtl: 0,
+      spareTimer: undefined,
       onError: (error: Error) => connectionLost(pinned, error),
       onEnd: () => connectionLost(pinned, new Error('the connection ended')),
     };
@@ -258,12 +298,51 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   }
 
   /** A grant's row; what the grant changed on the session is put back at release. */
-  const grantOf = (pinned: Pinned, row: Record<string, unknown> | undefined): { fence: bigint; lockKey: bigint } | undefined => {
+  const grantOf = (pinned: Pinned, row: Record<string, unknown> | undefined, ttl: number): { fence: bigint; lockKey: bigint } | undefined => {
     if (!row) return undefined;
-    pinned.restoreIdle = String(row.idle);
-    pinned.restoreApp = String(row.app);
+    // A spare's settings are still the last grant's: what to restore was read when it was fresh.
+    if (!pinned.dirty) {
+      pinned.restoreIdle = String(row.idle);
+      pinned.restoreApp = String(row.app);
+      pinned.dirty = true;
+    }
+    pinned.idleTtl = ttl;
     return { fence: BigInt(String(row.fence)), lockKey: BigInt(String(row.k)) };
   };
+
+  /**
+   * A connection we are done with. Kept as a spare for a moment (its settings as the last grant left
+   * them), so the next lock skips the pool and the release needs no restore; given back to the pool
+   * with its settings restored before its idle_session_timeout could end it.
+   */
+  function recycle(pinned: Pinned): void {
+    if (pinned.dead) return unpin(pinned, true);
+    // Never while others wait for the pool: our spare must not delay their queries.
+    if (!closed && spares.length < maxSpares && !(pool.waitingCount! > 0)) {
+      spares.push(pinned);
+      const linger = pinned.dirty ? Math.min(SPARE_LINGER_MS, Math.floor(pinned.idleTtl / 2)) : SPARE_LINGER_MS;
+      pinned.spareTimer = setTimeout(() => {
+        const at = spares.indexOf(pinned);
+        if (at >= 0) spares.splice(at, 1);
+        void giveBack(pinned);
+      }, linger);
+      pinned.spareTimer.unref();
+      return;
+    }
+    void giveBack(pinned);
+  }
+
+  /** Restores what our grants changed on the session, then returns it to the pool. */
+  async function giveBack(pinned: Pinned): Promise<void> {
+    if (!pinned.dirty || pinned.dead) return unpin(pinned, pinned.dead);
+    try {
+      await pinned.client.query({ ...sql.restore, values: [pinned.restoreIdle, pinned.restoreApp] });
+      pinned.dirty = false;
+      unpin(pinned, false);
+    } catch {
+      unpin(pinned, true);
+    }
+  }
 
   const slotOf = (req: { mode: AcquireRequest['mode']; owner: string }): string => (req.mode === 'exclusive' ? '' : req.owner);
 
@@ -277,10 +356,10 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     const statement = req.mode === 'shared' ? sql.waitShared : sql.waitExclusive;
     const name = sessionName(undefined, req.mode, req.ttl, req.owner);
     pinned.client
-      .query({ ...statement, values: [[String(nameKey)], name.prefix, name.suffix, String(timeout), String(CHECK_INTERVAL_MS)] })
+      .query({ ...statement, values: [String(nameKey), name.prefix, name.suffix, String(timeout), String(CHECK_INTERVAL_MS)] })
       .then(
         (result) => {
-          const g = grantOf(pinned, result.rows[0]);
+          const g = grantOf(pinned, result.rows[0], req.ttl);
           if (!g) throw new Error('the server-side wait returned no grant');
           w.grant = g;
         },
@@ -356,7 +435,6 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     }
     // Permits are exclusive locks on slot keys; the semaphore as a whole is shared.
     const exclusive = req.mode === 'exclusive' || permit;
-    const keys = permit ? slots(nameKey, req.limit!) : [nameKey];
     // Waiters the server cannot queue are woken by NOTIFY: writers that let readers pass (a queued
     // writer holds back new readers on the server) and permits (a slot each); so their releases
     // notify, and so do reads, which such writers wait for.
@@ -367,14 +445,15 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     let row: Record<string, unknown> | undefined;
     try {
       await prepare(pinned);
-      const statement = exclusive ? sql.tryExclusive : sql.tryShared;
+      const statement = permit ? sql.tryPermit : exclusive ? sql.tryExclusive : sql.tryShared;
       const name = sessionName(permit ? nameKey : undefined, req.mode, req.ttl, req.owner);
-      row = (await pinned.client.query({ ...statement, values: [keys.map(String), name.prefix, name.suffix, req.ttl] })).rows[0];
+      const first = permit ? slots(nameKey, req.limit!).map(String) : String(nameKey);
+      row = (await pinned.client.query({ ...statement, values: [first, name.prefix, name.suffix, req.ttl] })).rows[0];
     } catch (error) {
       unpin(pinned, true);
       throw error;
     }
-    const g = grantOf(pinned, row);
+    const g = grantOf(pinned, row, req.ttl);
     if (g) {
       put(held, req.key, req.owner, { pin: pinned, mode: req.mode, permit, fence: g.fence, lockKey: g.lockKey, nameKey, notify, renewing: undefined });
       return { granted: true, fence: g.fence };
@@ -387,7 +466,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       startWait(req, pinned, nameKey, notify);
       return { granted: false };
     }
-    unpin(pinned, false);
+    recycle(pinned);
     return { granted: false };
   }
 
@@ -410,7 +489,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
         try {
           await p.client.query({ text: 'SELECT pg_cancel_backend($1)', values: [pid] });
         } finally {
-          unpin(p, false);
+          recycle(p);
         }
         await Promise.race([w.done, sleep(CANCEL_WAIT_MS)]);
       } catch {
@@ -437,10 +516,12 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       return false;
     }
     let ok: boolean;
+    let restoring: boolean;
     try {
-      const shared = h.mode === 'shared' && !h.permit;
-      const statement = h.notify ? (shared ? sql.releaseSharedNotify : sql.releaseExclusiveNotify) : shared ? sql.releaseShared : sql.releaseExclusive;
-      const values = [String(h.lockKey), h.pin.restoreIdle, h.pin.restoreApp, ...(h.notify ? [channel, String(h.nameKey)] : [])];
+      // Kept as a spare, the session keeps its settings; given back, it gets them restored now.
+      restoring = closed || spares.length >= maxSpares || pool.waitingCount! > 0;
+      const statement = sql.release[releaseKind(h.mode === 'shared' && !h.permit, h.notify, restoring)]!;
+      const values = [String(h.lockKey), ...(restoring ? [h.pin.restoreIdle, h.pin.restoreApp] : []), ...(h.notify ? [channel, String(h.nameKey)] : [])];
       const r = await h.pin.client.query({ ...statement, values });
       ok = r.rows[0]?.ok === true;
     } catch (error) {
@@ -450,7 +531,11 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       throw error;
     }
     // A session that says it held nothing has lost a lock we thought it had: do not reuse it.
-    unpin(h.pin, !ok);
+    if (!ok) unpin(h.pin, true);
+    else if (restoring) {
+      h.pin.dirty = false;
+      unpin(h.pin, false);
+    } else recycle(h.pin);
     return ok;
   }
 
@@ -467,7 +552,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       await prepare(pinned);
       rows = (await pinned.client.query({ ...sql.inspect, values: [String(nameKey), `lsp:${hex(nameKey)}:%`] })).rows;
     } finally {
-      unpin(pinned, false);
+      recycle(pinned);
     }
     if (rows.length === 0) return null;
     const now = Date.now();
@@ -560,6 +645,9 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       await Promise.all(all.map(withdraw));
       for (const [, owners] of held) for (const [, h] of owners) unpin(h.pin, true);
       held.clear();
+      const kept = spares.splice(0);
+      for (const p of kept) clearTimeout(p.spareTimer);
+      await Promise.all(kept.map(giveBack));
       const l = listener;
       listener = undefined;
       if (l) await l.then((p) => unpin(p, true), () => undefined);

@@ -33,26 +33,31 @@ export const nextFence = (seq: string): string =>
  * order; $2 the name's prefix up to the fence; $3 ":" + owner; $4 ttl ms (a try), `extra` after.
  */
 function grant(seq: string, take: string, setTtl: boolean): string {
-  return `WITH got AS MATERIALIZED (${take}), f AS MATERIALIZED (SELECT got.k, ${nextFence(seq)} AS v FROM got)
-SELECT f.v::text AS fence, f.k::text AS k, current_setting('application_name') AS app, current_setting('idle_session_timeout') AS idle,
-  set_config('application_name', $2::text || to_hex(f.v) || $3::text, false) AS named${setTtl ? `, set_config('idle_session_timeout', $4::text, false) AS ttl` : ''}
-FROM f`;
+  // The settings are made inside the materialized CTE, so their results are not sent back.
+  return `WITH got AS MATERIALIZED (${take}), f AS MATERIALIZED (
+  SELECT got.k, n.v, current_setting('application_name') AS app, current_setting('idle_session_timeout') AS idle,
+    set_config('application_name', $2::text || to_hex(n.v) || $3::text, false) AS named${setTtl ? `, set_config('idle_session_timeout', $4::text, false) AS ttl` : ''}
+  FROM got, LATERAL (SELECT ${nextFence(seq)} AS v) n
+)
+SELECT v::text AS fence, k::text AS k, app, idle FROM f`;
 }
 
 /**
- * The first key of $1 that is free, taken without waiting. LIMIT 1 stops the scan at the first lock
- * taken, so a semaphore takes at most one slot, trying them in order.
+ * The first key of $1 (an array) that is free, taken without waiting. LIMIT 1 stops the scan at the
+ * first lock taken, so a semaphore takes at most one slot, trying them in order.
  */
-const tryTake = (fn: string): string => `SELECT k FROM unnest($1::bigint[]) AS k WHERE ${fn}(k) LIMIT 1`;
+const trySlots = `SELECT k FROM unnest($1::bigint[]) AS k WHERE pg_try_advisory_lock(k) LIMIT 1`;
+/** The one key $1, taken without waiting. */
+const tryTake = (fn: string): string => `SELECT $1::bigint AS k WHERE ${fn}($1::bigint)`;
 
 /**
- * Waits on the server for the one key in $1 (the server queues waiters in order and grants at
+ * Waits on the server for the one key $1 (the server queues waiters in order and grants at
  * release, with no round trip of the waiter's). lock_timeout ($4) bounds the wait in case the client
  * never withdraws it; client_connection_check_interval ($5) lets the server notice within that time
  * that a withdrawn waiter's connection was closed, and leave the queue. Both only for this statement.
  */
 const waitTake = (fn: string): string =>
-  `SELECT s.k, ${fn}(s.k) AS locked FROM (SELECT ($1::bigint[])[1] AS k, set_config('lock_timeout', $4::text, true) AS t, set_config('client_connection_check_interval', $5::text, true) AS c) s`;
+  `SELECT s.k, ${fn}(s.k) AS locked FROM (SELECT $1::bigint AS k, set_config('lock_timeout', $4::text, true) AS t, set_config('client_connection_check_interval', $5::text, true) AS c) s`;
 
 /**
  * The lease's server-side ttl is idle_session_timeout: the server ends a session idle that long, and
@@ -61,40 +66,53 @@ const waitTake = (fn: string): string =>
  * while): the caller sets it when it takes the grant, counting its validity from before that.
  */
 export interface Statements {
-  /** Exclusive (a plain lock or a read-write writer) or a semaphore permit (one of the slot keys). */
+  /** Exclusive: a plain lock or a read-write writer. */
   tryExclusive: string;
+  /** A semaphore permit: the first free one of the slot keys. */
+  tryPermit: string;
   tryShared: string;
   waitExclusive: string;
   waitShared: string;
   /** $1 ttl ms, $2 the session's name: the liveness check that renews the lease. */
   extend: string;
-  /** $1 key held, $2 idle_session_timeout and $3 application_name to restore. */
-  releaseExclusive: string;
-  releaseShared: string;
-  /** As the releases, then wakes waiters that listen: $4 channel, $5 payload (the name's key). */
-  releaseExclusiveNotify: string;
-  releaseSharedNotify: string;
+  /**
+   * By kind: s (shared) or x (exclusive, permits too), then n (wakes waiters that listen), then r
+   * (restores the session's settings for the pool; without it the connection stays ours, a spare).
+   * $1 key held; then (r) idle_session_timeout and application_name to restore; then (n) the channel
+   * and the payload, the name's key.
+   */
+  release: Record<string, string>;
+  /** $1 idle_session_timeout, $2 application_name: a spare connection given back to the pool. */
+  restore: string;
   /** $1 name key, $2 LIKE pattern of its permits' session names. */
   inspect: string;
   create: string;
 }
 
-const release = (fn: string, notify: boolean): string =>
-  `SELECT ${fn}($1::bigint) AS ok, set_config('idle_session_timeout', $2::text, false) AS ttl, set_config('application_name', $3::text, false) AS named${
-    notify ? ', pg_notify($4::text, $5::text)::text AS woke' : ''
-  }`;
+/** See Statements.release. The unlock comes first: the lateral row after it does the rest. */
+function release(shared: boolean, notify: boolean, restore: boolean): string {
+  const after = [
+    ...(restore ? [`set_config('idle_session_timeout', $2::text, false)`, `set_config('application_name', $3::text, false)`] : []),
+    ...(notify ? [restore ? `pg_notify($4::text, $5::text)::text` : `pg_notify($2::text, $3::text)::text`] : []),
+  ];
+  const unlock = `SELECT ${shared ? 'pg_advisory_unlock_shared' : 'pg_advisory_unlock'}($1::bigint) AS ok`;
+  return after.length ? `SELECT u.ok FROM (${unlock}) u, LATERAL (SELECT ${after.join(', ')} OFFSET 0) s` : unlock;
+}
+
+export const releaseKind = (shared: boolean, notify: boolean, restore: boolean): string => `${shared ? 's' : 'x'}${notify ? 'n' : ''}${restore ? 'r' : ''}`;
 
 export function statements(seq: string): Statements {
   return {
     tryExclusive: grant(seq, tryTake('pg_try_advisory_lock'), true),
+    tryPermit: grant(seq, trySlots, true),
     tryShared: grant(seq, tryTake('pg_try_advisory_lock_shared'), true),
     waitExclusive: grant(seq, waitTake('pg_advisory_lock'), false),
     waitShared: grant(seq, waitTake('pg_advisory_lock_shared'), false),
-    extend: `SELECT set_config('idle_session_timeout', $1::text, false) AS ttl, set_config('application_name', $2::text, false) AS named`,
-    releaseExclusive: release('pg_advisory_unlock', false),
-    releaseShared: release('pg_advisory_unlock_shared', false),
-    releaseExclusiveNotify: release('pg_advisory_unlock', true),
-    releaseSharedNotify: release('pg_advisory_unlock_shared', true),
+    extend: `SELECT 1 AS ok FROM (SELECT set_config('idle_session_timeout', $1::text, false), set_config('application_name', $2::text, false) OFFSET 0) s`,
+    release: Object.fromEntries(
+      [false, true].flatMap((shared) => [false, true].flatMap((notify) => [false, true].map((restore) => [releaseKind(shared, notify, restore), release(shared, notify, restore)]))),
+    ),
+    restore: `SELECT 1 AS ok FROM (SELECT set_config('idle_session_timeout', $1::text, false), set_config('application_name', $2::text, false) OFFSET 0) s`,
     // Every granted advisory lock on the name's key, and permits named after it, with their sessions'
     // names; a holder whose name is not ours is another program's lock on the same key.
     inspect: `SELECT l.pid, l.mode, a.application_name AS app, a.state, (extract(epoch FROM a.state_change) * 1000)::float8 AS since
