@@ -1,5 +1,6 @@
-// Loads the native addon (native/ofd.c) that sets open file description locks. Loaded on first use,
-// so a failed build only affects the file backend, with a message that says what to do.
+// Loads the native addon (native/ofd.c): open file description locks, the lock file's mapped header,
+// and inotify watches read on the event loop. Loaded on first use, so a failed build only affects the
+// file backend, with a message that says what to do.
 
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
