@@ -134,6 +134,26 @@ describe('connections', () => {
     await next.release();
   });
 
+  test("connections go back to the pool with the session's settings as they were", async () => {
+    const pool = db.pool({ max: 4 });
+    const setup = await pool.connect();
+    await setup.query("SET application_name = 'mine'");
+    setup.release();
+    const locks = locksmith(pool);
+    const lock = await locks.acquire('settings', { ttl: 4_000 });
+    const named = await db.query(`SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'lse:%'`);
+    assert.match(String(named.rows[0]?.application_name), new RegExp(`^lse:fa0:${lock.fence.toString(16)}:${lock.owner.replace('.', '\\.')}$`));
+    await lock.release();
+    await locks.close(); // gives spares back at once
+    const c = await pool.connect();
+    try {
+      const r = await c.query("SELECT current_setting('application_name') AS app, current_setting('idle_session_timeout') AS idle");
+      assert.deepEqual(r.rows[0], { app: 'mine', idle: '0' });
+    } finally {
+      c.release();
+    }
+  });
+
   test('a pool busy with other work fails after connectTimeout, not never', async () => {
     const pool = db.pool({ max: 1 });
     const other = await pool.connect();
