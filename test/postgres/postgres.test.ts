@@ -142,7 +142,7 @@ describe('connections', () => {
     const locks = locksmith(pool);
     const lock = await locks.acquire('settings', { ttl: 4_000 });
     const named = await db.query(`SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'lse:%'`);
-    assert.match(String(named.rows[0]?.application_name), new RegExp(`^lse:fa0:${lock.fence.toString(16)}:${lock.owner.replace('.', '\\.')}$`));
+    assert.match(String((named.rows[0] as { application_name?: string } | undefined)?.application_name), new RegExp(`^lse:fa0:${lock.fence.toString(16)}:${lock.owner.replace('.', '\\.')}$`));
     await lock.release();
     await locks.close(); // gives spares back at once
     const c = await pool.connect();
