@@ -102,6 +102,18 @@ describe('keys', () => {
     }
   });
 
+  test('fences survive a sequence reset (what a crash does to an unlogged one)', async () => {
+    const locks = locksmith(db.pool({ max: 2 }));
+    const before = await locks.acquire('reset');
+    await before.release();
+    await db.query(`SELECT setval('locksmith_fence', 1)`);
+    const after = await locks.acquire('reset');
+    assert.ok(after.fence > before.fence, `${after.fence} after ${before.fence}`);
+    const next = await locks.acquire('reset:other');
+    assert.ok(next.fence > after.fence, 'and it counts on from there');
+    await Promise.all([after.release(), next.release()]);
+  });
+
   test('bad options are LockArgumentErrors', () => {
     const pool = db.pool({ max: 1 });
     assert.throws(() => postgresBackend({} as never), LockArgumentError);

@@ -4,12 +4,14 @@
 // fence sequence's name, validated and quoted once (identifiers cannot be parameters); names, owners
 // and durations always travel as parameters.
 //
-// Fences come from one UNLOGGED sequence, bumped in the grant and never allowed below the server's
-// clock in µs: `GREATEST(nextval, clock)`, written back with setval when the clock is ahead. So they
-// strictly increase per key (and across keys) while the server runs, without a WAL flush, and a
-// sequence emptied by a crash (unlogged ones are reset) resumes above every fence handed out before,
-// as long as the server's clock does not step back across the crash.
-//
+// Fences come from one UNLOGGED sequence, bumped in the grant: strictly increasing per key (and
+// across keys) while the server runs, with no WAL to flush and no table row to write. A crash resets
+// an unlogged sequence to its start, so the sequence starts from the server's clock in µs: a value
+// below FENCE_FLOOR (the clock in 2020) can only come from a reset sequence, and is replaced by the
+// clock, which is above every fence handed out before as long as the server's clock does not step
+// back across the crash (each grant takes far more than a µs, so the count never outruns the clock).
+// The first grants after such a reset may share a fence if they reseed in the same µs.
+
 // Who holds a lock is the session's application_name, set in the grant (and put back at release):
 //   ls<mode>:<ttl hex>:<fence hex>:<owner>         e: exclusive, s: shared, on the name's key
 //   lsp:<name key hex>:<ttl hex>:<fence hex>:<owner>  p: a semaphore permit, on one of its slot keys
@@ -23,9 +25,12 @@
 /** The server's clock, in µs since the epoch. */
 export const CLOCK = `(extract(epoch FROM clock_timestamp()) * 1000000)::bigint`;
 
-/** The next fence, from the sequence (`seq`, quoted) but not below the clock; see above. */
+/** 2020-01-01 in µs: every fence is above it, and a reset sequence's values are far below. */
+const FENCE_FLOOR = 1_577_836_800_000_000n;
+
+/** The next fence (see above); `seq` is the quoted sequence name. */
 export const nextFence = (seq: string): string =>
-  `(SELECT CASE WHEN n.v >= c.v THEN n.v ELSE setval('${seq}', c.v) END FROM (SELECT nextval('${seq}') AS v) n, (SELECT ${CLOCK} AS v) c)`;
+  `(SELECT CASE WHEN n.v >= ${FENCE_FLOOR} THEN n.v ELSE setval('${seq}', ${CLOCK}) END FROM (SELECT nextval('${seq}') AS v) n)`;
 
 /**
  * A grant: `take` yields the key obtained as `k` (or no row: refused); then, in the same statement,
