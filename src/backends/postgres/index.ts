@@ -170,8 +170,18 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   let listener: Promise<Pinned> | undefined;
   let closed = false;
 
+  /** Hot names skip the hash; bounded, as names may be endless (one per order, say). */
+  const keyCache = new Map<string, bigint>();
   const keyOf = (name: string): bigint => {
-    if (!customKey) return advisoryKey(name);
+    if (!customKey) {
+      let k = keyCache.get(name);
+      if (k === undefined) {
+        k = advisoryKey(name);
+        if (keyCache.size >= 1024) keyCache.clear();
+        keyCache.set(name, k);
+      }
+      return k;
+    }
     const k: unknown = customKey(name);
     if (typeof k !== 'bigint' || BigInt.asIntN(64, k) !== k) {
       throw new LockArgumentError(`postgresBackend(): key("${name.slice(0, 40)}") must return a bigint in the signed 64-bit range`, { key: name });
