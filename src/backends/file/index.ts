@@ -405,6 +405,9 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
         const created: Watched = { fd, wd: -1, change: () => undefined, listeners: new Set(), timer: undefined };
         created.change = (mask) => {
           if (watchers.get(key) !== created) return;
+          // Every waiter is woken even if the lock is already taken again when this event is read: a
+          // waiter that skipped those would lose every race to a holder that re-acquires at once, and
+          // other processes would starve (measured: handoffs to them all but stopped).
           for (const wake of [...created.listeners]) wake();
           // Unlinked (a sweep: the link count drops while our descriptor keeps the inode alive), moved
           // or deleted: nobody uses this file any more, so the next waiter must watch the new one.
