@@ -154,6 +154,28 @@ describe('file backend', () => {
     assert.equal(await waiter.exit, 0);
   });
 
+  test('a waiter whose lock file was swept and re-created watches the new file', async () => {
+    const sub = mkdtempSync(join(dir, 'swept-'));
+    const path = join(sub, fileNameFor('swept'));
+    const holder = new Locksmith(fileBackend({ dir: sub, linger: 50 }));
+    // Only wake-ups reach this one in time; it keeps its watcher (and spare file) long after a wait.
+    const waiter = new Locksmith(fileBackend({ dir: sub, linger: 60_000, poll: 60_000 }), { backoff: { initial: 60_000, max: 60_000 } });
+    const first = await holder.acquire('swept');
+    const waiting = waiter.acquire('swept', { wait: 20_000 });
+    await until(() => registered('swept', sub), 'the waiter registers');
+    await first.release();
+    await (await waiting).release();
+    await until(() => !existsSync(path), "the holder's sweep removes the idle file");
+    const second = await holder.acquire('swept'); // a new file at the path
+    const again = waiter.acquire('swept', { wait: 20_000 });
+    await until(() => registered('swept', sub), 'the waiter registers on the new file');
+    await second.release();
+    const lock = await again;
+    assert.ok(lock.fence > second.fence);
+    await lock.release();
+    await Promise.all([holder.close(), waiter.close()]);
+  });
+
   test('a wait aborted midway leaves no registration, no open file and no wake-up behind', async () => {
     const sub = mkdtempSync(join(dir, 'abort-'));
     const holder = new Locksmith(fileBackend({ dir: sub, linger: 50 }));
