@@ -107,6 +107,19 @@ describe('redlock', () => {
     await lock.release();
   });
 
+  test('a renewed lease outlives, on every node, what the holder believes by the drift allowance', async () => {
+    // Acquiring discounts clock drift from the validity; a renewal must too, or a node whose clock
+    // runs fast (by up to driftFactor, default 0.01) could end the lease while the holder still believes in it.
+    const a = locksmith();
+    const lock = await a.acquire('drift', { ttl: 10_000 });
+    await lock.extend(10_000);
+    const left = await Promise.all(nodes.map(async (n) => Number((await n.cli('PTTL', 'locksmith:{drift}:lease')).trim())));
+    const believed = lock.expiresAt - Date.now();
+    // 1 ms for the rounding of PTTL and expiresAt to whole ms.
+    for (const ms of left) assert.ok(ms + 1 >= believed * 1.01, `a node keeps it ${ms} ms, the holder believes ${believed} ms`);
+    await lock.release();
+  });
+
   test('read locks and semaphores are refused clearly, before any I/O', async () => {
     const a = locksmith();
     await assert.rejects(a.read('r'), LockArgumentError);

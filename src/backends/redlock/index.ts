@@ -174,9 +174,13 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
     async extend(key, owner, ttl) {
       const k = keysFor(keyPrefix, key);
       const start = performance.now();
-      const votes = await ask(SCRIPTS.extend, [k.lease, k.shared], [owner, ttl], (r) => r === 1, (v) => yes(v) >= quorum);
+      const allowance = ttl * drift + 2;
+      // The core counts a renewed lease as valid for the full ttl from `start`. A node whose clock runs
+      // fast by up to driftFactor would end a ttl-long lease before that, so the nodes are asked for
+      // the drift allowance on top: they then outlive the holder's belief, as after an acquire.
+      const votes = await ask(SCRIPTS.extend, [k.lease, k.shared], [owner, Math.ceil(ttl + allowance)], (r) => r === 1, (v) => yes(v) >= quorum);
       // An extension that came back too late has no validity left to extend.
-      if (yes(votes) >= quorum && performance.now() - start < ttl - (ttl * drift + 2)) return true;
+      if (yes(votes) >= quorum && performance.now() - start < ttl - allowance) return true;
       if (votes.filter((v) => v !== undefined && !v.ok).length > nodes.length - quorum) {
         throw new LockAcquisitionError(`"${key}": could not reach a majority to extend`, { key });
       }
