@@ -5,7 +5,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, cpSync, existsSync, mkdtempSync, openSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pathToFileURL } from 'node:url';
 import { after, describe, test } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { fileBackend, fileNameFor } from '../../src/backends/file/index.js';
 import { EXCLUSIVE, WAITERS, ofd } from '../../src/backends/file/native.js';
 import { LockArgumentError, Locksmith } from '../../src/index.js';
@@ -17,13 +20,12 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function child(...args: string[]): { proc: ChildProcess; lines: string[]; line: () => Promise<string>; exit: Promise<number | null> } {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'child.ts'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(proc);
+/** The lines a child process or worker prints; line() resolves with the next one to arrive. */
+function reader(stream: Readable): { lines: string[]; line: () => Promise<string> } {
   const lines: string[] = [];
   let waiting: ((l: string) => void) | undefined;
   let buffer = '';
-  proc.stdout.on('data', (chunk: Buffer) => {
+  stream.on('data', (chunk: Buffer) => {
     buffer += chunk.toString();
     let nl;
     while ((nl = buffer.indexOf('\n')) >= 0) {
@@ -33,13 +35,14 @@ function child(...args: string[]): { proc: ChildProcess; lines: string[]; line: 
       waiting?.(l);
     }
   });
+  return { lines, line: () => new Promise((resolve) => (waiting = resolve)) };
+}
+
+function child(...args: string[]): { proc: ChildProcess; lines: string[]; line: () => Promise<string>; exit: Promise<number | null> } {
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'child.ts'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(proc);
   const exit = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
-  return {
-    proc,
-    lines,
-    line: () => new Promise((resolve) => (waiting = resolve)),
-    exit,
-  };
+  return { proc, ...reader(proc.stdout), exit };
 }
 
 /** Whether some open file (any process) has registered as waiting on `key`'s lock file. */
@@ -174,6 +177,34 @@ describe('file backend', () => {
     assert.ok(lock.fence > second.fence);
     await lock.release();
     await Promise.all([holder.close(), waiter.close()]);
+  });
+
+  test('works in worker threads (each with its own watch on its own event loop), which may end mid-wait', async () => {
+    const locks = new Locksmith(fileBackend({ dir }));
+    const lock = await locks.acquire('worker');
+    const start = (): { worker: Worker; line: () => Promise<string>; exit: Promise<number> } => {
+      // A worker runs no --import of its own: it registers tsx before loading the TypeScript child. A
+      // data: URL has no script name in process.argv, so the first argument stands in for it.
+      const boot = `import { register } from ${JSON.stringify(import.meta.resolve('tsx/esm/api'))}; register(); await import(${JSON.stringify(pathToFileURL(join(import.meta.dirname, 'child.ts')).href)});`;
+      const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(boot)}`), { argv: ['child.ts', 'wait', dir, 'worker'], stdout: true });
+      return { worker, ...reader(worker.stdout), exit: new Promise((resolve) => worker.on('exit', resolve)) };
+    };
+    const woken = start();
+    assert.equal(await woken.line(), 'waiting');
+    await until(() => registered('worker'), 'the worker registers');
+    const got = woken.line();
+    await lock.release();
+    assert.match(await got, /^got \d+$/);
+    assert.equal(await woken.exit, 0);
+
+    const again = await locks.acquire('worker');
+    const ended = start();
+    assert.equal(await ended.line(), 'waiting');
+    await until(() => registered('worker'), 'the second worker registers');
+    await ended.worker.terminate(); // its environment's watch is torn down with it
+    await again.release();
+    await (await locks.acquire('worker', { wait: 0 })).release();
+    await locks.close();
   });
 
   test('a wait aborted midway leaves no registration, no open file and no wake-up behind', async () => {
