@@ -431,7 +431,8 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     const waiting = get(waits, req.key, slotOf(req));
     if (waiting) {
       if (!waiting.settled) {
-        waiting.interested.add(req.owner);
+        // Only a caller that will keep trying (and withdraw when it gives up) keeps the wait alive.
+        if (req.queue === true) waiting.interested.add(req.owner);
         return { granted: false };
       }
       const taken = await takeWait(req, waiting);
@@ -471,7 +472,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     const started = get(waits, req.key, slotOf(req));
     if (started && !started.settled) {
       // Another waiter of ours started one meanwhile: share it.
-      started.interested.add(req.owner);
+      if (req.queue === true) started.interested.add(req.owner);
     } else if (serverWait && !closed) {
       startWait(req, pinned, nameKey, notify);
       return { granted: false };
