@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import type pg from 'pg';
 import { advisoryKey, postgresBackend, withTransactionLock } from '../../src/backends/postgres/index.js';
-import { LockAcquisitionError, LockArgumentError, LockExpiredError, LockTimeoutError, Locksmith } from '../../src/index.js';
+import { LockAcquisitionError, LockArgumentError, LockExpiredError, LockTimeoutError, Locksmith, type Lock } from '../../src/index.js';
 import { createDatabase, destroyAll, PostgresServer, type TestDatabase } from '../support/postgres.js';
 
 let db: TestDatabase;
@@ -196,6 +196,33 @@ describe('connections', () => {
     assert.ok(performance.now() - released < 1_000);
     assert.ok(got.fence > lock.fence);
     await got.release();
+  });
+
+  test('after a mix of grants, waits, tries, timeouts and aborts, close() leaves no connection checked out', async () => {
+    const pools = [db.pool({ max: 8 }), db.pool({ max: 8 })];
+    const [a, b] = pools.map((p) => new Locksmith(postgresBackend({ pool: p }), { ttl: 2_000, wait: 2_000 }));
+    const held = await a!.acquire('mix');
+    const waits = [
+      b!.acquire('mix', { wait: 150 }).catch(() => 'timeout'),
+      b!.acquire('mix', { signal: AbortSignal.timeout(100) }).catch(() => 'aborted'),
+      b!.tryAcquire('mix'),
+      b!.read('mix:rw', { wait: 100 }),
+      b!.semaphore('mix:sem', { limit: 1 }).acquire({ wait: 100 }),
+      b!.acquire('mix', { wait: 60_000 }), // still waiting on the server at close()
+    ];
+    const settled = await Promise.allSettled(waits.slice(0, 5));
+    assert.deepEqual(settled.slice(0, 3).map((r) => (r.status === 'fulfilled' ? r.value : 'rejected')), ['timeout', 'aborted', null]);
+    await b!.inspect('mix');
+    await held.release();
+    const late = (await waits[5]) as Lock;
+    await late.release();
+    const blocker = await a!.acquire('mix:never');
+    const stuck = b!.acquire('mix:never', { wait: 60_000 });
+    void stuck.catch(() => undefined);
+    await until(async () => (await advisory()).some((l) => !l.granted));
+    await Promise.all([a!.close(), b!.close()]);
+    await blocker.release().catch(() => undefined);
+    for (const p of pools) assert.equal(p.totalCount - p.idleCount, 0, 'a connection is still checked out');
   });
 
   test('permits take slot keys in order, one lock each', async () => {

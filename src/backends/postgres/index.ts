@@ -397,7 +397,17 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     }
     const h: Held = { pin: w.pin, mode: w.mode, permit: false, fence: w.grant.fence, lockKey: w.grant.lockKey, nameKey: w.nameKey, notify: w.notify, renewing: undefined };
     put(held, req.key, req.owner, h);
-    if (!(await renew(req.key, req.owner, h, req.ttl))) throw new Error('the connection holding the lock ended');
+    let renewed = false;
+    try {
+      renewed = await renew(req.key, req.owner, h, req.ttl);
+    } finally {
+      // A grant nobody will hold must not keep its connection: closing it frees the lock.
+      if (!renewed && get(held, req.key, req.owner) === h) {
+        drop(held, req.key, req.owner);
+        unpin(h.pin, true);
+      }
+    }
+    if (!renewed) throw new Error('the connection holding the lock ended');
     return { granted: true, fence: h.fence };
   }
 
@@ -470,10 +480,14 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       return { granted: true, fence: g.fence };
     }
     const started = get(waits, req.key, slotOf(req));
-    if (started && !started.settled) {
-      // Another waiter of ours started one meanwhile: share it.
+    if (started) {
+      // Another waiter of ours started one while we tried: share it, or take its grant if it is in.
+      recycle(pinned);
+      if (started.settled) return (await takeWait(req, started)) ?? { granted: false };
       if (req.queue === true) started.interested.add(req.owner);
-    } else if (serverWait && !closed) {
+      return { granted: false };
+    }
+    if (serverWait && !closed) {
       startWait(req, pinned, nameKey, notify);
       return { granted: false };
     }
