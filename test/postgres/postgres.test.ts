@@ -114,6 +114,16 @@ describe('keys', () => {
     await Promise.all([after.release(), next.release()]);
   });
 
+  test('a dropped fence sequence is made again by the next grant', async () => {
+    const locks = locksmith(db.pool({ max: 2 }));
+    const before = await locks.acquire('dropped');
+    await before.release();
+    await db.query('DROP SEQUENCE locksmith_fence');
+    const after = await locks.acquire('dropped', { wait: 0 });
+    assert.ok(after.fence > before.fence, 'reseeded from the clock');
+    await after.release();
+  });
+
   test('bad options are LockArgumentErrors', () => {
     const pool = db.pool({ max: 1 });
     assert.throws(() => postgresBackend({} as never), LockArgumentError);

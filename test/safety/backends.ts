@@ -2,12 +2,17 @@
 // real client processes adds one entry here and a system in systems.ts that passes the spec.
 
 import { Redis } from 'ioredis';
+import pg from 'pg';
+import { postgresBackend } from '../../src/backends/postgres/index.js';
 import { fileBackend } from '../../src/backends/file/index.js';
 import { redisBackend } from '../../src/backends/redis/index.js';
 import { redlockBackend } from '../../src/backends/redlock/index.js';
 import type { LockBackend } from '../../src/index.js';
 
-/** What the systems pass: `{ kind: 'file', dir }`, `{ kind: 'redis', port, commandTimeout }`, `{ kind: 'redlock', ports, nodeTimeout }`. */
+/**
+ * What the systems pass: `{ kind: 'file', dir }`, `{ kind: 'redis', port, commandTimeout }`,
+ * `{ kind: 'redlock', ports, nodeTimeout }`, `{ kind: 'postgres', port }`.
+ */
 export type BackendSpec = { kind: string; [option: string]: unknown };
 
 type Opener = (spec: BackendSpec) => LockBackend | Promise<LockBackend>;
@@ -46,6 +51,16 @@ const openers = new Map<string, Opener>([
     (spec) => {
       const client = connect(Number(spec.port));
       return closing(redisBackend({ client, commandTimeout: Number(spec.commandTimeout) }), [client]);
+    },
+  ],
+  [
+    'postgres',
+    (spec) => {
+      // A short connect timeout: a client must notice a server that is down, not queue behind it.
+      const pool = new pg.Pool({ host: '127.0.0.1', port: Number(spec.port), user: 'postgres', database: 'postgres', max: 6, connectionTimeoutMillis: 1_000 });
+      pool.on('error', () => undefined);
+      const backend = postgresBackend({ pool, connectTimeout: 1_000 });
+      return { ...backend, close: () => backend.close().then(() => pool.end()) };
     },
   ],
   [

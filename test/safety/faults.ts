@@ -215,9 +215,10 @@ function killRestart(context: FaultContext, nodes: ServerNode[], keepData: boole
 function stopped(nodes: ServerNode[], lasts: number): Outage {
   return {
     target: names(nodes),
-    begin: () => nodes.forEach((n) => n.pause()),
+    // Some servers pause in steps (PostgreSQL: every process of the cluster), so each is awaited.
+    begin: () => Promise.all(nodes.map(async (n) => n.pause())).then(() => undefined),
     lasts,
-    heal: () => nodes.forEach((n) => n.resume()),
+    heal: () => Promise.all(nodes.map(async (n) => n.resume())).then(() => undefined),
     reply: 'now',
   };
 }
@@ -282,6 +283,23 @@ registerFault({
       heal: () => context.system.proxies.forEach((p) => p.set({ kind: 'pass' })),
       reply: 'now',
     })),
+});
+
+/**
+ * An operator (or a failover, or a connection limit) ends the holder's session: the server frees
+ * its locks at once, the holder learns it from its connection, and its held-back write must then be
+ * fenced off by the next holder's.
+ */
+registerFault({
+  name: 'terminate-holder',
+  summary: "the holder's session is ended on the server (pg_terminate_backend) between its read and its write",
+  supports: (system) => system.nodes.some((n) => n.endSessions !== undefined),
+  inject: (context) =>
+    strike(context, 'terminate-holder', () => {
+      const node = context.system.nodes.find((n) => n.endSessions !== undefined);
+      if (!node) return undefined;
+      return { target: node.name, begin: async () => void (await node.endSessions!()), lasts: 0, heal: () => undefined, reply: 'successor' };
+    }),
 });
 
 /** A minority down: a majority still answers, so the lock keeps working; the lost nodes come back with their data. */

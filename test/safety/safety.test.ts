@@ -46,6 +46,7 @@ const APPLIES: Record<string, readonly string[]> = {
   file: CLIENT_FAULTS,
   redis: [...CLIENT_FAULTS, 'server-restart', 'server-restart-empty', 'server-pause', 'partition-holder', 'slow-network'],
   redlock: [...CLIENT_FAULTS, 'minority-loss', 'majority-loss', 'node-pause'],
+  postgres: [...CLIENT_FAULTS, 'server-restart', 'server-restart-empty', 'server-pause', 'partition-holder', 'slow-network', 'terminate-holder'],
 };
 
 test('the pipeline catches a lock that lets a second holder in', { timeout: 60_000 }, async () => {

@@ -11,6 +11,7 @@ import { MemoryStore, memoryBackend } from '../../src/backends/memory/index.js';
 import type { BackendSpec } from './backends.js';
 import type { ChildConfig } from './client-main.js';
 import { TcpProxy } from '../support/proxy.js';
+import { PostgresServer } from '../support/postgres.js';
 import { RedisNode } from '../support/redis.js';
 import { HistoryWriter } from './history.js';
 import { Registry } from './registry.js';
@@ -47,8 +48,13 @@ export interface ServerNode {
   /** Start it again; `keepData: false` wipes what it had persisted first. */
   restart(options: { keepData: boolean }): Promise<void>;
   /** SIGSTOP / SIGCONT. */
-  pause(): void;
-  resume(): void;
+  pause(): Promise<void> | void;
+  resume(): Promise<void> | void;
+  /**
+   * Servers whose locks live with sessions (PostgreSQL): ends the sessions that hold locks, as an
+   * operator's pg_terminate_backend would; resolves with how many it ended.
+   */
+  endSessions?(): Promise<number>;
 }
 
 /** A TCP proxy between the clients and a server, for partitions. */
@@ -487,6 +493,68 @@ registerSystem({
       proxies: [],
       startClient: (config) => childClient(dir, backend, config),
       close: () => Promise.all(nodes.map((n) => n.stop())).then(() => undefined),
+    };
+  },
+});
+
+// ---- PostgreSQL: a private server -------------------------------------------------------------
+
+const hasPostgres = (): Promise<string | undefined> =>
+  new Promise((resolve) => execFile('sh', ['-c', 'ls -d /usr/lib/postgresql/*/bin/initdb'], (error) => resolve(error ? 'PostgreSQL (initdb) is not installed' : undefined)));
+
+function postgresNode(server: PostgresServer): ServerNode {
+  return {
+    name: 'postgres',
+    kill: () => server.kill(),
+    async restart({ keepData }) {
+      if (!keepData) await server.wipe();
+      await server.restart();
+    },
+    pause: () => server.pause(),
+    resume: () => server.resume(),
+    async endSessions() {
+      const r = await server.query(`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()`);
+      return Number((r.rows[0] as { n?: number } | undefined)?.n ?? 0);
+    },
+  };
+}
+
+registerSystem({
+  name: 'postgres',
+  boundedLeases: true,
+  expect: {
+    ...CLIENT_FAULTS,
+    // A restart ends every session, and so every lock: holders learn it from their connections.
+    'server-restart': { noGrantsDuring: true, leasesMayBeLost: true },
+    'server-restart-empty': { noGrantsDuring: true, leasesMayBeLost: true },
+    'server-pause': { noGrantsDuring: true },
+    'partition-holder': { progressDuring: true, staleWritePerFault: true },
+    'slow-network': { progressDuring: true },
+    'terminate-holder': { staleWritePerFault: true },
+  },
+  unavailable: hasPostgres,
+  async create({ dir }) {
+    const server = await PostgresServer.start();
+    const proxies = new Map<string, FaultProxy>();
+    const open: TcpProxy[] = [];
+    return {
+      name: 'postgres',
+      note: 'a private PostgreSQL server (initdb here); clients are separate node processes (pg pools), each through its own TCP proxy',
+      nodes: [postgresNode(server)],
+      get proxies() {
+        return [...proxies.values()];
+      },
+      proxyFor: (proc) => proxies.get(proc),
+      async startClient(config) {
+        const proxy = await TcpProxy.start(server.port);
+        open.push(proxy);
+        proxies.set(config.proc, faultProxy(`link of ${config.proc}`, proxy));
+        return childClient(dir, { kind: 'postgres', port: proxy.port }, config);
+      },
+      async close() {
+        await Promise.all(open.map((p) => p.close()));
+        await server.destroy();
+      },
     };
   },
 });

@@ -78,7 +78,12 @@ async function pgBin(tool: string): Promise<string> {
   return join(stdout.trim(), tool);
 }
 
-/** A private PostgreSQL server (initdb'd here) that a test may stop, kill and restart. */
+async function initdb(dir: string, asPostgres: string[]): Promise<void> {
+  const [cmd, ...args] = [...asPostgres, await pgBin('initdb'), '-D', join(dir, 'data'), '-A', 'trust', '-U', 'postgres', '--no-sync'];
+  await run(cmd, args, { timeout: 60_000 });
+}
+
+/** A private PostgreSQL server (initdb'd here) that a test may stop, kill, pause and restart. */
 export class PostgresServer {
   readonly port: number;
   readonly dir: string;
@@ -94,8 +99,7 @@ export class PostgresServer {
     // initdb and postgres refuse to run as root: run them as the postgres user, who must own the dir.
     chmodSync(dir, 0o777);
     const asPostgres = process.getuid?.() === 0 ? ['setpriv', '--reuid=postgres', '--regid=postgres', '--init-groups'] : [];
-    const [cmd, ...args] = [...asPostgres, await pgBin('initdb'), '-D', join(dir, 'data'), '-A', 'trust', '-U', 'postgres', '--no-sync'];
-    await run(cmd, args, { timeout: 60_000 });
+    await initdb(dir, asPostgres);
     const server = new PostgresServer(await freePort(), dir);
     server.#asPostgres = asPostgres;
     all.add(server);
@@ -107,6 +111,11 @@ export class PostgresServer {
 
   get config(): pg.ClientConfig {
     return { host: '127.0.0.1', port: this.port, user: 'postgres', database: 'postgres' };
+  }
+
+  /** A one-off query on its postgres database. */
+  query(text: string, values?: unknown[]): Promise<pg.QueryResult> {
+    return admin(this.config, (c) => c.query(text, values));
   }
 
   async restart(): Promise<void> {
@@ -125,6 +134,45 @@ export class PostgresServer {
       if (Date.now() > deadline) throw new Error(`postgres on ${this.port} did not start`);
       await new Promise((r) => setTimeout(r, 50));
     }
+  }
+
+  /** The postmaster and every process it started (sessions, background workers). */
+  async #processes(): Promise<number[]> {
+    const pid = this.#server?.pid;
+    if (!pid || this.#server?.proc.exitCode !== null) return [];
+    const { stdout } = await run('pgrep', ['-P', String(pid)]).catch(() => ({ stdout: '' }));
+    return [pid, ...stdout.split('\n').filter(Boolean).map(Number)];
+  }
+
+  /** SIGSTOP to the whole server: the postmaster first, so it starts no one new meanwhile. */
+  async pause(): Promise<void> {
+    for (const pid of await this.#processes()) process.kill(pid, 'SIGSTOP');
+  }
+
+  /** SIGCONT, children first: the postmaster wakes to a server that runs. */
+  async resume(): Promise<void> {
+    for (const pid of (await this.#processes()).reverse()) process.kill(pid, 'SIGCONT');
+  }
+
+  /** A server that lost everything: a new, empty cluster in its place (stop it first). */
+  async wipe(): Promise<void> {
+    rmSync(join(this.dir, 'data'), { recursive: true, force: true });
+    await initdb(this.dir, this.#asPostgres);
+  }
+
+  /** kill -9 of the whole server at once, as a machine crash would end it. */
+  async kill(): Promise<void> {
+    const proc = this.#server?.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    for (const pid of await this.#processes()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Gone already.
+      }
+    }
+    await exited;
   }
 
   /** Immediate shutdown (SIGQUIT to the postmaster): every session ends, no checkpoint. */

@@ -431,7 +431,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     }
   }
 
-  async function acquire(req: AcquireRequest): Promise<AcquireResult> {
+  async function acquire(req: AcquireRequest, again = false): Promise<AcquireResult> {
     if (closed) throw new LockAcquisitionError('the postgres backend is closed', { key: req.key });
     const mine = get(held, req.key, req.owner);
     if (mine) {
@@ -472,6 +472,11 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       row = (await pinned.client.query({ ...statement, values: [first, name.prefix, name.suffix, req.ttl] })).rows[0];
     } catch (error) {
       unpin(pinned, true);
+      // The sequence is gone (a database restored or recreated, someone dropped it): make it again.
+      if ((error as { code?: string }).code === '42P01' && !again) {
+        ready = undefined;
+        return acquire(req, true);
+      }
       throw error;
     }
     const g = grantOf(pinned, row, req.ttl);
@@ -656,7 +661,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   return {
     name: 'postgres',
     capabilities: { shared: true, wake: true, fencing: true, expiry: 'ttl' },
-    acquire,
+    acquire: (req) => acquire(req),
     extend,
     release,
     inspect,
