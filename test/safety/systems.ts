@@ -530,7 +530,10 @@ registerSystem({
     'server-pause': { noGrantsDuring: true },
     'partition-holder': { progressDuring: true, staleWritePerFault: true },
     'slow-network': { progressDuring: true },
-    'terminate-holder': { staleWritePerFault: true },
+    // The server frees the lock the moment it ends the session; the holder learns it a moment later,
+    // from its connection, and a successor may already have the lock: a documented cost, as for any
+    // lock a server can revoke. Fencing must keep the resource right (its write is rejected).
+    'terminate-holder': { staleWritePerFault: true, leasesMayBeLost: true },
   },
   unavailable: hasPostgres,
   async create({ dir }) {

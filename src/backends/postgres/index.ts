@@ -10,7 +10,7 @@ import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo 
 import { LockAcquisitionError, LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
 import { advisoryKey, slotKey } from './keys.js';
-import { releaseKind, statements, type Statements } from './sql.js';
+import { grantKind, releaseKind, statements, type Statements } from './sql.js';
 import { quoteIdentifier } from './identifier.js';
 
 export { advisoryKey } from './keys.js';
@@ -132,12 +132,12 @@ function isPool(pool: unknown): pool is PgPoolLike {
 type Named = { name: string; text: string };
 const named = (text: string): Named => ({ name: `locksmith_${createHash('sha1').update(text).digest('hex').slice(0, 16)}`, text });
 
-type Prepared = { [K in Exclude<keyof Statements, 'release'>]: Named } & { release: Record<string, Named> };
+type Prepared = { [K in Exclude<keyof Statements, 'release' | 'grant'>]: Named } & { release: Record<string, Named>; grant: Record<string, Named> };
 
 function prepared(all: Statements): Prepared {
-  const { release, ...rest } = all;
+  const { release, grant, ...rest } = all;
   const each = (o: Record<string, string>): Record<string, Named> => Object.fromEntries(Object.entries(o).map(([k, text]) => [k, named(text)]));
-  return { ...(each(rest) as Omit<Prepared, 'release'>), release: each(release) };
+  return { ...(each(rest) as Omit<Prepared, 'release' | 'grant'>), release: each(release), grant: each(grant) };
 }
 
 export function postgresBackend(options: PostgresBackendOptions): LockBackend {
@@ -308,7 +308,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   }
 
   /** A grant's row; what the grant changed on the session is put back at release. */
-  const grantOf = (pinned: Pinned, row: Record<string, unknown> | undefined, ttl: number): { fence: bigint; lockKey: bigint } | undefined => {
+  const grantOf = (pinned: Pinned, row: Record<string, unknown> | undefined, ttl: number | undefined): { fence: bigint; lockKey: bigint } | undefined => {
     if (!row) return undefined;
     // A spare's settings are still the last grant's: what to restore was read when it was fresh.
     if (!pinned.dirty) {
@@ -316,7 +316,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       pinned.restoreApp = String(row.app);
       pinned.dirty = true;
     }
-    pinned.idleTtl = ttl;
+    if (ttl !== undefined) pinned.idleTtl = ttl;
     return { fence: BigInt(String(row.fence)), lockKey: BigInt(String(row.k)) };
   };
 
@@ -363,13 +363,13 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     const w: Waiting = { pin: pinned, slot: slotOf(req), interested: new Set([req.owner]), mode: req.mode, nameKey, notify, settled: false, withdrawn: false, done };
     put(waits, req.key, w.slot, w);
     const timeout = req.wait === undefined || req.wait === Infinity ? 0 : Math.min(req.wait + WAIT_SLACK_MS, 2 ** 31 - 1);
-    const statement = req.mode === 'shared' ? sql.waitShared : sql.waitExclusive;
+    const statement = sql.grant[grantKind(req.mode === 'shared' ? 'ws' : 'wx', !pinned.dirty, false)]!;
     const name = sessionName(undefined, req.mode, req.ttl, req.owner);
     pinned.client
       .query({ ...statement, values: [String(nameKey), name.prefix, name.suffix, String(timeout), String(CHECK_INTERVAL_MS)] })
       .then(
         (result) => {
-          const g = grantOf(pinned, result.rows[0], req.ttl);
+          const g = grantOf(pinned, result.rows[0], undefined);
           if (!g) throw new Error('the server-side wait returned no grant');
           w.grant = g;
         },
@@ -464,12 +464,15 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
 
     const pinned = await pin(req.key);
     let row: Record<string, unknown> | undefined;
+    let setTtl = false;
     try {
       await prepare(pinned);
-      const statement = permit ? sql.tryPermit : exclusive ? sql.tryExclusive : sql.tryShared;
+      // A spare keeps the last grant's ttl on the server: set only when this one differs.
+      setTtl = !pinned.dirty || pinned.idleTtl !== req.ttl;
+      const statement = sql.grant[grantKind(permit ? 'p' : exclusive ? 'x' : 's', !pinned.dirty, setTtl)]!;
       const name = sessionName(permit ? nameKey : undefined, req.mode, req.ttl, req.owner);
       const first = permit ? slots(nameKey, req.limit!).map(String) : String(nameKey);
-      row = (await pinned.client.query({ ...statement, values: [first, name.prefix, name.suffix, req.ttl] })).rows[0];
+      row = (await pinned.client.query({ ...statement, values: [first, name.prefix, name.suffix, ...(setTtl ? [req.ttl] : [])] })).rows[0];
     } catch (error) {
       unpin(pinned, true);
       // The sequence is gone (a database restored or recreated, someone dropped it): make it again.
@@ -479,7 +482,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       }
       throw error;
     }
-    const g = grantOf(pinned, row, req.ttl);
+    const g = grantOf(pinned, row, setTtl ? req.ttl : undefined);
     if (g) {
       put(held, req.key, req.owner, { pin: pinned, mode: req.mode, permit, fence: g.fence, lockKey: g.lockKey, nameKey, notify, renewing: undefined });
       return { granted: true, fence: g.fence };

@@ -34,18 +34,26 @@ export const nextFence = (seq: string): string =>
 
 /**
  * A grant: `take` yields the key obtained as `k` (or no row: refused); then, in the same statement,
- * the fence, the session's name, and (for a try) the server-side ttl. Parameters: $1 keys to try, in
- * order; $2 the name's prefix up to the fence; $3 ":" + owner; $4 ttl ms (a try), `extra` after.
+ * the fence and the session's name and, as needed, what to restore later (`read`: on a connection
+ * fresh from the pool) and the server-side ttl (`ttl`: a try whose ttl the session lacks). Parameters:
+ * $1 the key (or, for permits, the slot keys in order); $2 the session's name up to the fence; $3 ":"
+ * + owner; $4 the ttl in ms (a try that sets it) or, for a wait, as in waitTake.
  */
-function grant(seq: string, take: string, setTtl: boolean): string {
-  // The settings are made inside the materialized CTE, so their results are not sent back.
-  return `WITH got AS MATERIALIZED (${take}), f AS MATERIALIZED (
-  SELECT got.k, n.v, current_setting('application_name') AS app, current_setting('idle_session_timeout') AS idle,
-    set_config('application_name', $2::text || to_hex(n.v) || $3::text, false) AS named${setTtl ? `, set_config('idle_session_timeout', $4::text, false) AS ttl` : ''}
-  FROM got, LATERAL (SELECT ${nextFence(seq)} AS v) n
-)
-SELECT v::text AS fence, k::text AS k, app, idle FROM f`;
+function grant(seq: string, take: string, read: boolean, ttl: boolean): string {
+  const columns = [
+    'n.v::text AS fence',
+    'n.k::text AS k',
+    // Read before the set_config calls after them: a select list is evaluated in order.
+    ...(read ? [`current_setting('application_name') AS app`, `current_setting('idle_session_timeout') AS idle`] : []),
+    `set_config('application_name', $2::text || to_hex(n.v) || $3::text, false) AS named`,
+    ...(ttl ? [`set_config('idle_session_timeout', $4::text, false) AS ttl`] : []),
+  ];
+  // The fence in a subquery over the lock's: it runs only for a lock taken.
+  return `SELECT ${columns.join(', ')} FROM (SELECT t.k, ${nextFence(seq)} AS v FROM (${take}) t) n`;
 }
+
+/** The grants by kind: x, s, p (permit) tries, wx and ws waits; then r (read) and t (sets the ttl). */
+export const grantKind = (take: 'x' | 's' | 'p' | 'wx' | 'ws', read: boolean, ttl: boolean): string => `${take}${read ? 'r' : ''}${ttl ? 't' : ''}`;
 
 /**
  * The first key of $1 (an array) that is free, taken without waiting. LIMIT 1 stops the scan at the
@@ -71,13 +79,11 @@ const waitTake = (fn: string): string =>
  * while): the caller sets it when it takes the grant, counting its validity from before that.
  */
 export interface Statements {
-  /** Exclusive: a plain lock or a read-write writer. */
-  tryExclusive: string;
-  /** A semaphore permit: the first free one of the slot keys. */
-  tryPermit: string;
-  tryShared: string;
-  waitExclusive: string;
-  waitShared: string;
+  /**
+   * By grantKind: tries of an exclusive lock (a plain lock or a read-write writer), a shared one, a
+   * semaphore permit (the first free slot key); server-side waits, exclusive and shared.
+   */
+  grant: Record<string, string>;
   /** $1 ttl ms, $2 the session's name: the liveness check that renews the lease. */
   extend: string;
   /**
@@ -108,11 +114,22 @@ export const releaseKind = (shared: boolean, notify: boolean, restore: boolean):
 
 export function statements(seq: string): Statements {
   return {
-    tryExclusive: grant(seq, tryTake('pg_try_advisory_lock'), true),
-    tryPermit: grant(seq, trySlots, true),
-    tryShared: grant(seq, tryTake('pg_try_advisory_lock_shared'), true),
-    waitExclusive: grant(seq, waitTake('pg_advisory_lock'), false),
-    waitShared: grant(seq, waitTake('pg_advisory_lock_shared'), false),
+    grant: Object.fromEntries(
+      (
+        [
+          ['x', tryTake('pg_try_advisory_lock')],
+          ['s', tryTake('pg_try_advisory_lock_shared')],
+          ['p', trySlots],
+          ['wx', waitTake('pg_advisory_lock')],
+          ['ws', waitTake('pg_advisory_lock_shared')],
+        ] as const
+      ).flatMap(([take, sql]) =>
+        [false, true].flatMap((read) =>
+          // Waits never set the ttl (see above); $4 is theirs.
+          (take.startsWith('w') ? [false] : [false, true]).map((ttl) => [grantKind(take, read, ttl), grant(seq, sql, read, ttl)]),
+        ),
+      ),
+    ),
     extend: `SELECT 1 AS ok FROM (SELECT set_config('idle_session_timeout', $1::text, false), set_config('application_name', $2::text, false) OFFSET 0) s`,
     release: Object.fromEntries(
       [false, true].flatMap((shared) => [false, true].flatMap((notify) => [false, true].map((restore) => [releaseKind(shared, notify, restore), release(shared, notify, restore)]))),
