@@ -388,26 +388,21 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   }
 
   /** Takes a settled server-side wait's grant for `req.owner`; its ttl starts now, on the server too. */
-  async function takeWait(req: AcquireRequest, w: Waiting): Promise<AcquireResult | undefined> {
+  function takeWait(req: AcquireRequest, w: Waiting): AcquireResult | undefined {
     drop(waits, req.key, w.slot);
     if (w.error !== undefined || !w.grant) {
       // lock_timeout, or the connection failed while waiting (its pin is closed already): try afresh.
       if (w.error !== undefined && !isLockTimeout(w.error)) throw w.error instanceof Error ? w.error : new Error('the server-side wait failed', { cause: w.error });
       return undefined;
     }
+    if (w.pin.dead) return undefined;
     const h: Held = { pin: w.pin, mode: w.mode, permit: false, fence: w.grant.fence, lockKey: w.grant.lockKey, nameKey: w.nameKey, notify: w.notify, renewing: undefined };
     put(held, req.key, req.owner, h);
-    let renewed = false;
-    try {
-      renewed = await renew(req.key, req.owner, h, req.ttl);
-    } finally {
-      // A grant nobody will hold must not keep its connection: closing it frees the lock.
-      if (!renewed && get(held, req.key, req.owner) === h) {
-        drop(held, req.key, req.owner);
-        unpin(h.pin, true);
-      }
-    }
-    if (!renewed) throw new Error('the connection holding the lock ended');
+    // The ttl is set on the server by a statement sent now and not awaited: the server's idle timer
+    // then starts after it arrives, so after the caller's clock started, and the lease expires on
+    // the server later than its holder believes. Awaiting it would add a round trip to every
+    // handover. If it fails, the connection is gone and the lease is reported lost.
+    renew(req.key, req.owner, h, req.ttl).catch((error: unknown) => connectionLost(h.pin, error));
     return { granted: true, fence: h.fence };
   }
 
@@ -445,7 +440,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
         if (req.queue === true) waiting.interested.add(req.owner);
         return { granted: false };
       }
-      const taken = await takeWait(req, waiting);
+      const taken = takeWait(req, waiting);
       if (taken) return taken;
     }
 
@@ -491,7 +486,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     if (started) {
       // Another waiter of ours started one while we tried: share it, or take its grant if it is in.
       recycle(pinned);
-      if (started.settled) return (await takeWait(req, started)) ?? { granted: false };
+      if (started.settled) return takeWait(req, started) ?? { granted: false };
       if (req.queue === true) started.interested.add(req.owner);
       return { granted: false };
     }
