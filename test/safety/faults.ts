@@ -302,6 +302,25 @@ registerFault({
     }),
 });
 
+/**
+ * Every client's connection is reset at once (a proxy restart, a NAT table flushed, a failover of
+ * the network path): clients must reconnect and carry on. Leases kept by the server survive it;
+ * leases that live with a connection do not.
+ */
+registerFault({
+  name: 'reset-links',
+  summary: "every client's connection to the server is reset (TCP RST, through the proxies) while a client holds the lock",
+  supports: (system) => system.proxyFor !== undefined || system.proxies.length > 0,
+  inject: (context) =>
+    strike(context, 'reset-links', () => ({
+      target: 'all links',
+      begin: () => context.system.proxies.forEach((p) => p.set({ kind: 'drop' })),
+      lasts: 0,
+      heal: () => undefined,
+      reply: 'now',
+    })),
+});
+
 /** A minority down: a majority still answers, so the lock keeps working; the lost nodes come back with their data. */
 registerFault({
   name: 'minority-loss',

@@ -44,9 +44,9 @@ const CLIENT_FAULTS = ['none', 'pause-holder', 'kill-holder'];
 const APPLIES: Record<string, readonly string[]> = {
   memory: CLIENT_FAULTS,
   file: CLIENT_FAULTS,
-  redis: [...CLIENT_FAULTS, 'server-restart', 'server-restart-empty', 'server-pause', 'partition-holder', 'slow-network'],
+  redis: [...CLIENT_FAULTS, 'server-restart', 'server-restart-empty', 'server-pause', 'partition-holder', 'slow-network', 'reset-links'],
   redlock: [...CLIENT_FAULTS, 'minority-loss', 'majority-loss', 'node-pause'],
-  postgres: [...CLIENT_FAULTS, 'server-restart', 'server-restart-empty', 'server-pause', 'partition-holder', 'slow-network', 'terminate-holder'],
+  postgres: [...CLIENT_FAULTS, 'server-restart', 'server-restart-empty', 'server-pause', 'partition-holder', 'slow-network', 'terminate-holder', 'reset-links'],
 };
 
 test('the pipeline catches a lock that lets a second holder in', { timeout: 60_000 }, async () => {

@@ -443,6 +443,8 @@ registerSystem({
     'server-pause': { noGrantsDuring: true },
     'partition-holder': { progressDuring: true, staleWritePerFault: true },
     'slow-network': { progressDuring: true },
+    // The leases live on the server: the holder reconnects and still releases its own.
+    'reset-links': { holderKeepsLease: true },
   },
   unavailable: hasRedis,
   async create({ dir }) {
@@ -534,6 +536,8 @@ registerSystem({
     // from its connection, and a successor may already have the lock: a documented cost, as for any
     // lock a server can revoke. Fencing must keep the resource right (its write is rejected).
     'terminate-holder': { staleWritePerFault: true, leasesMayBeLost: true },
+    // A reset connection ends its session on the server, and so its lock.
+    'reset-links': { leasesMayBeLost: true },
   },
   unavailable: hasPostgres,
   async create({ dir }) {
