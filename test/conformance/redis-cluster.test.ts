@@ -8,10 +8,12 @@ import { startCluster, stopAll, type RedisNode } from '../support/redis.js';
 import { conformance } from './suite.js';
 
 let nodes: RedisNode[];
-// node-redis 5 deprecates quit(), and a cluster's quit() can leave reconnection timers running.
-const clients: { quit(): Promise<unknown>; close?: () => Promise<unknown> }[] = [];
+// A cluster's quit() in node-redis 4 and 5 can leave its node sockets reconnecting for ever (which
+// keeps the test process alive): end them outright, with destroy() (5) or disconnect() (4; ioredis).
+const clients: { quit(): Promise<unknown>; destroy?: () => unknown; disconnect?: () => unknown }[] = [];
 const done = async (): Promise<void> => {
-  await Promise.all(clients.splice(0).map((c) => (c.close ? c.close() : c.quit()).catch(() => undefined)));
+  const end = async (c: (typeof clients)[number]): Promise<unknown> => (c.destroy ? c.destroy() : c.disconnect ? c.disconnect() : c.quit());
+  await Promise.all(clients.splice(0).map((c) => end(c).catch(() => undefined)));
 };
 
 conformance({
