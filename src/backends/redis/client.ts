@@ -152,19 +152,29 @@ function nodeRedis(client: NodeRedisLike): RedisAdapter {
     subscribe(channel, onMessage) {
       const sub = client.duplicate();
       sub.on('error', () => undefined);
+      let closed = false;
       // disconnect() (4) and destroy() (5) also end a connect() still retrying against a server that is down.
-      const close = async (): Promise<void> => {
+      const end = async (): Promise<void> => {
         try {
           await (typeof sub.destroy === 'function' ? sub.destroy() : sub.disconnect());
         } catch {
           // Closing is best effort: the connection is going away either way.
         }
       };
+      const close = (): Promise<void> => {
+        closed = true;
+        return end();
+      };
       const ready = sub
         .connect()
-        .then(() => sub.subscribe(channel, (message) => onMessage(message)))
+        .then(() => {
+          // A cluster that finished connecting after close() opened node sockets close() never saw,
+          // which would reconnect for ever once the servers are gone: end it again.
+          if (closed) return end().then(() => Promise.reject(new Error('the subscriber was closed while it connected')));
+          return sub.subscribe(channel, (message) => onMessage(message));
+        })
         .then(noop, async (error: unknown) => {
-          await close();
+          await end();
           throw error;
         });
       return { ready, close };
