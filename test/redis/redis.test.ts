@@ -172,6 +172,131 @@ describe('redis backend', () => {
     await Promise.all([a.close(), quitter.close(), ghost.close()]);
   });
 
+  test('handover: a release gives the lease to this backend\'s waiter, fenced higher, its ttl on the server', async () => {
+    const backend = redisBackend({ client: io(node) });
+    const observer = io(node);
+    const k = keysFor('locksmith:', 'handover:basic');
+    const first = await backend.acquire({ key: 'handover:basic', owner: 'a', ttl: 10_000, mode: 'exclusive' });
+    assert.ok(first.granted);
+    const armed = new AbortController(); // as the core does: the wait is armed before the try
+    void backend.waitForChange!('handover:basic', armed.signal);
+    const refused = await backend.acquire({ key: 'handover:basic', owner: 'b', ttl: 5_000, mode: 'exclusive', queue: true, wait: 10_000 });
+    assert.equal(refused.granted, false);
+    assert.equal(await backend.release('handover:basic', 'a'), true);
+    // Before b asks again, the server already has it as b's, with b's ttl.
+    const held = await observer.get(k.lease);
+    assert.match(String(held), /^b\n\d+$/);
+    const pttl = await observer.pttl(k.lease);
+    assert.ok(pttl > 0 && pttl <= 5_000, `pttl ${pttl}`);
+    const sent = performance.now();
+    const second = await backend.acquire({ key: 'handover:basic', owner: 'b', ttl: 5_000, mode: 'exclusive', queue: true, wait: 10_000 });
+    assert.ok(second.granted);
+    assert.ok(second.fence > first.fence, `${second.fence} after ${first.fence}`);
+    assert.equal(String(second.fence), String(held).split('\n')[1]);
+    // Counted from before the release was sent, so no longer than the server keeps it.
+    assert.ok(second.validity !== undefined && second.validity <= 5_000 - (performance.now() - sent));
+    assert.equal(await backend.release('handover:basic', 'b'), true);
+    assert.equal(await observer.exists(k.lease), 0);
+    armed.abort();
+    await backend.close();
+  });
+
+  test('handover: only an owner refused with a wait armed is handed the lease (not one queued behind it)', async () => {
+    const backend = redisBackend({ client: io(node) });
+    const observer = io(node);
+    await backend.acquire({ key: 'handover:unarmed', owner: 'a', ttl: 10_000, mode: 'exclusive' });
+    await backend.acquire({ key: 'handover:unarmed', owner: 'b', ttl: 10_000, mode: 'exclusive', queue: true, wait: 10_000 });
+    await backend.release('handover:unarmed', 'a');
+    assert.equal(await observer.exists(keysFor('locksmith:', 'handover:unarmed').lease), 0);
+    await backend.close();
+  });
+
+  test('handover: a waiter that gives up instead releases what it was handed', async () => {
+    const backend = redisBackend({ client: io(node) });
+    const observer = io(node);
+    const k = keysFor('locksmith:', 'handover:gave-up');
+    await backend.acquire({ key: 'handover:gave-up', owner: 'a', ttl: 10_000, mode: 'exclusive' });
+    const armed = new AbortController();
+    void backend.waitForChange!('handover:gave-up', armed.signal);
+    await backend.acquire({ key: 'handover:gave-up', owner: 'b', ttl: 10_000, mode: 'exclusive', queue: true, wait: 10_000 });
+    const released = backend.release('handover:gave-up', 'a');
+    // b's withdrawal (the core's release when a waiter gives up) is sent while the handover is in flight.
+    const withdrawn = backend.release('handover:gave-up', 'b');
+    assert.equal(await released, true);
+    assert.equal(await withdrawn, true);
+    assert.equal(await observer.exists(k.lease), 0);
+    // Nothing of it is left: b asking again later is a fresh grant, not the old handover.
+    const again = await backend.acquire({ key: 'handover:gave-up', owner: 'b', ttl: 10_000, mode: 'exclusive' });
+    assert.ok(again.granted);
+    await backend.release('handover:gave-up', 'b');
+    armed.abort();
+    await backend.close();
+  });
+
+  test('handover to a waiter that died: the lease ends by its ttl on the server', async () => {
+    const client = io(node);
+    const observer = io(node);
+    const k = keysFor('locksmith:', 'handover:dead');
+    const backend = redisBackend({ client });
+    await backend.acquire({ key: 'handover:dead', owner: 'a', ttl: 10_000, mode: 'exclusive' });
+    const armed = new AbortController();
+    void backend.waitForChange!('handover:dead', armed.signal);
+    await backend.acquire({ key: 'handover:dead', owner: 'b', ttl: 300, mode: 'exclusive', queue: true, wait: 10_000 });
+    await backend.release('handover:dead', 'a');
+    // b never asks again nor gives up (its process is gone): only the server's expiry ends its lease.
+    const pttl = await observer.pttl(k.lease);
+    assert.ok(pttl > 0 && pttl <= 300, `pttl ${pttl}`);
+    const other = new Locksmith(redisBackend({ client: io(node) }));
+    const lock = await other.acquire('handover:dead', { wait: 5_000 });
+    assert.ok(lock.fence > 0n);
+    await lock.release();
+    await other.close();
+    armed.abort();
+    await backend.close();
+  });
+
+  test('handover through the core: local waiters get the lock in turn, fences rising, each released', async () => {
+    const locks = new Locksmith(redisBackend({ client: io(node) }), { ttl: 5_000, wait: 10_000 });
+    const observer = io(node);
+    const order: number[] = [];
+    const fences: bigint[] = [];
+    const holder = await locks.acquire('handover:core');
+    const waiters = [1, 2, 3, 4].map(async (i) => {
+      await delay(i * 20); // arrive in order
+      const lock = await locks.acquire('handover:core');
+      order.push(i);
+      fences.push(lock.fence);
+      assert.ok(lock.expiresAt <= Date.now() + 5_000);
+      await lock.release();
+    });
+    await delay(150);
+    await holder.release();
+    await Promise.all(waiters);
+    assert.deepEqual(order, [1, 2, 3, 4]);
+    assert.ok(fences.every((f, i) => f > (i === 0 ? holder.fence : fences[i - 1]!)), fences.join(' '));
+    assert.equal(await observer.exists(keysFor('locksmith:', 'handover:core').lease), 0);
+    await locks.close();
+  });
+
+  test('handover through the core: a waiter aborted as the lock is handed to it leaves nothing held', async () => {
+    const locks = new Locksmith(redisBackend({ client: io(node) }), { ttl: 10_000, wait: 10_000 });
+    const observer = io(node);
+    const holder = await locks.acquire('handover:abort');
+    const controller = new AbortController();
+    const waiting = locks.acquire('handover:abort', { signal: controller.signal });
+    await delay(50);
+    const released = holder.release();
+    controller.abort(new Error('gave up'));
+    await assert.rejects(waiting, /gave up/);
+    await released;
+    const lease = keysFor('locksmith:', 'handover:abort').lease;
+    for (let i = 0; (await observer.exists(lease)) === 1; i++) {
+      assert.ok(i < 100, 'the handed lease was not given back');
+      await delay(10);
+    }
+    await locks.close();
+  });
+
   test('owners may contain newlines: a prefix of the holder is not the holder', async () => {
     const backend = redisBackend({ client: io(node) });
     const req = { key: 'owner:newline', ttl: 5_000, mode: 'exclusive' as const };

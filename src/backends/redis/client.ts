@@ -83,9 +83,8 @@ export function adapt(client: unknown): RedisAdapter {
 }
 
 function ioredis(client: IoRedisLike): RedisAdapter {
-  // batch(): commands sent in the rest of this tick leave in one write, as node-redis always does.
-  // Used only where it pays (see release in index.ts): a socket written at once lets the server start
-  // on the first command while the client still prepares the next, which under load beats one write.
+  // batch(): commands sent in the rest of this tick leave in one write, as node-redis always does
+  // (see release in index.ts for where and why).
   let corked: Corkable | undefined;
   const uncork = (): void => {
     const stream = corked;

@@ -93,6 +93,14 @@ if want == 'x' and not ARGV[4] then
   if incremented > 1 then
     fence = string.format('%d', incremented)
     if redis.call('SET', lease, owner .. '\\n' .. fence, 'NX', 'PX', ttl) then return {1, fence} end
+    -- Refused by another exclusive holder, the common refusal of a contended lock: settled here
+    -- too, as below, without defining what the other cases need. The holder itself asking again
+    -- and the readers' marker go the long way.
+    local held = redis.call('GET', lease)
+    if held and held ~= 's' and string.sub(held, 1, #owner + 1) ~= owner .. '\\n' then
+      redis.call('SET', waiting, '1', 'PX', ${WAITING_FLAG_MS})
+      return {0, redis.call('PTTL', lease)}
+    end
   end
 end
 ${NEXT_FENCE}
@@ -222,24 +230,44 @@ return 1
 `;
 
 /**
- * RELEASE. KEYS: lease, shared, intents, waiting, and optionally queue, queue expiries (fair mode:
- * a waiter that gives up leaves the line). ARGV: owner, wake channel.
- * Returns 1 when the owner's live lease was removed, 0 otherwise. When anything changed (a lease or
- * an announced writer went away) and someone was refused meanwhile, publishes the lock's lease key on
- * the wake channel so waiters retry; with nobody waiting it publishes nothing.
+ * RELEASE. KEYS: lease, shared, intents, waiting, and then either fence (a handover) or, in fair
+ * mode, queue, queue expiries (a waiter that gives up leaves the line). ARGV: owner, wake channel,
+ * anything (Redlock sends the name), and for a handover the next owner and its ttl ms.
+ * Returns 1 when the owner's live lease was removed, 0 otherwise, or the next owner's fence (a
+ * string) when the exclusive holder's lease went straight to the next owner. When anything changed (a
+ * lease or an announced writer went away) and someone was refused meanwhile, publishes the lock's
+ * lease key on the wake channel so waiters retry; with nobody waiting it publishes nothing.
  */
 export const RELEASE = `
 local lease, shared, intents, waiting = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local owner, channel = ARGV[1], ARGV[2]
+local owner, channel, next_owner = ARGV[1], ARGV[2], ARGV[4]
 local held = redis.call('GET', lease)
 -- The common case, inline: the exclusive holder lets go (it has no intent left: the grant removed
 -- it). One DEL also takes the flag: 2 keys deleted means someone is waiting.
 local n = #owner + 1
 if held and string.sub(held, 1, n) == owner .. '\\n' and not string.find(held, '\\n', n + 1, true) then
+  if next_owner then
+    -- A handover: the releasing client has a waiter of its own, refused on this lock, that will ask
+    -- again at once. Granting it here, as its own acquire would (next fence, its ttl on the server's
+    -- clock), saves that acquire a script run and its reply a wait. Nobody else could use the lock
+    -- meanwhile, so nobody is woken; the flag stays for the next release. A waiter that gave up
+    -- instead releases it (or it expires by its ttl).
+    local fence_key = KEYS[5]
+    local fence = redis.call('INCR', fence_key)
+    if fence == 1 then${NEXT_FENCE}
+      fence = next_fence(fence_key, 1)
+    else
+      fence = string.format('%d', fence)
+    end
+    redis.call('SET', lease, next_owner .. '\\n' .. fence, 'PX', ARGV[5])
+    return fence
+  end
   if redis.call('DEL', lease, waiting) == 2 then redis.call('PUBLISH', channel, lease) end
   return 1
 end
-local queue, queue_exp = KEYS[5], KEYS[6]
+-- Fair mode sends the line's two keys (a handover sends only the fence key, fifth).
+local queue, queue_exp
+if KEYS[6] then queue, queue_exp = KEYS[5], KEYS[6] end
 local released = 0
 local withdrew = redis.call('HDEL', intents, owner)
 if queue and redis.call('ZREM', queue, owner) == 1 then
