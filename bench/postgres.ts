@@ -9,31 +9,12 @@
 import { Locksmith } from 'locksmith';
 import { postgresBackend } from 'locksmith/postgres';
 import { createDatabase } from '../test/support/postgres.js';
-import { handoff, table } from './stats.js';
+import { alternating, handoff, table, type Take } from './stats.js';
 
 const A_OPS = Number(process.env.BENCH_A ?? 3_000) / 5; // per round
 const B_OPS = Number(process.env.BENCH_B ?? 3_200) / 5;
 const C_OPS = Number(process.env.BENCH_C ?? 500);
 const TTL = 30_000;
-
-type Take = (key: string) => Promise<() => Promise<unknown>>;
-
-async function caseA(take: Take): Promise<number> {
-  const t0 = performance.now();
-  for (let i = 0; i < A_OPS; i++) await (await take('bench:a'))();
-  return A_OPS / ((performance.now() - t0) / 1000);
-}
-
-async function caseB(take: Take): Promise<number> {
-  const per = B_OPS / 16;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: 16 }, async (_, w) => {
-      for (let i = 0; i < per; i++) await (await take(`bench:b:${w}`))();
-    }),
-  );
-  return B_OPS / ((performance.now() - t0) / 1000);
-}
 
 export async function benchPostgres(): Promise<Record<string, string | number>[]> {
   const db = await createDatabase();
@@ -80,26 +61,17 @@ export async function benchPostgres(): Promise<Record<string, string | number>[]
       ['raw pg_try_advisory_lock + unlock', rawTake, rawBlocking],
       ['locksmith', ours, ours],
     ];
-    const ROUNDS = 5;
-    const a: number[][] = contenders.map(() => []);
-    const b: number[][] = contenders.map(() => []);
-    for (const [, take] of contenders) for (let i = 0; i < 300; i++) await (await take('bench:a'))(); // warm-up
-    for (let r = 0; r < ROUNDS; r++) {
-      for (const [i, [, take]] of contenders.entries()) {
-        a[i]!.push(await caseA(take));
-        b[i]!.push(await caseB(take));
-      }
-    }
-    const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+    // C (long, latency-bound) runs once each, after A and B.
+    const { a, b } = await alternating(contenders.map((c) => c[1]), { ops: A_OPS }, { ops: B_OPS, workers: 16 });
     const rows: Record<string, string | number>[] = [];
     for (const [i, [name, , contended]] of contenders.entries()) {
       const c = await handoff(8, C_OPS, () => contended('bench:c'), () => new Promise((r) => setTimeout(r, 1)));
       rows.push({
         contender: name,
-        'A seq ops/s': median(a[i]!),
-        'A vs raw': median(a[i]!) / median(a[0]!),
-        'B 16 keys ops/s': median(b[i]!),
-        'B vs raw': median(b[i]!) / median(b[0]!),
+        'A seq ops/s': a[i]!,
+        'A vs raw': a[i]! / a[0]!,
+        'B 16 keys ops/s': b[i]!,
+        'B vs raw': b[i]! / b[0]!,
         'C ops/s': c.ops,
         'C gap p50 ms': c.p50,
         'C gap p99 ms': c.p99,

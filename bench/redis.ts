@@ -12,33 +12,14 @@ import { Mutex } from 'redis-semaphore';
 import { Locksmith } from 'locksmith';
 import { redisBackend } from 'locksmith/redis';
 import { RedisNode } from '../test/support/redis.js';
-import { handoff, table } from './stats.js';
+import { alternating, handoff, table, type Take } from './stats.js';
 
 const A_OPS = Number(process.env.BENCH_A ?? 3_000) / 5; // per round
 const B_OPS = Number(process.env.BENCH_B ?? 6_400) / 5; // per round
 const C_OPS = Number(process.env.BENCH_C ?? 1_000);
 const TTL = 10_000;
 
-type Take = (key: string) => Promise<() => Promise<unknown>>;
-
 const RAW_DEL = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
-
-async function caseA(take: Take): Promise<number> {
-  const t0 = performance.now();
-  for (let i = 0; i < A_OPS; i++) await (await take('bench:a'))();
-  return A_OPS / ((performance.now() - t0) / 1000);
-}
-
-async function caseB(take: Take): Promise<number> {
-  const per = B_OPS / 64;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: 64 }, async (_, w) => {
-      for (let i = 0; i < per; i++) await (await take(`bench:b:${w}`))();
-    }),
-  );
-  return B_OPS / ((performance.now() - t0) / 1000);
-}
 
 /** C: 16 workers on one fresh key, each holding it 1 ms. */
 function caseC(take: Take): Promise<{ ops: number; p50: number; p99: number }> {
@@ -96,29 +77,18 @@ export async function benchRedis(): Promise<Record<string, string | number>[]> {
       ['@sesamecare-oss/redlock', sesameTake],
       ['redis-semaphore Mutex', semaphoreTake],
     ];
-    // A and B in alternating rounds (the median counts), so load from elsewhere on a shared machine
-    // does not favour whoever ran in a quiet moment; C (long, latency-bound) once each.
-    const ROUNDS = 5;
-    const a: number[][] = contenders.map(() => []);
-    const b: number[][] = contenders.map(() => []);
-    for (const [, take] of contenders) for (let i = 0; i < 300; i++) await (await take('bench:a'))(); // warm-up
-    for (let r = 0; r < ROUNDS; r++) {
-      for (const [i, [, take]] of contenders.entries()) {
-        a[i]!.push(await caseA(take));
-        b[i]!.push(await caseB(take));
-      }
-    }
-    const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+    // C (long, latency-bound) runs once each, after A and B.
+    const { a, b } = await alternating(contenders.map((c) => c[1]), { ops: A_OPS }, { ops: B_OPS, workers: 64 });
     const rows: Record<string, string | number>[] = [];
     for (const [i, [name, take]] of contenders.entries()) {
       console.error(`  ${name}…`);
       const c = await caseC(take);
       rows.push({
         contender: name,
-        'A seq ops/s': median(a[i]!),
-        'A vs raw': median(a[i]!) / median(a[0]!),
-        'B 64 keys ops/s': median(b[i]!),
-        'B vs raw': median(b[i]!) / median(b[0]!),
+        'A seq ops/s': a[i]!,
+        'A vs raw': a[i]! / a[0]!,
+        'B 64 keys ops/s': b[i]!,
+        'B vs raw': b[i]! / b[0]!,
         'C ops/s': c.ops,
         'C gap p50 ms': c.p50,
         'C gap p99 ms': c.p99,

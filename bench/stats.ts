@@ -55,3 +55,49 @@ export async function handoff(
   );
   return { ...summarize(gaps), ops: done / ((performance.now() - t0) / 1000) };
 }
+
+/** Takes a lock on `key` and resolves with its release. */
+export type Take = (key: string) => Promise<() => Promise<unknown>>;
+
+/** A: `ops` sequential acquire+release on one key; ops/s. */
+export async function sequential(take: Take, ops: number): Promise<number> {
+  const t0 = performance.now();
+  for (let i = 0; i < ops; i++) await (await take('bench:a'))();
+  return ops / ((performance.now() - t0) / 1000);
+}
+
+/** B: `workers` tasks, each on its own key, `ops` acquire+release in all; ops/s. */
+export async function distinctKeys(take: Take, ops: number, workers: number): Promise<number> {
+  const per = ops / workers;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: workers }, async (_, w) => {
+      for (let i = 0; i < per; i++) await (await take(`bench:b:${w}`))();
+    }),
+  );
+  return ops / ((performance.now() - t0) / 1000);
+}
+
+/**
+ * A and B for every contender in alternating rounds (the median counts), so load from elsewhere on
+ * a shared machine does not favour whoever ran in a quiet moment. Each contender warms up first.
+ */
+export async function alternating(
+  takes: readonly Take[],
+  a: { ops: number },
+  b: { ops: number; workers: number },
+  rounds = 5,
+): Promise<{ a: number[]; b: number[] }> {
+  const as: number[][] = takes.map(() => []);
+  const bs: number[][] = takes.map(() => []);
+  for (const take of takes) for (let i = 0; i < 300; i++) await (await take('bench:a'))();
+  for (let r = 0; r < rounds; r++) {
+    for (const [i, take] of takes.entries()) {
+      as[i]!.push(await sequential(take, a.ops));
+      bs[i]!.push(await distinctKeys(take, b.ops, b.workers));
+    }
+  }
+  return { a: as.map(median), b: bs.map(median) };
+}
+
+export const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
