@@ -107,7 +107,7 @@ describe('redlock', () => {
     await lock.release();
   });
 
-  test('a renewed lease outlives, on every node, what the holder believes by the drift allowance', async () => {
+  test('a renewed lease outlives, on a majority of nodes, what the holder believes by the drift allowance', async () => {
     // Acquiring discounts clock drift from the validity; a renewal must too, or a node whose clock
     // runs fast (by up to driftFactor, default 0.01) could end the lease while the holder still believes in it.
     const a = locksmith();
@@ -115,8 +115,10 @@ describe('redlock', () => {
     await lock.extend(10_000);
     const left = await Promise.all(nodes.map(async (n) => Number((await n.cli('PTTL', 'locksmith:{drift}:lease')).trim())));
     const believed = lock.expiresAt - Date.now();
-    // 1 ms for the rounding of PTTL and expiresAt to whole ms.
-    for (const ms of left) assert.ok(ms + 1 >= believed * 1.01, `a node keeps it ${ms} ms, the holder believes ${believed} ms`);
+    // 1 ms for the rounding of PTTL and expiresAt to whole ms. The extension settles at a quorum, so
+    // stragglers may not have it yet: the guarantee is that a majority outlives the holder's belief.
+    const outliving = left.filter((ms) => ms + 1 >= believed * 1.01).length;
+    assert.ok(outliving >= 3, `only ${outliving} of 5 nodes keep it past the holder's belief (${believed} ms × 1.01): ${left.join(', ')} ms`);
     await lock.release();
   });
 
