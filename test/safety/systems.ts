@@ -428,6 +428,30 @@ function faultProxy(name: string, proxy: TcpProxy): FaultProxy {
   };
 }
 
+/**
+ * Child clients that each reach the server at `port` through a TCP proxy of their own, so one client
+ * can be cut off while the others carry on; `spec` is the backend a client opens on its proxy's port.
+ */
+function proxiedLinks(
+  dir: string,
+  port: number,
+  spec: (proxyPort: number, config: ClientConfig) => BackendSpec,
+): Pick<SystemUnderTest, 'proxyFor' | 'startClient'> & { proxies(): FaultProxy[]; close(): Promise<void> } {
+  const proxies = new Map<string, FaultProxy>();
+  const open: TcpProxy[] = [];
+  return {
+    proxies: () => [...proxies.values()],
+    proxyFor: (proc) => proxies.get(proc),
+    async startClient(config) {
+      const proxy = await TcpProxy.start(port);
+      open.push(proxy);
+      proxies.set(config.proc, faultProxy(`link of ${config.proc}`, proxy));
+      return childClient(dir, spec(proxy.port, config), config);
+    },
+    close: () => Promise.all(open.map((p) => p.close())).then(() => undefined),
+  };
+}
+
 /** How long one Redis call may take before it fails (commandTimeout): well under the ttl, twice the slow link's round trip. */
 const redisCommandMs = (ttl: number): number => Math.round(ttl / 2);
 /** Redlock's per-node timeout: a loaded 2-core machine answers a script call well within it. */
@@ -449,26 +473,19 @@ registerSystem({
   unavailable: hasRedis,
   async create({ dir }) {
     const node = await RedisNode.start({ persistent: true });
-    const proxies = new Map<string, FaultProxy>();
-    const open: TcpProxy[] = [];
+    const links = proxiedLinks(dir, node.port, (port, config) => ({ kind: 'redis', port, commandTimeout: redisCommandMs(config.ttl) }));
     return {
       name: 'redis',
       note: 'one redis-server (appendonly, fsync always); clients are separate node processes (ioredis), each through its own TCP proxy',
       nodes: [serverNode('redis', node)],
+      // A getter: the list grows as clients start.
       get proxies() {
-        return [...proxies.values()];
+        return links.proxies();
       },
-      proxyFor: (proc) => proxies.get(proc),
-      async startClient(config) {
-        // Each client through its own proxy, so one client can be cut off while the others carry on.
-        const proxy = await TcpProxy.start(node.port);
-        open.push(proxy);
-        proxies.set(config.proc, faultProxy(`link of ${config.proc}`, proxy));
-        const backend: BackendSpec = { kind: 'redis', port: proxy.port, commandTimeout: redisCommandMs(config.ttl) };
-        return childClient(dir, backend, config);
-      },
+      proxyFor: links.proxyFor,
+      startClient: links.startClient,
       async close() {
-        await Promise.all(open.map((p) => p.close()));
+        await links.close();
         await node.stop();
       },
     };
@@ -542,24 +559,19 @@ registerSystem({
   unavailable: hasPostgres,
   async create({ dir }) {
     const server = await PostgresServer.start();
-    const proxies = new Map<string, FaultProxy>();
-    const open: TcpProxy[] = [];
+    const links = proxiedLinks(dir, server.port, (port) => ({ kind: 'postgres', port }));
     return {
       name: 'postgres',
       note: 'a private PostgreSQL server (initdb here); clients are separate node processes (pg pools), each through its own TCP proxy',
       nodes: [postgresNode(server)],
+      // A getter: the list grows as clients start.
       get proxies() {
-        return [...proxies.values()];
+        return links.proxies();
       },
-      proxyFor: (proc) => proxies.get(proc),
-      async startClient(config) {
-        const proxy = await TcpProxy.start(server.port);
-        open.push(proxy);
-        proxies.set(config.proc, faultProxy(`link of ${config.proc}`, proxy));
-        return childClient(dir, { kind: 'postgres', port: proxy.port }, config);
-      },
+      proxyFor: links.proxyFor,
+      startClient: links.startClient,
       async close() {
-        await Promise.all(open.map((p) => p.close()));
+        await links.close();
         await server.destroy();
       },
     };
