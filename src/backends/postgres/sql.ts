@@ -23,7 +23,7 @@
 // not release it), so any error in a grant ends the connection: the server then frees it.
 
 /** The server's clock, in µs since the epoch. */
-export const CLOCK = `(extract(epoch FROM clock_timestamp()) * 1000000)::bigint`;
+const CLOCK = `(extract(epoch FROM clock_timestamp()) * 1000000)::bigint`;
 
 /** 2020-01-01 in µs: every fence is above it, and a reset sequence's values are far below. */
 const FENCE_FLOOR = 1_577_836_800_000_000n;
