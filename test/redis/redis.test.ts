@@ -315,6 +315,33 @@ describe('redis backend', () => {
     await backend.close();
   });
 
+
+  test('the short forms: a plain request that meets readers, and a release by a non-holder, take every key', async () => {
+    // A plain exclusive acquire sends three keys, the exclusive holder's release two. Readers, an
+    // announced writer and a lease that is gone are only seen with every key: these go the long way.
+    const backend = redisBackend({ client: io(node) });
+    const key = 'short:forms';
+    const reader = await backend.acquire({ key, owner: 'r', ttl: 2_000, mode: 'shared' });
+    assert.ok(reader.granted);
+    const refused = await backend.acquire({ key, owner: 'w', ttl: 5_000, mode: 'exclusive' });
+    assert.equal(refused.granted, false);
+    assert.ok(!refused.granted && refused.retryAfter !== undefined && refused.retryAfter > 1_000 && refused.retryAfter <= 2_000, JSON.stringify(refused));
+    // A writer that waits announces itself (writer preference holds new readers back)…
+    assert.equal((await backend.acquire({ key, owner: 'w2', ttl: 5_000, mode: 'exclusive', intent: 5_000, queue: true })).granted, false);
+    assert.equal((await backend.acquire({ key, owner: 'r2', ttl: 5_000, mode: 'shared', writerPreference: true })).granted, false);
+    // …and its release, though it holds nothing, withdraws the intent: readers are let in again.
+    assert.equal(await backend.release(key, 'w2'), false);
+    const r2 = await backend.acquire({ key, owner: 'r2', ttl: 5_000, mode: 'shared', writerPreference: true });
+    assert.ok(r2.granted);
+    assert.equal(await backend.release(key, 'r'), true, 'a reader releases through the long form');
+    assert.equal(await backend.release(key, 'r2'), true);
+    assert.equal(await backend.release(key, 'r2'), false, 'and only once');
+    const writer = await backend.acquire({ key, owner: 'w', ttl: 5_000, mode: 'exclusive' });
+    assert.ok(writer.granted && reader.granted && writer.fence > reader.fence, 'granted once the readers left');
+    assert.equal(await backend.release(key, 'w'), true);
+    assert.equal(await backend.inspect(key), null);
+    await backend.close();
+  });
   test('bad options are rejected before any I/O', () => {
     const client = io(node);
     for (const o of [{}, { client: {} }, { client, prefix: 'a{b' }, { client, prefix: 'x}' }, { client, prefix: 'has space' }, { client, prefix: 'p'.repeat(129) }, { client, prefix: 5 }, { client, colour: 1 }, { client, fair: 'yes' }, { client, queueTimeout: 5 }, { client, queueTimeout: 1.5 }]) {

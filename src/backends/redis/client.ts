@@ -101,13 +101,11 @@ function ioredis(client: IoRedisLike): RedisAdapter {
       // After this tick's synchronous work and microtasks: nothing waits longer than that.
       process.nextTick(uncork);
     },
-    async run(s, keys, args) {
-      try {
-        return await client.evalsha(s.sha, keys.length, ...keys, ...args);
-      } catch (error) {
+    run(s, keys, args) {
+      return client.evalsha(s.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
         if (!noScript(error)) throw error;
         return client.eval(s.source, keys.length, ...keys, ...args);
-      }
+      });
     },
     subscribe(channel, onMessage) {
       const sub = client.duplicate();

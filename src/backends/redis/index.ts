@@ -39,6 +39,8 @@ const SCRIPTS = {
 };
 const MAX_PREFIX = 128;
 
+const sharedId = (lease: string, owner: string): string => `${lease}\n${owner}`;
+
 const isMs = (value: unknown, min: number): value is number =>
   typeof value === 'number' && Number.isInteger(value) && value >= min && value <= 600_000;
 
@@ -112,6 +114,8 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
    * reply: the waiter's fence, or null when it got nothing (the release found no lease of its own, or failed).
    */
   const handovers = new Map<string, { owner: string; ttl: number; sent: number; fence: Promise<string | null> }>();
+  /** Shared leases granted here and not yet released: their release goes straight to the long form. */
+  const sharedLeases = new Set<string>();
 
   function notify(lease: string): void {
     const set = listeners.get(lease);
@@ -153,22 +157,26 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
         const validity = handed.ttl - (performance.now() - handed.sent);
         if (fence !== null && validity > handed.ttl / 2) return { granted: true, fence: BigInt(fence), validity };
       }
-      const keys = queueMs ? [k.lease, k.shared, k.intents, k.fence, k.waiting, k.queue, k.queueExp] : [k.lease, k.shared, k.intents, k.fence, k.waiting];
-      // The plain exclusive case sends only what it needs: every argument costs time on both sides.
-      const args =
-        req.mode === 'exclusive' && !req.intent && !queueMs
-          ? [req.owner, req.ttl]
-          : [req.owner, req.ttl, req.mode === 'exclusive' ? 'x' : 's', req.limit ?? 0, req.writerPreference ? '1' : '0', req.intent ?? 0, req.queue ? queueMs : -queueMs];
+      // The plain exclusive case sends only what it needs: every key and argument costs time on both sides.
+      const plain = req.mode === 'exclusive' && !req.intent && !queueMs;
+      const all = queueMs ? [k.lease, k.fence, k.waiting, k.shared, k.intents, k.queue, k.queueExp] : [k.lease, k.fence, k.waiting, k.shared, k.intents];
+      const args = plain
+        ? [req.owner, req.ttl]
+        : [req.owner, req.ttl, req.mode === 'exclusive' ? 'x' : 's', req.limit ?? 0, req.writerPreference ? '1' : '0', req.intent ?? 0, req.queue ? queueMs : -queueMs];
       redis.batch(); // see release
       const armed = listeners.has(k.lease);
-      const reply = (await call(SCRIPTS.acquire, keys, args, Math.min(timeout, req.ttl))) as [number, number | string];
-      if (reply[0] === 1) {
+      const ms = Math.min(timeout, req.ttl);
+      let reply = await call(SCRIPTS.acquire, plain ? [k.lease, k.fence, k.waiting] : all, args, ms);
+      // A plain request that met readers: they are looked at with every key.
+      if (reply === 'keys') reply = await call(SCRIPTS.acquire, all, args, ms);
+      const n = Number(reply);
+      if (n > 0) {
         if (waiters.get(k.lease)?.owner === req.owner) waiters.delete(k.lease);
-        return { granted: true, fence: BigInt(reply[1]) };
+        if (req.mode === 'shared') sharedLeases.add(sharedId(k.lease, req.owner));
+        return { granted: true, fence: BigInt(n) };
       }
-      if (armed && req.queue && args.length === 2) waiters.set(k.lease, { owner: req.owner, ttl: req.ttl });
-      const retry = Number(reply[1]);
-      return { granted: false, retryAfter: retry >= 0 ? retry : undefined };
+      if (armed && req.queue && plain) waiters.set(k.lease, { owner: req.owner, ttl: req.ttl });
+      return { granted: false, retryAfter: n < 0 ? -n - 1 : undefined };
     },
 
     async extend(key, owner, ttl) {
@@ -187,9 +195,13 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
       if (next) waiters.delete(k.lease);
       // A waiter giving up: what it was handed (if anything) goes with this release, sent after the handover.
       if (handovers.get(k.lease)?.owner === owner) handovers.delete(k.lease);
+      // Anything but the exclusive holder's release takes every key (the script says so when it meets one).
+      const full = (): Promise<boolean> =>
+        call(SCRIPTS.release, queueMs ? [k.lease, k.waiting, k.shared, k.intents, k.queue, k.queueExp] : [k.lease, k.waiting, k.shared, k.intents], [owner]).then((r) => r === 1);
+      if (sharedLeases.size > 0 && sharedLeases.delete(sharedId(k.lease, owner))) return full();
       if (next && next.owner !== owner) {
         const sent = performance.now();
-        const reply = call(SCRIPTS.release, [k.lease, k.shared, k.intents, k.waiting, k.fence], [owner, channel, '', next.owner, next.ttl]);
+        const reply = call(SCRIPTS.release, [k.lease, k.waiting, k.fence], [owner, next.owner, next.ttl]);
         const fence = reply.then(
           (r) => (typeof r === 'string' ? r : null),
           () => null,
@@ -197,10 +209,11 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
         handovers.set(k.lease, { owner: next.owner, ttl: next.ttl, sent, fence });
         // The core nudges its own waiters; one of another Locksmith sharing this backend hears it here.
         notify(k.lease);
-        return (await reply) !== 0;
+        const r = await reply;
+        return r === -1 ? full() : r !== 0;
       }
-      const keys = queueMs ? [k.lease, k.shared, k.intents, k.waiting, k.queue, k.queueExp] : [k.lease, k.shared, k.intents, k.waiting];
-      return (await call(SCRIPTS.release, keys, [owner, channel])) === 1;
+      const r = await call(SCRIPTS.release, [k.lease, k.waiting], [owner]);
+      return r === -1 ? full() : r === 1;
     },
 
     async inspect(key): Promise<LockInfo | null> {
@@ -254,6 +267,7 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
       closed = true;
       waiters.clear();
       handovers.clear();
+      sharedLeases.clear();
       for (const lease of [...listeners.keys()]) notify(lease);
       const sub = subscription;
       subscription = undefined;

@@ -74,39 +74,43 @@ end
 export const WAITING_FLAG_MS = 10_000;
 
 /**
- * ACQUIRE. KEYS: lease, shared, intents, fence, waiting, and for fair mode queue, queue expiries.
- * ARGV: owner, ttl ms, and optionally mode ("x" by default, or "s"), limit (0: none), writer
- * preference ("1"|"0"), intent ms (0: none), fair queue timeout ms (0: not fair; negative: fair, but
- * do not join the line). A plain exclusive request sends owner and ttl only. Returns {1, fence} when
- * granted, {0, retry-after ms} (-1: unknown) when not.
+ * ACQUIRE. KEYS: lease, fence, waiting, and unless the request is plain, shared, intents, and for
+ * fair mode queue, queue expiries. ARGV: owner, ttl ms, and optionally mode ("x" by default, or "s"),
+ * limit (0: none), writer preference ("1"|"0"), intent ms (0: none), fair queue timeout ms (0: not
+ * fair; negative: fair, but do not join the line). A plain exclusive request sends owner and ttl and
+ * the first three keys only: every key and argument is a string the server makes on each call.
+ * Returns the fence (a positive integer) when granted; when refused, -1 - retry-after ms (so 0 means
+ * unknown); the string "keys" when a plain request met readers (it is sent again with every key).
  */
 export const ACQUIRE = `
-local lease, shared, intents, fence_key, waiting = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local lease, fence_key, waiting = KEYS[1], KEYS[2], KEYS[3]
 local owner, ttl, want = ARGV[1], tonumber(ARGV[2]), ARGV[3] or 'x'
 
 -- The common case, inline: a plain exclusive request on a free lock is INCR + SET NX and nothing
 -- else. The fence is taken before the SET can say whether the lock is free; a refusal leaves a gap
 -- in the fences, which need only rise. A counter just created (INCR gave 1) is seeded just below.
+-- Fences leave as integer replies: Lua holds them as doubles, exact below 2^53 (the clock seed is
+-- about 2^51 today), and a number is cheaper to reply than a table.
 local fence, incremented
 if want == 'x' and not ARGV[4] then
   incremented = redis.call('INCR', fence_key)
   if incremented > 1 then
     fence = string.format('%d', incremented)
-    if redis.call('SET', lease, owner .. '\\n' .. fence, 'NX', 'PX', ttl) then return {1, fence} end
+    if redis.call('SET', lease, owner .. '\\n' .. fence, 'NX', 'PX', ttl) then return incremented end
     -- Refused by another exclusive holder, the common refusal of a contended lock: settled here
     -- too, as below, without defining what the other cases need. The holder itself asking again
     -- and the readers' marker go the long way.
     local held = redis.call('GET', lease)
     if held and held ~= 's' and string.sub(held, 1, #owner + 1) ~= owner .. '\\n' then
       redis.call('SET', waiting, '1', 'PX', ${WAITING_FLAG_MS})
-      return {0, redis.call('PTTL', lease)}
+      return -1 - math.max(redis.call('PTTL', lease), -1)
     end
   end
 end
 ${NEXT_FENCE}
 -- Seed a counter just created now, whatever this request's outcome, or the next INCR would give 2.
 if incremented == 1 then fence = next_fence(fence_key, 1) end
-local queue, queue_exp = KEYS[6], KEYS[7]
+local shared, intents, queue, queue_exp = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local limit, writer_pref, intent_ms = tonumber(ARGV[4] or '0'), ARGV[5] == '1', tonumber(ARGV[6] or '0')
 local queue_ms = tonumber(ARGV[7] or '0')
 local fair = queue_ms ~= 0 and want == 'x'
@@ -139,7 +143,7 @@ end
 local function refuse(retry)
   redis.call('SET', waiting, '1', 'PX', ${WAITING_FLAG_MS})
   queue_up()
-  return {0, retry}
+  return -1 - math.max(retry, -1)
 end
 
 -- A refused writer tells writer-preferring readers to hold back, for intent_ms unless it retries.
@@ -155,7 +159,7 @@ if want == 'x' then
   if held and is_holder(held, owner) then
     -- The same owner asking again gets its lease back: same fence, fresh ttl.
     redis.call('PEXPIRE', lease, ttl)
-    return {1, string.sub(held, #owner + 2)}
+    return tonumber(string.sub(held, #owner + 2))
   end
   if fair and not first_in_line() then
     announce()
@@ -167,6 +171,7 @@ if want == 'x' then
   end
   if held then
     -- The readers' marker lives as long as the longest reader lease, so look at the readers.
+    if not shared then return 'keys' end
     local now = now_ms()
     local count, soonest = scan(shared, '', now)
     if count > 0 then
@@ -181,7 +186,7 @@ if want == 'x' then
     redis.call('ZREM', queue, owner)
     redis.call('HDEL', queue_exp, owner)
   end
-  return {1, fence}
+  return tonumber(fence)
 end
 
 -- Shared: readers or semaphore permits, each with its own expiry in the hash.
@@ -200,7 +205,7 @@ end
 redis.call('HSET', shared, owner, (now + ttl) .. ':' .. fence)
 if redis.call('PTTL', shared) < ttl then redis.call('PEXPIRE', shared, ttl) end
 if redis.call('PTTL', lease) < ttl then redis.call('SET', lease, 's', 'PX', ttl) end
-return {1, fence}
+return tonumber(fence)
 `;
 
 /** EXTEND. KEYS: lease, shared. ARGV: owner, ttl ms. Returns 1 when renewed, 0 when the owner holds no live lease. */
@@ -230,17 +235,19 @@ return 1
 `;
 
 /**
- * RELEASE. KEYS: lease, shared, intents, waiting, and then either fence (a handover) or, in fair
- * mode, queue, queue expiries (a waiter that gives up leaves the line). ARGV: owner, wake channel,
- * anything (Redlock sends the name), and for a handover the next owner and its ttl ms.
- * Returns 1 when the owner's live lease was removed, 0 otherwise, or the next owner's fence (a
- * string) when the exclusive holder's lease went straight to the next owner. When anything changed (a
- * lease or an announced writer went away) and someone was refused meanwhile, publishes the lock's
- * lease key on the wake channel so waiters retry; with nobody waiting it publishes nothing.
+ * RELEASE. KEYS: lease, waiting, and then either fence (a handover), or every other key: shared,
+ * intents, and in fair mode queue, queue expiries (a waiter that gives up leaves the line). ARGV:
+ * owner, and for a handover the next owner and its ttl ms. Returns 1 when the owner's live lease was
+ * removed, 0 otherwise, or the next owner's fence (a string) when the exclusive holder's lease went
+ * straight to the next owner. With the first two keys only (or a handover's three) it settles only
+ * the exclusive holder's release, and returns -1 for anything else: send it again with every key.
+ * When anything changed (a lease or an announced writer went away) and someone was refused
+ * meanwhile, publishes the lock's lease key on the wake channel ("<prefix>wake", the prefix being
+ * what precedes the key's hash tag) so waiters retry; with nobody waiting it publishes nothing.
  */
 export const RELEASE = `
-local lease, shared, intents, waiting = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local owner, channel, next_owner = ARGV[1], ARGV[2], ARGV[4]
+local lease, waiting = KEYS[1], KEYS[2]
+local owner, next_owner = ARGV[1], ARGV[2]
 local held = redis.call('GET', lease)
 -- The common case, inline: the exclusive holder lets go (it has no intent left: the grant removed
 -- it). One DEL also takes the flag: 2 keys deleted means someone is waiting.
@@ -252,22 +259,21 @@ if held and string.sub(held, 1, n) == owner .. '\\n' and not string.find(held, '
     -- clock), saves that acquire a script run and its reply a wait. Nobody else could use the lock
     -- meanwhile, so nobody is woken; the flag stays for the next release. A waiter that gave up
     -- instead releases it (or it expires by its ttl).
-    local fence_key = KEYS[5]
+    local fence_key = KEYS[3]
     local fence = redis.call('INCR', fence_key)
     if fence == 1 then${NEXT_FENCE}
       fence = next_fence(fence_key, 1)
     else
       fence = string.format('%d', fence)
     end
-    redis.call('SET', lease, next_owner .. '\\n' .. fence, 'PX', ARGV[5])
+    redis.call('SET', lease, next_owner .. '\\n' .. fence, 'PX', ARGV[3])
     return fence
   end
-  if redis.call('DEL', lease, waiting) == 2 then redis.call('PUBLISH', channel, lease) end
+  if redis.call('DEL', lease, waiting) == 2 then redis.call('PUBLISH', string.match(lease, '^[^{]*') .. 'wake', lease) end
   return 1
 end
--- Fair mode sends the line's two keys (a handover sends only the fence key, fifth).
-local queue, queue_exp
-if KEYS[6] then queue, queue_exp = KEYS[5], KEYS[6] end
+if next_owner or not KEYS[4] then return -1 end
+local shared, intents, queue, queue_exp = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local released = 0
 local withdrew = redis.call('HDEL', intents, owner)
 if queue and redis.call('ZREM', queue, owner) == 1 then
@@ -285,7 +291,9 @@ if not held or held == 's' then
     if redis.call('HLEN', shared) == 0 then redis.call('DEL', lease) end
   end
 end
-if (released == 1 or withdrew == 1) and redis.call('DEL', waiting) == 1 then redis.call('PUBLISH', channel, lease) end
+if (released == 1 or withdrew == 1) and redis.call('DEL', waiting) == 1 then
+  redis.call('PUBLISH', string.match(lease, '^[^{]*') .. 'wake', lease)
+end
 return released
 `;
 

@@ -52,7 +52,6 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
   const drift = driftFactor;
   const nodes: RedisAdapter[] = (o.clients as unknown[]).map((c) => adapt(c));
   const quorum = Math.floor(nodes.length / 2) + 1;
-  const channel = `${keyPrefix}wake`;
 
   /**
    * Runs a script on every node at once; each answer, error or timeout is a vote. Resolves once
@@ -116,7 +115,9 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
   /** Release goes to every node; it is confirmed once a quorum confirms. */
   async function releaseAll(key: string, owner: string, wait: 'quorum' | 'all'): Promise<(Vote<boolean> | undefined)[]> {
     const k = keysFor(keyPrefix, key);
-    return ask(SCRIPTS.release, [k.lease, k.shared, k.intents, k.waiting], [owner, channel, key], (r) => r === 1, (v) => wait === 'quorum' && yes(v) >= quorum);
+    // The exclusive holder's short form: Redlock leaves nothing else behind (no readers, intents or
+    // places in line), so a node that does not know the owner as its holder has nothing to release.
+    return ask(SCRIPTS.release, [k.lease, k.waiting], [owner], (r) => r === 1, (v) => wait === 'quorum' && yes(v) >= quorum);
   }
 
   return {
@@ -128,11 +129,12 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
       const start = performance.now();
       const votes = await ask(
         SCRIPTS.acquire,
-        [k.lease, k.shared, k.intents, k.fence, k.waiting],
-        [req.owner, req.ttl, 'x'],
+        [k.lease, k.fence, k.waiting],
+        [req.owner, req.ttl],
         (reply) => {
-          const [granted, value] = reply as [number, number | string];
-          return granted === 1 ? { granted: true, fence: BigInt(value), retry: 0 } : { granted: false, fence: 0n, retry: Number(value) };
+          // A fence, or -1 - retry-after ms; "keys" (a reader of the Redis backend on this name) is a refusal.
+          const n = typeof reply === 'number' ? reply : 0;
+          return n > 0 ? { granted: true, fence: BigInt(n), retry: 0 } : { granted: false, fence: 0n, retry: -n - 1 };
         },
         (v) => v.filter((x) => x?.ok === true && x.value.granted).length >= quorum,
       );
