@@ -62,16 +62,16 @@ export async function benchPostgres(): Promise<Record<string, string | number>[]
       ['locksmith', ours, ours],
     ];
     // C (long, latency-bound) runs once each, after A and B.
-    const { a, b } = await alternating(contenders.map((c) => c[1]), { ops: A_OPS }, { ops: B_OPS, workers: 16 });
+    const { a, b, aRatio, bRatio } = await alternating(contenders.map((c) => c[1]), { ops: A_OPS }, { ops: B_OPS, workers: 16 });
     const rows: Record<string, string | number>[] = [];
     for (const [i, [name, , contended]] of contenders.entries()) {
       const c = await handoff(8, C_OPS, () => contended('bench:c'), () => new Promise((r) => setTimeout(r, 1)));
       rows.push({
         contender: name,
         'A seq ops/s': a[i]!,
-        'A vs raw': a[i]! / a[0]!,
+        'A vs raw': aRatio[i]!,
         'B 16 keys ops/s': b[i]!,
-        'B vs raw': b[i]! / b[0]!,
+        'B vs raw': bRatio[i]!,
         'C ops/s': c.ops,
         'C gap p50 ms': c.p50,
         'C gap p99 ms': c.p99,

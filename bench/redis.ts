@@ -1,6 +1,6 @@
 // Redis backend vs the raw commands and peer libraries, on one redis-server started here, in one run.
-//   A: sequential acquire+release on one key (3000 in all, in 5 alternating rounds)
-//   B: 64 concurrent workers, each on its own key
+//   A: sequential acquire+release on one key (3000 in all, in 15 rounds; see rounds() in stats.ts)
+//   B: 64 concurrent workers, each on its own key (19200 in all, in 15 rounds)
 //   C: 16 workers on one key, each holding it 1 ms: throughput and the release → next-acquire gap
 // Run: npm run bench:redis (builds first; the library is the built package, as users run it)
 
@@ -14,8 +14,9 @@ import { redisBackend } from 'locksmith/redis';
 import { RedisNode } from '../test/support/redis.js';
 import { alternating, handoff, table, type Take } from './stats.js';
 
-const A_OPS = Number(process.env.BENCH_A ?? 3_000) / 5; // per round
-const B_OPS = Number(process.env.BENCH_B ?? 6_400) / 5; // per round
+const ROUNDS = 15;
+const A_OPS = Math.round(Number(process.env.BENCH_A ?? 3_000) / ROUNDS); // per round
+const B_OPS = Math.round(Number(process.env.BENCH_B ?? 19_200) / ROUNDS / 64) * 64; // per round
 const C_OPS = Number(process.env.BENCH_C ?? 1_000);
 const TTL = 10_000;
 
@@ -78,7 +79,7 @@ export async function benchRedis(): Promise<Record<string, string | number>[]> {
       ['redis-semaphore Mutex', semaphoreTake],
     ];
     // C (long, latency-bound) runs once each, after A and B.
-    const { a, b } = await alternating(contenders.map((c) => c[1]), { ops: A_OPS }, { ops: B_OPS, workers: 64 });
+    const { a, b, aRatio, bRatio } = await alternating(contenders.map((c) => c[1]), { ops: A_OPS }, { ops: B_OPS, workers: 64 }, ROUNDS);
     const rows: Record<string, string | number>[] = [];
     for (const [i, [name, take]] of contenders.entries()) {
       console.error(`  ${name}…`);
@@ -86,9 +87,9 @@ export async function benchRedis(): Promise<Record<string, string | number>[]> {
       rows.push({
         contender: name,
         'A seq ops/s': a[i]!,
-        'A vs raw': a[i]! / a[0]!,
+        'A vs raw': aRatio[i]!,
         'B 64 keys ops/s': b[i]!,
-        'B vs raw': b[i]! / b[0]!,
+        'B vs raw': bRatio[i]!,
         'C ops/s': c.ops,
         'C gap p50 ms': c.p50,
         'C gap p99 ms': c.p99,

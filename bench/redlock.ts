@@ -9,10 +9,10 @@ import { Redlock as SesameRedlock } from '@sesamecare-oss/redlock';
 import { Locksmith } from 'locksmith';
 import { redlockBackend } from 'locksmith/redlock';
 import { RedisNode } from '../test/support/redis.js';
-import { table } from './stats.js';
+import { rounds, table } from './stats.js';
 
-const OPS = Number(process.env.BENCH_N ?? 1_000);
-const ROUNDS = 5;
+const ROUNDS = 15;
+const OPS = Number(process.env.BENCH_N ?? 1_500);
 const TTL = 10_000;
 const RAW_DEL = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
 
@@ -79,18 +79,20 @@ export async function benchRedlock(): Promise<Record<string, string | number>[]>
       ['redlock 4', redlockOnce],
       ['@sesamecare-oss/redlock', sesameOnce],
     ];
-    for (const [, once] of contenders) for (let i = 0; i < 100; i++) await once();
-    const rates: number[][] = contenders.map(() => []);
-    for (let r = 0; r < ROUNDS; r++) {
-      for (const [i, [, once]] of contenders.entries()) {
+    const per = OPS / ROUNDS;
+    const { ops, ratio } = await rounds(
+      contenders.map(([, once]) => async () => {
         const t0 = performance.now();
-        for (let j = 0; j < OPS / ROUNDS; j++) await once();
-        rates[i]!.push(OPS / ROUNDS / ((performance.now() - t0) / 1000));
-      }
-    }
-    const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+        for (let j = 0; j < per; j++) await once();
+        return per / ((performance.now() - t0) / 1000);
+      }),
+      ROUNDS,
+      async () => {
+        for (const [, once] of contenders) for (let i = 0; i < 100; i++) await once();
+      },
+    );
     await locks.close();
-    return contenders.map(([name], i) => ({ contender: name, 'acquire+release ops/s': median(rates[i]!), 'vs raw': median(rates[i]!) / median(rates[0]!) }));
+    return contenders.map(([name], i) => ({ contender: name, 'acquire+release ops/s': ops[i]!, 'vs raw': ratio[i]! }));
   } finally {
     for (const c of all) c.disconnect();
     await Promise.all(nodes.map((n) => n.stop()));

@@ -79,25 +79,45 @@ export async function distinctKeys(take: Take, ops: number, workers: number): Pr
 }
 
 /**
- * A and B for every contender in alternating rounds (the median counts), so load from elsewhere on
- * a shared machine does not favour whoever ran in a quiet moment. Each contender warms up first.
+ * Runs `measure` for every contender, round after round, in a fresh random order each round, and
+ * returns per contender the median throughput and the median of its per-round ratio to the first
+ * contender (the floor). A ratio taken within one round compares contenders under the same load, so
+ * the slow drifts of a shared VM cancel out of it; a random order keeps any one contender from
+ * always following another. Each contender warms up first.
  */
+export async function rounds(
+  contenders: readonly (() => Promise<number>)[],
+  count: number,
+  warm?: () => Promise<void>,
+): Promise<{ ops: number[]; ratio: number[] }> {
+  await warm?.();
+  const ops: number[][] = contenders.map(() => []);
+  const ratios: number[][] = contenders.map(() => []);
+  for (let r = 0; r < count; r++) {
+    const order = contenders.map((_, i) => i).sort(() => Math.random() - 0.5);
+    const round: number[] = [];
+    for (const i of order) round[i] = await contenders[i]!();
+    for (const [i, v] of round.entries()) {
+      ops[i]!.push(v);
+      ratios[i]!.push(v / round[0]!);
+    }
+  }
+  return { ops: ops.map(median), ratio: ratios.map(median) };
+}
+
+/** A and B for every contender (see rounds), `rounds` times each. */
 export async function alternating(
   takes: readonly Take[],
   a: { ops: number },
   b: { ops: number; workers: number },
-  rounds = 5,
-): Promise<{ a: number[]; b: number[] }> {
-  const as: number[][] = takes.map(() => []);
-  const bs: number[][] = takes.map(() => []);
-  for (const take of takes) for (let i = 0; i < 300; i++) await (await take('bench:a'))();
-  for (let r = 0; r < rounds; r++) {
-    for (const [i, take] of takes.entries()) {
-      as[i]!.push(await sequential(take, a.ops));
-      bs[i]!.push(await distinctKeys(take, b.ops, b.workers));
-    }
-  }
-  return { a: as.map(median), b: bs.map(median) };
+  count = 9,
+): Promise<{ a: number[]; b: number[]; aRatio: number[]; bRatio: number[] }> {
+  const warm = async (): Promise<void> => {
+    for (const take of takes) for (let i = 0; i < 300; i++) await (await take('bench:a'))();
+  };
+  const A = await rounds(takes.map((take) => () => sequential(take, a.ops)), count, warm);
+  const B = await rounds(takes.map((take) => () => distinctKeys(take, b.ops, b.workers)), count);
+  return { a: A.ops, b: B.ops, aRatio: A.ratio, bRatio: B.ratio };
 }
 
 export const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;

@@ -28,6 +28,10 @@ export interface RedlockBackendOptions {
 
 const SCRIPTS = { acquire: script(ACQUIRE), extend: script(EXTEND), release: script(RELEASE), inspect: script(INSPECT), sync: script(FENCE_SYNC) };
 
+/** An acquire's reply: the node's fence when granted (> 0), else -1 - retry-after ms (0: unknown). */
+const asFence = (reply: unknown): number => (typeof reply === 'number' ? reply : 0);
+const isGrant = (fence: number): boolean => fence > 0;
+
 type Vote<T> = { ok: true; value: T } | { ok: false; timeout: boolean; error: string };
 
 export function redlockBackend(options: RedlockBackendOptions): LockBackend {
@@ -54,35 +58,42 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
   const quorum = Math.floor(nodes.length / 2) + 1;
 
   /**
-   * Runs a script on every node at once; each answer, error or timeout is a vote. Resolves once
-   * `enough(votes)` holds (a quorum said yes: waiting for stragglers only adds latency) or every node
-   * has voted; votes still out are undefined.
+   * Runs a script on every node at once; each answer, error or timeout is a vote. Resolves once a
+   * quorum of answers `counts` (a quorum said yes: waiting for stragglers only adds latency) or every
+   * node has voted; votes still out are undefined. One timer serves all the nodes of a call.
    */
   function ask<T>(
     s: ReturnType<typeof script>,
     keys: string[],
     args: (string | number)[],
     map: (reply: unknown) => T,
-    enough: (votes: (Vote<T> | undefined)[]) => boolean = () => false,
+    counts?: (value: T) => boolean,
   ): Promise<(Vote<T> | undefined)[]> {
     return new Promise((resolve) => {
-      const votes: (Vote<T> | undefined)[] = nodes.map(() => undefined);
+      const votes: (Vote<T> | undefined)[] = new Array<Vote<T> | undefined>(nodes.length).fill(undefined);
       let settled = 0;
+      let ayes = 0;
       let done = false;
+      const finish = (): void => {
+        done = true;
+        clearTimeout(timer);
+        resolve(votes.slice());
+      };
       const vote = (i: number, v: Vote<T>): void => {
-        if (votes[i] !== undefined) return;
+        if (done || votes[i] !== undefined) return;
         votes[i] = v;
         settled += 1;
-        if (!done && (settled === nodes.length || enough(votes))) {
-          done = true;
-          resolve([...votes]);
-        }
+        if (v.ok && counts?.(v.value)) ayes += 1;
+        if (settled === nodes.length || ayes >= quorum) finish();
       };
+      const timer = setTimeout(() => {
+        for (let i = 0; i < nodes.length; i++) vote(i, { ok: false, timeout: true, error: `no answer within ${timeout} ms` });
+      }, timeout);
+      timer.unref();
       nodes.forEach((node, i) => {
-        const timer = setTimeout(() => vote(i, { ok: false, timeout: true, error: `no answer within ${timeout} ms` }), timeout);
         node.run(s, keys, args).then(
           (reply) => {
-            clearTimeout(timer);
+            if (done) return;
             let value: T;
             try {
               value = map(reply);
@@ -91,10 +102,7 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
             }
             vote(i, { ok: true, value });
           },
-          (error: unknown) => {
-            clearTimeout(timer);
-            vote(i, { ok: false, timeout: false, error: error instanceof Error ? error.message : String(error) });
-          },
+          (error: unknown) => vote(i, { ok: false, timeout: false, error: error instanceof Error ? error.message : String(error) }),
         );
       });
     });
@@ -102,12 +110,12 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
 
   const yes = (votes: (Vote<boolean> | undefined)[]): number => votes.filter((v) => v?.ok === true && v.value).length;
 
-  function outcomes(votes: (Vote<{ granted: boolean }> | undefined)[]): NodeOutcome[] {
+  function outcomes(votes: (Vote<number> | undefined)[]): NodeOutcome[] {
     return votes.map((v, i) =>
       v === undefined
         ? { node: `#${i}`, outcome: 'timeout', error: 'still pending' }
         : v.ok
-          ? { node: `#${i}`, outcome: v.value.granted ? 'granted' : 'held' }
+          ? { node: `#${i}`, outcome: v.value > 0 ? 'granted' : 'held' }
           : { node: `#${i}`, outcome: v.timeout ? 'timeout' : 'error', error: v.error },
     );
   }
@@ -117,7 +125,7 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
     const k = keysFor(keyPrefix, key);
     // The exclusive holder's short form: Redlock leaves nothing else behind (no readers, intents or
     // places in line), so a node that does not know the owner as its holder has nothing to release.
-    return ask(SCRIPTS.release, [k.lease, k.waiting], [owner], (r) => r === 1, (v) => wait === 'quorum' && yes(v) >= quorum);
+    return ask(SCRIPTS.release, [k.lease, k.waiting], [owner], (r) => r === 1, wait === 'quorum' ? (released) => released : undefined);
   }
 
   return {
@@ -127,30 +135,32 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
     async acquire(req: AcquireRequest): Promise<AcquireResult> {
       const k = keysFor(keyPrefix, req.key);
       const start = performance.now();
-      const votes = await ask(
-        SCRIPTS.acquire,
-        [k.lease, k.fence, k.waiting],
-        [req.owner, req.ttl],
-        (reply) => {
-          // A fence, or -1 - retry-after ms; "keys" (a reader of the Redis backend on this name) is a refusal.
-          const n = typeof reply === 'number' ? reply : 0;
-          return n > 0 ? { granted: true, fence: BigInt(n), retry: 0 } : { granted: false, fence: 0n, retry: -n - 1 };
-        },
-        (v) => v.filter((x) => x?.ok === true && x.value.granted).length >= quorum,
-      );
-      const grants = votes.flatMap((v, i) => (v?.ok === true && v.value.granted ? [{ node: i, fence: v.value.fence }] : []));
-      const failed = votes.filter((v) => v !== undefined && !v.ok).length;
-      const allowance = req.ttl * drift + 2;
-      if (grants.length >= quorum) {
-        const token = grants.reduce((a, b) => (b.fence > a ? b.fence : a), 0n);
+      // Each node answers its fence (> 0) or -1 - retry-after ms; "keys" (a reader of the Redis
+      // backend on this name) counts as a refusal.
+      const votes = await ask(SCRIPTS.acquire, [k.lease, k.fence, k.waiting], [req.owner, req.ttl], asFence, isGrant);
+      let granted = 0;
+      let failed = 0;
+      let token = 0;
+      for (const v of votes) {
+        if (v === undefined) continue;
+        if (!v.ok) failed += 1;
+        else if (v.value > 0) {
+          granted += 1;
+          if (v.value > token) token = v.value;
+        }
+      }
+      if (granted >= quorum) {
         // A quorum must know the token before it is used. Nodes whose own fence is the token already
         // do (the usual case: counters move in step); the others are raised to it in one more trip.
-        const behind = grants.filter((g) => g.fence < token).map((g) => g.node);
-        let known = grants.length - behind.length;
+        const behind: number[] = [];
+        votes.forEach((v, i) => {
+          if (v?.ok === true && v.value > 0 && v.value < token) behind.push(i);
+        });
+        let known = granted - behind.length;
         if (known < quorum) {
           const synced = await Promise.all(
             behind.map((i) =>
-              nodes[i]!.run(SCRIPTS.sync, [k.lease, k.fence], [req.owner, token.toString()]).then(
+              nodes[i]!.run(SCRIPTS.sync, [k.lease, k.fence], [req.owner, String(token)]).then(
                 (r) => r === 1,
                 () => false,
               ),
@@ -158,8 +168,8 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
           );
           known += synced.filter(Boolean).length;
         }
-        const validity = req.ttl - (performance.now() - start) - allowance;
-        if (known >= quorum && validity > 0) return { granted: true, fence: token, validity: Math.floor(validity) };
+        const validity = req.ttl - (performance.now() - start) - (req.ttl * drift + 2);
+        if (known >= quorum && validity > 0) return { granted: true, fence: BigInt(token), validity: Math.floor(validity) };
       }
       // No quorum (or no time left): hand back whatever was granted, on every node at once.
       await releaseAll(req.key, req.owner, 'all');
@@ -169,7 +179,7 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
           nodes: outcomes(votes),
         });
       }
-      const waits = votes.flatMap((v) => (v?.ok === true && !v.value.granted && v.value.retry >= 0 ? [v.value.retry] : []));
+      const waits = votes.flatMap((v) => (v?.ok === true && v.value <= -1 ? [-v.value - 1] : []));
       return { granted: false, retryAfter: waits.length >= quorum ? waits.sort((a, b) => a - b)[quorum - 1] : undefined };
     },
 
@@ -180,7 +190,7 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
       // The core counts a renewed lease as valid for the full ttl from `start`. A node whose clock runs
       // fast by up to driftFactor would end a ttl-long lease before that, so the nodes are asked for
       // the drift allowance on top: they then outlive the holder's belief, as after an acquire.
-      const votes = await ask(SCRIPTS.extend, [k.lease, k.shared], [owner, Math.ceil(ttl + allowance)], (r) => r === 1, (v) => yes(v) >= quorum);
+      const votes = await ask(SCRIPTS.extend, [k.lease, k.shared], [owner, Math.ceil(ttl + allowance)], (r) => r === 1, (renewed) => renewed);
       // An extension that came back too late has no validity left to extend.
       if (yes(votes) >= quorum && performance.now() - start < ttl - allowance) return true;
       if (votes.filter((v) => v !== undefined && !v.ok).length > nodes.length - quorum) {
