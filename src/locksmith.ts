@@ -34,7 +34,7 @@ import { locked, type KeyFn } from './recipes/decorators.js';
 import { Election, type ElectionOptions, type ElectionStats } from './recipes/election.js';
 import { Pool, type PoolOptions, type PoolStats } from './recipes/pool.js';
 import { StampedeGuard, type StampedeOptions, type StampedeStats } from './recipes/stampede.js';
-import { TurnQueue, waitLoop, type Turn } from './waiting.js';
+import { TurnQueue, waitLoop, type Nudge, type Turn } from './waiting.js';
 import { Deadlines } from './watchdog.js';
 
 
@@ -452,9 +452,12 @@ export class Locksmith {
     let turn: Turn | undefined;
     this.#waiting += 1;
     try {
+      const wakes = backend.capabilities.wake && backend.waitForChange !== undefined;
       if (queueing) {
         turn = await this.#turns.enter(request.key, options.wait, signal);
-        if (turn.queued || !refusal) {
+        // The lock changed hands while we queued: try now. With a wake-up the wait loop's first round
+        // does that, its subscription armed first; trying here too would send two attempts in a row.
+        if ((turn.queued || !refusal) && !wakes) {
           start = performance.now();
           const again = await this.#attempt(request);
           if (again.granted) return { grant: again, start, waited: performance.now() - began };
@@ -468,7 +471,8 @@ export class Locksmith {
           since: began,
           signal,
           backoff: this.defaults.backoff,
-          wake: backend.capabilities.wake && backend.waitForChange ? (key, signal) => this.#wake(key, signal) : undefined,
+          wake: wakes ? (key, signal) => backend.waitForChange!(key, signal) : undefined,
+          nudge: (key) => this.#nudged(key),
         },
         refusal ?? {},
         async () => {
@@ -496,29 +500,25 @@ export class Locksmith {
   }
 
   /**
-   * A waiter's wake-up: the backend's (a release anywhere), or a release by this process, which
-   * nudges at once, before the backend confirms it. A nudge is only a hint to try again now.
+   * A release by this process, heard for one round of a wait: the core nudges as soon as the release
+   * is sent, before the backend confirms it, so it is only a hint to try again now. A callback in a
+   * set, not an AbortController per round: those cost about half of an in-process handoff (measured,
+   * bench/memory.ts).
    */
-  async #wake(key: string, signal: AbortSignal): Promise<void> {
-    if (signal.aborted) return;
-    // Whichever fires first ends both: the other's registration goes with this round's own signal,
-    // so a long wait does not pile up listeners round after round.
-    const round = new AbortController();
-    const end = (): void => round.abort(ENDED_ROUND);
-    signal.addEventListener('abort', end, { once: true });
+  #nudged(key: string): Nudge {
     let set = this.#nudges.get(key);
     if (!set) this.#nudges.set(key, (set = new Set()));
-    set.add(end);
-    const local = new Promise<void>((resolve) => round.signal.addEventListener('abort', () => resolve(), { once: true }));
-    try {
-      await Promise.race([this.backend.waitForChange!(key, round.signal), local]);
-    } finally {
-      end();
-      signal.removeEventListener('abort', end);
-      const current = this.#nudges.get(key);
-      current?.delete(end);
-      if (current?.size === 0) this.#nudges.delete(key);
-    }
+    let wake!: () => void;
+    const done = new Promise<void>((resolve) => (wake = resolve));
+    set.add(wake);
+    return {
+      done,
+      cancel: () => {
+        const current = this.#nudges.get(key);
+        current?.delete(wake);
+        if (current?.size === 0) this.#nudges.delete(key);
+      },
+    };
   }
 
   #nudge(key: string): void {
@@ -548,9 +548,6 @@ export class Locksmith {
     }
   }
 }
-
-/** Reason a wake-up round ends with: preallocated, as abort() without one builds a DOMException. */
-const ENDED_ROUND = Object.freeze({ reason: 'wake-up round ended' });
 
 function describeLease(lease: Lease): LockEvent {
   return { key: lease.key, owner: lease.owner, fence: lease.fence, mode: lease.mode };

@@ -18,6 +18,17 @@ export interface WaitPlan {
   since?: number | undefined;
   /** The backend's wake-up, when it has one. */
   wake?: ((key: string, signal: AbortSignal) => Promise<void>) | undefined;
+  /**
+   * This process's own releases of the key, heard at once (with a wake-up only): registered for one
+   * round, before its attempt. A plain callback, not a backend subscription: a round that a local
+   * release ends leaves the backend's subscription armed for the next round.
+   */
+  nudge?: ((key: string) => Nudge) | undefined;
+}
+
+export interface Nudge {
+  readonly done: Promise<void>;
+  cancel(): void;
 }
 
 export interface WaitResult<T> {
@@ -71,26 +82,31 @@ export async function waitLoop<T>(plan: WaitPlan, first: Refusal, attempt: Attem
           },
         );
       }
-      // With a wake-up, every round tries (a fresh subscription first, so a release since the last
-      // refusal is seen by this attempt and one after it wakes us); without, every round after a sleep.
-      if (wake || n > 1) {
-        const again = await attempt();
-        if ('value' in again) return { value: again.value, waited: performance.now() - start, attempts: n + 1 };
-        refused = again;
-      }
-      const remaining = plan.wait - (performance.now() - start);
-      if (remaining <= 0) {
-        const waited = Math.round(performance.now() - start);
-        throw new LockTimeoutError(`"${key}" was still held by another owner after waiting ${waited} ms`, { key, waited });
-      }
-      // Woken waiters still poll slowly in case a notification is lost; pollers back off with jitter.
-      let delay = wake ? plan.backoff.max : backoffDelay(plan.backoff, n - 1);
-      if (refused.retryAfter !== undefined) delay = Math.min(delay, Math.max(refused.retryAfter, 1));
-      const sleep = timer(Math.min(delay, remaining));
+      const local = wake ? plan.nudge?.(key) : undefined;
       try {
-        await Promise.race([sleep.done, ...(wake && subscription ? [subscription] : []), ...(aborted ? [aborted] : [])]);
+        // With a wake-up, every round tries (a fresh subscription first, so a release since the last
+        // refusal is seen by this attempt and one after it wakes us); without, every round after a sleep.
+        if (wake || n > 1) {
+          const again = await attempt();
+          if ('value' in again) return { value: again.value, waited: performance.now() - start, attempts: n + 1 };
+          refused = again;
+        }
+        const remaining = plan.wait - (performance.now() - start);
+        if (remaining <= 0) {
+          const waited = Math.round(performance.now() - start);
+          throw new LockTimeoutError(`"${key}" was still held by another owner after waiting ${waited} ms`, { key, waited });
+        }
+        // Woken waiters still poll slowly in case a notification is lost; pollers back off with jitter.
+        let delay = wake ? plan.backoff.max : backoffDelay(plan.backoff, n - 1);
+        if (refused.retryAfter !== undefined) delay = Math.min(delay, Math.max(refused.retryAfter, 1));
+        const sleep = timer(Math.min(delay, remaining));
+        try {
+          await Promise.race([sleep.done, ...(wake && subscription ? [subscription] : []), ...(local ? [local.done] : []), ...(aborted ? [aborted] : [])]);
+        } finally {
+          sleep.cancel();
+        }
       } finally {
-        sleep.cancel();
+        local?.cancel();
       }
       signal?.throwIfAborted();
       if (fired) subscription = undefined;

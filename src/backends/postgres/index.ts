@@ -308,7 +308,8 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   }
 
   /** A grant's row; what the grant changed on the session is put back at release. */
-  const grantOf = (pinned: Pinned, row: Record<string, unknown> | undefined, ttl: number | undefined): { fence: bigint; lockKey: bigint } | undefined => {
+  /** `key` is the one asked for; a permit's row says which slot it got. */
+  const grantOf = (pinned: Pinned, row: Record<string, unknown> | undefined, ttl: number | undefined, key: bigint): { fence: bigint; lockKey: bigint } | undefined => {
     if (!row) return undefined;
     // A spare's settings are still the last grant's: what to restore was read when it was fresh.
     if (!pinned.dirty) {
@@ -317,7 +318,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       pinned.dirty = true;
     }
     if (ttl !== undefined) pinned.idleTtl = ttl;
-    return { fence: BigInt(String(row.fence)), lockKey: BigInt(String(row.k)) };
+    return { fence: BigInt(String(row.fence)), lockKey: row.k === undefined ? key : BigInt(String(row.k)) };
   };
 
   /**
@@ -369,7 +370,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       .query({ ...statement, values: [String(nameKey), name.prefix, name.suffix, String(timeout), String(CHECK_INTERVAL_MS)] })
       .then(
         (result) => {
-          const g = grantOf(pinned, result.rows[0], undefined);
+          const g = grantOf(pinned, result.rows[0], undefined, nameKey);
           if (!g) throw new Error('the server-side wait returned no grant');
           w.grant = g;
         },
@@ -477,7 +478,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       }
       throw error;
     }
-    const g = grantOf(pinned, row, setTtl ? req.ttl : undefined);
+    const g = grantOf(pinned, row, setTtl ? req.ttl : undefined, nameKey);
     if (g) {
       put(held, req.key, req.owner, { pin: pinned, mode: req.mode, permit, fence: g.fence, lockKey: g.lockKey, nameKey, notify, renewing: undefined });
       return { granted: true, fence: g.fence };
