@@ -318,7 +318,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       pinned.dirty = true;
     }
     if (ttl !== undefined) pinned.idleTtl = ttl;
-    return { fence: BigInt(String(row.fence)), lockKey: row.k === undefined ? key : BigInt(String(row.k)) };
+    return { fence: BigInt(String(row.fence)), lockKey: typeof row.k === 'string' ? BigInt(row.k) : key };
   };
 
   /**
