@@ -89,6 +89,8 @@ interface Held {
   /** The advisory key actually locked (the name's, or a semaphore slot's). */
   lockKey: bigint;
   nameKey: bigint;
+  /** nameKey as decimal text, as statements take it. */
+  keyText: string;
   /** A semaphore permit (an exclusive lock on a slot key; the semaphore is shared). */
   permit: boolean;
   /** Releases wake waiters that listen (semaphores, writers that let readers pass, reads). */
@@ -167,11 +169,25 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   const spares: Pinned[] = [];
   let pinnedCount = 0;
   let ready: Promise<void> | undefined;
+  /** `ready` has settled well: grants need not wait on it. */
+  let created = false;
   let listener: Promise<Pinned> | undefined;
   let closed = false;
 
   /** Hot names skip the hash; bounded, as names may be endless (one per order, say). */
   const keyCache = new Map<string, bigint>();
+  /** The key as the decimal text a statement takes, for the hot names too. */
+  const textCache = new Map<string, string>();
+  const keyText = (name: string, key: bigint): string => {
+    if (customKey) return String(key);
+    let text = textCache.get(name);
+    if (text === undefined) {
+      text = String(key);
+      if (textCache.size >= 1024) textCache.clear();
+      textCache.set(name, text);
+    }
+    return text;
+  };
   const keyOf = (name: string): bigint => {
     if (!customKey) {
       let k = keyCache.get(name);
@@ -254,12 +270,16 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     }
   };
 
+  /** A spare connection, if there is one: taken without a turn of the event loop. */
+  function spare(): Pinned | undefined {
+    const pinned = spares.pop();
+    if (pinned) clearTimeout(pinned.spareTimer);
+    return pinned;
+  }
+
   async function pin(key: string): Promise<Pinned> {
-    const spare = spares.pop();
-    if (spare) {
-      clearTimeout(spare.spareTimer);
-      return spare;
-    }
+    const kept = spare();
+    if (kept) return kept;
     if (pinnedCount >= max) {
       throw new LockAcquisitionError(
         `could not acquire "${key}": all ${max} connections of the pool are pinned by locks this backend holds or waits for (each needs its own connection); raise the pool's max`,
@@ -296,11 +316,12 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   /** The fence sequence, created once per backend (racing creators in other processes are fine). */
   function prepare(pinned: Pinned): Promise<void> {
     ready ??= pinned.client.query({ text: sql.create.text }).then(
-      () => undefined,
+      () => void (created = true),
       (error: unknown) => {
         // Two sessions creating it at once: one loses on the catalog's unique index; it exists.
-        if ((error as { code?: string }).code === '23505' || (error as { code?: string }).code === '42P07') return;
+        if ((error as { code?: string }).code === '23505' || (error as { code?: string }).code === '42P07') return void (created = true);
         ready = undefined;
+        created = false;
         throw error;
       },
     );
@@ -318,7 +339,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       pinned.dirty = true;
     }
     if (ttl !== undefined) pinned.idleTtl = ttl;
-    return { fence: BigInt(String(row.fence)), lockKey: typeof row.k === 'string' ? BigInt(row.k) : key };
+    return { fence: BigInt(row.fence as string), lockKey: typeof row.k === 'string' ? BigInt(row.k) : key };
   };
 
   /**
@@ -397,7 +418,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       return undefined;
     }
     if (w.pin.dead) return undefined;
-    const h: Held = { pin: w.pin, mode: w.mode, permit: false, fence: w.grant.fence, lockKey: w.grant.lockKey, nameKey: w.nameKey, notify: w.notify, renewing: undefined };
+    const h: Held = { pin: w.pin, mode: w.mode, permit: false, fence: w.grant.fence, lockKey: w.grant.lockKey, nameKey: w.nameKey, keyText: String(w.nameKey), notify: w.notify, renewing: undefined };
     put(held, req.key, req.owner, h);
     // The ttl is set on the server by a statement sent now and not awaited: the server's idle timer
     // then starts after it arrives, so after the caller's clock started, and the lease expires on
@@ -458,29 +479,30 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     const notify = permit || req.mode === 'shared' || req.rw !== undefined;
     const serverWait = req.queue === true && !permit && req.rw !== 'reader-preference';
 
-    const pinned = await pin(req.key);
+    const pinned = spare() ?? (await pin(req.key));
     let row: Record<string, unknown> | undefined;
     let setTtl = false;
     try {
-      await prepare(pinned);
+      if (!created) await prepare(pinned);
       // A spare keeps the last grant's ttl on the server: set only when this one differs.
       setTtl = !pinned.dirty || pinned.idleTtl !== req.ttl;
       const statement = sql.grant[grantKind(permit ? 'p' : exclusive ? 'x' : 's', !pinned.dirty, setTtl)]!;
       const name = sessionName(permit ? nameKey : undefined, req.mode, req.ttl, req.owner);
-      const first = permit ? slots(nameKey, req.limit!).map(String) : String(nameKey);
+      const first = permit ? slots(nameKey, req.limit!).map(String) : keyText(req.key, nameKey);
       row = (await pinned.client.query({ ...statement, values: [first, name.prefix, name.suffix, ...(setTtl ? [req.ttl] : [])] })).rows[0];
     } catch (error) {
       unpin(pinned, true);
       // The sequence is gone (a database restored or recreated, someone dropped it): make it again.
       if ((error as { code?: string }).code === '42P01' && !again) {
         ready = undefined;
+        created = false;
         return acquire(req, true);
       }
       throw error;
     }
     const g = grantOf(pinned, row, setTtl ? req.ttl : undefined, nameKey);
     if (g) {
-      put(held, req.key, req.owner, { pin: pinned, mode: req.mode, permit, fence: g.fence, lockKey: g.lockKey, nameKey, notify, renewing: undefined });
+      put(held, req.key, req.owner, { pin: pinned, mode: req.mode, permit, fence: g.fence, lockKey: g.lockKey, nameKey, keyText: keyText(req.key, nameKey), notify, renewing: undefined });
       return { granted: true, fence: g.fence };
     }
     const started = get(waits, req.key, slotOf(req));
@@ -530,7 +552,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
 
   async function release(key: string, owner: string): Promise<boolean> {
     // A waiter giving up (the owner holds nothing then): the last one interested withdraws the wait.
-    for (const slot of ['', owner]) {
+    if (waits.size > 0) for (const slot of ['', owner]) {
       const w = get(waits, key, slot);
       if (!w || !w.interested.delete(owner) || w.interested.size > 0) continue;
       drop(waits, key, slot);
@@ -539,7 +561,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     const h = get(held, key, owner);
     if (!h) return false;
     drop(held, key, owner);
-    await h.renewing;
+    if (h.renewing) await h.renewing;
     if (h.pin.dead) {
       unpin(h.pin, true);
       return false;
@@ -550,7 +572,9 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       // Kept as a spare, the session keeps its settings; given back, it gets them restored now.
       restoring = closed || spares.length >= maxSpares || pool.waitingCount! > 0;
       const statement = sql.release[releaseKind(h.mode === 'shared' && !h.permit, h.notify, restoring)]!;
-      const values = [String(h.lockKey), ...(restoring ? [h.pin.restoreIdle, h.pin.restoreApp] : []), ...(h.notify ? [channel, String(h.nameKey)] : [])];
+      const values: string[] = [h.lockKey === h.nameKey ? h.keyText : String(h.lockKey)];
+      if (restoring) values.push(h.pin.restoreIdle, h.pin.restoreApp);
+      if (h.notify) values.push(channel, h.keyText);
       const r = await h.pin.client.query({ ...statement, values });
       ok = r.rows[0]?.ok === true;
     } catch (error) {
@@ -698,11 +722,13 @@ const NAME_BYTES = 63;
  * fills in. Owners are shortened to fit (marked with a trailing "~"), and characters outside
  * printable ASCII become "?", as the server would make them.
  */
+const PRINTABLE = /^[\x20-\x7e]*$/;
+
 function sessionName(permitOf: bigint | undefined, mode: AcquireRequest['mode'], ttl: number, owner: string): { prefix: string; suffix: string } {
   const prefix = permitOf !== undefined ? `lsp:${hex(permitOf)}:${ttl.toString(16)}:` : `ls${mode === 'shared' ? 's' : 'e'}:${ttl.toString(16)}:`;
   const room = NAME_BYTES - prefix.length - 16 - 1;
-   
-  let shown = owner.replace(/[^\x20-\x7e]/g, '?');
+  // Generated owners are short printable ASCII: they skip the rewrite.
+  let shown = PRINTABLE.test(owner) ? owner : owner.replace(/[^\x20-\x7e]/g, '?');
   if (shown.length > room) shown = shown.slice(0, room - 1) + '~';
   return { prefix, suffix: `:${shown}` };
 }
