@@ -174,30 +174,13 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   let listener: Promise<Pinned> | undefined;
   let closed = false;
 
-  /** Hot names skip the hash; bounded, as names may be endless (one per order, say). */
+  // Hot names skip the hash (and the key's decimal text, as statements take it); bounded, as names
+  // may be endless (one per order, say).
   const keyCache = new Map<string, bigint>();
-  /** The key as the decimal text a statement takes, for the hot names too. */
   const textCache = new Map<string, string>();
-  const keyText = (name: string, key: bigint): string => {
-    if (customKey) return String(key);
-    let text = textCache.get(name);
-    if (text === undefined) {
-      text = String(key);
-      if (textCache.size >= 1024) textCache.clear();
-      textCache.set(name, text);
-    }
-    return text;
-  };
+  const keyText = (name: string, key: bigint): string => (customKey ? String(key) : remember(textCache, name, 1024, () => String(key)));
   const keyOf = (name: string): bigint => {
-    if (!customKey) {
-      let k = keyCache.get(name);
-      if (k === undefined) {
-        k = advisoryKey(name);
-        if (keyCache.size >= 1024) keyCache.clear();
-        keyCache.set(name, k);
-      }
-      return k;
-    }
+    if (!customKey) return remember(keyCache, name, 1024, () => advisoryKey(name));
     const k: unknown = customKey(name);
     if (typeof k !== 'bigint' || BigInt.asIntN(64, k) !== k) {
       throw new LockArgumentError(`postgresBackend(): key("${name.slice(0, 40)}") must return a bigint in the signed 64-bit range`, { key: name });
@@ -205,16 +188,8 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     return k;
   };
 
-  const slots = (nameKey: bigint, limit: number): bigint[] => {
-    const id = `${nameKey}/${limit}`;
-    let keys = slotCache.get(id);
-    if (!keys) {
-      keys = Array.from({ length: limit }, (_, i) => slotKey(nameKey, i));
-      if (slotCache.size >= 256) slotCache.clear();
-      slotCache.set(id, keys);
-    }
-    return keys;
-  };
+  const slots = (nameKey: bigint, limit: number): bigint[] =>
+    remember(slotCache, `${nameKey}/${limit}`, 256, () => Array.from({ length: limit }, (_, i) => slotKey(nameKey, i)));
 
   const wake = (nameKey: bigint): void => {
     const set = wakers.get(String(nameKey));
@@ -723,6 +698,17 @@ const NAME_BYTES = 63;
  * printable ASCII become "?", as the server would make them.
  */
 const PRINTABLE = /^[\x20-\x7e]*$/;
+
+/** `map`'s value for `id`, made on a miss; the map is emptied when it reaches `bound`. */
+function remember<T>(map: Map<string, T>, id: string, bound: number, make: () => T): T {
+  let value = map.get(id);
+  if (value === undefined) {
+    value = make();
+    if (map.size >= bound) map.clear();
+    map.set(id, value);
+  }
+  return value;
+}
 
 function sessionName(permitOf: bigint | undefined, mode: AcquireRequest['mode'], ttl: number, owner: string): { prefix: string; suffix: string } {
   const prefix = permitOf !== undefined ? `lsp:${hex(permitOf)}:${ttl.toString(16)}:` : `ls${mode === 'shared' ? 's' : 'e'}:${ttl.toString(16)}:`;
