@@ -21,6 +21,8 @@ const C_OPS = Number(process.env.BENCH_C ?? 1_000);
 const TTL = 10_000;
 
 const RAW_DEL = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
+/** The cheapest fenced grant: the counter's INCR and the SET NX PX in one script (as the issue asks). */
+const FENCED_SET = `local f = redis.call('INCR', KEYS[2]) if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return f end return 0`;
 
 /** C: 16 workers on one fresh key, each holding it 1 ms. */
 function caseC(take: Take): Promise<{ ops: number; p50: number; p99: number }> {
@@ -43,6 +45,16 @@ export async function benchRedis(): Promise<Record<string, string | number>[]> {
       const token = randomUUID();
       for (let delay = 1; ; delay = Math.min(delay * 2, 10)) {
         if ((await raw.set(key, token, 'PX', TTL, 'NX')) === 'OK') return () => raw.evalsha(rawDelSha, 1, key, token);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    };
+    // The fenced floor: what any lock that fences in the grant's own script must at least send.
+    const fencedSha = (await raw.script('LOAD', FENCED_SET)) as string;
+    const fencedTake: Take = async (key) => {
+      const token = randomUUID();
+      const lease = `{${key}}:lease`;
+      for (let delay = 1; ; delay = Math.min(delay * 2, 10)) {
+        if ((await raw.evalsha(fencedSha, 2, lease, `{${key}}:fence`, token, TTL)) !== 0) return () => raw.evalsha(rawDelSha, 1, lease, token);
         await new Promise((r) => setTimeout(r, delay));
       }
     };
@@ -73,6 +85,7 @@ export async function benchRedis(): Promise<Record<string, string | number>[]> {
 
     const contenders: [string, Take][] = [
       ['raw SET NX PX + Lua DEL', rawTake],
+      ['fenced floor: INCR + SET NX PX script', fencedTake],
       ['locksmith', ours],
       ['redlock 4', redlockTake],
       ['@sesamecare-oss/redlock', sesameTake],

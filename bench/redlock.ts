@@ -15,6 +15,8 @@ const ROUNDS = 15;
 const OPS = Number(process.env.BENCH_N ?? 1_500);
 const TTL = 10_000;
 const RAW_DEL = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
+/** The cheapest fenced grant per node: the counter's INCR and the SET NX PX in one script. */
+const FENCED_SET = `local f = redis.call('INCR', KEYS[2]) if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return f end return 0`;
 
 type Once = () => Promise<void>;
 
@@ -56,6 +58,14 @@ export async function benchRedlock(): Promise<Record<string, string | number>[]>
       if (!(await majority(raw.map((c) => c.set('bench:rl', token, 'PX', TTL, 'NX')), 3))) throw new Error('raw: no quorum');
       await majority(raw.map((c, i) => c.evalsha(shas[i]!, 1, 'bench:rl', token)), 3);
     };
+    // The fenced floor: each node's fence taken in the grant's script, done at a majority (the
+    // token, the majority's highest, needs no write-back while the counters move in step).
+    const fencedShas = await Promise.all(raw.map((c) => c.script('LOAD', FENCED_SET) as Promise<string>));
+    const fencedOnce: Once = async () => {
+      const token = randomUUID();
+      if (!(await majority(raw.map((c, i) => c.evalsha(fencedShas[i]!, 2, '{bench:rl}:lease', '{bench:rl}:fence', token, TTL)), 3))) throw new Error('fenced: no quorum');
+      await majority(raw.map((c, i) => c.evalsha(shas[i]!, 1, '{bench:rl}:lease', token)), 3);
+    };
     const locks = new Locksmith(redlockBackend({ clients: clients() }), { ttl: TTL, wait: 10_000 });
     const oursOnce: Once = async () => {
       const lock = await locks.acquire('bench:rl');
@@ -75,6 +85,7 @@ export async function benchRedlock(): Promise<Record<string, string | number>[]>
     };
     const contenders: [string, Once][] = [
       ['raw 5-node floor', rawOnce],
+      ['fenced 5-node floor', fencedOnce],
       ['locksmith redlock', oursOnce],
       ['redlock 4', redlockOnce],
       ['@sesamecare-oss/redlock', sesameOnce],
