@@ -10,7 +10,7 @@
 import { Locksmith } from 'locksmith';
 import { postgresBackend } from 'locksmith/postgres';
 import { createDatabase } from '../test/support/postgres.js';
-import { alternating, handoff, table, type Take } from './stats.js';
+import { abcRow, alternating, handoff, table, type Take } from './stats.js';
 
 const A_OPS = Number(process.env.BENCH_A ?? 3_000) / 5; // per round
 const B_OPS = Number(process.env.BENCH_B ?? 3_200) / 5;
@@ -73,20 +73,11 @@ export async function benchPostgres(): Promise<Record<string, string | number>[]
       ['locksmith', ours, ours],
     ];
     // C (long, latency-bound) runs once each, after A and B.
-    const { a, b, aRatio, bRatio } = await alternating(contenders.map((c) => c[1]), { ops: A_OPS }, { ops: B_OPS, workers: 16 });
+    const ab = await alternating(contenders.map((c) => c[1]), { ops: A_OPS }, { ops: B_OPS, workers: 16 });
     const rows: Record<string, string | number>[] = [];
     for (const [i, [name, , contended]] of contenders.entries()) {
       const c = await handoff(8, C_OPS, () => contended('bench:c'), () => new Promise((r) => setTimeout(r, 1)));
-      rows.push({
-        contender: name,
-        'A seq ops/s': a[i]!,
-        'A vs raw': aRatio[i]!,
-        'B 16 keys ops/s': b[i]!,
-        'B vs raw': bRatio[i]!,
-        'C ops/s': c.ops,
-        'C gap p50 ms': c.p50,
-        'C gap p99 ms': c.p99,
-      });
+      rows.push(abcRow(name, i, ab, 16, c));
     }
     await locks.close();
     for (const c of pinned) c.release();

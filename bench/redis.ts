@@ -12,7 +12,7 @@ import { Mutex } from 'redis-semaphore';
 import { Locksmith } from 'locksmith';
 import { redisBackend } from 'locksmith/redis';
 import { RedisNode } from '../test/support/redis.js';
-import { alternating, handoff, table, type Take } from './stats.js';
+import { abcRow, alternating, handoff, table, type Take } from './stats.js';
 
 const ROUNDS = 15;
 const A_OPS = Math.round(Number(process.env.BENCH_A ?? 3_000) / ROUNDS); // per round
@@ -92,21 +92,12 @@ export async function benchRedis(): Promise<Record<string, string | number>[]> {
       ['redis-semaphore Mutex', semaphoreTake],
     ];
     // C (long, latency-bound) runs once each, after A and B.
-    const { a, b, aRatio, bRatio } = await alternating(contenders.map((c) => c[1]), { ops: A_OPS }, { ops: B_OPS, workers: 64 }, ROUNDS);
+    const ab = await alternating(contenders.map((c) => c[1]), { ops: A_OPS }, { ops: B_OPS, workers: 64 }, ROUNDS);
     const rows: Record<string, string | number>[] = [];
     for (const [i, [name, take]] of contenders.entries()) {
       console.error(`  ${name}…`);
       const c = await caseC(take);
-      rows.push({
-        contender: name,
-        'A seq ops/s': a[i]!,
-        'A vs raw': aRatio[i]!,
-        'B 64 keys ops/s': b[i]!,
-        'B vs raw': bRatio[i]!,
-        'C ops/s': c.ops,
-        'C gap p50 ms': c.p50,
-        'C gap p99 ms': c.p99,
-      });
+      rows.push(abcRow(name, i, ab, 64, c));
     }
     await locks.close();
     return rows;

@@ -120,4 +120,24 @@ export async function alternating(
   return { a: A.ops, b: B.ops, aRatio: A.ratio, bRatio: B.ratio };
 }
 
+/** One contender's row of an A/B/C bench: A and B from alternating(), C from handoff(). */
+export function abcRow(
+  contender: string,
+  i: number,
+  ab: { a: number[]; b: number[]; aRatio: number[]; bRatio: number[] },
+  workers: number,
+  c: { ops: number; p50: number; p99: number },
+): Record<string, string | number> {
+  return {
+    contender,
+    'A seq ops/s': ab.a[i]!,
+    'A vs raw': ab.aRatio[i]!,
+    [`B ${workers} keys ops/s`]: ab.b[i]!,
+    'B vs raw': ab.bRatio[i]!,
+    'C ops/s': c.ops,
+    'C gap p50 ms': c.p50,
+    'C gap p99 ms': c.p99,
+  };
+}
+
 export const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;

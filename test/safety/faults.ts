@@ -266,6 +266,9 @@ registerFault({
     }),
 });
 
+/** Systems whose clients reach the server through proxies (their own, or shared ones already up). */
+const hasLinks = (system: SystemUnderTest): boolean => system.proxyFor !== undefined || system.proxies.length > 0;
+
 /**
  * Every link slows down (both ways), for two leases' time; acquisitions and renewals must still work,
  * and a lease's validity must be counted from when its request left, not from when the grant came back.
@@ -274,7 +277,7 @@ registerFault({
 registerFault({
   name: 'slow-network',
   summary: 'every link to the server gets a delay of ttl/8 each way for two ttls (TCP proxies), then heals',
-  supports: (system) => system.proxyFor !== undefined || system.proxies.length > 0,
+  supports: hasLinks,
   inject: (context) =>
     strike(context, 'slow-network', () => ({
       target: 'all links',
@@ -310,7 +313,7 @@ registerFault({
 registerFault({
   name: 'reset-links',
   summary: "every client's connection to the server is reset (TCP RST, through the proxies) while a client holds the lock",
-  supports: (system) => system.proxyFor !== undefined || system.proxies.length > 0,
+  supports: hasLinks,
   inject: (context) =>
     strike(context, 'reset-links', () => ({
       target: 'all links',

@@ -429,26 +429,35 @@ function faultProxy(name: string, proxy: TcpProxy): FaultProxy {
 }
 
 /**
- * Child clients that each reach the server at `port` through a TCP proxy of their own, so one client
- * can be cut off while the others carry on; `spec` is the backend a client opens on its proxy's port.
+ * A system of one server whose child clients each reach it at `port` through a TCP proxy of their
+ * own, so one client can be cut off while the others carry on; `spec` is the backend a client opens
+ * on its proxy's port. Closing it closes the proxies, then `stop`s the server.
  */
-function proxiedLinks(
-  dir: string,
-  port: number,
+function proxiedSystem(
+  system: Pick<SystemUnderTest, 'name' | 'note' | 'nodes'> & { dir: string; port: number; stop(): Promise<void> },
   spec: (proxyPort: number, config: ClientConfig) => BackendSpec,
-): Pick<SystemUnderTest, 'proxyFor' | 'startClient'> & { proxies(): FaultProxy[]; close(): Promise<void> } {
+): SystemUnderTest {
   const proxies = new Map<string, FaultProxy>();
   const open: TcpProxy[] = [];
   return {
-    proxies: () => [...proxies.values()],
+    name: system.name,
+    note: system.note,
+    nodes: system.nodes,
+    // A getter: the list grows as clients start.
+    get proxies() {
+      return [...proxies.values()];
+    },
     proxyFor: (proc) => proxies.get(proc),
     async startClient(config) {
-      const proxy = await TcpProxy.start(port);
+      const proxy = await TcpProxy.start(system.port);
       open.push(proxy);
       proxies.set(config.proc, faultProxy(`link of ${config.proc}`, proxy));
-      return childClient(dir, spec(proxy.port, config), config);
+      return childClient(system.dir, spec(proxy.port, config), config);
     },
-    close: () => Promise.all(open.map((p) => p.close())).then(() => undefined),
+    async close() {
+      await Promise.all(open.map((p) => p.close()));
+      await system.stop();
+    },
   };
 }
 
@@ -473,22 +482,17 @@ registerSystem({
   unavailable: hasRedis,
   async create({ dir }) {
     const node = await RedisNode.start({ persistent: true });
-    const links = proxiedLinks(dir, node.port, (port, config) => ({ kind: 'redis', port, commandTimeout: redisCommandMs(config.ttl) }));
-    return {
-      name: 'redis',
-      note: 'one redis-server (appendonly, fsync always); clients are separate node processes (ioredis), each through its own TCP proxy',
-      nodes: [serverNode('redis', node)],
-      // A getter: the list grows as clients start.
-      get proxies() {
-        return links.proxies();
+    return proxiedSystem(
+      {
+        name: 'redis',
+        note: 'one redis-server (appendonly, fsync always); clients are separate node processes (ioredis), each through its own TCP proxy',
+        nodes: [serverNode('redis', node)],
+        dir,
+        port: node.port,
+        stop: () => node.stop(),
       },
-      proxyFor: links.proxyFor,
-      startClient: links.startClient,
-      async close() {
-        await links.close();
-        await node.stop();
-      },
-    };
+      (port, config) => ({ kind: 'redis', port, commandTimeout: redisCommandMs(config.ttl) }),
+    );
   },
 });
 
@@ -559,21 +563,16 @@ registerSystem({
   unavailable: hasPostgres,
   async create({ dir }) {
     const server = await PostgresServer.start();
-    const links = proxiedLinks(dir, server.port, (port) => ({ kind: 'postgres', port }));
-    return {
-      name: 'postgres',
-      note: 'a private PostgreSQL server (initdb here); clients are separate node processes (pg pools), each through its own TCP proxy',
-      nodes: [postgresNode(server)],
-      // A getter: the list grows as clients start.
-      get proxies() {
-        return links.proxies();
+    return proxiedSystem(
+      {
+        name: 'postgres',
+        note: 'a private PostgreSQL server (initdb here); clients are separate node processes (pg pools), each through its own TCP proxy',
+        nodes: [postgresNode(server)],
+        dir,
+        port: server.port,
+        stop: () => server.destroy(),
       },
-      proxyFor: links.proxyFor,
-      startClient: links.startClient,
-      async close() {
-        await links.close();
-        await server.destroy();
-      },
-    };
+      (port) => ({ kind: 'postgres', port }),
+    );
   },
 });
