@@ -442,6 +442,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     }
 
     const nameKey = keyOf(req.key);
+    const nameText = keyText(req.key, nameKey);
     const permit = req.limit !== undefined;
     if (permit && req.limit! > MAX_SLOTS) {
       throw new LockArgumentError(`"${req.key}": the postgres backend offers semaphores of at most ${MAX_SLOTS} permits (one advisory key each)`, { key: req.key });
@@ -463,7 +464,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       setTtl = !pinned.dirty || pinned.idleTtl !== req.ttl;
       const statement = sql.grant[grantKind(permit ? 'p' : exclusive ? 'x' : 's', !pinned.dirty, setTtl)]!;
       const name = sessionName(permit ? nameKey : undefined, req.mode, req.ttl, req.owner);
-      const first = permit ? slots(nameKey, req.limit!).map(String) : keyText(req.key, nameKey);
+      const first = permit ? slots(nameKey, req.limit!).map(String) : nameText;
       row = (await pinned.client.query({ ...statement, values: [first, name.prefix, name.suffix, ...(setTtl ? [req.ttl] : [])] })).rows[0];
     } catch (error) {
       unpin(pinned, true);
@@ -477,7 +478,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     }
     const g = grantOf(pinned, row, setTtl ? req.ttl : undefined, nameKey);
     if (g) {
-      put(held, req.key, req.owner, { pin: pinned, mode: req.mode, permit, fence: g.fence, lockKey: g.lockKey, nameKey, keyText: keyText(req.key, nameKey), notify, renewing: undefined });
+      put(held, req.key, req.owner, { pin: pinned, mode: req.mode, permit, fence: g.fence, lockKey: g.lockKey, nameKey, keyText: nameText, notify, renewing: undefined });
       return { granted: true, fence: g.fence };
     }
     const started = get(waits, req.key, slotOf(req));

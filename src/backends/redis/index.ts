@@ -117,6 +117,12 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
   /** Shared leases granted here and not yet released: their release goes straight to the long form. */
   const sharedLeases = new Set<string>();
 
+  /** Anything but the exclusive holder's release takes every key (the script says so when it meets one). */
+  function releaseLong(k: ReturnType<typeof keysFor>, owner: string): Promise<boolean> {
+    const keys = queueMs ? [k.lease, k.waiting, k.shared, k.intents, k.queue, k.queueExp] : [k.lease, k.waiting, k.shared, k.intents];
+    return call(SCRIPTS.release, keys, [owner]).then((r) => r === 1);
+  }
+
   function notify(lease: string): void {
     const set = listeners.get(lease);
     if (!set) return;
@@ -195,10 +201,7 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
       if (next) waiters.delete(k.lease);
       // A waiter giving up: what it was handed (if anything) goes with this release, sent after the handover.
       if (handovers.get(k.lease)?.owner === owner) handovers.delete(k.lease);
-      // Anything but the exclusive holder's release takes every key (the script says so when it meets one).
-      const full = (): Promise<boolean> =>
-        call(SCRIPTS.release, queueMs ? [k.lease, k.waiting, k.shared, k.intents, k.queue, k.queueExp] : [k.lease, k.waiting, k.shared, k.intents], [owner]).then((r) => r === 1);
-      if (sharedLeases.size > 0 && sharedLeases.delete(sharedId(k.lease, owner))) return full();
+      if (sharedLeases.size > 0 && sharedLeases.delete(sharedId(k.lease, owner))) return releaseLong(k, owner);
       if (next && next.owner !== owner) {
         const sent = performance.now();
         const reply = call(SCRIPTS.release, [k.lease, k.waiting, k.fence], [owner, next.owner, next.ttl]);
@@ -210,10 +213,10 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
         // The core nudges its own waiters; one of another Locksmith sharing this backend hears it here.
         notify(k.lease);
         const r = await reply;
-        return r === -1 ? full() : r !== 0;
+        return r === -1 ? releaseLong(k, owner) : r !== 0;
       }
       const r = await call(SCRIPTS.release, [k.lease, k.waiting], [owner]);
-      return r === -1 ? full() : r === 1;
+      return r === -1 ? releaseLong(k, owner) : r === 1;
     },
 
     async inspect(key): Promise<LockInfo | null> {
