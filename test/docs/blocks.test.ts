@@ -3,17 +3,14 @@
 // package resolve to this repository through its exports); an `sh` block runs in sh -e with the
 // `locksmith` command on PATH. Blocks marked `text` (synopses, output) are not run.
 //
-// Blocks reach servers through the environment, as an application would: REDIS_URL (a redis-server
-// this test starts), DATABASE_URL (a throw-away database) and LOCK_DIR (a temp directory).
+// Blocks reach servers through the environment, as an application would (test/support/user-env.ts).
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createDatabase, type TestDatabase } from '../support/postgres.js';
-import { RedisNode } from '../support/redis.js';
+import { userEnvironment, type UserEnv } from '../support/user-env.js';
 
 const root = resolve(import.meta.dirname, '../..');
 const docs = join(root, 'docs');
@@ -40,28 +37,18 @@ const pages = existsSync(docs) ? readdirSync(docs).filter((f) => f.endsWith('.md
 const blocks = pages.flatMap((p) => blocksOf(`docs/${p}`, readFileSync(join(docs, p), 'utf8')));
 const RUN = new Set(['ts', 'js', 'sh']);
 
-let redis: RedisNode;
-let db: TestDatabase;
+let user: UserEnv;
 let env: NodeJS.ProcessEnv;
-let lockDir: string;
 
 before(async () => {
   if (!existsSync(join(root, 'dist/esm/index.js'))) execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root });
   mkdirSync(work, { recursive: true });
-  redis = await RedisNode.start();
-  db = await createDatabase();
-  lockDir = mkdtempSync(join(tmpdir(), 'locksmith-docs-'));
-  const bin = mkdtempSync(join(tmpdir(), 'locksmith-docs-bin-'));
-  symlinkSync(join(root, 'dist/esm/cli/main.js'), join(bin, 'locksmith'));
-  const c = db.config;
-  const databaseUrl = c.connectionString ?? `postgres://${c.user ?? 'postgres'}@${c.host ?? '127.0.0.1'}:${c.port ?? 5432}/${c.database ?? ''}`;
-  env = { ...process.env, REDIS_URL: redis.url, DATABASE_URL: databaseUrl, LOCK_DIR: lockDir, PATH: `${bin}:${process.env.PATH ?? ''}` };
+  user = await userEnvironment(root);
+  env = user.env;
 });
 after(async () => {
-  await redis?.stop();
-  await db?.drop();
+  await user?.close();
   rmSync(work, { recursive: true, force: true });
-  if (lockDir) rmSync(lockDir, { recursive: true, force: true });
 });
 
 describe('docs code blocks', () => {
