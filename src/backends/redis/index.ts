@@ -9,6 +9,7 @@ import { withTimeout } from '../../core/time.js';
 import { msOption, prefixOption } from '../shared/checks.js';
 import { Wakers } from '../shared/wakers.js';
 import { adapt, script, type RedisAdapter, type Script, type Subscription } from './client.js';
+import { redisRate } from './rate.js';
 import { ACQUIRE, CACHE_GET, CACHE_SET, EXTEND, INSPECT, RELEASE } from './scripts.js';
 import type { CacheEntry, CacheStore } from '../../recipes/stampede.js';
 
@@ -50,7 +51,7 @@ const sharedId = (lease: string, owner: string): string => `${lease}\n${owner}`;
 export function keysFor(
   prefix: string,
   name: string,
-): { lease: string; shared: string; intents: string; fence: string; waiting: string; queue: string; queueExp: string } {
+): { lease: string; shared: string; intents: string; fence: string; waiting: string; queue: string; queueExp: string; rate: string } {
   const tag = `${prefix}{${/[%{}]/.test(name) ? name.replace(/[%{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`) : name}}`;
   return {
     lease: `${tag}:lease`,
@@ -60,6 +61,7 @@ export function keysFor(
     waiting: `${tag}:waiting`,
     queue: `${tag}:queue`,
     queueExp: `${tag}:queue-exp`,
+    rate: `${tag}:rate`,
   };
 }
 
@@ -122,6 +124,7 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
   return {
     name: 'redis',
     capabilities: { shared: true, wake: true, fencing: true, expiry: 'ttl' },
+    rate: redisRate(call, (name) => keysFor(prefix, name).rate),
 
     async acquire(req: AcquireRequest): Promise<AcquireResult> {
       const k = keysFor(prefix, req.key);
