@@ -32,3 +32,6 @@ export { Election } from './recipes/election.js';
 export type { ElectionOptions, CampaignOptions, Leader, ElectionEvents, ElectionStats } from './recipes/election.js';
 export { StampedeGuard, memoryCacheStore } from './recipes/stampede.js';
 export type { StampedeOptions, GetOptions, CacheStore, CacheEntry, StampedeStats } from './recipes/stampede.js';
+export { RateLimiter } from './recipes/rate-limiter.js';
+export type { RateLimiterOptions, TakeOptions, RateLimiterStats, RateDecision } from './recipes/rate-limiter.js';
+export type { RateRequest, RateStore } from './backends/shared/gcra.js';

@@ -34,6 +34,7 @@ import { locked, type KeyFn } from './recipes/decorators.js';
 import { Election, type ElectionOptions, type ElectionStats } from './recipes/election.js';
 import { Pool, type PoolOptions, type PoolStats } from './recipes/pool.js';
 import { StampedeGuard, type StampedeOptions, type StampedeStats } from './recipes/stampede.js';
+import { RateLimiter, type RateLimiterOptions, type RateLimiterStats } from './recipes/rate-limiter.js';
 import { TurnQueue, waitLoop, type Nudge, type Turn } from './waiting.js';
 import { Deadlines } from './watchdog.js';
 import { settleWithin } from './core/time.js';
@@ -78,6 +79,7 @@ export interface LocksmithStats {
   pools: { [name: string]: PoolStats };
   elections: { [name: string]: ElectionStats };
   stampedes: { [name: string]: StampedeStats };
+  rateLimiters: { [name: string]: RateLimiterStats };
 }
 
 /** How long a timed-out acquire waits for its withdrawal from the backend before rejecting. */
@@ -110,8 +112,8 @@ export class Locksmith {
   readonly #turns = new TurnQueue();
   /** This process's waiters per key, woken as soon as a local release is sent. */
   readonly #nudges = new Wakers();
-  readonly #recipes = { pools: new Map<string, Pool>(), elections: new Map<string, Election>(), stampedes: new Map<string, StampedeGuard>() };
-  #stats: Omit<LocksmithStats, 'held' | 'waiting' | 'pools' | 'elections' | 'stampedes'> = {
+  readonly #recipes = { pools: new Map<string, Pool>(), elections: new Map<string, Election>(), stampedes: new Map<string, StampedeGuard>(), rateLimiters: new Map<string, RateLimiter>() };
+  #stats: Omit<LocksmithStats, 'held' | 'waiting' | 'pools' | 'elections' | 'stampedes' | 'rateLimiters'> = {
     acquired: 0,
     released: 0,
     extended: 0,
@@ -228,6 +230,13 @@ export class Locksmith {
     return guard;
   }
 
+  /** A rate limiter (GCRA) whose bucket lives in the backend, shared by every process. */
+  rateLimiter(name: string, options: RateLimiterOptions): RateLimiter {
+    const limiter = new RateLimiter(this.backend, name, options);
+    this.#recipes.rateLimiters.set(limiter.name, limiter);
+    return limiter;
+  }
+
   /** Method decorator: runs the method holding the lock its arguments name. */
   locked<K extends unknown[]>(key: KeyFn<K>, options?: AcquireOptions) {
     return locked(this, key, options);
@@ -255,6 +264,7 @@ export class Locksmith {
       pools: each(r.pools, (p) => p.stats()),
       elections: each(r.elections, (e) => e.stats()),
       stampedes: each(r.stampedes, (g) => g.stats()),
+      rateLimiters: each(r.rateLimiters, (l) => l.stats()),
     };
   }
 

@@ -78,3 +78,33 @@ export function startCommand(argv: readonly string[], env: NodeJS.ProcessEnv, on
     },
   };
 }
+
+/**
+ * The signals of one CLI run: before the command starts, a signal aborts `interrupted` (the wait for
+ * the lock or the token gives up); once it runs, signals go to the command, once each.
+ */
+export class Supervisor {
+  readonly interrupted = new AbortController();
+  received: NodeJS.Signals | undefined;
+  #command: Command | undefined;
+  readonly #untrap: () => void;
+
+  constructor() {
+    this.#untrap = trapSignals((signal) => {
+      this.received ??= signal;
+      if (this.#command) this.#command.forward(signal);
+      else this.interrupted.abort(new Error(`interrupted by ${signal}`));
+    });
+  }
+
+  start(argv: readonly string[], env: NodeJS.ProcessEnv, onError: (message: string) => void): Command {
+    const command = startCommand(argv, env, onError);
+    this.#command = command;
+    if (this.received) command.child.kill(this.received); // a signal that came while it was starting
+    return command;
+  }
+
+  close(): void {
+    this.#untrap();
+  }
+}

@@ -9,7 +9,7 @@ import type { Lock } from '../lock.js';
 import { Locksmith } from '../locksmith.js';
 import { USAGE, UsageError, parse, printable, type Parsed } from './args.js';
 import { PRIVATE_ENV, backendFor, type OpenBackend } from './backends.js';
-import { signalCode, startCommand, trapSignals } from './child.js';
+import { Supervisor, signalCode } from './child.js';
 
 const EXIT_USAGE = 2;
 const EXIT_NOT_TAKEN = 75; // EX_TEMPFAIL: try again later (held, or the backend failed)
@@ -66,64 +66,77 @@ async function take(locks: Locksmith, parsed: Parsed, signal: AbortSignal): Prom
   return { fence: leader.fence, signal: election.signal!, owner: leader.value, expiresAt: leader.expiresAt, release: () => election.resign() };
 }
 
-/** run and elect: take the lock, run the command while it is held, give it back. */
-async function hold(locks: Locksmith, parsed: Parsed): Promise<number> {
-  const interrupted = new AbortController();
-  let received: NodeJS.Signals | undefined;
-  let forward: ((signal: NodeJS.Signals) => void) | undefined;
-  const untrap = trapSignals((signal) => {
-    received ??= signal;
-    if (forward) forward(signal);
-    else interrupted.abort(new Error(`interrupted by ${signal}`));
-  });
-  try {
-    let lease;
-    try {
-      lease = await take(locks, parsed, interrupted.signal);
-    } catch (error) {
-      if (received) return signalCode(received);
-      if (error instanceof LockArgumentError) throw error;
-      const cause = (error as Error).cause instanceof Error ? `: ${((error as Error).cause as Error).message}` : '';
-      const why = error instanceof LockTimeoutError ? `is held by another owner (waited ${(error.waited / 1000).toFixed(1)}s)` : `could not be taken: ${(error as Error).message}${cause}`;
-      say(`${printable(parsed.name)} ${why}`);
-      report(parsed, { event: 'not-taken', error: error instanceof LockError ? error.code : String(error) });
-      return EXIT_NOT_TAKEN;
-    }
-    report(parsed, { event: parsed.command === 'elect' ? 'elected' : 'acquired', owner: lease.owner, fence: lease.fence, expiresAt: lease.expiresAt });
+/** The command's environment: the CLI's own, without what the CLI keeps private, plus `extra`. */
+function commandEnv(extra: { [name: string]: string }): NodeJS.ProcessEnv {
+  const env = { ...process.env, ...extra };
+  for (const name of PRIVATE_ENV) delete env[name];
+  return env;
+}
 
-    const env = { ...process.env };
-    for (const name of PRIVATE_ENV) delete env[name];
-    if (parsed.fenceEnv) env[parsed.fenceEnv] = lease.fence.toString();
-    const command = startCommand(parsed.cmd, env, say);
-    forward = command.forward;
-    if (received) command.child.kill(received); // a signal that came while the command was starting
-    let lost = false;
-    let killer: NodeJS.Timeout | undefined;
-    const onLost = (): void => {
-      lost = true;
-      say(`${printable(parsed.name)} was lost while the command ran (${(lease.signal.reason as Error).message}); stopping it`);
-      report(parsed, { event: 'lost' });
-      command.child.kill('SIGTERM');
-      killer = setTimeout(() => command.child.kill('SIGKILL'), KILL_AFTER_MS);
-      killer.unref();
-    };
-    if (lease.signal.aborted) onLost();
-    else lease.signal.addEventListener('abort', onLost, { once: true });
-    const code = await command.exit;
-    if (killer) clearTimeout(killer);
-    if (lost) return EXIT_LOST;
-    try {
-      await lease.release();
-      report(parsed, { event: 'released', code });
-    } catch (error) {
-      say(`${printable(parsed.name)}: release failed: ${(error as Error).message}`);
-      report(parsed, { event: 'release-failed', code });
-      return code === 0 ? EXIT_LOST : code;
-    }
-    return code;
-  } finally {
-    untrap();
+/** The one line (and JSON event) for a lock that could not be taken. */
+function notTaken(parsed: Parsed, error: unknown): number {
+  const cause = (error as Error).cause instanceof Error ? `: ${((error as Error).cause as Error).message}` : '';
+  const why = error instanceof LockTimeoutError ? `is held by another owner (waited ${(error.waited / 1000).toFixed(1)}s)` : `could not be taken: ${(error as Error).message}${cause}`;
+  say(`${printable(parsed.name)} ${why}`);
+  report(parsed, { event: 'not-taken', error: error instanceof LockError ? error.code : String(error) });
+  return EXIT_NOT_TAKEN;
+}
+
+/** run and elect: take the lock, run the command while it is held, give it back. */
+async function hold(locks: Locksmith, parsed: Parsed, guard: Supervisor): Promise<number> {
+  let lease;
+  try {
+    lease = await take(locks, parsed, guard.interrupted.signal);
+  } catch (error) {
+    if (guard.received) return signalCode(guard.received);
+    if (error instanceof LockArgumentError) throw error;
+    return notTaken(parsed, error);
   }
+  report(parsed, { event: parsed.command === 'elect' ? 'elected' : 'acquired', owner: lease.owner, fence: lease.fence, expiresAt: lease.expiresAt });
+  const command = guard.start(parsed.cmd, commandEnv(parsed.fenceEnv ? { [parsed.fenceEnv]: lease.fence.toString() } : {}), say);
+  let lost = false;
+  let killer: NodeJS.Timeout | undefined;
+  const onLost = (): void => {
+    lost = true;
+    say(`${printable(parsed.name)} was lost while the command ran (${(lease.signal.reason as Error).message}); stopping it`);
+    report(parsed, { event: 'lost' });
+    command.child.kill('SIGTERM');
+    killer = setTimeout(() => command.child.kill('SIGKILL'), KILL_AFTER_MS);
+    killer.unref();
+  };
+  if (lease.signal.aborted) onLost();
+  else lease.signal.addEventListener('abort', onLost, { once: true });
+  const code = await command.exit;
+  if (killer) clearTimeout(killer);
+  if (lost) return EXIT_LOST;
+  try {
+    await lease.release();
+    report(parsed, { event: 'released', code });
+  } catch (error) {
+    say(`${printable(parsed.name)}: release failed: ${(error as Error).message}`);
+    report(parsed, { event: 'release-failed', code });
+    return code === 0 ? EXIT_LOST : code;
+  }
+  return code;
+}
+
+/** limit: take a token (waiting up to --wait), then run the command; no token is exit 75. */
+async function limited(locks: Locksmith, parsed: Parsed, guard: Supervisor): Promise<number> {
+  const limiter = locks.rateLimiter(parsed.name, parsed.rate!);
+  let decision;
+  try {
+    decision = await limiter.take({ wait: parsed.wait, signal: guard.interrupted.signal });
+  } catch (error) {
+    if (guard.received) return signalCode(guard.received);
+    throw error;
+  }
+  if (!decision.allowed) {
+    say(`${printable(parsed.name)}: no token (the next one in ${(decision.retryAfter / 1000).toFixed(1)}s)`);
+    report(parsed, { event: 'refused', retryAfter: decision.retryAfter });
+    return EXIT_NOT_TAKEN;
+  }
+  report(parsed, { event: 'allowed', remaining: decision.remaining });
+  return guard.start(parsed.cmd, commandEnv({}), say).exit;
 }
 
 async function open(parsed: Parsed): Promise<{ locks: Locksmith; opened: OpenBackend }> {
@@ -150,7 +163,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     session = await open(parsed);
     const { locks } = session;
     locks.on('error', (error) => say(`warning: ${printable((error as Error).message)}`));
-    return parsed.command === 'status' ? await status(locks, parsed) : await hold(locks, parsed);
+    if (parsed.command === 'status') return await status(locks, parsed);
+    const guard = new Supervisor();
+    try {
+      return await (parsed.command === 'limit' ? limited(locks, parsed, guard) : hold(locks, parsed, guard));
+    } finally {
+      guard.close();
+    }
   } catch (error) {
     if (error instanceof UsageError || error instanceof LockArgumentError) {
       say(error.message);
