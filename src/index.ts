@@ -1,5 +1,5 @@
 export { Locksmith } from './locksmith.js';
-export type { LockEvent, LocksmithEvents, LocksmithStats } from './locksmith.js';
+export type { LockEvent, LocksmithEvents, LocksmithStats, LockStatus } from './locksmith.js';
 export { Lock } from './lock.js';
 export { Semaphore } from './primitives/semaphore.js';
 export type { SemaphoreOptions, PermitOptions, TryPermitOptions } from './primitives/semaphore.js';

@@ -18,6 +18,7 @@ import {
   checkKey,
   checkLimit,
   checkOptionNames,
+  checkOwner,
   resolveAcquire,
   resolveDefaults,
   type AcquireOptions,
@@ -40,6 +41,8 @@ import { Deadlines } from './watchdog.js';
 import { settleWithin } from './core/time.js';
 import { Wakers } from './backends/shared/wakers.js';
 
+
+export type LockStatus = 'free' | 'held' | 'unavailable';
 
 export interface LockEvent {
   key: string;
@@ -252,6 +255,18 @@ export class Locksmith {
   async isLocked(key: string): Promise<boolean> {
     const info = await this.inspect(key);
     return info !== null && info.holders.length > 0;
+  }
+
+  /**
+   * Who holds `key`, as redis_allocator's LockStatus: 'free', 'held' by `owner`, or 'unavailable'
+   * (held by someone else; without an owner, by anyone).
+   */
+  async status(key: string, owner?: string): Promise<LockStatus> {
+    checkKey(key);
+    if (owner !== undefined) checkOwner(owner, key);
+    const info = await this.inspect(key);
+    if (!info || info.holders.length === 0) return 'free';
+    return owner !== undefined && info.holders.some((h) => h.owner === owner) ? 'held' : 'unavailable';
   }
 
   stats(): LocksmithStats {

@@ -88,6 +88,20 @@ export function conformance(target: ConformanceTarget): void {
     const name = (): string => `conf:${randomUUID()}`;
 
     describe('exclusive locks', () => {
+      test('status(key, owner?) says free, held by that owner, or unavailable', async () => {
+        const [a, b] = [await client(), await client()];
+        const key = name();
+        assert.equal(await b.status(key), 'free');
+        const lock = await a.acquire(key);
+        assert.equal(await b.status(key, lock.owner), 'held');
+        assert.equal(await b.status(key, 'someone-else'), 'unavailable');
+        assert.equal(await b.status(key), 'unavailable');
+        await lock.release();
+        assert.equal(await b.status(key, lock.owner), 'free');
+        await assert.rejects(b.status('', 'x'), LockArgumentError);
+        await assert.rejects(b.status(key, 'bad\nowner'), LockArgumentError);
+      });
+
       test('one holder at a time; inspect shows it; release frees it', async () => {
         const [a, b] = [await client(), await client()];
         const key = name();
