@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { after, describe, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { fileBackend, fileNameFor } from '../../src/backends/file/index.js';
-import { EXCLUSIVE, WAITERS, ofd } from '../../src/backends/file/native.js';
+import { EXCLUSIVE, WAITERS, native } from '../../src/backends/file/native.js';
 import { LockArgumentError, Locksmith } from '../../src/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'locksmith-file-'));
@@ -49,7 +49,7 @@ function child(...args: string[]): { proc: ChildProcess; lines: string[]; line: 
 function registered(key: string, where = dir): boolean {
   const fd = openSync(join(where, fileNameFor(key)), 'r');
   try {
-    return ofd().probe(fd, EXCLUSIVE, WAITERS, 1) !== 0;
+    return native().probe(fd, EXCLUSIVE, WAITERS, 1) !== 0;
   } finally {
     closeSync(fd);
   }
@@ -306,7 +306,7 @@ describe('file backend', () => {
   });
 
   test('bad options are rejected before any file is touched', () => {
-    for (const options of [{ dir: '' }, { dir: 5 }, { dir: 'a\u0000b' }, { poll: 0 }, { poll: 1.5 }, { poll: '25' }, { linger: -1 }, { linger: NaN }, { folder: '/tmp' }, 'x']) {
+    for (const options of [{ dir: '' }, { dir: 5 }, { dir: 'a\u0000b' }, { mode: 0o400 }, { mode: 0o1600 }, { mode: '600' }, { mode: 416.5 }, { poll: 0 }, { poll: 1.5 }, { poll: '25' }, { linger: -1 }, { linger: NaN }, { folder: '/tmp' }, 'x']) {
       assert.throws(() => fileBackend(options as never), LockArgumentError, JSON.stringify(options));
     }
   });
