@@ -2,6 +2,7 @@
 
 import { LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
+import { msOption } from '../shared/checks.js';
 import { ELSEWHERE } from './native.js';
 
 export interface FileBackendOptions {
@@ -45,11 +46,10 @@ export function checkOptions(options: FileBackendOptions | undefined): Required<
   if (o.mode !== undefined && (!intIn(o.mode, 0o600, 0o777) || ((o.mode as number) & 0o600) !== 0o600)) {
     throw new LockArgumentError('fileBackend(): mode must be permission bits from 0o600 to 0o777 that include 0o600');
   }
-  if (o.poll !== undefined && !intIn(o.poll, 1, 60_000)) {
-    throw new LockArgumentError('fileBackend(): poll must be an integer number of ms from 1 to 60000');
-  }
-  if (o.linger !== undefined && !intIn(o.linger, 0, 3_600_000)) {
-    throw new LockArgumentError('fileBackend(): linger must be an integer number of ms from 0 to 3600000');
-  }
-  return { dir: o.dir, mode: (o.mode as number | undefined) ?? 0o600, poll: (o.poll as number | undefined) ?? 25, linger: (o.linger as number | undefined) ?? 1_000 };
+  return {
+    dir: o.dir,
+    mode: (o.mode as number | undefined) ?? 0o600,
+    poll: msOption('fileBackend()', 'poll', o.poll, 25, 1, 60_000),
+    linger: msOption('fileBackend()', 'linger', o.linger, 1_000, 0, 3_600_000),
+  };
 }

@@ -3,6 +3,7 @@
 // property names ('__proto__' is an owner like any other). Read and rewritten under META.
 
 import { readSync, writeSync } from 'node:fs';
+import { sleep } from '../../core/time.js';
 import { LockAcquisitionError } from '../../errors.js';
 import { EXCLUSIVE, META, UNLOCK } from './native.js';
 import { diskFull, type Files, type LockFile } from './lockfile.js';
@@ -75,7 +76,7 @@ export async function withMeta<T>(ranges: Ranges, key: string, file: LockFile, f
     if (performance.now() - start > META_PATIENCE_MS) {
       throw new LockAcquisitionError(`"${key}": the lock file's metadata stayed locked for ${META_PATIENCE_MS} ms (a holder paused mid-update?)`, { key });
     }
-    await new Promise((resolve) => setTimeout(resolve, 1));
+    await sleep(1);
   }
   try {
     return fn(read(file));
