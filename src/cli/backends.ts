@@ -89,6 +89,12 @@ function pgConfig(url: string, env: NodeJS.ProcessEnv): object {
 }
 
 async function fileOpen(url: string): Promise<OpenBackend> {
+  if (process.platform === 'win32') {
+    // file: is the default, so this is what a Windows user meets first: say what works instead.
+    throw new UsageError(
+      'the file backend (the default) does not run on Windows; pick another with --backend or LOCKSMITH_BACKEND: redis://host:6379, redlock:redis://a,redis://b,redis://c or postgres://user@host/db',
+    );
+  }
   const rest = url.slice('file:'.length);
   // file: is the default directory; file:DIR and file:///abs/dir name one; file:// names nothing.
   if (rest.startsWith('//') && !rest.startsWith('///')) throw new UsageError('--backend: file:// needs a path (file:///var/lock/app, or file:DIR)');

@@ -26,7 +26,7 @@ async function runStatusElect(url: string, tag: string): Promise<void> {
   assert.equal(readFileSync(log, 'utf8'), 'start\nend\n'.repeat(2));
   const fences = runs.map((r) => BigInt(r.out().trim())).sort((a, b) => (a < b ? -1 : 1));
   assert.ok(fences[1]! > fences[0]!);
-  const holder = cli('run', `${tag}-held`, '--backend', url, '--', 'sh', '-c', 'echo ready; sleep 5');
+  const holder = cli('run', `${tag}-held`, '--backend', url, '--', 'sh', '-c', 'echo ready; sleep 30');
   await holder.waitFor('ready');
   const status = cli('status', `${tag}-held`, '--backend', url, '--json');
   assert.equal(await status.code, 0, status.err());
@@ -56,7 +56,7 @@ describe('locksmith CLI', () => {
   });
 
   test('a lock that cannot be taken exits 75 with one line', async () => {
-    const holder = cli('run', 'busy', '--backend', backend, '--', 'sh', '-c', 'echo ready; sleep 5');
+    const holder = cli('run', 'busy', '--backend', backend, '--', 'sh', '-c', 'echo ready; sleep 30');
     await holder.waitFor('ready');
     const second = cli('run', 'busy', '--backend', backend, '--wait', '200ms', '--', 'true');
     assert.equal(await second.code, 75);
@@ -86,7 +86,7 @@ describe('locksmith CLI', () => {
   });
 
   test('status shows the holder, --json for machines', async () => {
-    const holder = cli('run', 'shown', '--backend', backend, '--json', '--', 'sh', '-c', 'echo ready; sleep 5');
+    const holder = cli('run', 'shown', '--backend', backend, '--json', '--', 'sh', '-c', 'echo ready; sleep 30');
     await holder.waitFor('ready');
     const text = cli('status', 'shown', '--backend', backend);
     assert.equal(await text.code, 0);

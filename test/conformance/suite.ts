@@ -628,6 +628,31 @@ export function conformance(target: ConformanceTarget): void {
       });
     });
 
+    test('owners are data: __proto__, constructor and toString behave like any other owner', async (t) => {
+      const [a, b] = [await client(), await client()];
+      for (const owner of ['__proto__', 'constructor', 'toString']) {
+        const key = name();
+        const lock = await a.acquire(key, { owner });
+        assert.deepEqual((await b.inspect(key))?.holders.map((h) => h.owner), [owner]);
+        await lock.extend(5_000);
+        await lock.release();
+        assert.equal(await b.inspect(key), null);
+        if (!capabilities.shared) {
+          t.diagnostic('backend has no shared leases: exclusive ones only');
+          continue;
+        }
+        const shared = name();
+        const other = await b.read(shared);
+        const reader = await a.read(shared, { owner });
+        assert.deepEqual((await b.inspect(shared))?.holders.map((h) => h.owner).sort(), [owner, other.owner].sort());
+        await reader.extend(5_000);
+        assert.equal('expiresAt' in Object.prototype, false, 'extend() wrote nothing onto Object.prototype');
+        await reader.release();
+        assert.deepEqual((await b.inspect(shared))?.holders.map((h) => h.owner), [other.owner]);
+        await other.release();
+      }
+    });
+
     describe('bad input is rejected before any I/O', () => {
       const keys: unknown[] = ['', 'x'.repeat(1025), 'é'.repeat(513), 42, null, undefined, {}, Symbol('k')];
       const options: unknown[] = [
