@@ -19,6 +19,12 @@ export interface Backoff {
   max: number;
 }
 
+/** Anything with warn and error, such as console or a pino logger. */
+export interface Logger {
+  warn(...args: unknown[]): void;
+  error(...args: unknown[]): void;
+}
+
 export interface LocksmithOptions {
   /** Default lease length in ms. */
   ttl?: number;
@@ -30,6 +36,11 @@ export interface LocksmithOptions {
   policy?: RwPolicy;
   /** Retry delays for backends that do not wake waiters. */
   backoff?: Partial<Backoff>;
+  /**
+   * Where errors with no caller to throw to go (a failed release in `await using`, a failed renewal)
+   * when nothing listens for 'error': anything with warn and error, such as console or pino.
+   */
+  logger?: Logger;
 }
 
 export interface ResolvedDefaults {
@@ -38,6 +49,7 @@ export interface ResolvedDefaults {
   autoRenew: boolean;
   policy: RwPolicy;
   backoff: Backoff;
+  logger: Logger | undefined;
 }
 
 export interface AcquireOptions {
@@ -70,7 +82,7 @@ export const OPTION_NAMES = {
   permit: ['ttl', 'wait', 'signal', 'autoRenew', 'owner'],
   tryPermit: ['ttl', 'autoRenew', 'owner'],
   semaphore: ['limit'],
-  locksmith: ['ttl', 'wait', 'autoRenew', 'policy', 'backoff'],
+  locksmith: ['ttl', 'wait', 'autoRenew', 'policy', 'backoff', 'logger'],
   backoff: ['initial', 'max'],
   extend: [],
 } as const satisfies Record<string, readonly string[]>;
@@ -188,7 +200,16 @@ export function resolveDefaults(options: unknown): ResolvedDefaults {
     autoRenew: o.autoRenew === undefined ? false : checkBoolean(o.autoRenew, 'autoRenew'),
     policy: o.policy === undefined ? 'reader-preference' : checkPolicy(o.policy),
     backoff,
+    logger: o.logger === undefined ? undefined : checkLogger(o.logger),
   };
+}
+
+function checkLogger(value: unknown): Logger {
+  const l = value as Partial<Logger> | null;
+  if (!l || typeof l !== 'object' || typeof l.warn !== 'function' || typeof l.error !== 'function') {
+    throw new LockArgumentError(`logger must have warn() and error() methods, got ${describe(value)}`);
+  }
+  return l as Logger;
 }
 
 /** Everything an acquisition needs, fully validated. */

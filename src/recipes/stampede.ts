@@ -12,7 +12,7 @@
 
 import { LockArgumentError } from '../errors.js';
 import { keyOf, type AsyncMethod, type KeyFn } from './decorators.js';
-import type { Locksmith } from '../locksmith.js';
+import type { Locks } from './locks.js';
 import { checkFunction, checkKey, checkOptionNames, checkTtl, checkWait } from '../options.js';
 
 export interface CacheEntry {
@@ -80,11 +80,11 @@ export class StampedeGuard {
   readonly freshFor: number;
   readonly staleFor: number;
   readonly #store: CacheStore;
-  readonly #locks: Locksmith;
+  readonly #locks: Locks;
   readonly #inflight = new Map<string, Promise<unknown>>();
   readonly #stats: StampedeStats = { hits: 0, staleHits: 0, misses: 0, fetches: 0, fetchErrors: 0, shared: 0 };
 
-  constructor(locks: Locksmith, options: StampedeOptions) {
+  constructor(locks: Locks, options: StampedeOptions) {
     this.#locks = locks;
     const o = checkOptionNames(options, ['freshFor', 'staleFor', 'store', 'name'], 'stampede()');
     this.freshFor = checkDuration(o.freshFor, 'freshFor', 1);
@@ -92,6 +92,7 @@ export class StampedeGuard {
     this.#store = o.store === undefined ? memoryCacheStore() : checkStore(o.store);
     if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0)) throw new LockArgumentError('stampede(): name must be a non-empty string');
     this.name = o.name ?? 'default';
+    locks.register('stampedes', this.name, this);
   }
 
   stats(): StampedeStats {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileBackend } from '../../src/backends/file/index.js';
 import { memoryBackend } from '../../src/backends/memory/index.js';
 import { LockAcquisitionError, LockExpiredError, Locksmith, type LockBackend } from '../../src/index.js';
-import { backoffDelay } from '../../src/waiting.js';
+import { backoffDelay } from '../../src/core/waiting.js';
 
 type Overrides = Partial<Pick<LockBackend, 'acquire' | 'extend' | 'release'>>;
 

@@ -2,8 +2,8 @@
 // sleep until woken, until the blocking lease expires, or until a backoff delay passes, whichever
 // comes first. Listening before trying closes the window in which a release could go unnoticed.
 
-import type { Backoff } from './options.js';
-import { LockTimeoutError } from './errors.js';
+import type { Backoff } from '../options.js';
+import { LockTimeoutError } from '../errors.js';
 
 export type Refusal = { retryAfter?: number | undefined };
 export type Attempt<T> = () => Promise<{ value: T } | Refusal>;
