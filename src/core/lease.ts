@@ -10,6 +10,7 @@ import {
   LockOwnershipError,
   LockReleaseError,
 } from '../errors.js';
+import { settleWithin } from './time.js';
 import { Watchdog, type Deadlines, type Expiring, type Renewable } from './watchdog.js';
 
 /** What a lease needs from the Locksmith that granted it. */
@@ -44,6 +45,8 @@ export class Lease implements Renewable, Expiring {
   #lostReason: LockExpiredError | undefined;
   #watchdog: Watchdog | undefined;
   #watched = false;
+  /** The extension on its way to the backend, if any: a release waits for it (see release()). */
+  #extending: Promise<boolean> | undefined;
   readonly #host: LeaseHost;
 
   constructor(host: LeaseHost, key: string, owner: string, mode: LeaseMode, fence: bigint, ttl: number) {
@@ -115,7 +118,14 @@ export class Lease implements Renewable, Expiring {
       this.expire();
       return false;
     }
-    const ok = await this.#host.backend.extend(this.key, this.owner, ttl);
+    const pending = this.#host.backend.extend(this.key, this.owner, ttl);
+    this.#extending = pending;
+    let ok: boolean;
+    try {
+      ok = await pending;
+    } finally {
+      if (this.#extending === pending) this.#extending = undefined;
+    }
     if (ok && this.state === 'held') {
       this.ttl = ttl;
       this.#setValidity(start, ttl);
@@ -180,6 +190,10 @@ export class Lease implements Renewable, Expiring {
     const before = this.#lostReason;
     this.#stopClocks();
     if (this.state === 'held') this.state = 'released';
+    // An extension already sent could land after the release and, on a backend that re-creates a
+    // lease on extend or orders commands per connection, leave it held or refuse the release. Wait for
+    // it once (as node-redlock's using() does), no longer than the lease could live anyway.
+    if (this.#extending) await settleWithin(this.#extending, Math.max(0, this.deadline - performance.now()));
     let ok: boolean;
     try {
       // Even a lease we consider lost is released: the server may still hold it for a moment, and the

@@ -19,6 +19,15 @@ function wrapped(make: (real: LockBackend) => Overrides): LockBackend {
   return { ...real, ...make(real) };
 }
 
+/** Resolves once `condition` holds, checked every 2 ms, or fails after `ms`. */
+async function waitFor(condition: () => boolean, ms = 5_000): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!condition()) {
+    if (performance.now() > deadline) assert.fail(`condition not met within ${ms} ms`);
+    await delay(2);
+  }
+}
+
 function until(signal: AbortSignal, ms: number): Promise<unknown> {
   return Promise.race([
     new Promise((resolve) => signal.addEventListener('abort', () => resolve(signal.reason))),
@@ -75,6 +84,52 @@ describe('watchdog', () => {
     const lock = await locks.acquire('k', { ttl: 150, autoRenew: true });
     await until(lock.signal, 1_000);
     await assert.rejects(lock.release());
+  });
+});
+
+describe('release', () => {
+  test('waits for an extension in flight, once, before it is sent', async () => {
+    const order: string[] = [];
+    let extending = 0;
+    const locks = new Locksmith(
+      wrapped((real) => ({
+        extend: async (...args) => {
+          extending += 1;
+          order.push('extend sent');
+          await delay(150);
+          order.push('extend done');
+          return real.extend(...args);
+        },
+        release: (...args) => {
+          order.push('release sent');
+          return real.release(...args);
+        },
+      })),
+    );
+    const lock = await locks.acquire('k', { ttl: 600, autoRenew: true });
+    await waitFor(() => extending === 1); // the watchdog's renewal (at ttl/3) is on its way
+    await lock.release();
+    assert.deepEqual(order, ['extend sent', 'extend done', 'release sent']);
+    assert.equal(await locks.inspect('k'), null);
+    assert.equal(locks.stats().released, 1);
+    await locks.close();
+  });
+
+  test('without an extension in flight, release is sent at once', async () => {
+    const order: string[] = [];
+    const locks = new Locksmith(
+      wrapped((real) => ({
+        release: (...args) => {
+          order.push('release sent');
+          return real.release(...args);
+        },
+      })),
+    );
+    const lock = await locks.acquire('k', { ttl: 600, autoRenew: true });
+    const released = lock.release();
+    assert.deepEqual(order, ['release sent'], 'sent in the same tick as release()');
+    await released;
+    await locks.close();
   });
 });
 
