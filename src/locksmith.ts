@@ -11,6 +11,7 @@ import { LockArgumentError } from './errors.js';
 import type { Lock } from './lock.js';
 import {
   OPTION_NAMES,
+  checkBackend,
   checkKey,
   checkLimit,
   checkOptionNames,
@@ -58,10 +59,7 @@ export class Locksmith implements Locks {
   readonly #sources = new Map<string, Map<string, StatsSource>>();
 
   constructor(backend: LockBackend, defaults?: LocksmithOptions) {
-    if (!backend || typeof backend !== 'object' || typeof backend.acquire !== 'function') {
-      throw new LockArgumentError('new Locksmith(backend): backend must be a LockBackend, such as memoryBackend()');
-    }
-    this.#engine = new Engine(backend, resolveDefaults(defaults));
+    this.#engine = new Engine(checkBackend(backend), resolveDefaults(defaults));
     this.backend = backend;
     this.defaults = this.#engine.defaults;
   }

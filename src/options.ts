@@ -1,7 +1,11 @@
-// Validation and defaults. Every LockArgumentError is raised here, before any I/O, so a typo in an
-// option name or a NaN ttl fails loudly at the call site instead of as a strange lock later.
+// Validation and defaults. The checks every call shares live here (option names, keys, ttl, wait,
+// owners, signals, the Locksmith's defaults), and primitives, recipes and backends build their own
+// checks from them and from backends/shared/checks.ts, so every bad input fails before any I/O, at
+// the call site, with a message that reads alike wherever it was raised.
 
 import { LockArgumentError } from './errors.js';
+import { isMs } from './backends/shared/checks.js';
+import type { LockBackend, RwPolicy } from './backend.js';
 
 /** Longest lease: timers in Node cannot fire later than 2^31-1 ms. */
 export const MAX_TTL = 2 ** 31 - 1;
@@ -10,7 +14,7 @@ export const MAX_KEY_BYTES = 1024;
 export const MAX_OWNER_LENGTH = 256;
 export const MAX_LIMIT = 1_000_000;
 
-export type RwPolicy = 'reader-preference' | 'writer-preference';
+export type { RwPolicy };
 
 export interface Backoff {
   /** First retry delay cap in ms; doubles each retry (full jitter picks uniformly below the cap). */
@@ -130,10 +134,7 @@ export function checkKey(key: unknown, where = 'key'): string {
 }
 
 function checkMs(value: unknown, name: string, min: number, allowInfinity: boolean, key?: string): number {
-  const ok =
-    typeof value === 'number' &&
-    ((allowInfinity && value === Infinity) || (Number.isInteger(value) && value >= min && value <= MAX_TTL));
-  if (!ok) {
+  if (!((allowInfinity && value === Infinity) || isMs(value, min, MAX_TTL))) {
     const range = `an integer number of ms from ${min} to ${MAX_TTL}${allowInfinity ? ', or Infinity' : ''}`;
     throw new LockArgumentError(`${name} must be ${range}, got ${describe(value)}`, { key });
   }
@@ -184,6 +185,24 @@ function checkSignal(value: unknown, key?: string): AbortSignal {
 
 export function checkFunction(value: unknown, name: string, key?: string): void {
   if (typeof value !== 'function') throw new LockArgumentError(`${name} must be a function, got ${describe(value)}`, { key });
+}
+
+/** A LockBackend, with capabilities the core can rely on. */
+export function checkBackend(value: unknown): LockBackend {
+  const b = value as Partial<LockBackend> | null;
+  const where = 'new Locksmith(backend)';
+  if (!b || typeof b !== 'object' || typeof b.acquire !== 'function') {
+    throw new LockArgumentError(`${where}: backend must be a LockBackend, such as memoryBackend()`);
+  }
+  const c = b.capabilities as Partial<LockBackend['capabilities']> | undefined;
+  const flags = c && typeof c.shared === 'boolean' && typeof c.wake === 'boolean' && typeof c.fencing === 'boolean';
+  if (!flags || (c.expiry !== 'ttl' && c.expiry !== 'connection')) {
+    throw new LockArgumentError(`${where}: the ${String(b.name)} backend's capabilities must name shared, wake and fencing (booleans) and expiry ('ttl' or 'connection')`);
+  }
+  if (c.expiry === 'connection' && typeof b.onLost !== 'function') {
+    throw new LockArgumentError(`${where}: the ${String(b.name)} backend keeps leases with a connection, so it must offer onLost()`);
+  }
+  return b as LockBackend;
 }
 
 export function resolveDefaults(options: unknown): ResolvedDefaults {

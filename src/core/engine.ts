@@ -127,7 +127,9 @@ export class Engine {
     signal?.throwIfAborted();
     const { grant, start, waited } = await this.#obtainer.obtain(spec, owner, signal ?? this.#closing.signal);
     const lease = new Lease(this.#host, key, owner, mode, grant.fence, options.ttl);
-    lease.begin(start, grant.validity ?? options.ttl, options.autoRenew);
+    // A lease kept by a connection has no local deadline: the backend reports its loss (onLost).
+    const validity = this.backend.capabilities.expiry === 'connection' ? Infinity : (grant.validity ?? options.ttl);
+    lease.begin(start, validity, options.autoRenew);
     // Leases that can be re-entered later (known or reentrant owners) are recorded.
     if (known !== undefined || options.reentrant) {
       this.#holds.set(key, owner, lease);

@@ -128,7 +128,8 @@ export class Lease implements Renewable, Expiring {
     }
     if (ok && this.state === 'held') {
       this.ttl = ttl;
-      this.#setValidity(start, ttl);
+      // A lease kept by a connection (no local deadline) stays without one.
+      if (this.deadline !== Infinity) this.#setValidity(start, ttl);
       this.#host.leaseEvent('extended', this);
     }
     return ok;
