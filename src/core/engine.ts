@@ -8,6 +8,7 @@ import type { LeaseMode, LockBackend } from '../backend.js';
 import { DeadlockError, LockAcquisitionError, LockArgumentError, LockError, LockExpiredError } from '../errors.js';
 import { Lock } from '../lock.js';
 import { checkFunction, checkKey, resolveAcquire, type ResolvedDefaults } from '../options.js';
+import { acquireChannel, trace, traced, type LockTraceContext } from './channels.js';
 import { Events, type ErrorKind, type LockEvent } from './events.js';
 import { Lease, type LeaseHost } from './lease.js';
 import { Obtainer, type LeaseSpec } from './obtain.js';
@@ -110,7 +111,13 @@ export class Engine {
   }
 
   /** The one path by which every primitive gets a lease. */
-  async lease(spec: LeaseSpec): Promise<Lock> {
+  lease(spec: LeaseSpec): Promise<Lock> {
+    if (!traced(acquireChannel)) return this.#lease(spec, undefined);
+    const ctx: LockTraceContext = { key: spec.key, backend: this.backend.name, mode: spec.mode };
+    return trace(acquireChannel, ctx, (c) => this.#lease(spec, c), 'acquired');
+  }
+
+  async #lease(spec: LeaseSpec, trace: LockTraceContext | undefined): Promise<Lock> {
     const { key, mode, options } = spec;
     if (this.#closed) throw new LockAcquisitionError('the Locksmith is closed', { key });
     if (mode === 'shared' && !this.backend.capabilities.shared) {
@@ -120,7 +127,10 @@ export class Engine {
     // A fresh owner cannot be holding anything yet, so only a known owner is looked up.
     if (known !== undefined) {
       const existing = this.#reenter(key, known, mode, options.reentrant);
-      if (existing) return existing;
+      if (existing) {
+        if (trace) Object.assign(trace, { owner: known, fence: existing.fence, waited: 0, outcome: 'reentered' });
+        return existing;
+      }
     }
     const owner = known ?? newOwner();
     const signal = options.signal ? AbortSignal.any([options.signal, this.#closing.signal]) : undefined;
@@ -136,6 +146,7 @@ export class Engine {
       lease.registered = true;
     }
     this.#granted(lease, waited);
+    if (trace) Object.assign(trace, { owner, fence: lease.fence, waited });
     const lock = new Lock(lease, this.#disposeError);
     // The caller stopped caring while the grant was in flight: hand the lease back instead of leaking it.
     if (signal?.aborted || this.#closed) {

@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events';
 import type { LeaseMode } from '../backend.js';
 import type { LockExpiredError } from '../errors.js';
 import type { Logger } from '../options.js';
+import { errorChannel } from './channels.js';
 
 export interface LockEvent {
   key: string;
@@ -62,6 +63,7 @@ export class Events {
 
   /** Reports an error that has no caller to throw to. Never throws itself. */
   report(error: unknown, event: Partial<LockEvent> | undefined, kind: ErrorKind): void {
+    if (errorChannel.hasSubscribers) errorChannel.publish({ error, kind, ...event });
     if (this.#emitter.listenerCount('error') > 0) {
       try {
         this.#emitter.emit('error', error, event);

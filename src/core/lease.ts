@@ -10,6 +10,7 @@ import {
   LockOwnershipError,
   LockReleaseError,
 } from '../errors.js';
+import { extendChannel, lostChannel, releaseChannel, trace, traced, type LockTraceContext } from './channels.js';
 import { settleWithin } from './time.js';
 import { Watchdog, type Deadlines, type Expiring, type Renewable } from './watchdog.js';
 
@@ -110,7 +111,16 @@ export class Lease implements Renewable, Expiring {
     return new LockExpiredError(`"${this.key}": ${message}`, { key: this.key, cause });
   }
 
-  async #renew(ttl: number): Promise<boolean> {
+  #renew(ttl: number): Promise<boolean> {
+    if (!traced(extendChannel)) return this.#extend(ttl, undefined);
+    return trace(extendChannel, this.#context(), (ctx) => this.#extend(ttl, ctx), 'extended');
+  }
+
+  #context(): LockTraceContext {
+    return { key: this.key, backend: this.#host.backend.name, mode: this.mode, owner: this.owner, fence: this.fence };
+  }
+
+  async #extend(ttl: number, trace: LockTraceContext | undefined): Promise<boolean> {
     const start = performance.now();
     // A lease past its deadline is lost, even if the backend would still renew it (a paused process
     // whose renewal timer ran before its deadline timer): the holder must hear that it had no lock.
@@ -126,6 +136,7 @@ export class Lease implements Renewable, Expiring {
     } finally {
       if (this.#extending === pending) this.#extending = undefined;
     }
+    if (trace && !ok) trace.outcome = 'refused';
     if (ok && this.state === 'held') {
       this.ttl = ttl;
       // A lease kept by a connection (no local deadline) stays without one.
@@ -148,6 +159,7 @@ export class Lease implements Renewable, Expiring {
     this.#lostReason = reason;
     this.#stopClocks();
     this.#controller?.abort(reason);
+    if (lostChannel.hasSubscribers) lostChannel.publish({ ...this.#context(), held: performance.now() - this.grantedAt, error: reason });
     this.#host.leaseEvent('lost', this, reason);
   }
 
@@ -186,7 +198,14 @@ export class Lease implements Renewable, Expiring {
   }
 
   /** Releases the backend lease (the last handle calls this). */
-  async release(): Promise<void> {
+  release(): Promise<void> {
+    if (!traced(releaseChannel)) return this.#release();
+    const ctx = this.#context();
+    ctx.held = performance.now() - this.grantedAt;
+    return trace(releaseChannel, ctx, () => this.#release(), 'released');
+  }
+
+  async #release(): Promise<void> {
     const wasLost = this.state === 'lost';
     const before = this.#lostReason;
     this.#stopClocks();
