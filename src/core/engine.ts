@@ -16,7 +16,7 @@ import { Obtainer, type LeaseSpec } from './obtain.js';
 export type { LeaseSpec };
 import { HoldRegistry, newOwner, runInScope, scopeOwner } from './reentrancy.js';
 import { counters, Recent, type Counters } from './stats.js';
-import { Deadlines } from './watchdog.js';
+import { Deadlines } from './deadlines.js';
 
 /** How a public call takes a lease: its name for messages, the options it accepts, what it fixes. */
 export interface CallShape {
@@ -50,7 +50,7 @@ export class Engine {
     this.events = new Events(defaults.logger);
     // Every waiter listens on the closing signal; many waiters are normal, not a leak.
     setMaxListeners(0, this.#closing.signal);
-    this.#obtainer = new Obtainer(backend, defaults.backoff, this.counters, (error, event) => this.report(error, event, 'withdraw'));
+    this.#obtainer = new Obtainer(backend, defaults.backoff, this.counters, this.#closing.signal, (error, event) => this.report(error, event, 'withdraw'));
     this.#host = {
       backend,
       deadlines: this.#leases,
@@ -135,8 +135,9 @@ export class Engine {
     const owner = known ?? newOwner();
     const signal = options.signal ? AbortSignal.any([options.signal, this.#closing.signal]) : undefined;
     signal?.throwIfAborted();
-    const { grant, start, waited } = await this.#obtainer.obtain(spec, owner, signal ?? this.#closing.signal);
+    const { grant, start, waited, turn } = await this.#obtainer.obtain(spec, owner, signal);
     const lease = new Lease(this.#host, key, owner, mode, grant.fence, options.ttl);
+    lease.turn = turn;
     // A lease kept by a connection has no local deadline: the backend reports its loss (onLost).
     const validity = this.backend.capabilities.expiry === 'connection' ? Infinity : (grant.validity ?? options.ttl);
     lease.begin(start, validity, options.autoRenew);
@@ -161,6 +162,7 @@ export class Engine {
     if (this.#closed) return;
     this.#closed = true;
     this.#closing.abort(new LockAcquisitionError('the Locksmith was closed'));
+    this.#obtainer.close();
     const held = [...this.#leases].filter((l) => l.state === 'held');
     await Promise.all(held.map((lease) => lease.release().catch((error: unknown) => this.report(error, describe(lease), 'release'))));
     await this.backend.close();

@@ -12,7 +12,8 @@ import {
 } from '../errors.js';
 import { extendChannel, lostChannel, releaseChannel, trace, traced, type LockTraceContext } from './channels.js';
 import { settleWithin } from './time.js';
-import { Watchdog, type Deadlines, type Expiring, type Renewable } from './watchdog.js';
+import type { Deadlines, Expiring } from './deadlines.js';
+import { Watchdog, type Renewable } from './watchdog.js';
 
 /** What a lease needs from the Locksmith that granted it. */
 export interface LeaseHost {
@@ -38,10 +39,11 @@ export class Lease implements Renewable, Expiring {
   state: LeaseState = 'held';
   /** Monotonic ms (performance.now) after which the lease may be gone. */
   deadline = 0;
-  /** The same moment as epoch ms, for people and logs. */
-  expiresAt = 0;
+
   /** When the granting request was sent (performance.now()), for hold times. */
   grantedAt = 0;
+  /** This process's turn on the key (src/core/turns.ts), passed on when the lease is let go. */
+  turn: { leave(): void } | undefined;
   #controller: AbortController | undefined;
   #lostReason: LockExpiredError | undefined;
   #watchdog: Watchdog | undefined;
@@ -85,6 +87,11 @@ export class Lease implements Renewable, Expiring {
     this.lose(new LockExpiredError(`the lease on "${this.key}" expired after ${this.ttl} ms without renewal`, { key: this.key }));
   }
 
+  /** The deadline as epoch ms, for people and logs: computed when read, as few callers read it. */
+  get expiresAt(): number {
+    return this.deadline === Infinity ? Infinity : Math.floor(Date.now() + (this.deadline - performance.now()));
+  }
+
   get signal(): AbortSignal {
     // Created on first use: most short critical sections never look at it.
     this.#controller ??= new AbortController();
@@ -97,9 +104,7 @@ export class Lease implements Renewable, Expiring {
   }
 
   #setValidity(start: number, validity: number): void {
-    const now = performance.now();
     this.deadline = start + validity;
-    this.expiresAt = Math.floor(Date.now() - (now - start) + validity);
     if (this.#watched) this.#host.deadlines.moved(this);
     else {
       this.#watched = true;
@@ -152,10 +157,17 @@ export class Lease implements Renewable, Expiring {
     this.#watched = false;
   }
 
+  #passTurn(): void {
+    const turn = this.turn;
+    this.turn = undefined;
+    turn?.leave();
+  }
+
   /** Marks the lease lost: aborts the signal and tells the host. Idempotent, never throws. */
   lose(reason: LockExpiredError): void {
     if (this.state !== 'held') return;
     this.state = 'lost';
+    this.#passTurn();
     this.#lostReason = reason;
     this.#stopClocks();
     this.#controller?.abort(reason);
@@ -222,6 +234,7 @@ export class Lease implements Renewable, Expiring {
       // The release is on its way: a waiter in this process may try now. On a shared connection its
       // attempt goes out after the release and usually gets the lock one round trip sooner.
       this.#host.releasing(this.key);
+      this.#passTurn();
       ok = await pending;
     } catch (error) {
       throw new LockReleaseError(`could not confirm the release of "${this.key}": the backend failed`, { key: this.key, cause: error });

@@ -5,10 +5,12 @@ import type { AcquireRequest, AcquireResult, LeaseMode, LockBackend } from '../b
 import { LockAcquisitionError, LockError, LockTimeoutError } from '../errors.js';
 import type { Backoff, ResolvedAcquire } from '../options.js';
 import { Wakers } from '../backends/shared/wakers.js';
+import { Deadlines, type Expiring } from './deadlines.js';
 import type { LockEvent } from './events.js';
 import type { Counters } from './stats.js';
 import { settleWithin } from './time.js';
-import { TurnQueue, waitLoop, type Nudge, type Turn } from './waiting.js';
+import { TurnQueue, type Turn } from './turns.js';
+import { waitLoop, type Listeners } from './waiting.js';
 
 /** How long a timed-out acquire waits for its withdrawal from the backend before rejecting. */
 const WITHDRAW_WAIT_MS = 1_000;
@@ -36,23 +38,50 @@ export interface Obtained {
   start: number;
   /** ms spent waiting (0 when the first attempt succeeded). */
   waited: number;
+  /**
+   * This process's turn on the key, when the grant came through its queue of exclusive waiters: the
+   * lease holds it and passes it to the next waiter as its release is sent (or it is lost), so that
+   * waiter's first attempt finds the key free instead of waiting on the backend while we hold it.
+   */
+  turn?: Turn | undefined;
 }
 
-export class Obtainer {
+/** The backend's wake-up on one key, shared by this process's waiters on it while there are any. */
+interface Watch {
+  /** Waiters on the key now (queued ones included, so the watch outlives each head's turn). */
+  count: number;
+  controller: AbortController | undefined;
+  /** A waitForChange is pending: it has not fired since it was armed. */
+  armed: boolean;
+  /** waitForChange failed: waiters on this key poll instead. */
+  broken: boolean;
+}
+
+/** Reason given when a watch ends: preallocated, as abort() without one builds a DOMException. */
+const ENDED = Object.freeze({ reason: 'no more waiters' });
+
+export class Obtainer implements Listeners {
   readonly #backend: LockBackend;
   readonly #backoff: Backoff;
   readonly #counters: Counters;
+  readonly #closing: AbortSignal;
   readonly #report: (error: unknown, event: Partial<LockEvent>) => void;
-  readonly #turns = new TurnQueue();
-  /** This process's waiters per key, woken as soon as a local release is sent. */
-  readonly #nudges = new Wakers();
+  /** The one timer behind every wait's deadline and safety poll. */
+  readonly #timers = new Deadlines<Expiring>({ keepAlive: true });
+  readonly #turns = new TurnQueue(this.#timers);
+  /** This process's waiters per key, woken by a local release (as soon as it is sent) or the backend. */
+  readonly #wakers = new Wakers();
+  readonly #watches = new Map<string, Watch>();
+  readonly #wakes: boolean;
   #waiting = 0;
 
-  constructor(backend: LockBackend, backoff: Backoff, counters: Counters, report: (error: unknown, event: Partial<LockEvent>) => void) {
+  constructor(backend: LockBackend, backoff: Backoff, counters: Counters, closing: AbortSignal, report: (error: unknown, event: Partial<LockEvent>) => void) {
     this.#backend = backend;
     this.#backoff = backoff;
     this.#counters = counters;
+    this.#closing = closing;
     this.#report = report;
+    this.#wakes = backend.capabilities.wake && backend.waitForChange !== undefined;
   }
 
   /** Acquisitions waiting now. */
@@ -60,12 +89,60 @@ export class Obtainer {
     return this.#waiting;
   }
 
-  /** A release of `key` by this process has been sent: its waiters may try now. */
+  /**
+   * A release of `key` by this process has been sent: its waiters may try now. Only a hint (the
+   * backend has not confirmed it), but on a shared connection their attempt goes out after it.
+   */
   released(key: string): void {
-    this.#nudges.wake(key);
+    this.#wakers.wake(key);
   }
 
-  async obtain(spec: LeaseSpec, owner: string, signal: AbortSignal): Promise<Obtained> {
+  /** The Locksmith is closing: every waiter wakes (and finds it closed), queued ones are rejected. */
+  close(): void {
+    this.#turns.close(this.#closing.reason);
+    this.#wakers.wakeAll();
+  }
+
+  wakes(key: string): boolean {
+    return this.#wakes && this.#watches.get(key)?.broken !== true;
+  }
+
+  listen(key: string, wake: () => void): () => void {
+    const watch = this.#watches.get(key);
+    if (watch && this.#wakes && !watch.armed && !watch.broken) {
+      watch.armed = true;
+      watch.controller ??= new AbortController();
+      this.#backend.waitForChange!(key, watch.controller.signal).then(
+        () => {
+          watch.armed = false;
+          this.#wakers.wake(key);
+        },
+        () => {
+          watch.broken = true;
+          this.#wakers.wake(key);
+        },
+      );
+    }
+    return this.#wakers.add(key, wake);
+  }
+
+  #enter(key: string): void {
+    this.#waiting += 1;
+    const watch = this.#watches.get(key);
+    if (watch) watch.count += 1;
+    else this.#watches.set(key, { count: 1, controller: undefined, armed: false, broken: false });
+  }
+
+  #leave(key: string): void {
+    this.#waiting -= 1;
+    const watch = this.#watches.get(key)!;
+    if (--watch.count > 0) return;
+    this.#watches.delete(key);
+    watch.controller?.abort(ENDED);
+  }
+
+  /** `signal`: the caller's (with the closing in it), if it gave one. */
+  async obtain(spec: LeaseSpec, owner: string, signal: AbortSignal | undefined): Promise<Obtained> {
     const { options } = spec;
     const request: AcquireRequest = {
       key: spec.key,
@@ -88,49 +165,50 @@ export class Obtainer {
       if (first.granted) return { grant: first, start: began, waited: 0 };
       refusal = first;
     }
-    this.#waiting += 1;
+    this.#enter(request.key);
     let turn: Turn | undefined;
+    let obtained: Obtained | undefined;
     try {
+      this.#closing.throwIfAborted();
       if (queueing) turn = await this.#turns.enter(request.key, options.wait, signal);
-      return await this.#wait(request, refusal, turn, began, signal);
+      obtained = await this.#wait(request, refusal, turn, began, signal);
+      obtained.turn = turn;
+      return obtained;
     } catch (error) {
       await this.#gaveUp(request, error);
       throw error;
     } finally {
-      turn?.leave();
-      this.#waiting -= 1;
+      // A granted waiter keeps its turn until it lets the lease go (see Obtained.turn).
+      if (!obtained) turn?.leave();
+      this.#leave(request.key);
     }
   }
 
-  async #wait(request: AcquireRequest, refusal: Refused | undefined, turn: Turn | undefined, began: number, signal: AbortSignal): Promise<Obtained> {
-    const backend = this.#backend;
-    const wakes = backend.capabilities.wake && backend.waitForChange !== undefined;
+  async #wait(request: AcquireRequest, refusal: Refused | undefined, turn: Turn | undefined, began: number, signal: AbortSignal | undefined): Promise<Obtained> {
     let start = began;
-    // The lock changed hands while we queued: try now. With a wake-up the wait loop's first round
-    // does that, its subscription armed first; trying here too would send two attempts in a row.
-    if (turn && (turn.queued || !refusal) && !wakes) {
+    // Our turn came because the holder before us let go (or we never tried): try now. Refused, the
+    // wait loop listens before it tries again, so no release goes unheard.
+    if (turn && (turn.queued || !refusal)) {
       start = performance.now();
       const again = await this.#attempt(request);
       if (again.granted) return { grant: again, start, waited: performance.now() - began };
       refusal = again;
     }
-    const outcome = await waitLoop(
-      {
-        key: request.key,
-        wait: request.wait ?? 0,
-        since: began,
-        signal,
-        backoff: this.#backoff,
-        wake: wakes ? (key, s) => backend.waitForChange!(key, s) : undefined,
-        nudge: (key) => this.#nudged(key),
-      },
-      refusal ?? {},
-      async () => {
-        start = performance.now();
-        const r = await this.#attempt(request);
-        return r.granted ? { value: r } : r;
-      },
-    );
+    const plan = {
+      key: request.key,
+      wait: request.wait ?? 0,
+      since: began,
+      signal,
+      closing: this.#closing,
+      backoff: this.#backoff,
+      listeners: this,
+      timers: this.#timers,
+    };
+    const outcome = await waitLoop(plan, refusal ?? {}, async () => {
+      start = performance.now();
+      const r = await this.#attempt(request);
+      return r.granted ? { value: r } : r;
+    });
     return { grant: outcome.value, start, waited: performance.now() - began };
   }
 
@@ -156,17 +234,5 @@ export class Obtainer {
         ? error
         : new LockAcquisitionError(`could not acquire "${request.key}": the ${this.#backend.name} backend failed`, { key: request.key, cause: error });
     }
-  }
-
-  /**
-   * A release by this process, heard for one round of a wait: the core nudges as soon as the release
-   * is sent, before the backend confirms it, so it is only a hint to try again now. A callback in a
-   * set, not an AbortController per round: those cost about half of an in-process handoff (measured,
-   * bench/memory.ts).
-   */
-  #nudged(key: string): Nudge {
-    let cancel!: () => void;
-    const done = new Promise<void>((resolve) => (cancel = this.#nudges.add(key, resolve)));
-    return { done, cancel };
   }
 }

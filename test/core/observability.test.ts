@@ -117,7 +117,8 @@ describe('errors with no caller', () => {
     const logged: unknown[][] = [];
     const logger = { warn: (...args: unknown[]) => logged.push(args), error: (...args: unknown[]) => logged.push(args) };
     const locks = new Locksmith(failingRenewals(), { logger });
-    const lock = await locks.acquire('k', { ttl: 60, autoRenew: true });
+    // Renewal at ttl/3, loss at ttl: far enough apart that a stalled machine still renews first.
+    const lock = await locks.acquire('k', { ttl: 300, autoRenew: true });
     await until(() => logged.length > 0);
     assert.match(String(logged[0]![1]), /renewal failed/);
     await until(() => lock.signal.aborted);
@@ -131,8 +132,8 @@ describe('errors with no caller', () => {
     process.on('warning', onWarning);
     try {
       const locks = new Locksmith(failingRenewals());
-      const lock = await locks.acquire('k', { ttl: 60, autoRenew: true });
-      await until(() => lock.signal.aborted); // several renewals failed on the way
+      const lock = await locks.acquire('k', { ttl: 300, autoRenew: true });
+      await until(() => lock.signal.aborted); // renewals failed on the way
       {
         await using _gone = await locks.acquire('other', { ttl: 20 });
         await until(() => _gone.signal.aborted);
