@@ -230,11 +230,12 @@ export class Lease implements Renewable, Expiring {
     try {
       // Even a lease we consider lost is released: the server may still hold it for a moment, and the
       // owner check makes this harmless if someone else has it.
+      // The next local waiter in line runs after this task, so after the release below is sent.
+      this.#passTurn();
       const pending = this.#host.backend.release(this.key, this.owner);
       // The release is on its way: a waiter in this process may try now. On a shared connection its
       // attempt goes out after the release and usually gets the lock one round trip sooner.
       this.#host.releasing(this.key);
-      this.#passTurn();
       ok = await pending;
     } catch (error) {
       throw new LockReleaseError(`could not confirm the release of "${this.key}": the backend failed`, { key: this.key, cause: error });

@@ -102,12 +102,21 @@ function clientList(): { add: <C extends Client>(c: C) => C; end: () => Promise<
   };
 }
 
+/**
+ * An ioredis client once connected: like node-redis's connect(), so a test's first command (which
+ * the backend bounds by the lease's ttl, as short as 100 ms here) does not also pay for connecting.
+ */
+async function ready<C extends Redis | Cluster>(client: C): Promise<C> {
+  if (client.status !== 'ready') await new Promise((resolve) => client.once('ready', resolve));
+  return client;
+}
+
 let node: RedisNode;
 const single = clientList();
 const flushSingle = async (): Promise<void> => void (await node.cli('FLUSHALL'));
 /** A holder on its own ioredis connection, which is then dropped. */
 const redisCrash = (prefix?: string) => async (key: string, ttl: number) => {
-  const client = new Redis(node.port, '127.0.0.1');
+  const client = await ready(new Redis(node.port, '127.0.0.1'));
   await holdAndDie(redisBackend({ client, ...(prefix ? { prefix } : {}) }), key, ttl, () => client.disconnect());
 };
 
@@ -117,14 +126,14 @@ export const redis: Target[] = [
     before: async () => {
       node = await RedisNode.start();
     },
-    backend: () => redisBackend({ client: single.add(new Redis(node.port, '127.0.0.1')) }),
+    backend: async () => redisBackend({ client: single.add(await ready(new Redis(node.port, '127.0.0.1'))) }),
     after: single.end,
     forget: flushSingle,
     crashHolder: redisCrash(),
   },
   {
     name: 'redis (ioredis, fair)',
-    backend: () => redisBackend({ client: single.add(new Redis(node.port, '127.0.0.1')), prefix: 'fair:', fair: true }),
+    backend: async () => redisBackend({ client: single.add(await ready(new Redis(node.port, '127.0.0.1'))), prefix: 'fair:', fair: true }),
     forget: flushSingle,
     crashHolder: redisCrash('fair:'),
   },
@@ -152,7 +161,7 @@ let masters: RedisNode[];
 const clustered = clientList();
 const flushCluster = async (): Promise<void> => void (await Promise.all(masters.map((n) => n.cli('FLUSHALL'))));
 const clusterCrash = (prefix?: string) => async (key: string, ttl: number) => {
-  const client = new Cluster(masters.map((n) => ({ host: '127.0.0.1', port: n.port })));
+  const client = await ready(new Cluster(masters.map((n) => ({ host: '127.0.0.1', port: n.port }))));
   await holdAndDie(redisBackend({ client, ...(prefix ? { prefix } : {}) }), key, ttl, () => client.disconnect());
 };
 
@@ -162,7 +171,7 @@ export const redisCluster: Target[] = [
     before: async () => {
       masters = await startCluster();
     },
-    backend: () => redisBackend({ client: clustered.add(new Cluster(masters.map((n) => ({ host: '127.0.0.1', port: n.port })))) }),
+    backend: async () => redisBackend({ client: clustered.add(await ready(new Cluster(masters.map((n) => ({ host: '127.0.0.1', port: n.port }))))) }),
     after: clustered.end,
     forget: flushCluster,
     crashHolder: clusterCrash(),
@@ -197,7 +206,7 @@ export const redisCluster: Target[] = [
 
 let quorum: RedisNode[];
 const voters = clientList();
-const quorumClients = (): Redis[] => quorum.map((n) => voters.add(new Redis(n.port, '127.0.0.1')));
+const quorumClients = (): Promise<Redis[]> => Promise.all(quorum.map((n) => ready(voters.add(new Redis(n.port, '127.0.0.1')))));
 
 export const redlock: Target[] = [
   {
@@ -206,14 +215,14 @@ export const redlock: Target[] = [
     before: async () => {
       quorum = await Promise.all([0, 1, 2, 3, 4].map(() => RedisNode.start()));
     },
-    backend: () => redlockBackend({ clients: quorumClients(), nodeTimeout: 200 }),
+    backend: async () => redlockBackend({ clients: await quorumClients(), nodeTimeout: 200 }),
     after: async () => {
       await voters.end();
       await stopAll();
     },
     forget: async () => void (await Promise.all(quorum.map((n) => n.cli('FLUSHALL')))),
     crashHolder: async (key, ttl) => {
-      const clients = quorum.map((n) => new Redis(n.port, '127.0.0.1'));
+      const clients = await Promise.all(quorum.map((n) => ready(new Redis(n.port, '127.0.0.1'))));
       await holdAndDie(redlockBackend({ clients, nodeTimeout: 200 }), key, ttl, () => clients.forEach((c) => c.disconnect()));
     },
   },
