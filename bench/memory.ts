@@ -1,51 +1,86 @@
-// Memory backend vs async-mutex, in one run: uncontended acquire+release throughput, and the handoff
-// gap (release → next waiter holding it) with 16 workers on one key.
+// Memory backend vs async-mutex, in one run: uncontended acquire+release throughput, and 16 workers
+// on one key (throughput and the handoff gap: release → next waiter holding it). Contenders run in
+// rounds, in a fresh random order each round; ratios are taken within a round (see stats.ts rounds).
+// BENCH_BASELINE=/path/to/another/build/dist/esm adds that build as a contender (before/after).
 // Run: npm run bench   (or node --import tsx bench/memory.ts)
 
 import { Mutex } from 'async-mutex';
 // The built package, as users run it (npm run bench builds first).
 import { Locksmith } from 'locksmith';
 import { memoryBackend } from 'locksmith/memory';
-import { handoff, table } from './stats.js';
+import { handoff, median, rounds, table } from './stats.js';
 
-const N = Number(process.env.BENCH_N ?? 100_000);
+const N = Number(process.env.BENCH_N ?? 30_000);
 const HANDOFFS = Number(process.env.BENCH_HANDOFFS ?? 5_000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const WORKERS = 16;
 
-async function throughput(label: string, once: () => Promise<void>): Promise<number> {
-  for (let i = 0; i < Math.min(N, 5_000); i++) await once(); // warm-up
+interface Contender {
+  name: string;
+  take: (key: string) => Promise<() => unknown>;
+  close?: () => Promise<void>;
+}
+
+async function locksmith(name: string, lib: { Locksmith: typeof Locksmith; memoryBackend: typeof memoryBackend }): Promise<Contender> {
+  const locks = new lib.Locksmith(lib.memoryBackend(), { ttl: 30_000, wait: 60_000 });
+  return {
+    name,
+    take: async (key) => {
+      const lock = await locks.acquire(key);
+      return () => lock.release();
+    },
+    close: () => locks.close(),
+  };
+}
+
+async function contenders(): Promise<Contender[]> {
+  const mutexes = new Map<string, Mutex>();
+  const list: Contender[] = [
+    { name: 'async-mutex', take: (key) => (mutexes.get(key) ?? mutexes.set(key, new Mutex()).get(key)!).acquire() },
+    await locksmith('locksmith', { Locksmith, memoryBackend }),
+  ];
+  const baseline = process.env.BENCH_BASELINE;
+  if (baseline) {
+    const main = (await import(`${baseline}/index.js`)) as { Locksmith: typeof Locksmith };
+    const memory = (await import(`${baseline}/backends/memory/index.js`)) as { memoryBackend: typeof memoryBackend };
+    list.push(await locksmith('locksmith (baseline)', { Locksmith: main.Locksmith, memoryBackend: memory.memoryBackend }));
+  }
+  return list;
+}
+
+async function uncontended(c: Contender): Promise<number> {
   const t0 = performance.now();
-  for (let i = 0; i < N; i++) await once();
-  const ops = N / ((performance.now() - t0) / 1000);
-  console.error(`  ${label}: ${Math.round(ops).toLocaleString('en-US')} ops/s`);
-  return ops;
+  for (let i = 0; i < N; i++) await (await c.take('bench'))();
+  return N / ((performance.now() - t0) / 1000);
 }
 
 export async function benchMemory(): Promise<Record<string, string | number>[]> {
-  const mutex = new Mutex();
-  const locks = new Locksmith(memoryBackend(), { ttl: 30_000, wait: 60_000 });
-  console.error(`memory backend vs async-mutex (N=${N}, handoffs=${HANDOFFS}, workers=${WORKERS})`);
-
-  const am = await throughput('async-mutex acquire+release', async () => {
-    const release = await mutex.acquire();
-    release();
-  });
-  const ls = await throughput('locksmith acquire+release', async () => {
-    const lock = await locks.acquire('bench');
-    await lock.release();
-  });
-  const amH = await handoff(WORKERS, HANDOFFS, () => mutex.acquire());
-  const lsH = await handoff(WORKERS, HANDOFFS, async () => {
-    const lock = await locks.acquire('bench:handoff');
-    return () => lock.release();
-  });
-  await locks.close();
-  return [
-    { case: 'uncontended acquire+release', 'async-mutex ops/s': am, 'locksmith ops/s': ls, 'ratio (locksmith / async-mutex)': ls / am },
-    { case: `${WORKERS} workers, one key: ops/s`, 'async-mutex ops/s': amH.ops, 'locksmith ops/s': lsH.ops, 'ratio (locksmith / async-mutex)': lsH.ops / amH.ops },
-    { case: 'handoff gap p50 (ms)', 'async-mutex ops/s': amH.p50, 'locksmith ops/s': lsH.p50, 'ratio (locksmith / async-mutex)': amH.p50 / lsH.p50 },
-    { case: 'handoff gap p99 (ms)', 'async-mutex ops/s': amH.p99, 'locksmith ops/s': lsH.p99, 'ratio (locksmith / async-mutex)': amH.p99 / lsH.p99 },
-  ];
+  const list = await contenders();
+  console.error(`memory backend vs async-mutex (N=${N}, handoffs=${HANDOFFS}, workers=${WORKERS}, rounds=${ROUNDS})`);
+  const warm = async (): Promise<void> => {
+    for (const c of list) for (let i = 0; i < 5_000; i++) await (await c.take('bench'))();
+  };
+  const A = await rounds(list.map((c) => () => uncontended(c)), ROUNDS, warm);
+  const gaps = list.map(() => ({ p50: [] as number[], p99: [] as number[] }));
+  const C = await rounds(
+    list.map((c, i) => async () => {
+      const h = await handoff(WORKERS, HANDOFFS, () => c.take('bench:handoff'));
+      gaps[i]!.p50.push(h.p50);
+      gaps[i]!.p99.push(h.p99);
+      return h.ops;
+    }),
+    ROUNDS,
+  );
+  for (const c of list) await c.close?.();
+  return list.map((c, i) => ({
+    contender: c.name,
+    'uncontended ops/s': A.ops[i]!,
+    'vs async-mutex': A.ratio[i]!,
+    [`${WORKERS} workers one key ops/s`]: C.ops[i]!,
+    'vs async-mutex ': C.ratio[i]!,
+    'gap p50 ms': median(gaps[i]!.p50),
+    'gap p99 ms': median(gaps[i]!.p99),
+  }));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

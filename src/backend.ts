@@ -2,8 +2,10 @@
 // leases on a key, atomically, and may tell waiters when a key changes. Retries, renewal, reentrancy and
 // recipes live once, above it, in the core.
 
-import type { RwPolicy } from './options.js';
 import type { RateStore } from './backends/shared/gcra.js';
+
+/** Who goes first on a read-write key when both wait: readers, or a waiting writer. */
+export type RwPolicy = 'reader-preference' | 'writer-preference';
 
 export type LeaseMode = 'exclusive' | 'shared';
 
@@ -69,9 +71,16 @@ export interface BackendCapabilities {
   shared: boolean;
   /** Implements `waitForChange`, so waiters are woken rather than polling. */
   wake: boolean;
-  /** Fences are strictly increasing per key (false would mean fences are only informative). */
+  /**
+   * Fences are strictly increasing per key. False means they are only informative: the conformance
+   * suite then skips its fence-order tests, and users must not fence a resource with them.
+   */
   fencing: boolean;
-  /** Where the lease's life is kept: a server-side TTL, or the connection that holds it. */
+  /**
+   * Where the lease's life is kept: a server-side TTL, or the connection that holds it. With
+   * 'connection' the core keeps no local deadline (the lease ends when the backend reports it lost
+   * through `onLost`), so `onLost` is required.
+   */
   expiry: 'ttl' | 'connection';
 }
 

@@ -25,13 +25,25 @@ export class LockError extends Error {
     this.key = options.key;
   }
 
-  override get name(): string {
-    return this.constructor.name;
+  static {
+    named(this, 'LockError');
   }
+}
+
+/**
+ * Sets `name` on a class's prototype, as Error.prototype.name is set (not enumerable): spelled out,
+ * because `constructor.name` is whatever a minifier renamed the class to.
+ */
+function named(cls: { prototype: Error }, name: string): void {
+  Object.defineProperty(cls.prototype, 'name', { value: name, writable: true, configurable: true });
 }
 
 /** Bad input, detected before any I/O. */
 export class LockArgumentError extends LockError {
+  static {
+    named(this, 'LockArgumentError');
+  }
+
   constructor(message: string, options?: LockErrorOptions) {
     super('ERR_LOCK_ARGUMENT', message, options);
   }
@@ -39,6 +51,10 @@ export class LockArgumentError extends LockError {
 
 /** `wait` elapsed while other owners held the lock. */
 export class LockTimeoutError extends LockError {
+  static {
+    named(this, 'LockTimeoutError');
+  }
+
   /** How long the caller waited, in ms. */
   readonly waited: number;
   constructor(message: string, options: LockErrorOptions & { waited: number }) {
@@ -56,6 +72,10 @@ export interface NodeOutcome {
 
 /** The backend failed (unreachable, protocol error, no quorum). */
 export class LockAcquisitionError extends LockError {
+  static {
+    named(this, 'LockAcquisitionError');
+  }
+
   readonly nodes: readonly NodeOutcome[];
   constructor(message: string, options: LockErrorOptions & { nodes?: readonly NodeOutcome[] } = {}) {
     super('ERR_LOCK_ACQUISITION', message, options);
@@ -65,6 +85,10 @@ export class LockAcquisitionError extends LockError {
 
 /** A release could not be confirmed: the lease was already gone, taken over, or the backend failed. */
 export class LockReleaseError extends LockError {
+  static {
+    named(this, 'LockReleaseError');
+  }
+
   constructor(message: string, options?: LockErrorOptions) {
     super('ERR_LOCK_RELEASE', message, options);
   }
@@ -72,6 +96,10 @@ export class LockReleaseError extends LockError {
 
 /** The lease was lost or expired; also the reason of `lock.signal` when it aborts. */
 export class LockExpiredError extends LockError {
+  static {
+    named(this, 'LockExpiredError');
+  }
+
   constructor(message: string, options?: LockErrorOptions) {
     super('ERR_LOCK_EXPIRED', message, options);
   }
@@ -79,6 +107,10 @@ export class LockExpiredError extends LockError {
 
 /** The operation concerns a lock that another owner holds. */
 export class LockOwnershipError extends LockError {
+  static {
+    named(this, 'LockOwnershipError');
+  }
+
   /** The owner that holds it now, when known. */
   readonly holder: string | undefined;
   constructor(message: string, options: LockErrorOptions & { holder?: string | undefined } = {}) {
@@ -89,6 +121,10 @@ export class LockOwnershipError extends LockError {
 
 /** A wait that could never end, such as upgrading a held read lock to a write lock. */
 export class DeadlockError extends LockError {
+  static {
+    named(this, 'DeadlockError');
+  }
+
   constructor(message: string, options?: LockErrorOptions) {
     super('ERR_LOCK_DEADLOCK', message, options);
   }

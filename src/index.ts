@@ -1,5 +1,7 @@
 export { Locksmith } from './locksmith.js';
 export type { LockEvent, LocksmithEvents, LocksmithStats, LockStatus } from './locksmith.js';
+export type { Locks, StatsSource } from './recipes/locks.js';
+export type { Percentiles } from './core/stats.js';
 export { Lock } from './lock.js';
 export { Semaphore } from './primitives/semaphore.js';
 export type { SemaphoreOptions, PermitOptions, TryPermitOptions } from './primitives/semaphore.js';
@@ -25,7 +27,7 @@ export type {
   LeaseHolder,
   LeaseMode,
 } from './backend.js';
-export type { AcquireOptions, TryAcquireOptions, RwOptions, RwPolicy, LocksmithOptions, Backoff } from './options.js';
+export type { AcquireOptions, TryAcquireOptions, RwOptions, RwPolicy, LocksmithOptions, Backoff, Logger } from './options.js';
 export { Pool, PoolLease } from './recipes/pool.js';
 export type { PoolOptions, PoolAcquireOptions, PoolStats, MemberStatus } from './recipes/pool.js';
 export { Election } from './recipes/election.js';

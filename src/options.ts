@@ -1,7 +1,11 @@
-// Validation and defaults. Every LockArgumentError is raised here, before any I/O, so a typo in an
-// option name or a NaN ttl fails loudly at the call site instead of as a strange lock later.
+// Validation and defaults. The checks every call shares live here (option names, keys, ttl, wait,
+// owners, signals, the Locksmith's defaults), and primitives, recipes and backends build their own
+// checks from them and from backends/shared/checks.ts, so every bad input fails before any I/O, at
+// the call site, with a message that reads alike wherever it was raised.
 
 import { LockArgumentError } from './errors.js';
+import { isMs } from './backends/shared/checks.js';
+import type { LockBackend, RwPolicy } from './backend.js';
 
 /** Longest lease: timers in Node cannot fire later than 2^31-1 ms. */
 export const MAX_TTL = 2 ** 31 - 1;
@@ -10,13 +14,19 @@ export const MAX_KEY_BYTES = 1024;
 export const MAX_OWNER_LENGTH = 256;
 export const MAX_LIMIT = 1_000_000;
 
-export type RwPolicy = 'reader-preference' | 'writer-preference';
+export type { RwPolicy };
 
 export interface Backoff {
   /** First retry delay cap in ms; doubles each retry (full jitter picks uniformly below the cap). */
   initial: number;
   /** Largest retry delay cap in ms; also the safety poll when the backend wakes waiters. */
   max: number;
+}
+
+/** Anything with warn and error, such as console or a pino logger. */
+export interface Logger {
+  warn(...args: unknown[]): void;
+  error(...args: unknown[]): void;
 }
 
 export interface LocksmithOptions {
@@ -30,6 +40,11 @@ export interface LocksmithOptions {
   policy?: RwPolicy;
   /** Retry delays for backends that do not wake waiters. */
   backoff?: Partial<Backoff>;
+  /**
+   * Where errors with no caller to throw to go (a failed release in `await using`, a failed renewal)
+   * when nothing listens for 'error': anything with warn and error, such as console or pino.
+   */
+  logger?: Logger;
 }
 
 export interface ResolvedDefaults {
@@ -38,6 +53,7 @@ export interface ResolvedDefaults {
   autoRenew: boolean;
   policy: RwPolicy;
   backoff: Backoff;
+  logger: Logger | undefined;
 }
 
 export interface AcquireOptions {
@@ -70,7 +86,7 @@ export const OPTION_NAMES = {
   permit: ['ttl', 'wait', 'signal', 'autoRenew', 'owner'],
   tryPermit: ['ttl', 'autoRenew', 'owner'],
   semaphore: ['limit'],
-  locksmith: ['ttl', 'wait', 'autoRenew', 'policy', 'backoff'],
+  locksmith: ['ttl', 'wait', 'autoRenew', 'policy', 'backoff', 'logger'],
   backoff: ['initial', 'max'],
   extend: [],
 } as const satisfies Record<string, readonly string[]>;
@@ -118,10 +134,7 @@ export function checkKey(key: unknown, where = 'key'): string {
 }
 
 function checkMs(value: unknown, name: string, min: number, allowInfinity: boolean, key?: string): number {
-  const ok =
-    typeof value === 'number' &&
-    ((allowInfinity && value === Infinity) || (Number.isInteger(value) && value >= min && value <= MAX_TTL));
-  if (!ok) {
+  if (!((allowInfinity && value === Infinity) || isMs(value, min, MAX_TTL))) {
     const range = `an integer number of ms from ${min} to ${MAX_TTL}${allowInfinity ? ', or Infinity' : ''}`;
     throw new LockArgumentError(`${name} must be ${range}, got ${describe(value)}`, { key });
   }
@@ -174,6 +187,24 @@ export function checkFunction(value: unknown, name: string, key?: string): void 
   if (typeof value !== 'function') throw new LockArgumentError(`${name} must be a function, got ${describe(value)}`, { key });
 }
 
+/** A LockBackend, with capabilities the core can rely on. */
+export function checkBackend(value: unknown): LockBackend {
+  const b = value as Partial<LockBackend> | null;
+  const where = 'new Locksmith(backend)';
+  if (!b || typeof b !== 'object' || typeof b.acquire !== 'function') {
+    throw new LockArgumentError(`${where}: backend must be a LockBackend, such as memoryBackend()`);
+  }
+  const c = b.capabilities as Partial<LockBackend['capabilities']> | undefined;
+  const flags = c && typeof c.shared === 'boolean' && typeof c.wake === 'boolean' && typeof c.fencing === 'boolean';
+  if (!flags || (c.expiry !== 'ttl' && c.expiry !== 'connection')) {
+    throw new LockArgumentError(`${where}: the ${String(b.name)} backend's capabilities must name shared, wake and fencing (booleans) and expiry ('ttl' or 'connection')`);
+  }
+  if (c.expiry === 'connection' && typeof b.onLost !== 'function') {
+    throw new LockArgumentError(`${where}: the ${String(b.name)} backend keeps leases with a connection, so it must offer onLost()`);
+  }
+  return b as LockBackend;
+}
+
 export function resolveDefaults(options: unknown): ResolvedDefaults {
   const o = checkOptionNames(options, OPTION_NAMES.locksmith, 'new Locksmith()');
   const b = checkOptionNames(o.backoff, OPTION_NAMES.backoff, 'backoff');
@@ -188,7 +219,16 @@ export function resolveDefaults(options: unknown): ResolvedDefaults {
     autoRenew: o.autoRenew === undefined ? false : checkBoolean(o.autoRenew, 'autoRenew'),
     policy: o.policy === undefined ? 'reader-preference' : checkPolicy(o.policy),
     backoff,
+    logger: o.logger === undefined ? undefined : checkLogger(o.logger),
   };
+}
+
+function checkLogger(value: unknown): Logger {
+  const l = value as Partial<Logger> | null;
+  if (!l || typeof l !== 'object' || typeof l.warn !== 'function' || typeof l.error !== 'function') {
+    throw new LockArgumentError(`logger must have warn() and error() methods, got ${describe(value)}`);
+  }
+  return l as Logger;
 }
 
 /** Everything an acquisition needs, fully validated. */

@@ -4,9 +4,9 @@
 
 import { LockArgumentError, LockReleaseError } from '../errors.js';
 import type { Lock } from '../lock.js';
-import type { Locksmith } from '../locksmith.js';
+import type { Engine } from '../core/engine.js';
 import { OPTION_NAMES, checkKey, resolveAcquire } from '../options.js';
-import { newOwner } from '../reentrancy.js';
+import { newOwner } from '../core/reentrancy.js';
 
 export interface AcquireAllOptions {
   ttl?: number;
@@ -60,23 +60,23 @@ export class LockGroup implements AsyncDisposable {
   }
 }
 
-export async function acquireAll(locks: Locksmith, keys: readonly string[], options?: AcquireAllOptions): Promise<LockGroup> {
+export async function acquireAll(engine: Engine, keys: readonly string[], options?: AcquireAllOptions): Promise<LockGroup> {
   const list: unknown = keys;
   if (!Array.isArray(list) || list.length === 0) throw new LockArgumentError('acquireAll(): keys must be a non-empty array of strings');
   if (list.length > MAX_KEYS) throw new LockArgumentError(`acquireAll(): at most ${MAX_KEYS} keys`);
   const sorted = [...new Set(list.map((key: unknown) => checkKey(key)))].sort();
-  const opts = resolveAcquire(sorted[0]!, options, OPTION_NAMES.acquireAll, 'acquireAll()', locks.defaults);
+  const opts = resolveAcquire(sorted[0]!, options, OPTION_NAMES.acquireAll, 'acquireAll()', engine.defaults);
   opts.owner ??= newOwner();
   const deadline = opts.wait === Infinity ? Infinity : performance.now() + opts.wait;
   const taken: Lock[] = [];
   try {
     for (const key of sorted) {
       const wait = deadline === Infinity ? Infinity : Math.max(0, Math.round(deadline - performance.now()));
-      taken.push(await locks.lease({ key, mode: 'exclusive', options: { ...opts, wait } }));
+      taken.push(await engine.lease({ key, mode: 'exclusive', options: { ...opts, wait } }));
     }
   } catch (error) {
     for (const lock of taken.reverse()) {
-      await lock.release().catch((e: unknown) => locks.reportError(e, { key: lock.key, owner: lock.owner }));
+      await lock.release().catch((e: unknown) => engine.report(e, { key: lock.key, owner: lock.owner }, 'release'));
     }
     throw error;
   }

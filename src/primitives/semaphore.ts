@@ -1,10 +1,10 @@
 // A counting semaphore is a shared lease with a holder limit: each permit is its own lease with its
 // own owner, fence and ttl, so a crashed permit holder frees its slot when its lease expires.
 
+import type { CallShape, Engine } from '../core/engine.js';
 import type { Lock } from '../lock.js';
-import type { Locksmith } from '../locksmith.js';
-import { nullOnTimeout } from '../locksmith.js';
-import { OPTION_NAMES, checkKey, resolveAcquire } from '../options.js';
+import { OPTION_NAMES, checkKey } from '../options.js';
+import { nullOnTimeout } from './outcomes.js';
 
 export interface SemaphoreOptions {
   /** How many permits may be held at once. */
@@ -21,41 +21,41 @@ export interface PermitOptions {
 
 export type TryPermitOptions = Omit<PermitOptions, 'wait' | 'signal'>;
 
+const PERMIT: CallShape = { name: 'semaphore.acquire()', allowed: OPTION_NAMES.permit, scoped: false };
+const TRY_PERMIT: CallShape = { name: 'semaphore.tryAcquire()', allowed: OPTION_NAMES.tryPermit, scoped: false, wait: 0 };
+const WITH_PERMIT: CallShape = { name: 'semaphore.withPermit()', allowed: OPTION_NAMES.permit, scoped: true };
+
 export class Semaphore {
   readonly key: string;
   readonly limit: number;
-  readonly #locks: Locksmith;
+  readonly #engine: Engine;
+  readonly #shape: { mode: 'shared'; limit: number };
 
-  constructor(locks: Locksmith, key: string, limit: number) {
-    this.#locks = locks;
+  constructor(engine: Engine, key: string, limit: number) {
+    this.#engine = engine;
     this.key = checkKey(key);
     this.limit = limit;
+    this.#shape = { mode: 'shared', limit };
   }
 
   /** Waits up to `wait` ms for a permit. */
   acquire(options?: PermitOptions): Promise<Lock> {
-    return this.#permit('acquire', options, OPTION_NAMES.permit, false);
+    return this.#engine.take(PERMIT, this.key, options, this.#shape);
   }
 
   /** A permit if one is free right now, else null. */
   tryAcquire(options?: TryPermitOptions): Promise<Lock | null> {
-    return nullOnTimeout(this.#permit('tryAcquire', options, OPTION_NAMES.tryPermit, false, 0));
+    return nullOnTimeout(this.#engine.take(TRY_PERMIT, this.key, options, this.#shape));
   }
 
   /** Runs `fn` holding a permit (auto-renewed), then releases it; `fn`'s error always wins. */
   withPermit<T>(fn: (permit: Lock) => Promise<T> | T, options?: PermitOptions): Promise<T> {
-    return this.#locks.scoped(() => this.#permit('withPermit', options, OPTION_NAMES.permit, true), fn, this.key);
+    return this.#engine.scoped(() => this.#engine.take(WITH_PERMIT, this.key, options, this.#shape), fn, this.key);
   }
 
   /** How many permits are held now. */
   async held(): Promise<number> {
-    const info = await this.#locks.inspect(this.key);
+    const info = await this.#engine.backend.inspect(this.key);
     return info?.holders.length ?? 0;
-  }
-
-  async #permit(where: string, options: unknown, allowed: readonly string[], scoped: boolean, wait?: number): Promise<Lock> {
-    const o = resolveAcquire(this.key, options, allowed, `semaphore.${where}()`, this.#locks.defaults, scoped || this.#locks.defaults.autoRenew);
-    if (wait !== undefined) o.wait = wait;
-    return await this.#locks.lease({ key: this.key, mode: 'shared', options: o, limit: this.limit });
   }
 }

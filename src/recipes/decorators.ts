@@ -1,7 +1,7 @@
 // TypeScript standard (TC39) method decorators. `@locks.locked((id) => \`op:${id}\`)` runs the method
 // holding the lock named by its arguments; the guard's `cached` decorator lives on StampedeGuard.
 
-import type { Locksmith } from '../locksmith.js';
+import type { Locks } from './locks.js';
 import type { AcquireOptions } from '../options.js';
 import { checkFunction } from '../options.js';
 
@@ -9,7 +9,7 @@ import { checkFunction } from '../options.js';
 export type KeyFn<K extends unknown[]> = (...args: K) => string;
 export type AsyncMethod<This, A extends unknown[], R> = (this: This, ...args: A) => Promise<R>;
 
-export function locked<K extends unknown[]>(locks: Locksmith, key: KeyFn<K>, options?: AcquireOptions) {
+export function locked<K extends unknown[]>(locks: Locks, key: KeyFn<K>, options?: AcquireOptions) {
   checkFunction(key, 'locked(): key');
   return <This, A extends [...K, ...unknown[]], R>(method: AsyncMethod<This, A, R>, _context: ClassMethodDecoratorContext<This, AsyncMethod<This, A, R>>) =>
     function (this: This, ...args: A): Promise<R> {

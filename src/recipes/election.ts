@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { LockArgumentError, type LockExpiredError } from '../errors.js';
 import type { Lock } from '../lock.js';
-import type { Locksmith } from '../locksmith.js';
+import type { Locks } from './locks.js';
 import { checkKey, checkOptionNames } from '../options.js';
 
 export interface ElectionOptions {
@@ -43,13 +43,13 @@ const SEPARATOR = '#';
 export class Election {
   readonly name: string;
   readonly value: string;
-  readonly #locks: Locksmith;
+  readonly #locks: Locks;
   readonly #ttl: number | undefined;
   readonly #events = new EventEmitter();
   readonly #stats: ElectionStats = { elected: 0, demoted: 0, resigned: 0 };
   #lock: Lock | undefined;
 
-  constructor(locks: Locksmith, name: string, options: ElectionOptions) {
+  constructor(locks: Locks, name: string, options: ElectionOptions) {
     this.#locks = locks;
     this.name = checkKey(name, 'election name');
     const o = checkOptionNames(options, ['value', 'ttl'], 'election()');
@@ -59,6 +59,7 @@ export class Election {
     }
     this.value = o.value;
     this.#ttl = o.ttl as number | undefined; // validated by acquire, before any I/O
+    locks.register('elections', this.name, this);
   }
 
   get isLeader(): boolean {

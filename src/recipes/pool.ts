@@ -5,7 +5,7 @@
 
 import { LockArgumentError, LockTimeoutError } from '../errors.js';
 import type { Lock } from '../lock.js';
-import type { Locksmith } from '../locksmith.js';
+import type { Locks } from './locks.js';
 import { checkKey, checkOptionNames } from '../options.js';
 import type { PermitOptions } from '../primitives/semaphore.js';
 import { sleep } from '../core/time.js';
@@ -79,16 +79,17 @@ const MAX_MEMBERS = 10_000;
 
 export class Pool {
   readonly name: string;
-  readonly #locks: Locksmith;
+  readonly #locks: Locks;
   readonly #members: string[] = [];
   readonly #stats: PoolStats = { acquired: 0, released: 0, waited: 0, timeouts: 0 };
 
-  constructor(locks: Locksmith, name: string, options: PoolOptions) {
+  constructor(locks: Locks, name: string, options: PoolOptions) {
     this.#locks = locks;
     this.name = checkKey(name, 'pool name');
     const o = checkOptionNames(options, ['members'], 'pool()');
     if (!Array.isArray(o.members)) throw new LockArgumentError('pool(): members must be an array of strings', { key: name });
     for (const member of o.members as unknown[]) this.add(member as string);
+    locks.register('pools', this.name, this);
   }
 
   get members(): readonly string[] {

@@ -4,10 +4,10 @@
 // the tokens (the backend says when) and tries again; it never polls faster than the refill, and it
 // gives up at once, refused, when the wait it was given cannot cover the time to the tokens.
 
-import type { LockBackend } from '../backend.js';
 import type { RateDecision, RateStore } from '../backends/shared/gcra.js';
 import { LockAcquisitionError, LockArgumentError } from '../errors.js';
 import { checkKey, checkOptionNames, checkWait } from '../options.js';
+import type { Locks } from './locks.js';
 
 export type { RateDecision } from '../backends/shared/gcra.js';
 
@@ -70,7 +70,8 @@ export class RateLimiter {
   readonly #backend: string;
   readonly #stats: RateLimiterStats = { allowed: 0, refused: 0, waited: 0 };
 
-  constructor(backend: LockBackend, name: string, options: RateLimiterOptions) {
+  constructor(locks: Locks, name: string, options: RateLimiterOptions) {
+    const backend = locks.backend;
     this.name = checkKey(name, 'rate limiter name');
     const o = checkOptionNames(options, ['limit', 'interval', 'burst'], 'rateLimiter()');
     this.limit = checkCount(o.limit, 'limit', name);
@@ -81,6 +82,7 @@ export class RateLimiter {
     }
     this.#store = backend.rate;
     this.#backend = backend.name;
+    locks.register('rateLimiters', this.name, this);
   }
 
   /** Takes `cost` tokens if the bucket has them (waiting up to `wait` for them); never throws for a refusal. */

@@ -12,8 +12,9 @@
 
 import { LockArgumentError } from '../errors.js';
 import { keyOf, type AsyncMethod, type KeyFn } from './decorators.js';
-import type { Locksmith } from '../locksmith.js';
-import { checkFunction, checkKey, checkOptionNames, checkTtl, checkWait } from '../options.js';
+import type { Locks } from './locks.js';
+import { MAX_TTL, checkFunction, checkKey, checkOptionNames, checkTtl, checkWait } from '../options.js';
+import { msOption } from '../backends/shared/checks.js';
 
 export interface CacheEntry {
   value: unknown;
@@ -80,18 +81,20 @@ export class StampedeGuard {
   readonly freshFor: number;
   readonly staleFor: number;
   readonly #store: CacheStore;
-  readonly #locks: Locksmith;
+  readonly #locks: Locks;
   readonly #inflight = new Map<string, Promise<unknown>>();
   readonly #stats: StampedeStats = { hits: 0, staleHits: 0, misses: 0, fetches: 0, fetchErrors: 0, shared: 0 };
 
-  constructor(locks: Locksmith, options: StampedeOptions) {
+  constructor(locks: Locks, options: StampedeOptions) {
     this.#locks = locks;
     const o = checkOptionNames(options, ['freshFor', 'staleFor', 'store', 'name'], 'stampede()');
-    this.freshFor = checkDuration(o.freshFor, 'freshFor', 1);
-    this.staleFor = o.staleFor === undefined ? 0 : checkDuration(o.staleFor, 'staleFor', 0);
+    // freshFor is required: absent, it fails the check like any other bad value.
+    this.freshFor = msOption('stampede()', 'freshFor', o.freshFor, NaN, 1, MAX_TTL);
+    this.staleFor = msOption('stampede()', 'staleFor', o.staleFor, 0, 0, MAX_TTL);
     this.#store = o.store === undefined ? memoryCacheStore() : checkStore(o.store);
     if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0)) throw new LockArgumentError('stampede(): name must be a non-empty string');
     this.name = o.name ?? 'default';
+    locks.register('stampedes', this.name, this);
   }
 
   stats(): StampedeStats {
@@ -199,9 +202,3 @@ function isBusy(error: unknown): boolean {
   return error instanceof Error && (error as { code?: string }).code === 'ERR_LOCK_TIMEOUT';
 }
 
-function checkDuration(value: unknown, name: string, min: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > 2 ** 31 - 1) {
-    throw new LockArgumentError(`stampede(): ${name} must be an integer number of ms from ${min} to ${2 ** 31 - 1}`);
-  }
-  return value;
-}

@@ -9,14 +9,34 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileBackend } from '../../src/backends/file/index.js';
 import { memoryBackend } from '../../src/backends/memory/index.js';
-import { LockAcquisitionError, LockExpiredError, Locksmith, type LockBackend } from '../../src/index.js';
-import { backoffDelay } from '../../src/waiting.js';
+import {
+  DeadlockError,
+  LockAcquisitionError,
+  LockArgumentError,
+  LockError,
+  LockExpiredError,
+  LockOwnershipError,
+  LockReleaseError,
+  LockTimeoutError,
+  Locksmith,
+  type LockBackend,
+} from '../../src/index.js';
+import { backoffDelay } from '../../src/core/waiting.js';
 
 type Overrides = Partial<Pick<LockBackend, 'acquire' | 'extend' | 'release'>>;
 
 function wrapped(make: (real: LockBackend) => Overrides): LockBackend {
   const real = memoryBackend();
   return { ...real, ...make(real) };
+}
+
+/** Resolves once `condition` holds, checked every 2 ms, or fails after `ms`. */
+async function waitFor(condition: () => boolean, ms = 5_000): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!condition()) {
+    if (performance.now() > deadline) assert.fail(`condition not met within ${ms} ms`);
+    await delay(2);
+  }
 }
 
 function until(signal: AbortSignal, ms: number): Promise<unknown> {
@@ -78,6 +98,52 @@ describe('watchdog', () => {
   });
 });
 
+describe('release', () => {
+  test('waits for an extension in flight, once, before it is sent', async () => {
+    const order: string[] = [];
+    let extending = 0;
+    const locks = new Locksmith(
+      wrapped((real) => ({
+        extend: async (...args) => {
+          extending += 1;
+          order.push('extend sent');
+          await delay(150);
+          order.push('extend done');
+          return real.extend(...args);
+        },
+        release: (...args) => {
+          order.push('release sent');
+          return real.release(...args);
+        },
+      })),
+    );
+    const lock = await locks.acquire('k', { ttl: 600, autoRenew: true });
+    await waitFor(() => extending === 1); // the watchdog's renewal (at ttl/3) is on its way
+    await lock.release();
+    assert.deepEqual(order, ['extend sent', 'extend done', 'release sent']);
+    assert.equal(await locks.inspect('k'), null);
+    assert.equal(locks.stats().released, 1);
+    await locks.close();
+  });
+
+  test('without an extension in flight, release is sent at once', async () => {
+    const order: string[] = [];
+    const locks = new Locksmith(
+      wrapped((real) => ({
+        release: (...args) => {
+          order.push('release sent');
+          return real.release(...args);
+        },
+      })),
+    );
+    const lock = await locks.acquire('k', { ttl: 600, autoRenew: true });
+    const released = lock.release();
+    assert.deepEqual(order, ['release sent'], 'sent in the same tick as release()');
+    await released;
+    await locks.close();
+  });
+});
+
 describe('a pause past the deadline', () => {
   test('is a loss even when the backend would still renew (file: the kernel kept the lock)', async () => {
     for (const backend of [fileBackend({ dir: mkdtempSync(join(tmpdir(), 'pause-')) }), memoryBackend()]) {
@@ -117,6 +183,55 @@ describe('backend-reported loss', () => {
     assert.deepEqual(lost, ['a']);
     assert.ok(b.held);
     await b.release();
+  });
+});
+
+describe('capabilities', () => {
+  test("expiry 'connection': no local deadline; the lease ends when the backend reports it lost", async () => {
+    let report!: (key: string, owner: string, reason: unknown) => void;
+    const real = memoryBackend();
+    const locks = new Locksmith({
+      ...real,
+      capabilities: { ...real.capabilities, expiry: 'connection' },
+      onLost: (listener) => void (report = listener),
+    });
+    const lock = await locks.acquire('k', { ttl: 50, autoRenew: true });
+    assert.equal(lock.expiresAt, Infinity);
+    assert.ok(lock.held);
+    report('k', lock.owner, new Error('connection closed'));
+    assert.ok(lock.signal.reason instanceof LockExpiredError);
+    await locks.close();
+  });
+
+  test('a backend with missing or wrong capabilities is refused', () => {
+    const real = memoryBackend();
+    for (const capabilities of [undefined, {}, { ...real.capabilities, fencing: 'yes' }, { ...real.capabilities, expiry: 'session' }]) {
+      assert.throws(() => new Locksmith({ ...real, capabilities } as never), LockArgumentError, JSON.stringify(capabilities));
+    }
+    // A lease kept by a connection can only be known lost through onLost.
+    assert.throws(() => new Locksmith({ ...real, capabilities: { ...real.capabilities, expiry: 'connection' } }), LockArgumentError);
+  });
+});
+
+describe('errors', () => {
+  test('every class names itself explicitly (not through constructor.name), not enumerable', () => {
+    const made = [
+      new LockError('ERR_LOCK_ARGUMENT', 'x'),
+      new LockArgumentError('x'),
+      new LockTimeoutError('x', { waited: 1 }),
+      new LockAcquisitionError('x'),
+      new LockReleaseError('x'),
+      new LockExpiredError('x'),
+      new LockOwnershipError('x'),
+      new DeadlockError('x'),
+    ];
+    const names = ['LockError', 'LockArgumentError', 'LockTimeoutError', 'LockAcquisitionError', 'LockReleaseError', 'LockExpiredError', 'LockOwnershipError', 'DeadlockError'];
+    assert.deepEqual(made.map((e) => e.name), names);
+    // A minifier renames classes: the name must not follow.
+    class Renamed extends LockTimeoutError {}
+    assert.equal(new Renamed('x', { waited: 1 }).name, 'LockTimeoutError');
+    assert.ok(made.every((e) => !Object.keys(e).includes('name')));
+    assert.match(String(made[2]), /^LockTimeoutError: x/);
   });
 });
 

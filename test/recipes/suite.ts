@@ -1,22 +1,23 @@
-// Pools, elections, the stampede guard and the decorators, on every backend in targets.ts.
+// Pools, elections, the stampede guard and the decorators, on every target of the conformance suite
+// (test/conformance/targets.ts); each <backend>.test.ts here runs it on one group of targets.
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { LockArgumentError, LockTimeoutError, Locksmith, memoryCacheStore, type LockBackend, type LocksmithOptions } from '../../src/index.js';
-import { targets } from './targets.js';
+import type { Target } from '../conformance/targets.js';
 
-for (const target of targets) {
+export function recipes(target: Target): void {
   describe(`recipes on ${target.name}`, () => {
-    before(async () => target.setup?.());
-    after(async () => target.teardown?.());
+    before(async () => target.before?.());
+    after(async () => target.after?.());
     const open: Locksmith[] = [];
     afterEach(async () => {
       await Promise.all(open.splice(0).map((l) => l.close()));
     });
     async function client(options?: LocksmithOptions, wrap?: (b: LockBackend) => LockBackend): Promise<Locksmith> {
-      const backend = await target.make();
+      const backend = await target.backend();
       const locks = new Locksmith(wrap ? wrap(backend) : backend, { ttl: 5_000, wait: 10_000, ...options });
       open.push(locks);
       return locks;
@@ -26,7 +27,7 @@ for (const target of targets) {
     describe('pool', () => {
       let shared = true;
       before(async () => {
-        const probe = await target.make();
+        const probe = await target.backend();
         shared = probe.capabilities.shared;
         await probe.close();
       });

@@ -1,0 +1,43 @@
+// The one interface recipes are written against. `Locksmith` implements it; a recipe takes a `Locks`
+// and uses nothing else, so a user can write one exactly the way the bundled ones are written (see
+// "Writing a recipe" in the README), and adding a recipe touches neither the engine nor the façade.
+
+import type { LockBackend, LockInfo } from '../backend.js';
+import type { LockEvent } from '../core/events.js';
+import type { Lock } from '../lock.js';
+import type { AcquireOptions, RwOptions, TryAcquireOptions } from '../options.js';
+import type { AcquireAllOptions, LockGroup } from '../primitives/multi.js';
+import type { Semaphore, SemaphoreOptions } from '../primitives/semaphore.js';
+
+/** Anything that counts what it did; its counters appear in `stats()` under a group and a name. */
+export interface StatsSource {
+  stats(): object;
+}
+
+export interface Locks {
+  /** The backend, for recipes that keep state of their own in it (a rate limiter's buckets). */
+  readonly backend: LockBackend;
+  acquire(key: string, options?: AcquireOptions): Promise<Lock>;
+  tryAcquire(key: string, options?: TryAcquireOptions): Promise<Lock | null>;
+  withLock<T>(key: string, fn: (lock: Lock) => Promise<T> | T, options?: AcquireOptions): Promise<T>;
+  read(key: string, options?: RwOptions): Promise<Lock>;
+  write(key: string, options?: RwOptions): Promise<Lock>;
+  withRead<T>(key: string, fn: (lock: Lock) => Promise<T> | T, options?: RwOptions): Promise<T>;
+  withWrite<T>(key: string, fn: (lock: Lock) => Promise<T> | T, options?: RwOptions): Promise<T>;
+  semaphore(key: string, options: SemaphoreOptions): Semaphore;
+  acquireAll(keys: readonly string[], options?: AcquireAllOptions): Promise<LockGroup>;
+  inspect(key: string): Promise<LockInfo | null>;
+  isLocked(key: string): Promise<boolean>;
+  /**
+   * Reports an error that has no caller to throw to (a background refresh, a failed release after
+   * the caller's own error): to 'error' listeners, else the logger, else process.emitWarning once.
+   * Never throws.
+   */
+  reportError(error: unknown, event?: Partial<LockEvent>): void;
+  /**
+   * Shows `source.stats()` in `stats()[group][name]` from now on (a later source under the same
+   * group and name replaces the earlier one). The bundled recipes use the groups `pools`,
+   * `elections` and `stampedes`.
+   */
+  register(group: string, name: string, source: StatsSource): void;
+}
