@@ -1,0 +1,185 @@
+// Locks on etcd, the way its concurrency package builds them: one session lease per backend instance
+// (session.ts), a key per holder or waiter under the lock's name, the lowest create revision holds
+// (mutex.ts, shared.ts), a waiter watches the key just before its own (wake.ts), and the fence is the
+// holder key's create revision: etcd's global revision, monotonic across restarts and leader
+// changes with no clock involved. An uncontended acquire is one transaction, a release one more.
+
+import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo } from '../../backend.js';
+import { LockArgumentError } from '../../errors.js';
+import { checkOptionNames } from '../../options.js';
+import { asClient, type CallOptions } from './client.js';
+import { Hold, Holds } from './holds.js';
+import { decodeValue, encodeValue, keysFor, type LockKeys } from './keys.js';
+import { exclusiveVerdict } from './mutex.js';
+import { Session, type Lease } from './session.js';
+import { holdsShared, sharedVerdict } from './shared.js';
+import { deleteIf, deleteMine, enqueue, listValues, rewrite, tryCreate, type Listing } from './txn.js';
+import { Wakeups } from './wake.js';
+
+export interface EtcdBackendOptions {
+  /** An `etcd3` client (`new Etcd3({ hosts })`) or one of its namespaces. Never closed by us. */
+  client: unknown;
+  /** Prepended to every key (default "locksmith/"). */
+  prefix?: string;
+  /**
+   * The session lease's TTL in ms (whole seconds, default 60 000): how long after this process stops
+   * (crash, pause, partition) its locks survive on etcd. A lock's ttl may not exceed it.
+   */
+  leaseTtl?: number;
+  /** How long to wait for etcd's answer to one call (default 5000 ms; an acquire waits at most its ttl). */
+  commandTimeout?: number;
+}
+
+const isMs = (value: unknown, min: number, max: number): value is number => typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max;
+
+export function etcdBackend(options: EtcdBackendOptions): LockBackend {
+  const o = checkOptionNames(options, ['client', 'prefix', 'leaseTtl', 'commandTimeout'], 'etcdBackend()');
+  const client = asClient(o.client);
+  const prefix = o.prefix === undefined ? 'locksmith/' : o.prefix;
+  // eslint-disable-next-line no-control-regex
+  if (typeof prefix !== 'string' || prefix.length > 128 || /[\u0000-\u001f]/.test(prefix)) {
+    throw new LockArgumentError('etcdBackend(): prefix must be a string of at most 128 characters without control characters');
+  }
+  const leaseOption: unknown = o.leaseTtl ?? 60_000;
+  if (!isMs(leaseOption, 1_000, 86_400_000) || leaseOption % 1000 !== 0) {
+    throw new LockArgumentError('etcdBackend(): leaseTtl must be a whole number of seconds in ms, from 1000 to 86400000');
+  }
+  const leaseTtl = leaseOption;
+  const timeoutOption: unknown = o.commandTimeout ?? 5_000;
+  if (!isMs(timeoutOption, 1, 600_000)) throw new LockArgumentError('etcdBackend(): commandTimeout must be an integer number of ms from 1 to 600000');
+  const timeout = timeoutOption;
+
+  const root = Buffer.concat([client.prefix, Buffer.from(prefix, 'utf8')]);
+  const kv = client.kv;
+  const call = (ms = timeout): CallOptions => ({ deadline: Date.now() + ms });
+  const lossListeners: ((key: string, owner: string, reason: unknown) => void)[] = [];
+  const wake = new Wakeups(client);
+  const holds = new Holds();
+  /** Waiters (name + "\n" + owner) refused once: their next attempt queues. */
+  const tried = new Set<string>();
+  const session = new Session(client.leaseClient, leaseTtl, timeout, (lease, reason) => {
+    for (const hold of holds.dropLease(lease)) {
+      wake.disarm(hold.name, hold.owner);
+      if (hold.granted) for (const listener of lossListeners) listener(hold.name, hold.owner, reason);
+    }
+  });
+
+  /** A hold's ttl ran out here: its key goes (if it is still the same key), waking the next in line. */
+  const expire = (hold: Hold): void => {
+    holds.delete(hold.name, hold.owner);
+    wake.disarm(hold.name, hold.owner);
+    deleteIf(kv, hold.key, hold.fence, call()).catch(() => undefined); // the session lease is the fallback
+  };
+
+  function checkTtl(ttl: number, key: string): void {
+    if (ttl > leaseTtl) {
+      throw new LockArgumentError(`"${key}": ttl ${ttl} ms exceeds the etcd session's leaseTtl (${leaseTtl} ms), which bounds how long a lock is known to live`, { key });
+    }
+  }
+
+  async function attempt(req: AcquireRequest, lease: Lease, k: LockKeys, retried: boolean): Promise<AcquireResult> {
+    const start = performance.now();
+    const mode = req.mode === 'exclusive' ? 'w' : 'r';
+    const limit = req.mode === 'shared' ? (req.limit ?? 0) : 0;
+    // A waiter takes its place in line from its second attempt on: the core lets only the head of
+    // this process's local queue try again, and a key of one behind it would hold the line while
+    // its owner does not try (the head would wait for it, and it for the head). A reader-preference
+    // writer never queues: its key would hold new readers back.
+    const id = `${req.key}\n${req.owner}`;
+    const queue = req.queue === true && !(req.mode === 'exclusive' && req.rw === 'reader-preference') && (tried.has(id) || holds.get(req.key, req.owner) !== undefined);
+    const value = encodeValue(Date.now() + req.ttl, limit);
+    const o = call(Math.min(timeout, req.ttl));
+    const listing: Listing = queue ? await enqueue(kv, k, mode, value, lease.id, o) : await tryCreate(kv, k, mode, value, lease.id, o);
+    const verdict = mode === 'w' ? exclusiveVerdict(listing.entries, k.mine.w) : sharedVerdict(listing.entries, k.mine.r, limit);
+    const me = verdict.me;
+    if (me && me.lease !== lease.id) {
+      // Left by a session this instance lost: it would die with that lease. Replace it, once.
+      await deleteIf(kv, me.key, me.create, o);
+      holds.delete(req.key, req.owner);
+      if (!retried) return attempt(req, lease, k, true);
+      return { granted: false };
+    }
+    let revision = listing.revision;
+    if (me && verdict.granted) {
+      if (lease.validUntil < start + req.ttl) await session.cover(lease, start + req.ttl);
+      const fields = { name: req.key, owner: req.owner, key: me.key, fence: me.create, lease, limit };
+      holds.set(new Hold({ ...fields, granted: true, deadline: start + req.ttl }, expire));
+      tried.delete(id);
+      wake.disarm(req.key, req.owner);
+      return { granted: true, fence: me.create, validity: Math.min(req.ttl, lease.validUntil - start) };
+    }
+    if (me && !queue) {
+      // A one-off shared try that found itself past the limit takes its key back.
+      revision = await deleteIf(kv, me.key, me.create, o);
+    } else if (me) {
+      const wait = req.wait ?? Infinity;
+      const deadline = wait === Infinity ? Infinity : start + wait + req.ttl;
+      holds.set(new Hold({ name: req.key, owner: req.owner, key: me.key, fence: me.create, lease, limit, granted: false, deadline }, expire));
+    }
+    if (req.queue && !me) tried.add(id);
+    wake.arm(req.key, req.owner, verdict.watch, { start: k.all, end: k.allEnd }, revision);
+    return { granted: false };
+  }
+
+  return {
+    name: 'etcd',
+    capabilities: { shared: true, wake: true, fencing: true, expiry: 'ttl' },
+
+    async acquire(req: AcquireRequest): Promise<AcquireResult> {
+      checkTtl(req.ttl, req.key);
+      const lease = await session.lease();
+      return attempt(req, lease, keysFor(root, req.key, req.owner), false);
+    },
+
+    async extend(key, owner, ttl) {
+      checkTtl(ttl, key);
+      const hold = holds.get(key, owner);
+      if (!hold?.granted || hold.lease.lost) return false;
+      const start = performance.now();
+      const value = encodeValue(Date.now() + ttl, hold.limit);
+      const [ok] = await Promise.all([rewrite(kv, hold.key, hold.fence, hold.lease.id, value, call(Math.min(timeout, ttl))), session.cover(hold.lease, start + ttl)]);
+      if (!ok || hold.lease.lost) {
+        holds.delete(key, owner);
+        return false;
+      }
+      hold.deadline = start + ttl;
+      holds.set(hold);
+      return true;
+    },
+
+    async release(key, owner) {
+      const hold = holds.delete(key, owner);
+      tried.delete(`${key}\n${owner}`);
+      wake.disarm(key, owner);
+      const deleted = await deleteMine(kv, keysFor(root, key, owner), call());
+      return deleted > 0 && (hold === undefined || hold.granted);
+    },
+
+    async inspect(key): Promise<LockInfo | null> {
+      const entries = await listValues(kv, keysFor(root, key, ''), call());
+      const holders: LeaseHolder[] = [];
+      let mode: LockInfo['mode'] = 'exclusive';
+      entries.forEach((e, at) => {
+        const { expiresAt, limit } = decodeValue(e.value);
+        const holds = e.mode === 'w' ? at === 0 : holdsShared(entries, at, limit);
+        if (!holds) return;
+        if (holders.length === 0) mode = e.mode === 'w' ? 'exclusive' : 'shared';
+        holders.push({ owner: e.owner, fence: e.create, expiresAt });
+      });
+      return holders.length ? { key, mode, holders } : null;
+    },
+
+    waitForChange: (key, signal) => wake.listen(key, signal),
+
+    onLost(listener) {
+      lossListeners.push(listener);
+    },
+
+    async close() {
+      wake.close();
+      holds.clear();
+      tried.clear();
+      await session.close();
+    },
+  };
+}
