@@ -8,6 +8,8 @@ import { MemoryStore, memoryBackend } from '../../src/backends/memory/index.js';
 import { redisBackend } from '../../src/backends/redis/index.js';
 import { redlockBackend } from '../../src/backends/redlock/index.js';
 import type { LockBackend } from '../../src/index.js';
+import { etcdBackend } from '../../src/backends/etcd/index.js';
+import { EtcdCluster } from '../support/etcd.js';
 import { RedisNode } from '../support/redis.js';
 
 export interface RecipeTarget {
@@ -22,6 +24,7 @@ const dir = mkdtempSync(join(tmpdir(), 'locksmith-recipes-'));
 let node: RedisNode | undefined;
 let quorum: RedisNode[] = [];
 const clients: Redis[] = [];
+let etcd: EtcdCluster | undefined;
 
 export const targets: RecipeTarget[] = [
   { name: 'memory', make: () => memoryBackend({ store }) },
@@ -55,6 +58,20 @@ export const targets: RecipeTarget[] = [
     teardown: async () => {
       for (const c of clients.splice(0)) c.disconnect();
       await Promise.all(quorum.map((n) => n.stop()));
+    },
+  },
+  {
+    name: 'etcd',
+    setup: async () => {
+      etcd = await EtcdCluster.start();
+    },
+    make: () => {
+      const client = etcd!.client();
+      const backend = etcdBackend({ client, leaseTtl: 30_000 });
+      return { ...backend, close: () => backend.close().finally(() => client.close()) };
+    },
+    teardown: async () => {
+      await etcd?.stop();
     },
   },
 ];

@@ -2,7 +2,7 @@
 // server the tests did not start. Members can be killed (SIGKILL), paused (SIGSTOP) and restarted on
 // their data; each runs under the guard of guard.ts, so none outlives the tests.
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3, type IOptions } from 'etcd3';
@@ -91,7 +91,8 @@ export class EtcdCluster {
   }
 
   static async start(size = 3): Promise<EtcdCluster> {
-    const dir = mkdtempSync(join(tmpdir(), 'locksmith-etcd-'));
+    // tmpfs when there is one: members fsync every write, and the tests are about protocol, not disks.
+    const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'locksmith-etcd-'));
     const ports = await Promise.all(Array.from({ length: size * 2 }, () => freePort()));
     const names = Array.from({ length: size }, (_, i) => `m${i}`);
     const initial = names.map((n, i) => `${n}=http://127.0.0.1:${ports[size + i]}`).join(',');

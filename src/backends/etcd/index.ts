@@ -13,7 +13,7 @@ import { decodeValue, encodeValue, keysFor, type LockKeys } from './keys.js';
 import { exclusiveVerdict } from './mutex.js';
 import { Session, type Lease } from './session.js';
 import { holdsShared, sharedVerdict } from './shared.js';
-import { deleteIf, deleteMine, enqueue, listValues, rewrite, tryCreate, type Listing } from './txn.js';
+import { deleteIf, deleteKey, deleteMine, enqueue, listKeys, listValues, rewrite, tryCreate, type Listing } from './txn.js';
 import { Wakeups } from './wake.js';
 
 export interface EtcdBackendOptions {
@@ -29,6 +29,9 @@ export interface EtcdBackendOptions {
   /** How long to wait for etcd's answer to one call (default 5000 ms; an acquire waits at most its ttl). */
   commandTimeout?: number;
 }
+
+/** The fence of a key an attempt may have written without an answer. */
+const UNKNOWN = -1n;
 
 const isMs = (value: unknown, min: number, max: number): value is number => typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max;
 
@@ -68,7 +71,10 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
   const expire = (hold: Hold): void => {
     holds.delete(hold.name, hold.owner);
     wake.disarm(hold.name, hold.owner);
-    deleteIf(kv, hold.key, hold.fence, call()).catch(() => undefined); // the session lease is the fallback
+    // The session lease is the fallback. A key of unknown revision is this owner's: no later attempt
+    // of it replaced the hold, so nothing newer of it can be there.
+    const deleting = hold.fence === UNKNOWN ? deleteKey(kv, hold.key, call()) : deleteIf(kv, hold.key, hold.fence, call());
+    deleting.catch(() => undefined);
   };
 
   function checkTtl(ttl: number, key: string): void {
@@ -86,10 +92,13 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
     // its owner does not try (the head would wait for it, and it for the head). A reader-preference
     // writer never queues: its key would hold new readers back.
     const id = `${req.key}\n${req.owner}`;
-    const queue = req.queue === true && !(req.mode === 'exclusive' && req.rw === 'reader-preference') && (tried.has(id) || holds.get(req.key, req.owner) !== undefined);
+    const known = holds.get(req.key, req.owner);
+    const queue = req.queue === true && !(req.mode === 'exclusive' && req.rw === 'reader-preference') && (tried.has(id) || known !== undefined);
     const value = encodeValue(Date.now() + req.ttl, limit);
     const o = call(Math.min(timeout, req.ttl));
-    const listing: Listing = queue ? await enqueue(kv, k, mode, value, lease.id, o) : await tryCreate(kv, k, mode, value, lease.id, o);
+    let listing: Listing;
+    if (queue && known?.lease === lease && !known.granted && known.fence !== UNKNOWN) listing = await listKeys(kv, k, o);
+    else listing = queue ? await enqueue(kv, k, mode, value, lease.id, o) : await tryCreate(kv, k, mode, value, lease.id, o);
     const verdict = mode === 'w' ? exclusiveVerdict(listing.entries, k.mine.w) : sharedVerdict(listing.entries, k.mine.r, limit);
     const me = verdict.me;
     if (me && me.lease !== lease.id) {
@@ -108,6 +117,7 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
       wake.disarm(req.key, req.owner);
       return { granted: true, fence: me.create, validity: Math.min(req.ttl, lease.validUntil - start) };
     }
+    if (!me && known) holds.delete(req.key, req.owner); // its key is gone (expired): the next attempt queues again
     if (me && !queue) {
       // A one-off shared try that found itself past the limit takes its key back.
       revision = await deleteIf(kv, me.key, me.create, o);
@@ -116,7 +126,7 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
       const deadline = wait === Infinity ? Infinity : start + wait + req.ttl;
       holds.set(new Hold({ name: req.key, owner: req.owner, key: me.key, fence: me.create, lease, limit, granted: false, deadline }, expire));
     }
-    if (req.queue && !me) tried.add(id);
+    if (req.queue && (!queue || !me)) tried.add(id);
     wake.arm(req.key, req.owner, verdict.watch, { start: k.all, end: k.allEnd }, revision);
     return { granted: false };
   }
@@ -128,7 +138,18 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
     async acquire(req: AcquireRequest): Promise<AcquireResult> {
       checkTtl(req.ttl, req.key);
       const lease = await session.lease();
-      return attempt(req, lease, keysFor(root, req.key, req.owner), false);
+      const k = keysFor(root, req.key, req.owner);
+      try {
+        return await attempt(req, lease, k, false);
+      } catch (error) {
+        // No answer is not "not written": a transaction that timed out may have created the key on
+        // the live session. Unless a later attempt of the owner records it, it goes after the ttl.
+        if (!holds.get(req.key, req.owner)) {
+          const key = k.mine[req.mode === 'exclusive' ? 'w' : 'r'];
+          holds.set(new Hold({ name: req.key, owner: req.owner, key, fence: UNKNOWN, lease, limit: 0, granted: false, deadline: performance.now() + req.ttl }, expire));
+        }
+        throw error;
+      }
     },
 
     async extend(key, owner, ttl) {

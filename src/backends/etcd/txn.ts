@@ -43,6 +43,12 @@ export async function enqueue(kv: KVClient, k: LockKeys, mode: Mode, value: Buff
   return listing(k, r);
 }
 
+/** LIST: a waiter already in line only reads where it stands (a read, not a raft write). */
+export async function listKeys(kv: KVClient, k: LockKeys, o: CallOptions): Promise<Listing> {
+  const r = await kv.range(list(k).request_range!, o);
+  return { wrote: false, revision: r.header.revision, entries: entries(k, r.kvs) };
+}
+
 /**
  * TRY: IF no key of the name exists in [from, fromEnd) THEN put mine and list ELSE list. A one-off try
  * (or a writer that must not queue) leaves nothing behind when refused. Exclusive: from = the whole
@@ -73,6 +79,11 @@ export async function deleteIf(kv: KVClient, key: Buffer, fence: bigint, o: Call
   const compare: Compare[] = [{ key, target: TARGET.CREATE, result: CMP.EQUAL, create_revision: fence.toString() }];
   const r = await kv.txn({ compare, success: [{ request_delete_range: { key } }], failure: [] }, o);
   return r.header.revision;
+}
+
+/** DELETE: one key, whatever its revision. */
+export async function deleteKey(kv: KVClient, key: Buffer, o: CallOptions): Promise<void> {
+  await kv.txn({ compare: [], success: [{ request_delete_range: { key } }], failure: [] }, o);
 }
 
 /** RELEASE: delete both of the owner's keys (held or waiting); how many went. */
