@@ -36,6 +36,8 @@ import { Pool, type PoolOptions, type PoolStats } from './recipes/pool.js';
 import { StampedeGuard, type StampedeOptions, type StampedeStats } from './recipes/stampede.js';
 import { TurnQueue, waitLoop, type Nudge, type Turn } from './waiting.js';
 import { Deadlines } from './watchdog.js';
+import { settleWithin } from './core/time.js';
+import { Wakers } from './backends/shared/wakers.js';
 
 
 export interface LockEvent {
@@ -81,15 +83,6 @@ export interface LocksmithStats {
 /** How long a timed-out acquire waits for its withdrawal from the backend before rejecting. */
 const WITHDRAW_WAIT_MS = 1_000;
 
-/** `pending`, or nothing after `ms`. */
-function withinMs(pending: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const bound = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms);
-    timer.unref();
-  });
-  return Promise.race([pending.then(() => undefined), bound]).finally(() => clearTimeout(timer));
-}
 
 /** How a writer announces itself to writer-preferring readers; refreshed on every attempt. */
 const WRITER_INTENT_MS = 5_000;
@@ -116,7 +109,7 @@ export class Locksmith {
   #closed = false;
   readonly #turns = new TurnQueue();
   /** This process's waiters per key, woken as soon as a local release is sent. */
-  readonly #nudges = new Map<string, Set<() => void>>();
+  readonly #nudges = new Wakers();
   readonly #recipes = { pools: new Map<string, Pool>(), elections: new Map<string, Election>(), stampedes: new Map<string, StampedeGuard>() };
   #stats: Omit<LocksmithStats, 'held' | 'waiting' | 'pools' | 'elections' | 'stampedes'> = {
     acquired: 0,
@@ -490,7 +483,7 @@ export class Locksmith {
       // caller's next step sees no trace of the wait; an abort rejects at once.
       if (options.wait > 0) {
         const withdrawn = backend.release(request.key, request.owner).catch((e: unknown) => void this.reportError(e, request));
-        if (error instanceof LockTimeoutError) await withinMs(withdrawn, WITHDRAW_WAIT_MS);
+        if (error instanceof LockTimeoutError) await settleWithin(withdrawn, WITHDRAW_WAIT_MS);
       }
       throw error;
     } finally {
@@ -506,24 +499,13 @@ export class Locksmith {
    * bench/memory.ts).
    */
   #nudged(key: string): Nudge {
-    let set = this.#nudges.get(key);
-    if (!set) this.#nudges.set(key, (set = new Set()));
-    let wake!: () => void;
-    const done = new Promise<void>((resolve) => (wake = resolve));
-    set.add(wake);
-    return {
-      done,
-      cancel: () => {
-        const current = this.#nudges.get(key);
-        current?.delete(wake);
-        if (current?.size === 0) this.#nudges.delete(key);
-      },
-    };
+    let cancel!: () => void;
+    const done = new Promise<void>((resolve) => (cancel = this.#nudges.add(key, resolve)));
+    return { done, cancel };
   }
 
   #nudge(key: string): void {
-    const set = this.#nudges.get(key);
-    if (set) for (const wake of [...set]) wake();
+    this.#nudges.wake(key);
   }
 
   readonly #disposeError = (error: unknown): void => {

@@ -8,6 +8,7 @@ import type { Lock } from '../lock.js';
 import type { Locksmith } from '../locksmith.js';
 import { checkKey, checkOptionNames } from '../options.js';
 import type { PermitOptions } from '../primitives/semaphore.js';
+import { sleep } from '../core/time.js';
 
 export interface PoolOptions {
   members: readonly string[];
@@ -163,7 +164,7 @@ export class Pool {
             return new PoolLease(member, lock, permit, () => void (this.#stats.released += 1));
           }
         }
-        await new Promise((r) => setTimeout(r, 5 * (round + 1)));
+        await sleep(5 * (round + 1));
       }
       throw new LockTimeoutError(`pool "${this.name}": a permit was free but no member was (do all processes list the same members?)`, {
         key: this.name,

@@ -7,6 +7,7 @@
 import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo } from '../../backend.js';
 import { LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
+import { msOption, prefixOption } from '../shared/checks.js';
 import { asClient, type CallOptions } from './client.js';
 import { Hold, Holds } from './holds.js';
 import { decodeValue, encodeValue, keysFor, type LockKeys } from './keys.js';
@@ -33,24 +34,13 @@ export interface EtcdBackendOptions {
 /** The fence of a key an attempt may have written without an answer. */
 const UNKNOWN = -1n;
 
-const isMs = (value: unknown, min: number, max: number): value is number => typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max;
-
 export function etcdBackend(options: EtcdBackendOptions): LockBackend {
   const o = checkOptionNames(options, ['client', 'prefix', 'leaseTtl', 'commandTimeout'], 'etcdBackend()');
   const client = asClient(o.client);
-  const prefix = o.prefix === undefined ? 'locksmith/' : o.prefix;
-  // eslint-disable-next-line no-control-regex
-  if (typeof prefix !== 'string' || prefix.length > 128 || /[\u0000-\u001f]/.test(prefix)) {
-    throw new LockArgumentError('etcdBackend(): prefix must be a string of at most 128 characters without control characters');
-  }
-  const leaseOption: unknown = o.leaseTtl ?? 60_000;
-  if (!isMs(leaseOption, 1_000, 86_400_000) || leaseOption % 1000 !== 0) {
-    throw new LockArgumentError('etcdBackend(): leaseTtl must be a whole number of seconds in ms, from 1000 to 86400000');
-  }
-  const leaseTtl = leaseOption;
-  const timeoutOption: unknown = o.commandTimeout ?? 5_000;
-  if (!isMs(timeoutOption, 1, 600_000)) throw new LockArgumentError('etcdBackend(): commandTimeout must be an integer number of ms from 1 to 600000');
-  const timeout = timeoutOption;
+  const prefix = prefixOption('etcdBackend()', o.prefix, 'locksmith/');
+  const leaseTtl = msOption('etcdBackend()', 'leaseTtl', o.leaseTtl, 60_000, 1_000, 86_400_000);
+  if (leaseTtl % 1000 !== 0) throw new LockArgumentError('etcdBackend(): leaseTtl must be a whole number of seconds (etcd leases are)');
+  const timeout = msOption('etcdBackend()', 'commandTimeout', o.commandTimeout, 5_000, 1);
 
   const root = Buffer.concat([client.prefix, Buffer.from(prefix, 'utf8')]);
   const kv = client.kv;

@@ -4,6 +4,7 @@
 // share the client's one watch stream; there is at most one per waiting owner, gone when it is
 // granted, gives up, or its watch fires.
 
+import { Wakers } from '../shared/wakers.js';
 import type { EtcdClient, Watcher } from './client.js';
 
 interface Armed {
@@ -16,7 +17,7 @@ interface Armed {
 export class Wakeups {
   readonly #client: EtcdClient;
   /** Waits by lock name (waitForChange), all woken together. */
-  readonly #listeners = new Map<string, Set<() => void>>();
+  readonly #wakers = new Wakers();
   /** By name + "\n" + owner: an owner has no control characters, so the last newline splits them. */
   readonly #watches = new Map<string, Armed>();
   #closed = false;
@@ -27,25 +28,7 @@ export class Wakeups {
 
   /** Resolves on the next wake-up of `name`, or when `signal` aborts. */
   listen(name: string, signal: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve) => {
-      if (signal.aborted || this.#closed) return resolve();
-      let set = this.#listeners.get(name);
-      if (!set) this.#listeners.set(name, (set = new Set()));
-      const wake = (): void => {
-        signal.removeEventListener('abort', wake);
-        const current = this.#listeners.get(name);
-        current?.delete(wake);
-        if (current?.size === 0) this.#listeners.delete(name);
-        resolve();
-      };
-      set.add(wake);
-      signal.addEventListener('abort', wake, { once: true });
-    });
-  }
-
-  #notify(name: string): void {
-    const set = this.#listeners.get(name);
-    if (set) for (const wake of [...set]) wake();
+    return this.#closed ? Promise.resolve() : this.#wakers.wait(name, signal);
   }
 
   /**
@@ -64,7 +47,7 @@ export class Wakeups {
     const watcher = builder.only('delete').startRevision((BigInt(revision) + 1n).toString()).watcher();
     const fire = (): void => {
       if (this.#watches.get(id)?.watcher === watcher) this.disarm(name, owner);
-      this.#notify(name);
+      this.#wakers.wake(name);
     };
     watcher.on('delete', fire);
     // A watch etcd cancels (say, its revision was compacted) wakes the waiter, whose next attempt arms anew.
@@ -80,14 +63,9 @@ export class Wakeups {
     armed.watcher.cancel().catch(() => undefined);
   }
 
-  /** Watches armed now (for tests: they must not outlive their waits). */
-  get size(): number {
-    return this.#watches.size;
-  }
-
   close(): void {
     this.#closed = true;
     for (const { name, owner } of [...this.#watches.values()]) this.disarm(name, owner);
-    for (const name of [...this.#listeners.keys()]) this.#notify(name);
+    this.#wakers.wakeAll();
   }
 }

@@ -21,6 +21,8 @@ import { join } from 'node:path';
 import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo, LeaseMode } from '../../backend.js';
 import { LockAcquisitionError, LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
+import { sleep } from '../../core/time.js';
+import { msOption } from '../shared/checks.js';
 import { EXCLUSIVE, IN_ATTRIB, IN_GONE, INTENT, MAIN, META, SHARED, SLOTS, UNLOCK, WAITERS, ofd, unwatchFile, watchFile, type Change, type Header, type OfdLocks } from './native.js';
 
 /** Where shared holders' records start: after the header page. */
@@ -107,24 +109,14 @@ function alive(pid: number): boolean {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 export function fileBackend(options?: FileBackendOptions): LockBackend {
   const o = checkOptionNames(options, ['dir', 'poll', 'linger'], 'fileBackend()');
   if (o.dir !== undefined && (typeof o.dir !== 'string' || o.dir.length === 0 || o.dir.includes('\0'))) {
     throw new LockArgumentError('fileBackend(): dir must be a non-empty path');
   }
-  if (o.poll !== undefined && (typeof o.poll !== 'number' || !Number.isInteger(o.poll) || o.poll < 1 || o.poll > 60_000)) {
-    throw new LockArgumentError('fileBackend(): poll must be an integer number of ms from 1 to 60000');
-  }
-  if (o.linger !== undefined && (typeof o.linger !== 'number' || !Number.isInteger(o.linger) || o.linger < 0 || o.linger > 3_600_000)) {
-    throw new LockArgumentError('fileBackend(): linger must be an integer number of ms from 0 to 3600000');
-  }
+  const poll = msOption('fileBackend()', 'poll', o.poll, 25, 1, 60_000);
+  const linger = msOption('fileBackend()', 'linger', o.linger, 1_000, 0, 3_600_000);
   const dir = o.dir ?? join(tmpdir(), 'locksmith');
-  const poll = o.poll ?? 25;
-  const linger = o.linger ?? 1_000;
   const idle = new Map<string, Spares>();
   const watchers = new Map<string, Watched>();
   let native: OfdLocks | undefined;

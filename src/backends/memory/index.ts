@@ -5,6 +5,7 @@
 import type { AcquireRequest, AcquireResult, LockBackend, LockInfo, LeaseMode } from '../../backend.js';
 import { LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
+import { Wakers } from '../shared/wakers.js';
 
 interface Holder {
   fence: bigint;
@@ -24,7 +25,7 @@ const SWEEP_MS = 30_000;
 
 export class MemoryStore {
   readonly #entries = new Map<string, Entry>();
-  readonly #listeners = new Map<string, Set<() => void>>();
+  readonly #listeners = new Wakers();
   /**
    * One counter for every key is still strictly increasing per key. Seeded from the clock in µs so a
    * fresh store (a restarted process) never hands out a fence below one it gave before.
@@ -125,30 +126,11 @@ export class MemoryStore {
   }
 
   waitForChange(key: string, signal: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve();
-      let set = this.#listeners.get(key);
-      if (!set) this.#listeners.set(key, (set = new Set()));
-      const wake = (): void => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      };
-      const onAbort = (): void => {
-        const current = this.#listeners.get(key);
-        current?.delete(wake);
-        if (current?.size === 0) this.#listeners.delete(key);
-        resolve();
-      };
-      set.add(wake);
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
+    return this.#listeners.wait(key, signal);
   }
 
   #notify(key: string): void {
-    const set = this.#listeners.get(key);
-    if (!set) return;
-    this.#listeners.delete(key);
-    for (const wake of set) wake();
+    this.#listeners.wake(key);
   }
 
   /** Keeps a store of abandoned keys from growing without bound; the timer never holds the process open. */

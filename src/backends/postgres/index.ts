@@ -9,6 +9,9 @@ import { createHash } from 'node:crypto';
 import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo } from '../../backend.js';
 import { LockAcquisitionError, LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
+import { sleep, withTimeout } from '../../core/time.js';
+import { msOption } from '../shared/checks.js';
+import { Wakers } from '../shared/wakers.js';
 import { advisoryKey, slotKey } from './keys.js';
 import { grantKind, releaseKind, statements, type Statements } from './sql.js';
 import { quoteIdentifier } from './identifier.js';
@@ -122,9 +125,6 @@ interface Waiting {
   done: Promise<void>;
 }
 
-const isMs = (value: unknown, min: number): value is number =>
-  typeof value === 'number' && Number.isInteger(value) && value >= min && value <= 600_000;
-
 /** A pg Pool, not a single Client (whose connect() connects itself and yields no client). */
 function isPool(pool: unknown): pool is PgPoolLike {
   return typeof pool === 'object' && pool !== null && typeof (pool as PgPoolLike).connect === 'function' && 'idleCount' in pool;
@@ -150,9 +150,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   const sequence = (o.sequence as string | undefined) ?? 'locksmith_fence';
   if (o.key !== undefined && typeof o.key !== 'function') throw new LockArgumentError('postgresBackend(): key must be a function from a lock name to a bigint');
   const customKey = o.key as ((name: string) => bigint) | undefined;
-  const connectTimeoutOption: unknown = o.connectTimeout === undefined ? 5_000 : o.connectTimeout;
-  if (!isMs(connectTimeoutOption, 1)) throw new LockArgumentError('postgresBackend(): connectTimeout must be an integer number of ms from 1 to 600000');
-  const connectTimeout = connectTimeoutOption;
+  const connectTimeout = msOption('postgresBackend()', 'connectTimeout', o.connectTimeout, 5_000, 1);
   // NOTIFY channels are identifiers too: one per sequence, so separate ones do not wake each other.
   const channel = `${sequence.replace('.', '_')}_wake`.slice(0, 63);
   const sql = prepared(statements(quoted));
@@ -162,7 +160,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   const held = new Map<string, Map<string, Held>>();
   const waits = new Map<string, Map<string, Waiting>>();
   /** Wake-ups by name key: a server-side wait settled, or a NOTIFY arrived. */
-  const wakers = new Map<string, Set<() => void>>();
+  const wakers = new Wakers();
   const lostListeners: ((key: string, owner: string, reason: unknown) => void)[] = [];
   const slotCache = new Map<string, bigint[]>();
   /** Connections kept for a moment after a release (see recycle); counted as pinned. */
@@ -191,12 +189,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   const slots = (nameKey: bigint, limit: number): bigint[] =>
     remember(slotCache, `${nameKey}/${limit}`, 256, () => Array.from({ length: limit }, (_, i) => slotKey(nameKey, i)));
 
-  const wake = (nameKey: bigint): void => {
-    const set = wakers.get(String(nameKey));
-    if (!set) return;
-    wakers.delete(String(nameKey));
-    for (const w of set) w();
-  };
+  const wake = (nameKey: bigint): void => wakers.wake(String(nameKey));
 
   const get = <T>(map: Map<string, Map<string, T>>, key: string, owner: string): T | undefined => map.get(key)?.get(owner);
   const put = <T>(map: Map<string, Map<string, T>>, key: string, owner: string, value: T): void => {
@@ -264,7 +257,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     pinnedCount += 1;
     let client: PgClientLike;
     try {
-      client = await withTimeout(pool.connect(), connectTimeout, (late) => late.release());
+      client = await withTimeout(pool.connect(), connectTimeout, () => TIMED_OUT, (late) => late.release());
     } catch (error) {
       pinnedCount -= 1;
       if (error === TIMED_OUT) {
@@ -612,7 +605,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       // A listener that dies is replaced by the next waiter; those waiting now try again at once.
       const reset = (): void => {
         if (listener === opening) listener = undefined;
-        for (const id of [...wakers.keys()]) wake(BigInt(id));
+        wakers.wakeAll();
       };
       p.client.on('error', reset);
       p.client.on('end', reset);
@@ -634,17 +627,12 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   function waitForChange(key: string, signal: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       if (signal.aborted) return resolve();
-      const nameKey = keyOf(key);
-      const id = String(nameKey);
-      let set = wakers.get(id);
-      if (!set) wakers.set(id, (set = new Set()));
+      const withdraw = wakers.add(String(keyOf(key)), () => done());
       const done = (): void => {
         signal.removeEventListener('abort', done);
-        wakers.get(id)?.delete(done);
-        if (wakers.get(id)?.size === 0) wakers.delete(id);
+        withdraw();
         resolve();
       };
-      set.add(done);
       signal.addEventListener('abort', done, { once: true });
       // Waiters queued on the server are woken when their wait settles; the others need NOTIFY.
       const queued = [...(waits.get(key)?.values() ?? [])].some((w) => !w.settled);
@@ -680,7 +668,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       const l = listener;
       listener = undefined;
       if (l) await l.then((p) => unpin(p, true), () => undefined);
-      for (const id of [...wakers.keys()]) wake(BigInt(id));
+      wakers.wakeAll();
     },
   };
 }
@@ -725,34 +713,6 @@ function parseSessionName(app: string): { mode: 'e' | 's' | 'p'; ttl: number; fe
   if (!m) return undefined;
   return { mode: (m[1] as 'e' | 's' | undefined) ?? 'p', ttl: parseInt(m[2]!, 16), fence: BigInt(`0x${m[3]!}`), owner: m[4]! };
 }
-
-/** `pending`, or TIMED_OUT after `ms`; a result that arrives too late goes to `late`. */
-function withTimeout<T>(pending: Promise<T>, ms: number, late: (value: T) => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    let expired = false;
-    const timer = setTimeout(() => {
-      expired = true;
-      reject(TIMED_OUT);
-    }, ms);
-    timer.unref();
-    pending.then(
-      (value) => {
-        clearTimeout(timer);
-        if (expired) late(value);
-        else resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        if (!expired) reject(error instanceof Error ? error : new Error(String(error)));
-      },
-    );
-  });
-}
-
-const sleep = (ms: number): Promise<void> =>
-  new Promise((resolve) => {
-    setTimeout(resolve, ms).unref();
-  });
 
 function isLockTimeout(error: unknown): boolean {
   return (error as { code?: string } | null)?.code === '55P03';

@@ -5,6 +5,9 @@
 import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo } from '../../backend.js';
 import { LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
+import { withTimeout } from '../../core/time.js';
+import { msOption, prefixOption } from '../shared/checks.js';
+import { Wakers } from '../shared/wakers.js';
 import { adapt, script, type RedisAdapter, type Script, type Subscription } from './client.js';
 import { ACQUIRE, CACHE_GET, CACHE_SET, EXTEND, INSPECT, RELEASE } from './scripts.js';
 import type { CacheEntry, CacheStore } from '../../recipes/stampede.js';
@@ -37,12 +40,7 @@ const SCRIPTS = {
   cacheGet: script(CACHE_GET),
   cacheSet: script(CACHE_SET),
 };
-const MAX_PREFIX = 128;
-
 const sharedId = (lease: string, owner: string): string => `${lease}\n${owner}`;
-
-const isMs = (value: unknown, min: number): value is number =>
-  typeof value === 'number' && Number.isInteger(value) && value >= min && value <= 600_000;
 
 /**
  * The keys of one lock. The escaped name is the {hash tag}, so all of them land in one Cluster slot
@@ -68,37 +66,18 @@ export function keysFor(
 export function redisBackend(options: RedisBackendOptions): LockBackend {
   const o = checkOptionNames(options, ['client', 'prefix', 'fair', 'queueTimeout', 'commandTimeout'], 'redisBackend()');
   if (o.fair !== undefined && typeof o.fair !== 'boolean') throw new LockArgumentError('redisBackend(): fair must be a boolean');
-  const queueTimeout: unknown = o.queueTimeout === undefined ? 3_000 : o.queueTimeout;
-  if (!isMs(queueTimeout, 10)) throw new LockArgumentError('redisBackend(): queueTimeout must be an integer number of ms from 10 to 600000');
+  const queueTimeout = msOption('redisBackend()', 'queueTimeout', o.queueTimeout, 3_000, 10);
   const queueMs = o.fair === true ? queueTimeout : 0;
-  const commandTimeout: unknown = o.commandTimeout === undefined ? 5_000 : o.commandTimeout;
-  if (!isMs(commandTimeout, 1)) throw new LockArgumentError('redisBackend(): commandTimeout must be an integer number of ms from 1 to 600000');
-  const timeout = commandTimeout;
-  const prefix = o.prefix === undefined ? 'locksmith:' : o.prefix;
-  if (typeof prefix !== 'string' || prefix.length > MAX_PREFIX || /[{}\s]/.test(prefix)) {
-    throw new LockArgumentError(`redisBackend(): prefix must be a string of at most ${MAX_PREFIX} characters without braces or spaces`);
-  }
+  const timeout = msOption('redisBackend()', 'commandTimeout', o.commandTimeout, 5_000, 1);
+  const prefix = prefixOption('redisBackend()', o.prefix, 'locksmith:');
   const redis: RedisAdapter = adapt(o.client);
   /** One script call, failed after `ms` without an answer (see commandTimeout). */
   function call(s: Script, keys: string[], args: (string | number)[], ms = timeout): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms);
-      timer.unref();
-      redis.run(s, keys, args).then(
-        (reply) => {
-          clearTimeout(timer);
-          resolve(reply);
-        },
-        (error: unknown) => {
-          clearTimeout(timer);
-          reject(error instanceof Error ? error : new Error(String(error)));
-        },
-      );
-    });
+    return withTimeout(redis.run(s, keys, args), ms, () => new Error(`Redis did not answer within ${ms} ms`));
   }
   const channel = `${prefix}wake`;
   /** Waiters by lease key, which is what a release publishes: a key, not a name, is cheaper to pass. */
-  const listeners = new Map<string, Set<() => void>>();
+  const listeners = new Wakers();
   let subscription: Subscription | undefined;
   let ready = false;
   let closed = false;
@@ -123,12 +102,7 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
     return call(SCRIPTS.release, keys, [owner]).then((r) => r === 1);
   }
 
-  function notify(lease: string): void {
-    const set = listeners.get(lease);
-    if (!set) return;
-    listeners.delete(lease);
-    for (const wake of set) wake();
-  }
+  const notify = (lease: string): void => listeners.wake(lease);
 
   /** The shared subscriber, made on first wait. A failed attempt is forgotten so a later wait retries. */
   function subscribed(): Promise<void> {
@@ -235,20 +209,15 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
     waitForChange(key, signal) {
       return new Promise<void>((resolve, reject) => {
         if (signal.aborted || closed) return resolve();
-        const id = keysFor(prefix, key).lease;
-        let set = listeners.get(id);
-        if (!set) listeners.set(id, (set = new Set()));
+        const withdraw = listeners.add(keysFor(prefix, key).lease, () => wake());
         const forget = (): void => {
           signal.removeEventListener('abort', wake);
-          const current = listeners.get(id);
-          current?.delete(wake);
-          if (current?.size === 0) listeners.delete(id);
+          withdraw();
         };
         const wake = (): void => {
           forget();
           resolve();
         };
-        set.add(wake);
         signal.addEventListener('abort', wake, { once: true });
         // Until the subscriber is confirmed a release could go unheard: when it is, wake once
         // (spuriously) so the waiter tries again with the subscription in place.
@@ -271,7 +240,7 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
       waiters.clear();
       handovers.clear();
       sharedLeases.clear();
-      for (const lease of [...listeners.keys()]) notify(lease);
+      listeners.wakeAll();
       const sub = subscription;
       subscription = undefined;
       ready = false;
@@ -292,8 +261,7 @@ export interface RedisCacheStoreOptions {
  */
 export function redisCacheStore(options: RedisCacheStoreOptions): CacheStore {
   const o = checkOptionNames(options, ['client', 'prefix'], 'redisCacheStore()');
-  const prefix = o.prefix === undefined ? 'locksmith:cache:' : o.prefix;
-  if (typeof prefix !== 'string' || prefix.length > MAX_PREFIX) throw new LockArgumentError(`redisCacheStore(): prefix must be a string of at most ${MAX_PREFIX} characters`);
+  const prefix = prefixOption('redisCacheStore()', o.prefix, 'locksmith:cache:');
   const redis = adapt(o.client);
   return {
     async get(key) {

@@ -11,6 +11,7 @@
 import type { AcquireRequest, AcquireResult, LockBackend, LockInfo } from '../../backend.js';
 import { LockAcquisitionError, LockArgumentError, type NodeOutcome } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
+import { msOption, prefixOption } from '../shared/checks.js';
 import { adapt, script, type RedisAdapter } from '../redis/client.js';
 import { keysFor } from '../redis/index.js';
 import { ACQUIRE, EXTEND, FENCE_SYNC, INSPECT, RELEASE } from '../redis/scripts.js';
@@ -43,16 +44,8 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
   if (typeof driftFactor !== 'number' || !(driftFactor >= 0 && driftFactor < 0.5)) {
     throw new LockArgumentError('redlockBackend(): driftFactor must be a number from 0 to 0.5');
   }
-  const nodeTimeout: unknown = o.nodeTimeout === undefined ? 50 : o.nodeTimeout;
-  if (typeof nodeTimeout !== 'number' || !Number.isInteger(nodeTimeout) || nodeTimeout < 1 || nodeTimeout > 60_000) {
-    throw new LockArgumentError('redlockBackend(): nodeTimeout must be an integer number of ms from 1 to 60000');
-  }
-  const prefix: unknown = o.prefix === undefined ? 'locksmith:' : o.prefix;
-  if (typeof prefix !== 'string' || prefix.length > 128 || /[{}\s]/.test(prefix)) {
-    throw new LockArgumentError('redlockBackend(): prefix must be a string of at most 128 characters without braces or spaces');
-  }
-  const timeout = nodeTimeout;
-  const keyPrefix = prefix;
+  const timeout = msOption('redlockBackend()', 'nodeTimeout', o.nodeTimeout, 50, 1, 60_000);
+  const keyPrefix = prefixOption('redlockBackend()', o.prefix, 'locksmith:');
   const drift = driftFactor;
   const nodes: RedisAdapter[] = (o.clients as unknown[]).map((c) => adapt(c));
   const quorum = Math.floor(nodes.length / 2) + 1;
