@@ -14,7 +14,7 @@ import { decodeValue, encodeValue, keysFor, type LockKeys } from './keys.js';
 import { exclusiveVerdict } from './mutex.js';
 import { Session, type Lease } from './session.js';
 import { holdsShared, sharedVerdict } from './shared.js';
-import { deleteIf, deleteKey, deleteMine, enqueue, listKeys, listValues, rewrite, tryCreate, type Listing } from './txn.js';
+import { deleteIf, deleteMine, enqueue, listKeys, listValues, rewrite, tryCreate, type Listing } from './txn.js';
 import { Wakeups } from './wake.js';
 
 export interface EtcdBackendOptions {
@@ -50,6 +50,7 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
   const holds = new Holds();
   /** Waiters (name + "\n" + owner) refused once: their next attempt queues. */
   const tried = new Set<string>();
+  let closed = false;
   const session = new Session(client.leaseClient, leaseTtl, timeout, (lease, reason) => {
     for (const hold of holds.dropLease(lease)) {
       wake.disarm(hold.name, hold.owner);
@@ -63,8 +64,14 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
     wake.disarm(hold.name, hold.owner);
     // The session lease is the fallback. A key of unknown revision is this owner's: no later attempt
     // of it replaced the hold, so nothing newer of it can be there.
-    const deleting = hold.fence === UNKNOWN ? deleteKey(kv, hold.key, call()) : deleteIf(kv, hold.key, hold.fence, call());
-    deleting.catch(() => undefined);
+    const deleting = hold.fence === UNKNOWN ? deleteMine(kv, keysFor(root, hold.name, hold.owner), call()) : deleteIf(kv, hold.key, hold.fence, call());
+    deleting.catch(() => {
+      // Keys nobody will ever release must not stay: try again while their session lives.
+      if (hold.fence === UNKNOWN && !hold.lease.lost && !closed && !holds.get(hold.name, hold.owner)) {
+        hold.deadline = performance.now() + timeout;
+        holds.set(hold);
+      }
+    });
   };
 
   function checkTtl(ttl: number, key: string): void {
@@ -100,7 +107,9 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
     }
     let revision = listing.revision;
     if (me && verdict.granted) {
-      if (lease.validUntil < start + req.ttl) await session.cover(lease, start + req.ttl);
+      // The lock is valid only as long as its session is known to live: a grant reports that (which
+      // may be less than the ttl), and only one that would be very short waits for a keep-alive.
+      if (lease.validUntil - start < req.ttl / 2) await session.cover(lease, start + req.ttl);
       const fields = { name: req.key, owner: req.owner, key: me.key, fence: me.create, lease, limit };
       holds.set(new Hold({ ...fields, granted: true, deadline: start + req.ttl }, expire));
       tried.delete(id);
@@ -162,8 +171,17 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
       const hold = holds.delete(key, owner);
       tried.delete(`${key}\n${owner}`);
       wake.disarm(key, owner);
-      const deleted = await deleteMine(kv, keysFor(root, key, owner), call());
-      return deleted > 0 && (hold === undefined || hold.granted);
+      const k = keysFor(root, key, owner);
+      try {
+        return (await deleteMine(kv, k, call())) > 0 && (hold === undefined || hold.granted);
+      } catch (error) {
+        // Its keys stay on the live session, and a waiter's would hold the line for ever: try again later.
+        const lease = hold?.lease ?? (await session.lease().catch(() => undefined));
+        if (lease && !holds.get(key, owner)) {
+          holds.set(new Hold({ name: key, owner, key: k.mine.w, fence: UNKNOWN, lease, limit: 0, granted: false, deadline: performance.now() + timeout }, expire));
+        }
+        throw error;
+      }
     },
 
     async inspect(key): Promise<LockInfo | null> {
@@ -187,6 +205,7 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
     },
 
     async close() {
+      closed = true;
       wake.close();
       holds.clear();
       tried.clear();

@@ -93,10 +93,10 @@ export class Session {
 
   async #keepAlive(lease: Lease): Promise<void> {
     if (lease.lost || this.#closed) return;
-    // A request unanswered for a whole interval: the stream's member is gone or paused; start over
-    // (the client picks a member again).
+    // A request unanswered for two intervals: the stream's member is gone or paused; start over (the
+    // client picks a member again). One interval would give up on a merely slow link.
     const oldest = this.#sent[0];
-    if (oldest !== undefined && performance.now() - oldest > (this.#ttlSeconds * 1000) / 3) this.#drop();
+    if (oldest !== undefined && performance.now() - oldest > (this.#ttlSeconds * 2000) / 3) this.#drop();
     try {
       const stream = this.#stream ?? (await this.#open(lease));
       this.#sent.push(performance.now());

@@ -81,11 +81,6 @@ export async function deleteIf(kv: KVClient, key: Buffer, fence: bigint, o: Call
   return r.header.revision;
 }
 
-/** DELETE: one key, whatever its revision. */
-export async function deleteKey(kv: KVClient, key: Buffer, o: CallOptions): Promise<void> {
-  await kv.txn({ compare: [], success: [{ request_delete_range: { key } }], failure: [] }, o);
-}
-
 /** RELEASE: delete both of the owner's keys (held or waiting); how many went. */
 export async function deleteMine(kv: KVClient, k: LockKeys, o: CallOptions): Promise<number> {
   const r = await kv.txn({ compare: [], success: [{ request_delete_range: { key: k.mine.w } }, { request_delete_range: { key: k.mine.r } }], failure: [] }, o);
