@@ -10,7 +10,7 @@ import { checkOptionNames } from '../../options.js';
 import { msOption, prefixOption } from '../shared/checks.js';
 import { asClient, type CallOptions } from './client.js';
 import { Hold, Holds } from './holds.js';
-import { decodeValue, encodeValue, keysFor, type LockKeys } from './keys.js';
+import { decodeValue, encodeValue, keysFor } from './keys.js';
 import { exclusiveVerdict } from './mutex.js';
 import { Session, type Lease } from './session.js';
 import { holdsShared, sharedVerdict } from './shared.js';
@@ -33,6 +33,9 @@ export interface EtcdBackendOptions {
 
 /** The fence of a key an attempt may have written without an answer. */
 const UNKNOWN = -1n;
+
+/** A slot's key tail: the session lease's id and the slot. */
+const tag = (lease: Lease, slot: number): string => `${lease.id}.${slot}`;
 
 export function etcdBackend(options: EtcdBackendOptions): LockBackend {
   const o = checkOptionNames(options, ['client', 'prefix', 'leaseTtl', 'commandTimeout'], 'etcdBackend()');
@@ -60,12 +63,14 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
 
   /** A hold's ttl ran out here: its key goes (if it is still the same key), waking the next in line. */
   const expire = (hold: Hold): void => {
-    holds.delete(hold.name, hold.owner);
+    holds.delete(hold.name, hold.owner, true);
     wake.disarm(hold.name, hold.owner);
     // The session lease is the fallback. A key of unknown revision is this owner's: no later attempt
     // of it replaced the hold, so nothing newer of it can be there.
-    const deleting = hold.fence === UNKNOWN ? deleteMine(kv, keysFor(root, hold.name, hold.owner), call()) : deleteIf(kv, hold.key, hold.fence, call());
-    deleting.catch(() => {
+    const deleting = hold.fence === UNKNOWN ? deleteMine(kv, keysFor(root, hold.name, tag(hold.lease, hold.slot)), call()) : deleteIf(kv, hold.key, hold.fence, call());
+    deleting.then(() => {
+      if (holds.get(hold.name, hold.owner)?.slot !== hold.slot) holds.free(hold.name, hold.slot);
+    }, () => {
       // Keys nobody will ever release must not stay: try again while their session lives.
       if (hold.fence === UNKNOWN && !hold.lease.lost && !closed && !holds.get(hold.name, hold.owner)) {
         hold.deadline = performance.now() + timeout;
@@ -80,8 +85,9 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
     }
   }
 
-  async function attempt(req: AcquireRequest, lease: Lease, k: LockKeys, retried: boolean): Promise<AcquireResult> {
+  async function attempt(req: AcquireRequest, lease: Lease, known: Hold | undefined, slot: number): Promise<AcquireResult> {
     const start = performance.now();
+    const k = keysFor(root, req.key, tag(lease, slot));
     const mode = req.mode === 'exclusive' ? 'w' : 'r';
     const limit = req.mode === 'shared' ? (req.limit ?? 0) : 0;
     // A waiter takes its place in line from its second attempt on: the core lets only the head of
@@ -89,28 +95,20 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
     // its owner does not try (the head would wait for it, and it for the head). A reader-preference
     // writer never queues: its key would hold new readers back.
     const id = `${req.key}\n${req.owner}`;
-    const known = holds.get(req.key, req.owner);
     const queue = req.queue === true && !(req.mode === 'exclusive' && req.rw === 'reader-preference') && (tried.has(id) || known !== undefined);
-    const value = encodeValue(Date.now() + req.ttl, limit);
+    const value = encodeValue(Date.now() + req.ttl, limit, req.owner);
     const o = call(Math.min(timeout, req.ttl));
     let listing: Listing;
-    if (queue && known?.lease === lease && !known.granted && known.fence !== UNKNOWN) listing = await listKeys(kv, k, o);
+    if (queue && known && !known.granted && known.fence !== UNKNOWN) listing = await listKeys(kv, k, o);
     else listing = queue ? await enqueue(kv, k, mode, value, lease.id, o) : await tryCreate(kv, k, mode, value, lease.id, o);
     const verdict = mode === 'w' ? exclusiveVerdict(listing.entries, k.mine.w) : sharedVerdict(listing.entries, k.mine.r, limit);
     const me = verdict.me;
-    if (me && me.lease !== lease.id) {
-      // Left by a session this instance lost: it would die with that lease. Replace it, once.
-      await deleteIf(kv, me.key, me.create, o);
-      holds.delete(req.key, req.owner);
-      if (!retried) return attempt(req, lease, k, true);
-      return { granted: false };
-    }
+    const fields = { name: req.key, owner: req.owner, key: me?.key ?? k.mine[mode], fence: me?.create ?? UNKNOWN, lease, slot, limit };
     let revision = listing.revision;
     if (me && verdict.granted) {
       // The lock is valid only as long as its session is known to live: a grant reports that (which
       // may be less than the ttl), and only one that would be very short waits for a keep-alive.
       if (lease.validUntil - start < req.ttl / 2) await session.cover(lease, start + req.ttl);
-      const fields = { name: req.key, owner: req.owner, key: me.key, fence: me.create, lease, limit };
       holds.set(new Hold({ ...fields, granted: true, deadline: start + req.ttl }, expire));
       tried.delete(id);
       wake.disarm(req.key, req.owner);
@@ -123,9 +121,11 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
     } else if (me) {
       const wait = req.wait ?? Infinity;
       const deadline = wait === Infinity ? Infinity : start + wait + req.ttl;
-      holds.set(new Hold({ name: req.key, owner: req.owner, key: me.key, fence: me.create, lease, limit, granted: false, deadline }, expire));
+      holds.set(new Hold({ ...fields, granted: false, deadline }, expire));
     }
     if (req.queue && (!queue || !me)) tried.add(id);
+    // An attempt that left no key gives its slot back (in this same turn: a concurrent claim must not see it free).
+    if (holds.get(req.key, req.owner)?.slot !== slot) holds.free(req.key, slot);
     wake.arm(req.key, req.owner, verdict.watch, { start: k.all, end: k.allEnd }, revision);
     return { granted: false };
   }
@@ -137,15 +137,20 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
     async acquire(req: AcquireRequest): Promise<AcquireResult> {
       checkTtl(req.ttl, req.key);
       const lease = await session.lease();
-      const k = keysFor(root, req.key, req.owner);
+      let known = holds.get(req.key, req.owner);
+      if (known && known.lease !== lease) {
+        holds.delete(req.key, req.owner); // its key went (or goes) with a lost session
+        known = undefined;
+      }
+      const slot = known?.slot ?? holds.claim(req.key);
       try {
-        return await attempt(req, lease, k, false);
+        return await attempt(req, lease, known, slot);
       } catch (error) {
         // No answer is not "not written": a transaction that timed out may have created the key on
         // the live session. Unless a later attempt of the owner records it, it goes after the ttl.
         if (!holds.get(req.key, req.owner)) {
-          const key = k.mine[req.mode === 'exclusive' ? 'w' : 'r'];
-          holds.set(new Hold({ name: req.key, owner: req.owner, key, fence: UNKNOWN, lease, limit: 0, granted: false, deadline: performance.now() + req.ttl }, expire));
+          const key = keysFor(root, req.key, tag(lease, slot)).mine[req.mode === 'exclusive' ? 'w' : 'r'];
+          holds.set(new Hold({ name: req.key, owner: req.owner, key, fence: UNKNOWN, lease, slot, limit: 0, granted: false, deadline: performance.now() + req.ttl }, expire));
         }
         throw error;
       }
@@ -156,7 +161,7 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
       const hold = holds.get(key, owner);
       if (!hold?.granted || hold.lease.lost) return false;
       const start = performance.now();
-      const value = encodeValue(Date.now() + ttl, hold.limit);
+      const value = encodeValue(Date.now() + ttl, hold.limit, owner);
       const [ok] = await Promise.all([rewrite(kv, hold.key, hold.fence, hold.lease.id, value, call(Math.min(timeout, ttl))), session.cover(hold.lease, start + ttl)]);
       if (!ok || hold.lease.lost) {
         holds.delete(key, owner);
@@ -168,17 +173,19 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
     },
 
     async release(key, owner) {
-      const hold = holds.delete(key, owner);
       tried.delete(`${key}\n${owner}`);
       wake.disarm(key, owner);
-      const k = keysFor(root, key, owner);
+      // Only this instance's own keys can be this owner's: with no hold here it has none.
+      const hold = holds.delete(key, owner, true);
+      if (!hold) return false;
       try {
-        return (await deleteMine(kv, k, call())) > 0 && (hold === undefined || hold.granted);
+        const deleted = await deleteMine(kv, keysFor(root, key, tag(hold.lease, hold.slot)), call());
+        if (holds.get(key, owner)?.slot !== hold.slot) holds.free(key, hold.slot);
+        return deleted > 0 && hold.granted;
       } catch (error) {
         // Its keys stay on the live session, and a waiter's would hold the line for ever: try again later.
-        const lease = hold?.lease ?? (await session.lease().catch(() => undefined));
-        if (lease && !holds.get(key, owner)) {
-          holds.set(new Hold({ name: key, owner, key: k.mine.w, fence: UNKNOWN, lease, limit: 0, granted: false, deadline: performance.now() + timeout }, expire));
+        if (!hold.lease.lost && !holds.get(key, owner)) {
+          holds.set(new Hold({ name: key, owner, key: hold.key, fence: UNKNOWN, lease: hold.lease, slot: hold.slot, limit: 0, granted: false, deadline: performance.now() + timeout }, expire));
         }
         throw error;
       }
@@ -189,11 +196,11 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
       const holders: LeaseHolder[] = [];
       let mode: LockInfo['mode'] = 'exclusive';
       entries.forEach((e, at) => {
-        const { expiresAt, limit } = decodeValue(e.value);
+        const { expiresAt, limit, owner } = decodeValue(e.value);
         const holds = e.mode === 'w' ? at === 0 : holdsShared(entries, at, limit);
         if (!holds) return;
         if (holders.length === 0) mode = e.mode === 'w' ? 'exclusive' : 'shared';
-        holders.push({ owner: e.owner, fence: e.create, expiresAt });
+        holders.push({ owner, fence: e.create, expiresAt });
       });
       return holders.length ? { key, mode, holders } : null;
     },

@@ -1,10 +1,13 @@
 // Where a lock lives in etcd's key space, and the protocol constants the transactions use.
 //
-// A lock name owns the prefix `<prefix><escaped name>/`; each owner that holds or waits has one key
-// under it, `w/<owner>` (exclusive) or `r/<owner>` (shared). Escaping '%' and '/' in the name keeps one
-// name's prefix from containing another's ("a/" and "a%2Fb/"); the owner is the key's tail, so any
-// owner string is only ever data. Order among an owner's keys is their create revision, which etcd
-// assigns from one global counter: the lowest holds, and that revision is the fence.
+// A lock name owns the prefix `<prefix><escaped name>/`; each holder or waiter has one key under it,
+// `w/<lease>.<slot>` (exclusive) or `r/<lease>.<slot>` (shared): the session lease's id and a small
+// number this backend instance reuses once free. Keys are named by session, as etcd's Mutex names
+// them by lease, not by owner: etcd keeps an index entry for every key ever written until the next
+// compaction, and a range over a hot name would otherwise walk one entry per past acquisition. The
+// owner is data in the value. Escaping '%' and '/' in the name keeps one name's prefix from
+// containing another's ("a/" and "a%2Fb/"). Order among a name's keys is their create revision,
+// which etcd assigns from one global counter: the lowest holds, and that revision is the fence.
 
 /** etcd's enums as the wire numbers (the client's enums are not imported: etcd3 is an optional peer). */
 export const CMP = { EQUAL: 0, GREATER: 1, LESS: 2, NOT_EQUAL: 3 } as const;
@@ -20,7 +23,7 @@ export interface LockKeys {
   /** Exclusive keys only: [writers, writersEnd). */
   writers: Buffer;
   writersEnd: Buffer;
-  /** This owner's key in each mode. */
+  /** The key of this slot in each mode. */
   mine: { w: Buffer; r: Buffer };
 }
 
@@ -38,24 +41,23 @@ export function rangeEnd(prefix: Buffer): Buffer {
 
 const escapeName = (name: string): string => (/[%/]/.test(name) ? name.replace(/[%/]/g, (c) => (c === '%' ? '%25' : '%2F')) : name);
 
-export function keysFor(root: Buffer, name: string, owner: string): LockKeys {
+/** The keys of `name`, and of the slot `tag` ("<lease>.<slot>"; empty when only the name matters). */
+export function keysFor(root: Buffer, name: string, tag: string): LockKeys {
   const all = Buffer.concat([root, Buffer.from(`${escapeName(name)}/`, 'utf8')]);
   const writers = Buffer.concat([all, Buffer.from('w/')]);
-  const ownerBytes = Buffer.from(owner, 'utf8');
   return {
     all,
     allEnd: rangeEnd(all),
     writers,
     writersEnd: rangeEnd(writers),
-    mine: { w: Buffer.concat([writers, ownerBytes]), r: Buffer.concat([all, Buffer.from('r/'), ownerBytes]) },
+    mine: { w: Buffer.concat([writers, Buffer.from(tag)]), r: Buffer.concat([all, Buffer.from(`r/${tag}`)]) },
   };
 }
 
-/** One key of a name, as read back: its mode and owner come from the key's tail. */
+/** One key of a name, as read back: its mode comes from the key's tail. */
 export interface Entry {
   key: Buffer;
   mode: Mode;
-  owner: string;
   create: bigint;
   lease: string;
   value: Buffer | undefined;
@@ -65,16 +67,18 @@ export function parseEntry(all: Buffer, kv: { key: Buffer; create_revision: stri
   const tail = kv.key.subarray(all.length);
   const mode = tail[0] === 0x77 ? 'w' : tail[0] === 0x72 ? 'r' : undefined;
   if (mode === undefined || tail[1] !== 0x2f) return undefined; // not a lock key: ignored
-  return { key: kv.key, mode, owner: tail.subarray(2).toString('utf8'), create: BigInt(kv.create_revision), lease: kv.lease, value: kv.value };
+  return { key: kv.key, mode, create: BigInt(kv.create_revision), lease: kv.lease, value: kv.value };
 }
 
 /**
- * A key's value: when its holder's ttl ends (epoch ms, for inspect) and, for a semaphore permit, the
- * limit it was asked with (0: none), so inspect can tell holders from waiters.
+ * A key's value: when its holder's ttl ends (epoch ms), for a semaphore permit the limit it was asked
+ * with (0: none), so inspect can tell holders from waiters, and the owner (the rest: any string).
  */
-export const encodeValue = (expiresAt: number, limit: number | undefined): Buffer => Buffer.from(`${Math.floor(expiresAt)} ${limit ?? 0}`);
+export const encodeValue = (expiresAt: number, limit: number, owner: string): Buffer => Buffer.from(`${Math.floor(expiresAt)} ${limit} ${owner}`, 'utf8');
 
-export function decodeValue(value: Buffer | undefined): { expiresAt: number; limit: number } {
-  const [expiresAt, limit] = (value?.toString() ?? '').split(' ');
-  return { expiresAt: Number(expiresAt) || Infinity, limit: Number(limit) || 0 };
+export function decodeValue(value: Buffer | undefined): { expiresAt: number; limit: number; owner: string } {
+  const text = value?.toString('utf8') ?? '';
+  const a = text.indexOf(' ');
+  const b = text.indexOf(' ', a + 1);
+  return { expiresAt: Number(text.slice(0, a)) || Infinity, limit: Number(text.slice(a + 1, b)) || 0, owner: b < 0 ? '' : text.slice(b + 1) };
 }
