@@ -3,7 +3,8 @@
 // the TCP proxy, and a client process paused (SIGSTOP) or killed past its session lease.
 
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -154,6 +155,20 @@ describe('etcd backend', () => {
     await until(async () => (again = await partitioned.tryAcquire(key, { ttl: 2_000 }).catch(() => undefined)) != null, 15_000);
     assert.ok(again!.fence > next.fence);
     await again!.release();
+  });
+
+  test('the CLI takes --backend etcd://host:port,host:port and hands the fence to the command', () => {
+    const bin = join(import.meta.dirname, '../../dist/esm/cli/main.js');
+    if (!existsSync(bin)) execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: join(import.meta.dirname, '../..') });
+    const url = `etcd://${cluster.endpoints.join(',')}`;
+    const run = (...args: string[]): { status: number | null; stdout: string } => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 30_000 });
+    const first = run('run', 'cli-etcd', '--backend', url, '--fence-env', 'F', '--', 'sh', '-c', 'echo "$F"');
+    const second = run('run', 'cli-etcd', '--backend', url, '--fence-env', 'F', '--', 'sh', '-c', 'echo "$F"');
+    assert.equal(first.status, 0);
+    assert.equal(second.status, 0);
+    assert.ok(BigInt(second.stdout.trim()) > BigInt(first.stdout.trim()));
+    assert.equal(run('run', 'x', '--backend', 'etcd://', '--', 'true').status, 2);
+    assert.equal(run('run', 'x', '--backend', 'etcd://a/b', '--', 'true').status, 2);
   });
 
   describe('client processes', () => {
