@@ -137,6 +137,14 @@ export async function backendFor(url: string, env: NodeJS.ProcessEnv = process.e
     pool.on('error', () => undefined);
     return { backend: postgresBackend({ pool }), close: () => pool.end() };
   }
+  if (url.startsWith('etcd://')) {
+    const hosts = url.slice('etcd://'.length).split(',').filter(Boolean);
+    if (hosts.length === 0 || !hosts.every((h) => /^[^\s/@]+:\d+$/.test(h))) throw new UsageError('--backend etcd://: needs host:port[,host:port…]');
+    const { etcdBackend } = await optional<{ etcdBackend: (o: object) => LockBackend }>('../backends/etcd/index.js', 'the etcd backend');
+    const mod = await optional<{ Etcd3: new (o: object) => { close(): void } }>('etcd3', 'the etcd backend needs etcd3, which');
+    const client = new mod.Etcd3({ hosts: hosts.map((h) => `http://${h}`), dialTimeout: 5_000 });
+    return { backend: etcdBackend({ client }), close: () => Promise.resolve(client.close()) };
+  }
   if (url === 'memory:') throw new UsageError('memory: lives inside one process, so it cannot coordinate commands');
-  throw new UsageError(`--backend: "${redact(url)}" is not a backend URL (file:[DIR], redis://…, rediss://…, redlock:redis://a,redis://b,redis://c, postgres://…)`);
+  throw new UsageError(`--backend: "${redact(url)}" is not a backend URL (file:[DIR], redis://…, rediss://…, redlock:redis://a,redis://b,redis://c, postgres://…, etcd://host:port[,host:port…])`);
 }

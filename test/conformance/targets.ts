@@ -21,6 +21,9 @@ import { postgresBackend } from '../../src/backends/postgres/index.js';
 import { redisBackend } from '../../src/backends/redis/index.js';
 import { redlockBackend } from '../../src/backends/redlock/index.js';
 import { Locksmith, type LockBackend } from '../../src/index.js';
+import type { Etcd3 } from 'etcd3';
+import { etcdBackend } from '../../src/backends/etcd/index.js';
+import { EtcdCluster } from '../support/etcd.js';
 import { createDatabase, type TestDatabase } from '../support/postgres.js';
 import { RedisNode, startCluster, stopAll } from '../support/redis.js';
 
@@ -258,6 +261,42 @@ export const postgres: Target[] = [
       await holdAndDie(postgresBackend({ pool }), key, ttl, () =>
         db.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'locksmith-crash'`),
       );
+    },
+  },
+];
+
+// ---- etcd --------------------------------------------------------------------------------------
+
+let etcdCluster: EtcdCluster;
+const etcdClients = new Set<Etcd3>();
+
+// No forget(): etcd's fences are revisions, which an empty restart resets (etcd keeps its data on
+// disk; losing it is losing the cluster). No crashHolder(): a dead holder's keys go with its session
+// lease, whose ttl is seconds, not the suite's hundreds of ms (test/etcd covers it).
+export const etcd: Target[] = [
+  {
+    name: 'etcd (3 members)',
+    before: async () => {
+      etcdCluster = await EtcdCluster.start();
+    },
+    backend: () => {
+      // Each backend() is a new etcd3 client (its own connections, watch stream and session lease).
+      const client = etcdCluster.client();
+      etcdClients.add(client);
+      const backend = etcdBackend({ client, leaseTtl: 30_000 });
+      return {
+        ...backend,
+        close: async () => {
+          await backend.close();
+          client.close();
+          etcdClients.delete(client);
+        },
+      };
+    },
+    after: async () => {
+      for (const c of etcdClients) c.close();
+      etcdClients.clear();
+      await etcdCluster.stop();
     },
   },
 ];

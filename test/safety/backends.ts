@@ -7,11 +7,14 @@ import { postgresBackend } from '../../src/backends/postgres/index.js';
 import { fileBackend } from '../../src/backends/file/index.js';
 import { redisBackend } from '../../src/backends/redis/index.js';
 import { redlockBackend } from '../../src/backends/redlock/index.js';
+import { etcdBackend } from '../../src/backends/etcd/index.js';
+import { Etcd3 } from 'etcd3';
 import type { LockBackend } from '../../src/index.js';
 
 /**
  * What the systems pass: `{ kind: 'file', dir }`, `{ kind: 'redis', port, commandTimeout }`,
- * `{ kind: 'redlock', ports, nodeTimeout }`, `{ kind: 'postgres', port }`.
+ * `{ kind: 'redlock', ports, nodeTimeout }`, `{ kind: 'postgres', port }`,
+ * `{ kind: 'etcd', ports, leaseTtl, commandTimeout }`.
  */
 export type BackendSpec = { kind: string; [option: string]: unknown };
 
@@ -44,6 +47,9 @@ function closing(backend: LockBackend, clients: readonly Redis[]): LockBackend {
   };
 }
 
+/** A cockatiel policy that runs each call once, as is (etcd3's own are a retry and a circuit breaker). */
+const NO_POLICY = { execute: <T>(fn: (context: { signal: AbortSignal; attempt: number }) => T) => new Promise<T>((resolve) => resolve(fn({ signal: new AbortController().signal, attempt: 0 }))) } as never;
+
 const openers = new Map<string, Opener>([
   ['file', (spec) => fileBackend({ dir: String(spec.dir) })],
   [
@@ -61,6 +67,21 @@ const openers = new Map<string, Opener>([
       pool.on('error', () => undefined);
       const backend = postgresBackend({ pool, connectTimeout: 1_000 });
       return { ...backend, close: () => backend.close().then(() => pool.end()) };
+    },
+  ],
+  [
+    'etcd',
+    (spec) => {
+      const client = new Etcd3({
+        hosts: (spec.ports as number[]).map((port) => `http://127.0.0.1:${port}`),
+        // HTTP/2 pings find a member that stopped answering (SIGSTOP, black hole), so the watch
+        // stream moves to another member; and no circuit breaker keeps a healed member shunned for
+        // etcd3's default 5 s (each call has its own deadline; the core retries).
+        grpcOptions: { 'grpc.keepalive_time_ms': 500, 'grpc.keepalive_timeout_ms': 500, 'grpc.keepalive_permit_without_calls': 1 },
+        faultHandling: { host: () => NO_POLICY, global: NO_POLICY },
+      });
+      const backend = etcdBackend({ client, leaseTtl: Number(spec.leaseTtl), commandTimeout: Number(spec.commandTimeout) });
+      return { ...backend, close: () => backend.close().finally(() => client.close()) };
     },
   ],
   [

@@ -47,6 +47,7 @@ const APPLIES: Record<string, readonly string[]> = {
   redis: [...CLIENT_FAULTS, 'server-restart', 'server-restart-empty', 'server-pause', 'partition-holder', 'slow-network', 'reset-links'],
   redlock: [...CLIENT_FAULTS, 'minority-loss', 'majority-loss', 'node-pause'],
   postgres: [...CLIENT_FAULTS, 'server-restart', 'server-restart-empty', 'server-pause', 'partition-holder', 'slow-network', 'terminate-holder', 'reset-links'],
+  etcd: [...CLIENT_FAULTS, 'partition-holder', 'slow-network', 'reset-links', 'minority-loss', 'majority-loss', 'node-pause'],
 };
 
 test('the pipeline catches a lock that lets a second holder in', { timeout: 60_000 }, async () => {

@@ -1,0 +1,122 @@
+// What this backend instance has on etcd: each (name, owner) key it holds or queued with, and when its
+// Locksmith ttl ends. The session lease keeps every key alive while this process lives; a key whose
+// ttl passes without an extend is deleted here (one timer for all, the core's Deadlines), so a lock
+// does not outlive its ttl while its process runs, and not its session lease once the process is gone.
+
+import { Deadlines } from '../../core/deadlines.js';
+import type { Lease } from './session.js';
+
+export class Hold {
+  readonly name: string;
+  readonly owner: string;
+  readonly key: Buffer;
+  readonly fence: bigint;
+  readonly lease: Lease;
+  /** Which of the name's slots its key uses (keys.ts). */
+  readonly slot: number;
+  /** A semaphore's limit (0: none), written into the key's value for inspect. */
+  readonly limit: number;
+  granted: boolean;
+  /** performance.now() ms; Infinity: lives with the session (a waiter with no end to its wait). */
+  deadline: number;
+  readonly #expire: (hold: Hold) => void;
+
+  constructor(fields: { name: string; owner: string; key: Buffer; fence: bigint; lease: Lease; slot: number; limit: number; granted: boolean; deadline: number }, expire: (hold: Hold) => void) {
+    this.name = fields.name;
+    this.owner = fields.owner;
+    this.key = fields.key;
+    this.fence = fields.fence;
+    this.lease = fields.lease;
+    this.slot = fields.slot;
+    this.limit = fields.limit;
+    this.granted = fields.granted;
+    this.deadline = fields.deadline;
+    this.#expire = expire;
+  }
+
+  expire(): void {
+    this.#expire(this);
+  }
+}
+
+export class Holds {
+  readonly #byId = new Map<string, Hold>();
+  readonly #deadlines = new Deadlines<Hold>();
+  /** Slots in use per name: by a hold, or by an attempt in flight. */
+  readonly #slots = new Map<string, Set<number>>();
+
+  /** The lowest free slot of `name`, now in use until free()d. */
+  claim(name: string): number {
+    let used = this.#slots.get(name);
+    if (!used) this.#slots.set(name, (used = new Set()));
+    let slot = 0;
+    while (used.has(slot)) slot += 1;
+    used.add(slot);
+    return slot;
+  }
+
+  free(name: string, slot: number): void {
+    const used = this.#slots.get(name);
+    if (used?.delete(slot) && used.size === 0) this.#slots.delete(name);
+  }
+
+  #use(name: string, slot: number): void {
+    let used = this.#slots.get(name);
+    if (!used) this.#slots.set(name, (used = new Set()));
+    used.add(slot);
+  }
+
+  get(name: string, owner: string): Hold | undefined {
+    return this.#byId.get(`${name}\n${owner}`);
+  }
+
+  /** Records `hold`, or moves the deadline of the one recorded for its key. */
+  set(hold: Hold): Hold {
+    const id = `${hold.name}\n${hold.owner}`;
+    const old = this.#byId.get(id);
+    if (old && old.key.equals(hold.key) && old.fence === hold.fence) {
+      old.granted ||= hold.granted;
+      old.deadline = hold.deadline;
+      this.#deadlines.moved(old);
+      return old;
+    }
+    if (old) {
+      this.#deadlines.unwatch(old);
+      if (old.slot !== hold.slot) this.free(old.name, old.slot);
+    }
+    this.#use(hold.name, hold.slot);
+    this.#byId.set(id, hold);
+    this.#deadlines.watch(hold);
+    return hold;
+  }
+
+  /**
+   * Forgets the hold of (name, owner). Its slot is freed too unless `keepSlot`: a key still on etcd
+   * must be gone before its slot is reused, or a new owner would find it and take it for its own.
+   */
+  delete(name: string, owner: string, keepSlot = false): Hold | undefined {
+    const id = `${name}\n${owner}`;
+    const hold = this.#byId.get(id);
+    if (hold) {
+      this.#byId.delete(id);
+      this.#deadlines.unwatch(hold);
+      if (!keepSlot) this.free(name, hold.slot);
+    }
+    return hold;
+  }
+
+  /** Forgets every hold on `lease` (it was lost; new keys carry the new lease's id) and returns them. */
+  dropLease(lease: Lease): Hold[] {
+    const gone = [...this.#byId.values()].filter((h) => h.lease === lease);
+    for (const h of gone) this.delete(h.name, h.owner);
+    return gone;
+  }
+
+  clear(): void {
+    for (const h of [...this.#byId.values()]) this.delete(h.name, h.owner);
+  }
+
+  get size(): number {
+    return this.#byId.size;
+  }
+}

@@ -1,0 +1,94 @@
+// Every request the backend sends, each one etcd transaction (one round trip), named and built in one
+// place. A transaction's reads see its own writes, so "create my key, then list the name's keys by
+// create revision" answers in one trip whether the new key is first (etcd's Mutex does the same).
+
+import type { CallOptions, Compare, KeyValue, KVClient, RequestOp, TxnResponse } from './client.js';
+import { CMP, SORT, TARGET, parseEntry, type Entry, type LockKeys, type Mode } from './keys.js';
+
+/** The name's keys, oldest first (keys only: the rules need key, create revision and lease). */
+const list = (k: LockKeys): RequestOp => ({
+  request_range: { key: k.all, range_end: k.allEnd, sort_order: SORT.ASCEND, sort_target: SORT.BY_CREATE, keys_only: true },
+});
+const put = (key: Buffer, value: Buffer, lease: string): RequestOp => ({ request_put: { key, value, lease } });
+const absent = (key: Buffer, range_end?: Buffer): Compare => ({ key, range_end, target: TARGET.CREATE, result: CMP.EQUAL, create_revision: 0 });
+
+export interface Listing {
+  /** The transaction's compare held (it wrote what it meant to). */
+  wrote: boolean;
+  /** The store revision the listing was read at: a watch from the next one misses nothing. */
+  revision: string;
+  entries: Entry[];
+}
+
+function entries(k: LockKeys, kvs: readonly KeyValue[]): Entry[] {
+  const out: Entry[] = [];
+  for (const kv of kvs) {
+    const e = parseEntry(k.all, kv);
+    if (e) out.push(e);
+  }
+  return out;
+}
+
+function listing(k: LockKeys, r: TxnResponse): Listing {
+  return { wrote: r.succeeded, revision: r.header.revision, entries: entries(k, r.responses[r.responses.length - 1]?.response_range?.kvs ?? []) };
+}
+
+/**
+ * ENQUEUE: IF my key does not exist THEN put it (on the session lease) and list ELSE list.
+ * Takes a place in line that stays until released: a waiter's key orders it FIFO by create revision.
+ */
+export async function enqueue(kv: KVClient, k: LockKeys, mode: Mode, value: Buffer, lease: string, o: CallOptions): Promise<Listing> {
+  const mine = k.mine[mode];
+  const r = await kv.txn({ compare: [absent(mine)], success: [put(mine, value, lease), list(k)], failure: [list(k)] }, o);
+  return listing(k, r);
+}
+
+/** LIST: a waiter already in line only reads where it stands (a read, not a raft write). */
+export async function listKeys(kv: KVClient, k: LockKeys, o: CallOptions): Promise<Listing> {
+  const r = await kv.range(list(k).request_range!, o);
+  return { wrote: false, revision: r.header.revision, entries: entries(k, r.kvs) };
+}
+
+/**
+ * TRY: IF no key of the name exists in [from, fromEnd) THEN put mine and list ELSE list. A one-off try
+ * (or a writer that must not queue) leaves nothing behind when refused. Exclusive: from = the whole
+ * name (free). Shared: from = the exclusive keys (no writer holds or waits).
+ */
+export async function tryCreate(kv: KVClient, k: LockKeys, mode: Mode, value: Buffer, lease: string, o: CallOptions): Promise<Listing> {
+  const [from, to] = mode === 'w' ? [k.all, k.allEnd] : [k.writers, k.writersEnd];
+  const mine = k.mine[mode];
+  const r = await kv.txn({ compare: [absent(from, to), absent(mine)], success: [put(mine, value, lease), list(k)], failure: [list(k)] }, o);
+  return listing(k, r);
+}
+
+/** EXTEND: IF my key still has create revision `fence` and is on `lease` THEN rewrite its value (expiry) keeping the lease. */
+export async function rewrite(kv: KVClient, key: Buffer, fence: bigint, lease: string, value: Buffer, o: CallOptions): Promise<boolean> {
+  const compare: Compare[] = [
+    { key, target: TARGET.CREATE, result: CMP.EQUAL, create_revision: fence.toString() },
+    { key, target: TARGET.LEASE, result: CMP.EQUAL, lease },
+  ];
+  const r = await kv.txn({ compare, success: [{ request_put: { key, value, ignore_lease: true } }], failure: [] }, o);
+  return r.succeeded;
+}
+
+/**
+ * DELETE_IF: IF the key still has create revision `fence` THEN delete it (never a later key of the same
+ * owner). The store revision after it, so a watch armed next does not hear this delete.
+ */
+export async function deleteIf(kv: KVClient, key: Buffer, fence: bigint, o: CallOptions): Promise<string> {
+  const compare: Compare[] = [{ key, target: TARGET.CREATE, result: CMP.EQUAL, create_revision: fence.toString() }];
+  const r = await kv.txn({ compare, success: [{ request_delete_range: { key } }], failure: [] }, o);
+  return r.header.revision;
+}
+
+/** RELEASE: delete both of the owner's keys (held or waiting); how many went. */
+export async function deleteMine(kv: KVClient, k: LockKeys, o: CallOptions): Promise<number> {
+  const r = await kv.txn({ compare: [], success: [{ request_delete_range: { key: k.mine.w } }, { request_delete_range: { key: k.mine.r } }], failure: [] }, o);
+  return r.responses.reduce((n, op) => n + Number(op.response_delete_range?.deleted ?? 0), 0);
+}
+
+/** INSPECT: the name's keys with their values, oldest first. */
+export async function listValues(kv: KVClient, k: LockKeys, o: CallOptions): Promise<Entry[]> {
+  const r = await kv.range({ key: k.all, range_end: k.allEnd, sort_order: SORT.ASCEND, sort_target: SORT.BY_CREATE }, o);
+  return entries(k, r.kvs);
+}

@@ -1,0 +1,71 @@
+// Wake-ups. A refused attempt arms one watch for its (name, owner): on the key just before it, or on
+// the whole name when any delete may help. The watch starts at the revision after the refusal's
+// listing, so a delete between that read and the watch's creation is still delivered. All watches
+// share the client's one watch stream; there is at most one per waiting owner, gone when it is
+// granted, gives up, or its watch fires.
+
+import { Wakers } from '../shared/wakers.js';
+import type { EtcdClient, Watcher } from './client.js';
+
+interface Armed {
+  name: string;
+  owner: string;
+  target: string;
+  watcher: Watcher;
+}
+
+export class Wakeups {
+  readonly #client: EtcdClient;
+  /** Waits by lock name (waitForChange), all woken together. */
+  readonly #wakers = new Wakers();
+  /** By name + "\n" + owner: an owner has no control characters, so the last newline splits them. */
+  readonly #watches = new Map<string, Armed>();
+  #closed = false;
+
+  constructor(client: EtcdClient) {
+    this.#client = client;
+  }
+
+  /** Resolves on the next wake-up of `name`, or when `signal` aborts. */
+  listen(name: string, signal: AbortSignal): Promise<void> {
+    return this.#closed ? Promise.resolve() : this.#wakers.wait(name, signal);
+  }
+
+  /**
+   * Watches for the delete of `key` (or of any key in [start, end) when `key` is undefined) after
+   * `revision`, then wakes `name`'s waiters. Keeps a watch already armed on the same target.
+   */
+  arm(name: string, owner: string, key: Buffer | undefined, range: { start: Buffer; end: Buffer }, revision: string): void {
+    if (this.#closed) return;
+    const id = `${name}\n${owner}`;
+    const ns = this.#client.prefix.length;
+    const target = key ? key.toString('hex') : `*${range.start.toString('hex')}`;
+    if (this.#watches.get(id)?.target === target) return;
+    this.disarm(name, owner);
+    let builder = this.#client.watch();
+    builder = key ? builder.key(key.subarray(ns)) : builder.inRange({ start: range.start.subarray(ns), end: range.end.subarray(ns) });
+    const watcher = builder.only('delete').startRevision((BigInt(revision) + 1n).toString()).watcher();
+    const fire = (): void => {
+      if (this.#watches.get(id)?.watcher === watcher) this.disarm(name, owner);
+      this.#wakers.wake(name);
+    };
+    watcher.on('delete', fire);
+    // A watch etcd cancels (say, its revision was compacted) wakes the waiter, whose next attempt arms anew.
+    watcher.on('error', fire);
+    this.#watches.set(id, { name, owner, target, watcher });
+  }
+
+  disarm(name: string, owner: string): void {
+    const id = `${name}\n${owner}`;
+    const armed = this.#watches.get(id);
+    if (!armed) return;
+    this.#watches.delete(id);
+    armed.watcher.cancel().catch(() => undefined);
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const { name, owner } of [...this.#watches.values()]) this.disarm(name, owner);
+    this.#wakers.wakeAll();
+  }
+}

@@ -1,0 +1,222 @@
+// The etcd backend's own tests on a real 3-member cluster (one for this file): bad options before any
+// I/O, fences across a killed and restarted member and a paused leader, a client partitioned through
+// the TCP proxy, and a client process paused (SIGSTOP) or killed past its session lease.
+
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Etcd3 } from 'etcd3';
+import { etcdBackend, type EtcdBackendOptions } from '../../src/backends/etcd/index.js';
+import { LockAcquisitionError, LockArgumentError, LockExpiredError, Locksmith, type Lock, type LocksmithOptions } from '../../src/index.js';
+import { EtcdCluster, type EtcdMember } from '../support/etcd.js';
+import { TcpProxy } from '../support/proxy.js';
+
+async function until(condition: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!(await condition())) {
+    if (performance.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
+    await delay(10);
+  }
+}
+
+describe('etcd backend', () => {
+  let cluster: EtcdCluster;
+  const closers: (() => unknown)[] = [];
+  before(async () => {
+    cluster = await EtcdCluster.start();
+  });
+  after(async () => {
+    for (const close of closers.reverse()) await close();
+    await cluster.stop();
+  });
+
+  function locksmith(options: Partial<EtcdBackendOptions> = {}, defaults: LocksmithOptions = {}, client: Etcd3 = cluster.client()): Locksmith {
+    const locks = new Locksmith(etcdBackend({ client, leaseTtl: 10_000, commandTimeout: 1_000, ...options }), { ttl: 5_000, wait: 10_000, ...defaults });
+    locks.on('error', () => undefined);
+    closers.push(() => locks.close().catch(() => undefined), () => client.close());
+    return locks;
+  }
+  const name = (): string => `etcd:${randomUUID()}`;
+
+  test('bad options are refused before any I/O; a ttl past the session lease is refused', async () => {
+    const client = cluster.client();
+    for (const bad of [
+      { client: {} },
+      { client, prefix: 5 },
+      { client, prefix: 'a\nb' },
+      { client, leaseTtl: 1_500 },
+      { client, leaseTtl: 500 },
+      { client, commandTimeout: 0 },
+      { client, colour: 'red' },
+    ]) {
+      assert.throws(() => etcdBackend(bad as never), LockArgumentError, JSON.stringify(Object.keys(bad)));
+    }
+    const locks = locksmith({ leaseTtl: 2_000 });
+    const key = name();
+    await assert.rejects(locks.acquire(key, { ttl: 2_001 }), LockArgumentError);
+    assert.equal(await locks.isLocked(key), false);
+    const lock = await locks.acquire(key, { ttl: 2_000 });
+    await assert.rejects(lock.extend(3_000));
+    await lock.release();
+  });
+
+  test('names are escaped: "a" and "a/b" are separate locks, and any owner string is data', async () => {
+    const locks = locksmith();
+    const base = name();
+    const a = await locks.acquire(base, { owner: '__proto__/x%2F' });
+    const ab = await locks.acquire(`${base}/b`, { wait: 0 });
+    assert.deepEqual((await locks.inspect(base))?.holders.map((h) => h.owner), ['__proto__/x%2F']);
+    await Promise.all([a.release(), ab.release()]);
+  });
+
+  test('fences are create revisions: strictly increasing across a SIGKILLed and restarted leader', async () => {
+    const locks = locksmith({ commandTimeout: 2_000 });
+    const key = name();
+    let last = 0n;
+    let failures = 0;
+    const take = async (): Promise<void> => {
+      // etcd3 sends a call to a member it cannot reach until the call's deadline, so one may fail while
+      // the client learns that a member is gone: the caller tries again, as an application would.
+      let lock: Lock | undefined;
+      while (!lock) {
+        lock = await locks.acquire(key).catch((e: unknown) => {
+          if (!(e instanceof LockAcquisitionError) || ++failures > 3) throw e;
+          return undefined;
+        });
+      }
+      assert.ok(lock.fence > last, `fence ${lock.fence} after ${last}`);
+      last = lock.fence;
+      await lock.release();
+    };
+    for (let i = 0; i < 3; i++) await take();
+    const leader = await cluster.leader();
+    await leader.kill();
+    try {
+      // The client fails over to the other members; a new leader is elected within about a second.
+      for (let i = 0; i < 3; i++) await take();
+    } finally {
+      await leader.start();
+      await cluster.ready();
+    }
+    for (let i = 0; i < 3; i++) await take();
+  });
+
+  test('a paused leader (SIGSTOP): the holder keeps its lock, and the next holder gets a higher fence', async () => {
+    const leader = await cluster.leader();
+    const others = cluster.members.filter((m) => m !== leader).map((m: EtcdMember) => `http://${m.endpoint}`);
+    const [a, b] = [locksmith({ leaseTtl: 3_000 }, {}, cluster.client({ hosts: others })), locksmith({}, {}, cluster.client({ hosts: others }))];
+    const key = name();
+    const lock = await a.acquire(key, { ttl: 3_000, autoRenew: true });
+    leader.pause();
+    try {
+      await until(async () => (await cluster.leader().catch(() => leader)) !== leader);
+      await delay(3_500); // past the session lease: it must have been kept alive through the new leader
+      assert.ok(lock.held);
+      assert.equal(lock.signal.aborted, false);
+      assert.equal(await b.tryAcquire(key), null);
+      await lock.release();
+      const next = await b.acquire(key, { wait: 0 });
+      assert.ok(next.fence > lock.fence);
+      await next.release();
+    } finally {
+      leader.resume();
+    }
+    await cluster.ready();
+  });
+
+  test('a client partitioned through the proxy loses its lock (signal, lost) before anyone else gets it', async () => {
+    const member = cluster.members[0]!;
+    const proxy = await TcpProxy.start(member.clientPort);
+    closers.push(() => proxy.close());
+    const partitioned = locksmith({ leaseTtl: 2_000 }, {}, cluster.client({ hosts: `http://127.0.0.1:${proxy.port}` }));
+    const other = locksmith();
+    const lost: unknown[] = [];
+    partitioned.on('lost', (event) => lost.push(event));
+    const key = name();
+    const lock = await partitioned.acquire(key, { ttl: 2_000, autoRenew: true });
+    let lostAt = Infinity;
+    lock.signal.addEventListener('abort', () => (lostAt = performance.now()));
+    proxy.blackhole();
+    const next = await other.acquire(key, { wait: 10_000 });
+    const grantedAt = performance.now();
+    assert.ok(lock.signal.reason instanceof LockExpiredError, String(lock.signal.reason));
+    assert.ok(lostAt < grantedAt, 'the partitioned holder heard of its loss before the next grant');
+    assert.equal(lost.length, 1);
+    assert.ok(next.fence > lock.fence);
+    await next.release();
+    proxy.pass();
+    // Once the network heals, the partitioned client works again (on a fresh session lease) after
+    // its calls queued in the black hole have failed.
+    let again: Lock | null | undefined;
+    await until(async () => (again = await partitioned.tryAcquire(key, { ttl: 2_000 }).catch(() => undefined)) != null, 15_000);
+    assert.ok(again!.fence > next.fence);
+    await again!.release();
+  });
+
+  test('the CLI takes --backend etcd://host:port,host:port and hands the fence to the command', () => {
+    const bin = join(import.meta.dirname, '../../dist/esm/cli/main.js');
+    if (!existsSync(bin)) execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: join(import.meta.dirname, '../..') });
+    const url = `etcd://${cluster.endpoints.join(',')}`;
+    const run = (...args: string[]): { status: number | null; stdout: string } => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 30_000 });
+    const first = run('run', 'cli-etcd', '--backend', url, '--fence-env', 'F', '--', 'sh', '-c', 'echo "$F"');
+    const second = run('run', 'cli-etcd', '--backend', url, '--fence-env', 'F', '--', 'sh', '-c', 'echo "$F"');
+    assert.equal(first.status, 0);
+    assert.equal(second.status, 0);
+    assert.ok(BigInt(second.stdout.trim()) > BigInt(first.stdout.trim()));
+    assert.equal(run('run', 'x', '--backend', 'etcd://', '--', 'true').status, 2);
+    assert.equal(run('run', 'x', '--backend', 'etcd://a/b', '--', 'true').status, 2);
+  });
+
+  describe('client processes', () => {
+    const children: ChildProcess[] = [];
+    after(() => {
+      for (const c of children) c.kill('SIGKILL');
+    });
+    function hold(key: string, leaseTtl: number): { proc: ChildProcess; lines: string[]; fence: Promise<bigint> } {
+      const proc = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'child.ts'), cluster.endpoints.join(','), key, String(leaseTtl), String(leaseTtl)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      children.push(proc);
+      const lines: string[] = [];
+      const fence = new Promise<bigint>((resolve, reject) => {
+        proc.stdout.on('data', (chunk: Buffer) => {
+          for (const line of chunk.toString().split('\n').filter(Boolean)) {
+            lines.push(line);
+            if (line.startsWith('held ')) resolve(BigInt(line.slice(5)));
+          }
+        });
+        proc.once('exit', () => reject(new Error('the holder exited')));
+      });
+      return { proc, lines, fence };
+    }
+
+    test('a holder paused (SIGSTOP) past its session lease loses the lock; when resumed it hears so', async () => {
+      const key = name();
+      const child = hold(key, 2_000);
+      const fence = await child.fence;
+      child.proc.kill('SIGSTOP');
+      const other = locksmith();
+      const t0 = performance.now();
+      const next = await other.acquire(key, { wait: 10_000 });
+      assert.ok(performance.now() - t0 >= 1_000, 'not before the session lease ran out');
+      assert.ok(next.fence > fence);
+      child.proc.kill('SIGCONT');
+      await until(() => child.lines.includes('lost') && child.lines.includes('lost event'));
+      assert.deepEqual((await other.inspect(key))?.holders.map((h) => h.owner), [next.owner]);
+      await next.release();
+      child.proc.kill('SIGKILL');
+    });
+
+    test('a killed holder (SIGKILL) frees the lock when its session lease expires', async () => {
+      const key = name();
+      const child = hold(key, 2_000);
+      const fence = await child.fence;
+      child.proc.kill('SIGKILL');
+      const next = await locksmith().acquire(key, { wait: 10_000 });
+      assert.ok(next.fence > fence);
+      await next.release();
+    });
+  });
+});

@@ -1,0 +1,173 @@
+// A real 3-member etcd cluster for tests: each member on free ports in its own temp dir, never a
+// server the tests did not start. Members can be killed (SIGKILL), paused (SIGSTOP) and restarted on
+// their data; each runs under the guard of guard.ts, so none outlives the tests.
+
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Etcd3, type IOptions } from 'etcd3';
+import { signalGuarded, spawnGuarded, type Guarded } from './guard.js';
+import { freePort } from './redis.js';
+
+const all = new Set<EtcdCluster>();
+
+export class EtcdMember {
+  readonly name: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  readonly dir: string;
+  #server: Guarded | undefined;
+  #cluster: string;
+  #token: string;
+  #started = false;
+
+  constructor(name: string, clientPort: number, peerPort: number, dir: string, cluster: string, token: string) {
+    this.name = name;
+    this.clientPort = clientPort;
+    this.peerPort = peerPort;
+    this.dir = dir;
+    this.#cluster = cluster;
+    this.#token = token;
+  }
+
+  get endpoint(): string {
+    return `127.0.0.1:${this.clientPort}`;
+  }
+
+  get running(): boolean {
+    const proc = this.#server?.proc;
+    return proc !== undefined && proc.exitCode === null && proc.signalCode === null;
+  }
+
+  /** Starts (again) on the same ports and data directory. */
+  async start(): Promise<void> {
+    const args = [
+      'etcd',
+      '--name', this.name,
+      '--data-dir', join(this.dir, 'data'),
+      '--listen-client-urls', `http://127.0.0.1:${this.clientPort}`,
+      '--advertise-client-urls', `http://127.0.0.1:${this.clientPort}`,
+      '--listen-peer-urls', `http://127.0.0.1:${this.peerPort}`,
+      '--initial-advertise-peer-urls', `http://127.0.0.1:${this.peerPort}`,
+      '--initial-cluster', this.#cluster,
+      '--initial-cluster-state', this.#started ? 'existing' : 'new',
+      '--initial-cluster-token', this.#token,
+      // Short election timings so a killed or paused leader is replaced within about a second;
+      // the tests' data is small, so fsync costs little.
+      '--heartbeat-interval', '50',
+      '--election-timeout', '500',
+      '--log-level', 'error',
+    ];
+    this.#started = true;
+    this.#server = await spawnGuarded(args, `etcd ${this.name}`);
+  }
+
+  /** kill -9. */
+  async kill(): Promise<void> {
+    const proc = this.#server?.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    signalGuarded(this.#server, 'SIGKILL');
+    await exited;
+  }
+
+  pause(): void {
+    signalGuarded(this.#server, 'SIGSTOP');
+  }
+
+  resume(): void {
+    signalGuarded(this.#server, 'SIGCONT');
+  }
+}
+
+export class EtcdCluster {
+  readonly members: EtcdMember[];
+  readonly dir: string;
+  readonly #clients = new Set<Etcd3>();
+
+  private constructor(members: EtcdMember[], dir: string) {
+    this.members = members;
+    this.dir = dir;
+  }
+
+  static async start(size = 3): Promise<EtcdCluster> {
+    // tmpfs when there is one: members fsync every write, and the tests are about protocol, not disks.
+    const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'locksmith-etcd-'));
+    const ports = await Promise.all(Array.from({ length: size * 2 }, () => freePort()));
+    const names = Array.from({ length: size }, (_, i) => `m${i}`);
+    const initial = names.map((n, i) => `${n}=http://127.0.0.1:${ports[size + i]}`).join(',');
+    const members = names.map((n, i) => new EtcdMember(n, ports[i]!, ports[size + i]!, join(dir, n), initial, dir));
+    const cluster = new EtcdCluster(members, dir);
+    all.add(cluster);
+    await Promise.all(members.map((m) => m.start()));
+    await cluster.ready();
+    return cluster;
+  }
+
+  get endpoints(): string[] {
+    return this.members.map((m) => m.endpoint);
+  }
+
+  /** A client of the whole cluster (or of `hosts`), closed by stop(). */
+  client(options: Partial<IOptions> = {}): Etcd3 {
+    const client = new Etcd3({ hosts: this.endpoints.map((e) => `http://${e}`), ...options });
+    this.#clients.add(client);
+    return client;
+  }
+
+  /** Resolves once a leader is elected and a write through every running member commits. */
+  async ready(ms = 20_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    for (const member of this.members.filter((m) => m.running)) {
+      const client = new Etcd3({ hosts: `http://${member.endpoint}` });
+      try {
+        for (;;) {
+          try {
+            await client.put('locksmith-test/ready').value(member.name).options({ deadline: Date.now() + 1_000 }).exec();
+            break;
+          } catch (error) {
+            if (Date.now() > deadline) throw new Error(`etcd member ${member.name} did not become ready`, { cause: error });
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        }
+      } finally {
+        client.close();
+      }
+    }
+  }
+
+  /** The member that leads now (asked of each running member in turn). */
+  async leader(): Promise<EtcdMember> {
+    for (const member of this.members.filter((m) => m.running)) {
+      const client = new Etcd3({ hosts: `http://${member.endpoint}` });
+      try {
+        const status = await client.maintenance.status({ deadline: Date.now() + 1_000 });
+        const { members } = await client.cluster.memberList({}, { deadline: Date.now() + 1_000 });
+        const named = members.find((m) => m.ID === status.leader)?.name;
+        const found = this.members.find((m) => m.name === named);
+        if (found) return found;
+      } catch {
+        // ask the next member
+      } finally {
+        client.close();
+      }
+    }
+    throw new Error('no etcd member knows a leader');
+  }
+
+  async stop(): Promise<void> {
+    for (const c of this.#clients) c.close();
+    this.#clients.clear();
+    await Promise.all(this.members.map((m) => m.kill()));
+    all.delete(this);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** For after() hooks: no etcd outlives the tests. */
+export async function stopAllEtcd(): Promise<void> {
+  await Promise.all([...all].map((c) => c.stop()));
+}
+process.on('exit', () => {
+  for (const c of all) for (const m of c.members) m.kill().catch(() => undefined);
+});
