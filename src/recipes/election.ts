@@ -116,11 +116,10 @@ export class Election {
     if (!lock) return;
     this.#lock = undefined;
     this.#stats.resigned += 1;
-    try {
-      await lock.release();
-    } finally {
-      this.#emit('demoted', 'resigned');
-    }
+    // The term ends when we step down, before the release is sent: the next leader can be elected
+    // (and say so) before our release is confirmed, as PostgreSQL grants a waiting session at once.
+    this.#emit('demoted', 'resigned');
+    await lock.release();
   }
 
   /** The current leader's value and fence, whoever it is, or null when there is none. */

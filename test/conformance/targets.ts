@@ -37,11 +37,18 @@ export interface Target {
   crashHolder?: (key: string, ttl: number) => Promise<void>;
 }
 
-/** Takes `key` through `backend` and never releases or renews it; `die` then ends its connection. */
+/**
+ * Takes `key` through `backend` and never releases or renews it; `die` then ends its connection, also
+ * when the hold failed (a client left connected to a server the target stops reconnects for ever and
+ * keeps the test process alive).
+ */
 async function holdAndDie(backend: LockBackend, key: string, ttl: number, die: () => unknown = () => undefined): Promise<void> {
   const locks = new Locksmith(backend);
-  await locks.acquire(key, { ttl, autoRenew: false, wait: 0 });
-  await die();
+  try {
+    await locks.acquire(key, { ttl, autoRenew: false, wait: 0 });
+  } finally {
+    await die();
+  }
 }
 
 // ---- memory ------------------------------------------------------------------------------------
