@@ -1,0 +1,206 @@
+// Waiting without a connection per waiter. Each backend instance opens one wake-up connection, only
+// while something of it waits: it LISTENs on the one channel releases notify, and it holds, shared,
+// the wait key of every name this instance waits for (and the intent key of every name a writer of
+// it waits for). A release notifies only when it finds a name's wait key held (sql.ts RELEASE), so
+// releases nobody waits for cost no NOTIFY; a notification wakes this instance's waiters on that name.
+// The core's wait loop still polls (backoff.max) as a net for a notification that never comes.
+//
+// Order matters once: a waiter's announcement must reach the server before its next try, or a
+// release between the two would find nobody announced. `announced(nameKey)` is what a try awaits.
+//
+// If the wake-up connection dies, its announcements die with it: every waiter is woken to try again
+// (and so announces itself again on a new connection). When nothing waits for a moment, the
+// connection is closed (it LISTENs, so it is not given back to the pool for others' use).
+
+import { Wakers } from '../shared/wakers.js';
+import { run, type PgClientLike } from './client.js';
+import { intentKey, waitKey } from './keys.js';
+import type { ConnectBound } from './sessions.js';
+import { ANNOUNCE, CHANNEL, LISTEN, SAY, WITHDRAW } from './sql.js';
+
+/** How long the wake-up connection stays after the last waiter left. */
+const LINGER_MS = 500;
+
+interface Announcement {
+  /** Waiters (or writers) of this instance behind it. */
+  count: number;
+  /** The ANNOUNCE statement's completion. */
+  done: Promise<unknown>;
+}
+
+export interface WakeupOptions {
+  /** A connection from the pool (sessions.connect). */
+  connect(bound: ConnectBound): Promise<PgClientLike>;
+  bound: ConnectBound;
+  /** A message that is not a wake-up (its payload starts with "?" or "!": inspect.ts). */
+  onMessage(payload: string): void;
+}
+
+export class Wakeup {
+  readonly #wakers = new Wakers();
+  readonly #o: WakeupOptions;
+  #conn: Promise<PgClientLike> | undefined;
+  /** By the announced key (wait or intent key) in decimal. */
+  readonly #announced = new Map<string, Announcement>();
+  /** Owners whose writer intent on a name (by name) is announced. */
+  readonly #intents = new Map<string, Set<string>>();
+  #linger: NodeJS.Timeout | undefined;
+  #closed = false;
+  /** This instance holds locks: the connection stays, to answer other instances' inspect. */
+  #holding = false;
+
+  constructor(o: WakeupOptions) {
+    this.#o = o;
+  }
+
+  /** Wakes this instance's waiters on a name (a local release, an expiry, a loss). */
+  wake(nameKey: bigint): void {
+    this.#wakers.wake(String(nameKey));
+  }
+
+  /** Resolves on the next wake-up of `nameKey`, or when `signal` aborts; announces the wait meanwhile. */
+  wait(nameKey: bigint, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.resolve();
+    const key = waitKey(nameKey);
+    void this.#announce(key);
+    return this.#wakers.wait(String(nameKey), signal).finally(() => this.#withdraw(key));
+  }
+
+  /** Settles once this instance's announcement of a wait on `nameKey`, if any, has reached the server. */
+  announced(nameKey: bigint): Promise<unknown> | undefined {
+    return this.#announced.size === 0 ? undefined : this.#announced.get(String(waitKey(nameKey)))?.done;
+  }
+
+  /** A writer refused on `key` announces itself, so readers that prefer writers hold back. */
+  async intend(key: string, nameKey: bigint, owner: string): Promise<void> {
+    let owners = this.#intents.get(key);
+    if (!owners) this.#intents.set(key, (owners = new Set()));
+    if (owners.has(owner)) return;
+    owners.add(owner);
+    await this.#announce(intentKey(nameKey));
+  }
+
+  /** The writer got the lock or gave up. */
+  async unintend(key: string, nameKey: bigint, owner: string): Promise<void> {
+    const owners = this.#intents.get(key);
+    if (!owners?.delete(owner)) return;
+    if (owners.size === 0) this.#intents.delete(key);
+    await this.#withdraw(intentKey(nameKey));
+  }
+
+  /**
+   * While this instance holds locks, its wake-up connection stays open so other instances can ask it
+   * who holds them (inspect.ts); without locks or waiters it closes after a moment.
+   */
+  holding(on: boolean): void {
+    this.#holding = on;
+    if (on) {
+      clearTimeout(this.#linger);
+      this.#connection().catch(() => undefined);
+    } else if (this.#announced.size === 0) this.#lingerThenClose();
+  }
+
+  /** Sends `payload` to every instance's wake-up connection (this one's too, opened for the answers). */
+  async say(payload: string): Promise<void> {
+    await run(await this.#connection(), SAY, [payload]);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#wakers.wakeAll();
+    clearTimeout(this.#linger);
+    await this.#drop();
+  }
+
+  #announce(key: bigint): Promise<unknown> {
+    clearTimeout(this.#linger);
+    const id = String(key);
+    const a = this.#announced.get(id);
+    if (a) {
+      a.count += 1;
+      return a.done;
+    }
+    const conn = this.#connection();
+    // Never rejects: a failed announcement leaves the waiter to the core's poll.
+    const done = conn.then((c) => run(c, ANNOUNCE, [id])).catch(() => undefined);
+    this.#announced.set(id, { count: 1, done });
+    return done;
+  }
+
+  async #withdraw(key: bigint): Promise<void> {
+    const id = String(key);
+    const a = this.#announced.get(id);
+    if (!a || --a.count > 0) return;
+    this.#announced.delete(id);
+    const conn = this.#conn;
+    if (this.#announced.size === 0 && !this.#holding) this.#lingerThenClose();
+    if (!conn) return;
+    // After the announcement itself (statements on one connection run in order).
+    await a.done.then(() => conn.then((c) => run(c, WITHDRAW, [id]))).catch(() => undefined);
+  }
+
+  #connection(): Promise<PgClientLike> {
+    if (this.#conn) return this.#conn;
+    const opening = (async () => {
+      if (this.#closed) throw new Error('the postgres backend is closed');
+      const c = await this.#o.connect(this.#o.bound);
+      const lost = (): void => {
+        c.removeListener('error', lost);
+        c.removeListener('end', lost);
+        this.#reset(opening);
+      };
+      c.on('error', lost);
+      c.on('end', lost);
+      c.on('notification', (msg: { channel?: string; payload?: string }) => {
+        if (msg.channel !== CHANNEL || !msg.payload) return;
+        if (msg.payload.startsWith('?') || msg.payload.startsWith('!')) this.#o.onMessage(msg.payload);
+        else this.#wakers.wake(msg.payload);
+      });
+      try {
+        await c.query({ text: LISTEN });
+      } catch (error) {
+        destroy(c);
+        throw error;
+      }
+      return c;
+    })();
+    this.#conn = opening;
+    opening.catch(() => this.#reset(opening));
+    return opening;
+  }
+
+  /** The connection failed: its announcements are gone; every waiter tries again and re-announces. */
+  #reset(conn: Promise<PgClientLike>): void {
+    if (this.#conn !== conn) return;
+    this.#conn = undefined;
+    this.#announced.clear();
+    this.#intents.clear();
+    conn.then(destroy, () => undefined).catch(() => undefined);
+    this.#wakers.wakeAll();
+  }
+
+  #lingerThenClose(): void {
+    clearTimeout(this.#linger);
+    this.#linger = setTimeout(() => {
+      if (this.#announced.size === 0 && !this.#holding) void this.#drop();
+    }, LINGER_MS);
+    this.#linger.unref();
+  }
+
+  async #drop(): Promise<void> {
+    const conn = this.#conn;
+    this.#conn = undefined;
+    this.#announced.clear();
+    // Closed, not given back: its LISTEN and any announcement end with the session.
+    if (conn) await conn.then(destroy, () => undefined);
+  }
+}
+
+/** Closes a connection (released to the pool as broken); one released already is left alone. */
+function destroy(c: PgClientLike): void {
+  try {
+    c.release(true);
+  } catch {
+    // The pool's own error handling released it first.
+  }
+}
