@@ -124,8 +124,11 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       try {
         await ensureSequence(client, seq, false);
         prepared = true;
-      } finally {
         client.release();
+      } catch (error) {
+        // Never back to the pool after a failure: the connection may be the broken part.
+        client.release(true);
+        throw error;
       }
     })().catch((error: unknown) => {
       ready = undefined;
@@ -255,8 +258,10 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       const client = await sessions.connect(key, bound);
       try {
         rows = await run(client, INSPECT, values);
-      } finally {
         client.release();
+      } catch (error) {
+        client.release(true);
+        throw error;
       }
     }
     const found = holdersOf(key, nameKey, rows, holds.of(key), new Set(sessions.all.map((s) => s.pid)));

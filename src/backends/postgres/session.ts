@@ -141,8 +141,8 @@ export class Session {
     if (this.dead) return;
     this.dead = true;
     clearTimeout(this.#keepalive);
-    this.client.removeListener('error', this.#onError);
-    this.client.removeListener('end', this.#onEnd);
+    // Our listeners stay: a closed client may still report the write that failed, and an 'error'
+    // nobody listens to would end the process.
     try {
       this.client.release(true);
     } catch {

@@ -16,7 +16,7 @@ import { Wakers } from '../shared/wakers.js';
 import { run, type PgClientLike } from './client.js';
 import { intentKey, waitKey } from './keys.js';
 import type { ConnectBound } from './sessions.js';
-import { ANNOUNCE, CHANNEL, LISTEN, SAY, WITHDRAW } from './sql.js';
+import { ANNOUNCE, CHANNEL, LISTEN, SAY, WITHDRAW, type Statement } from './sql.js';
 
 /** How long the wake-up connection stays after the last waiter left. */
 const LINGER_MS = 500;
@@ -46,6 +46,8 @@ export class Wakeup {
   readonly #intents = new Map<string, Set<string>>();
   #linger: NodeJS.Timeout | undefined;
   #closed = false;
+  /** Statements on the connection, one after another (pg queues them too, but warns). */
+  #tail: Promise<unknown> = Promise.resolve();
   /** This instance holds locks: the connection stays, to answer other instances' inspect. */
   #holding = false;
 
@@ -102,7 +104,7 @@ export class Wakeup {
 
   /** Sends `payload` to every instance's wake-up connection (this one's too, opened for the answers). */
   async say(payload: string): Promise<void> {
-    await run(await this.#connection(), SAY, [payload]);
+    await this.#run(SAY, payload);
   }
 
   async close(): Promise<void> {
@@ -120,9 +122,8 @@ export class Wakeup {
       a.count += 1;
       return a.done;
     }
-    const conn = this.#connection();
     // Never rejects: a failed announcement leaves the waiter to the core's poll.
-    const done = conn.then((c) => run(c, ANNOUNCE, [id])).catch(() => undefined);
+    const done = this.#run(ANNOUNCE, id).catch(() => undefined);
     this.#announced.set(id, { count: 1, done });
     return done;
   }
@@ -132,11 +133,18 @@ export class Wakeup {
     const a = this.#announced.get(id);
     if (!a || --a.count > 0) return;
     this.#announced.delete(id);
-    const conn = this.#conn;
     if (this.#announced.size === 0 && !this.#holding) this.#lingerThenClose();
-    if (!conn) return;
-    // After the announcement itself (statements on one connection run in order).
-    await a.done.then(() => conn.then((c) => run(c, WITHDRAW, [id]))).catch(() => undefined);
+    if (!this.#conn) return;
+    // After the announcement itself (statements on the connection run in order).
+    await this.#run(WITHDRAW, id).catch(() => undefined);
+  }
+
+  /** Runs `statement` on the wake-up connection after the ones before it. */
+  #run(statement: Statement, value: string): Promise<unknown> {
+    const conn = this.#connection();
+    const next = this.#tail.then(() => conn.then((c) => run(c, statement, [value])));
+    this.#tail = next.catch(() => undefined);
+    return next;
   }
 
   #connection(): Promise<PgClientLike> {
@@ -144,11 +152,8 @@ export class Wakeup {
     const opening = (async () => {
       if (this.#closed) throw new Error('the postgres backend is closed');
       const c = await this.#o.connect(this.#o.bound);
-      const lost = (): void => {
-        c.removeListener('error', lost);
-        c.removeListener('end', lost);
-        this.#reset(opening);
-      };
+      // Stays for the client's life: a closed client may still report an error.
+      const lost = (): void => this.#reset(opening);
       c.on('error', lost);
       c.on('end', lost);
       c.on('notification', (msg: { channel?: string; payload?: string }) => {
@@ -173,6 +178,7 @@ export class Wakeup {
   #reset(conn: Promise<PgClientLike>): void {
     if (this.#conn !== conn) return;
     this.#conn = undefined;
+    this.#tail = Promise.resolve();
     this.#announced.clear();
     this.#intents.clear();
     conn.then(destroy, () => undefined).catch(() => undefined);
