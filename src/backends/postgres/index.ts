@@ -202,6 +202,13 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     }
     if (fence === undefined) {
       if (req.intent !== undefined && req.mode === 'exclusive') await wakeup.intend(req.key, nameKey, req.owner);
+      // Refused by another process while a waiter of ours listened only locally: it announces itself
+      // now, and the caller tries again at once (a release between that try and this is not missed).
+      const late = wakeup.late(nameKey);
+      if (late) {
+        await late;
+        return { granted: false, retryAfter: 0 };
+      }
       return { granted: false };
     }
     holds.add({ key: req.key, owner: req.owner, mode: req.mode, session, lockKey, nameKey, fence, permit, deadline: start + req.ttl });
@@ -280,7 +287,8 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     extend,
     release,
     inspect,
-    waitForChange: (key, signal) => wakeup.wait(keyOf(key), signal),
+    // A name held here exclusively is freed by a release of ours, which wakes its waiters locally.
+    waitForChange: (key, signal) => wakeup.wait(keyOf(key), signal, ![...holds.of(key)].some((h) => h.mode === 'exclusive' && !h.permit)),
     onLost: (l) => void lostListeners.push(l),
     async close() {
       if (closed) return;

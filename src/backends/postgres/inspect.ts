@@ -23,7 +23,7 @@ export function inspectKeys(nameKey: bigint): string[] {
 }
 
 /** How long inspect waits for other instances to say who holds their locks. */
-const ASK_MS = 250;
+const ASK_MS = 500;
 
 /**
  * The holders of `key` from INSPECT's rows; `local` are this instance's holds on it, `pids` its

@@ -69,6 +69,11 @@ export class Session {
   dead = false;
   /** Being given back to the pool: nothing new goes on it. */
   retiring = false;
+  /**
+   * Locks the server granted on it and not yet released, counted from the statements' results (the
+   * bookkeeping may learn of a grant a moment later): a session that holds any is never given back.
+   */
+  #taken = 0;
   readonly #settings: SessionSettings;
   readonly #queue: Request[] = [];
   #busy = false;
@@ -164,6 +169,8 @@ export class Session {
       return this.die(new Error('retired'));
     }
     if (this.dead) return;
+    // A grant that was in flight when it was retired (a closing backend): close it, do not lend it out.
+    if (this.#taken > 0) return this.die(new Error('retired holding a lock'));
     this.dead = true;
     this.client.removeListener('error', this.#onError);
     this.client.removeListener('end', this.#onEnd);
@@ -197,7 +204,11 @@ export class Session {
   async #send(batch: Request[]): Promise<void> {
     const first = batch[0]!;
     try {
-      if (first.kind === 'other') first.resolve(await run(this.client, first.statement, first.values));
+      if (first.kind === 'other') {
+        const rows = await run(this.client, first.statement, first.values);
+        if (first.locks) this.#taken += rows.length;
+        first.resolve(rows);
+      }
       else if (first.kind === 'try') await this.#tries(batch as Try[]);
       else await this.#unlocks(batch as Unlock[]);
     } catch (error) {
@@ -215,9 +226,11 @@ export class Session {
     if (batch.length === 1) {
       const t = batch[0]!;
       const rows = await run(this.client, GRANT, [String(t.key), sequence, t.shared]);
+      this.#taken += rows.length;
       return t.resolve(rows[0] ? BigInt(rows[0].fence as string) : undefined);
     }
     const rows = await run(this.client, GRANT_BATCH, [batch.map((t) => String(t.key)), batch.map((t) => t.shared), sequence]);
+    this.#taken += rows.length;
     const fences = new Map(rows.map((r) => [Number(r.i), BigInt(r.fence as string)]));
     batch.forEach((t, i) => t.resolve(fences.get(i + 1)));
   }
@@ -226,12 +239,14 @@ export class Session {
     if (batch.length === 1) {
       const u = batch[0]!;
       const rows = await run(this.client, RELEASE, [String(u.key), u.shared, String(u.fence), u.name, String(u.wait)]);
+      if (rows[0]?.ok === true) this.#taken -= 1;
       return u.resolve(rows[0]?.ok === true);
     }
     const column = <T>(f: (u: Unlock) => T): T[] => batch.map(f);
     const values = [column((u) => String(u.key)), column((u) => u.shared), column((u) => String(u.fence)), column((u) => u.name), column((u) => String(u.wait))];
     const rows = await run(this.client, RELEASE_BATCH, values);
     const ok = new Map(rows.map((r) => [Number(r.i), r.ok === true]));
+    for (const released of ok.values()) if (released) this.#taken -= 1;
     batch.forEach((u, i) => u.resolve(ok.get(i + 1) === true));
   }
 

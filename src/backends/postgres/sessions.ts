@@ -46,6 +46,8 @@ export class Sessions {
   /** Sessions being opened, with the ttl each is for. */
   readonly #opening = new Map<Promise<Session>, number>();
   readonly #retire = new Map<Session, NodeJS.Timeout>();
+  /** Sessions on their way back to the pool (close waits for them). */
+  readonly #retiring = new Set<Promise<void>>();
   #closed = false;
 
   constructor(o: SessionsOptions) {
@@ -62,7 +64,7 @@ export class Sessions {
   async pick(ttl: number, key: string, bound: ConnectBound): Promise<Session> {
     for (;;) {
       const live = this.#live.filter((s) => !s.retiring && !s.dead);
-      const same = least(live.filter((s) => s.idle === ttl));
+      const same = least(live, ttl);
       const room = live.length + this.#opening.size < this.max;
       if (same && (same.load < 2 || !room)) return this.#keep(same);
       if (same) {
@@ -120,7 +122,9 @@ export class Sessions {
       this.#retire.delete(session);
       if (session.locks > 0 || session.load > 0 || session.dead) return;
       this.forget(session);
-      void session.retire();
+      const retired = session.retire();
+      this.#retiring.add(retired);
+      void retired.finally(() => this.#retiring.delete(retired));
     }, linger);
     timer.unref();
     this.#retire.set(session, timer);
@@ -132,6 +136,7 @@ export class Sessions {
     for (const timer of this.#retire.values()) clearTimeout(timer);
     this.#retire.clear();
     const live = this.#live.splice(0);
+    await Promise.all(this.#retiring);
     // Sessions that still hold locks are closed (the server frees them); empty ones go back.
     await Promise.all(
       live.map(async (s) => {
@@ -186,9 +191,9 @@ export class Sessions {
   }
 }
 
-/** The least loaded of `sessions`. */
-function least(sessions: Session[]): Session | undefined {
+/** The least loaded of `sessions` (with idle_session_timeout `ttl`, if given). */
+function least(sessions: Session[], ttl?: number): Session | undefined {
   let best: Session | undefined;
-  for (const s of sessions) if (!best || s.load < best.load) best = s;
+  for (const s of sessions) if ((ttl === undefined || s.idle === ttl) && (!best || s.load < best.load)) best = s;
   return best;
 }

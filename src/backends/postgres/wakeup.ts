@@ -3,7 +3,8 @@
 // the wait key of every name this instance waits for (and the intent key of every name a writer of
 // it waits for). A release notifies only when it finds a name's wait key held (sql.ts RELEASE), so
 // releases nobody waits for cost no NOTIFY; a notification wakes this instance's waiters on that name.
-// The core's wait loop still polls (backoff.max) as a net for a notification that never comes.
+// A holder that dies (its process, or its session) releases nothing and notifies nobody, so a wait on
+// a name held elsewhere also ends every POLL_MS: the bounded poll that is the net.
 //
 // Order matters once: a waiter's announcement must reach the server before its next try, or a
 // release between the two would find nobody announced. `announced(nameKey)` is what a try awaits.
@@ -20,6 +21,8 @@ import { ANNOUNCE, CHANNEL, LISTEN, SAY, WITHDRAW, type Statement } from './sql.
 
 /** How long the wake-up connection stays after the last waiter left. */
 const LINGER_MS = 500;
+/** How often a waiter on a name held elsewhere looks again without a notification (a dead holder sends none). */
+const POLL_MS = 250;
 
 interface Announcement {
   /** Waiters (or writers) of this instance behind it. */
@@ -42,6 +45,8 @@ export class Wakeup {
   #conn: Promise<PgClientLike> | undefined;
   /** By the announced key (wait or intent key) in decimal. */
   readonly #announced = new Map<string, Announcement>();
+  /** Waits not announced (their name was held here exclusively), by name key. */
+  readonly #quiet = new Map<string, Set<{ key: bigint; announced: boolean }>>();
   /** Owners whose writer intent on a name (by name) is announced. */
   readonly #intents = new Map<string, Set<string>>();
   #linger: NodeJS.Timeout | undefined;
@@ -60,12 +65,45 @@ export class Wakeup {
     this.#wakers.wake(String(nameKey));
   }
 
-  /** Resolves on the next wake-up of `nameKey`, or when `signal` aborts; announces the wait meanwhile. */
-  wait(nameKey: bigint, signal: AbortSignal): Promise<void> {
+  /**
+   * Resolves on the next wake-up of `nameKey`, or when `signal` aborts. `announce`: the wait is
+   * announced on the server at once; a waiter whose name this instance holds exclusively is woken by
+   * that release locally and announces itself only if a try is then refused by the server (late()).
+   */
+  wait(nameKey: bigint, signal: AbortSignal, announce: boolean): Promise<void> {
     if (signal.aborted) return Promise.resolve();
-    const key = waitKey(nameKey);
-    void this.#announce(key);
-    return this.#wakers.wait(String(nameKey), signal).finally(() => this.#withdraw(key));
+    const id = String(nameKey);
+    const handle = { key: waitKey(nameKey), announced: announce };
+    if (announce) void this.#announce(handle.key);
+    else {
+      let quiet = this.#quiet.get(id);
+      if (!quiet) this.#quiet.set(id, (quiet = new Set()));
+      quiet.add(handle);
+    }
+    // A holder whose process or session dies releases nothing and notifies nobody: announced waits
+    // (the holder is elsewhere) also end every POLL_MS, so its waiters look again.
+    const until = announce ? AbortSignal.any([signal, AbortSignal.timeout(POLL_MS)]) : signal;
+    return this.#wakers.wait(id, until).finally(() => {
+      const quiet = this.#quiet.get(id);
+      if (quiet?.delete(handle) && quiet.size === 0) this.#quiet.delete(id);
+      if (handle.announced) void this.#withdraw(handle.key);
+    });
+  }
+
+  /**
+   * A try on `nameKey` was refused by the server: waiters that did not announce themselves do now.
+   * Returns the announcement when there was one to make (the caller tries again once it is in).
+   */
+  late(nameKey: bigint): Promise<unknown> | undefined {
+    const quiet = this.#quiet.get(String(nameKey));
+    if (!quiet) return undefined;
+    this.#quiet.delete(String(nameKey));
+    let done: Promise<unknown> | undefined;
+    for (const handle of quiet) {
+      handle.announced = true;
+      done = this.#announce(handle.key);
+    }
+    return done;
   }
 
   /** Settles once this instance's announcement of a wait on `nameKey`, if any, has reached the server. */
