@@ -65,7 +65,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   const connectTimeout = msOption('postgresBackend()', 'connectTimeout', o.connectTimeout, 5_000, 1);
 
   const lostListeners: ((key: string, owner: string, reason: unknown) => void)[] = [];
-  const cache = { keys: new Map<string, bigint>(), text: new Map<string, string>(), wait: new Map<bigint, bigint>(), slots: new Map<string, bigint[]>() };
+  const cache = { last: new Map<string, Session>(), keys: new Map<string, bigint>(), text: new Map<string, string>(), wait: new Map<bigint, bigint>(), slots: new Map<string, bigint[]>() };
   let closed = false;
   let ready: Promise<void> | undefined;
   /** `ready` settled well: attempts need not wait on it. */
@@ -141,6 +141,8 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
 
   /** Releases `h` on the server (it is out of the bookkeeping already); false when the session had lost it. */
   async function unlock(h: Hold): Promise<boolean> {
+    if (cache.last.size >= 1024) cache.last.clear();
+    cache.last.set(h.key, h.session);
     wakeup.wake(h.nameKey);
     if (h.session.dead) return false;
     return h.session.unlock(h.lockKey, h.mode === 'shared' && !h.permit, h.fence, textOf(h.nameKey), waitOf(h.nameKey));
@@ -180,7 +182,9 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     if (!prepared) await prepare(req.key, bound);
     const announcing = wakeup.announced(nameKey);
     if (announcing) await announcing;
-    const session = await sessions.pick(req.ttl, req.key, bound);
+    const last = cache.last.get(req.key);
+    if (last) cache.last.delete(req.key);
+    const session = await sessions.pick(req.ttl, req.key, bound, last);
     let fence: bigint | undefined;
     let lockKey = nameKey;
     try {

@@ -61,7 +61,10 @@ export class Sessions {
   }
 
   /** A session for a lock of `ttl` ms (see the placement rules above). */
-  async pick(ttl: number, key: string, bound: ConnectBound): Promise<Session> {
+  async pick(ttl: number, key: string, bound: ConnectBound, prefer?: Session): Promise<Session> {
+    // The session that last held this name: a try there follows its release in order (elsewhere it
+    // could reach the server first and be refused by our own lock).
+    if (prefer && !prefer.dead && !prefer.retiring && prefer.idle >= ttl) return this.#keep(prefer);
     for (;;) {
       const live = this.#live.filter((s) => !s.retiring && !s.dead);
       const same = least(live, ttl);
