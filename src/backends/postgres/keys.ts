@@ -23,3 +23,16 @@ export function advisoryKey(name: string): bigint {
 export function slotKey(nameKey: bigint, slot: number): bigint {
   return asKey(createHash('sha256').update(`s${slot}:${nameKey}`).digest());
 }
+
+/**
+ * The key a name's waiters hold shared while they wait (wakeup.ts): a release that finds it held
+ * sends a NOTIFY. Derived as slot keys are, with its own first byte.
+ */
+export function waitKey(nameKey: bigint): bigint {
+  return asKey(createHash('sha256').update(`w:${nameKey}`).digest());
+}
+
+/** The key a name's waiting writers hold shared, so readers that prefer writers hold back. */
+export function intentKey(nameKey: bigint): bigint {
+  return asKey(createHash('sha256').update(`i:${nameKey}`).digest());
+}

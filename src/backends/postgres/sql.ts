@@ -1,151 +1,240 @@
-// One SQL statement per verb. Each runs as a named (prepared) statement on the connection that holds
-// the lock, so a grant or a release is one round trip, and none of them writes a table: a grant
-// costs the server little more than pg_try_advisory_lock itself. The only text put into SQL is the
-// fence sequence's name, validated and quoted once (identifiers cannot be parameters); names, owners
-// and durations always travel as parameters.
+// Every statement the PostgreSQL backend sends, written out whole. None is assembled at run time:
+// the fence sequence travels as a parameter ($n::regclass, its quoted schema-qualified name), and
+// the NOTIFY channel is a constant. Each comment names the statement's parameters.
 //
-// Fences come from one UNLOGGED sequence, bumped in the grant: strictly increasing per key (and
-// across keys) while the server runs, with no WAL to flush and no table row to write. A crash resets
-// an unlogged sequence to its start, so the sequence starts from the server's clock in µs: a value
-// below FENCE_FLOOR (the clock in 2020) can only come from a reset sequence, and is replaced by the
-// clock, which is above every fence handed out before as long as the server's clock does not step
-// back across the crash (each grant takes far more than a µs, so the count never outruns the clock).
-// The first grants after such a reset may share a fence if they reseed in the same µs.
-
-// Who holds a lock is the session's application_name, set in the grant (and put back at release):
-//   ls<mode>:<ttl hex>:<fence hex>:<owner>         e: exclusive, s: shared, on the name's key
-//   lsp:<name key hex>:<ttl hex>:<fence hex>:<owner>  p: a semaphore permit, on one of its slot keys
-// inspect joins pg_locks (what is held, by which backend pid) with pg_stat_activity (its name).
-// A holder is believed only while pg_locks shows its session holding the lock, and a holder that
-// crashed or was terminated has no session left; the name also shows holders to a DBA.
+// Fences come from one UNLOGGED sequence: no WAL to flush, no row to write. A crash resets an
+// unlogged sequence to its start, so a value below the floor (2020-01-01 in µs) can only come from a
+// reset sequence and is replaced by the server's clock in µs, which is above every fence handed out
+// before as long as that clock does not step back across the crash.
 //
-// A session-level advisory lock survives the failure of the statement that took it (a rollback does
-// not release it), so any error in a grant ends the connection: the server then frees it.
+// A grant computes its fence BEFORE it takes the lock: a session-level advisory lock survives the
+// failure of the statement that took it, so nothing that can fail (a dropped sequence) may come after
+// the lock. A refused try burns a sequence value, which costs nothing.
+//
+// Each lock granted carries a marker: a shared advisory lock in the two-int4 key space (objsubid 2)
+// on (lock key XOR fence), split into its high and low halves. pg_locks then tells any session which
+// fence each holder got (inspect), with no table written. The marker is taken after the lock in the
+// same statement; a failure between them (the lock table full) ends the session (session.ts).
+//
+// Column lists are kept short on purpose: pg builds a parser and a property per result column.
 
-/** The server's clock, in µs since the epoch. */
-const CLOCK = `(extract(epoch FROM clock_timestamp()) * 1000000)::bigint`;
-
-/** 2020-01-01 in µs: every fence is above it, and a reset sequence's values are far below. */
-const FENCE_FLOOR = 1_577_836_800_000_000n;
-
-/** The next fence (see above); `seq` is the quoted sequence name. */
-export const nextFence = (seq: string): string =>
-  `(SELECT CASE WHEN n.v >= ${FENCE_FLOOR} THEN n.v ELSE setval('${seq}', ${CLOCK}) END FROM (SELECT nextval('${seq}') AS v) n)`;
-
-/**
- * A grant: `take` yields the key obtained as `k` (or no row: refused); then, in the same statement,
- * the fence and the session's name and, as needed, what to restore later (`read`: on a connection
- * fresh from the pool) and the server-side ttl (`ttl`: a try whose ttl the session lacks). Parameters:
- * $1 the key (or, for permits, the slot keys in order); $2 the session's name up to the fence; $3 ":"
- * + owner; $4 the ttl in ms (a try that sets it) or, for a wait, as in waitTake.
- */
-function grant(seq: string, take: string, read: boolean, ttl: boolean, permit: boolean): string {
-  // The settings go in a lateral row, not in the result: every column costs the client a parser and
-  // a property per row (pg's result building was the largest part of an uncontended pair's cost).
-  // OFFSET 0 keeps the planner from folding it away; it runs only for a lock taken.
-  const settings = [
-    // Read before the set_config calls after them: a select list is evaluated in order.
-    ...(read ? [`current_setting('application_name') AS app`, `current_setting('idle_session_timeout') AS idle`] : []),
-    `set_config('application_name', $2::text || to_hex(n.v) || $3::text, false) AS named`,
-    ...(ttl ? [`set_config('idle_session_timeout', $4::text, false) AS ttl`] : []),
-  ];
-  // Only a permit's slot is news to the caller; a plain key is the one it sent.
-  const columns = ['n.v::text AS fence', ...(permit ? ['n.k::text AS k'] : []), ...(read ? ['s.app', 's.idle'] : [])];
-  // The fence in a subquery over the lock's: it runs only for a lock taken.
-  return `SELECT ${columns.join(', ')} FROM (SELECT t.k, ${nextFence(seq)} AS v FROM (${take}) t) n, LATERAL (SELECT ${settings.join(', ')} OFFSET 0) s`;
+/** One statement, with the name pg prepares it under on each connection. */
+export interface Statement {
+  readonly name: string;
+  readonly text: string;
 }
 
-/** The grants by kind: x, s, p (permit) tries, wx and ws waits; then r (read) and t (sets the ttl). */
-export const grantKind = (take: 'x' | 's' | 'p' | 'wx' | 'ws', read: boolean, ttl: boolean): string => `${take}${read ? 'r' : ''}${ttl ? 't' : ''}`;
+const statement = (name: string, text: string): Statement => ({ name: `locksmith_${name}`, text });
+
+/** 2020-01-01 in µs: every fence is at or above it; a reset sequence's values are far below. */
+export const FENCE_FLOOR = 1_577_836_800_000_000n;
+
+/** The channel releases notify on (payload: the name's advisory key in decimal); a constant identifier. */
+export const CHANNEL = 'locksmith_wake';
 
 /**
- * The first key of $1 (an array) that is free, taken without waiting. LIMIT 1 stops the scan at the
- * first lock taken, so a semaphore takes at most one slot, trying them in order.
+ * A grant of one lock without waiting. $1 the advisory key (bigint), $2 the fence sequence
+ * (regclass text), $3 shared (boolean: a read) or exclusive. One row (fence) when granted, none when
+ * refused. Each lateral refers to the one before it, so the fence comes first, then the try, then
+ * the marker.
  */
-const trySlots = `SELECT k FROM unnest($1::bigint[]) AS k WHERE pg_try_advisory_lock(k) LIMIT 1`;
-/** The one key $1, taken without waiting. */
-const tryTake = (fn: string): string => `SELECT $1::bigint AS k WHERE ${fn}($1::bigint)`;
+export const GRANT = statement(
+  'grant',
+  `SELECT g.fence::text AS fence
+FROM (SELECT CASE WHEN n.v >= 1577836800000000 THEN n.v ELSE setval($2::regclass, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) END AS fence
+      FROM (SELECT nextval($2::regclass) AS v OFFSET 0) n OFFSET 0) f,
+LATERAL (SELECT f.fence WHERE CASE WHEN $3::boolean THEN pg_try_advisory_lock_shared($1::bigint) ELSE pg_try_advisory_lock($1::bigint) END OFFSET 0) g,
+LATERAL (SELECT pg_advisory_lock_shared((($1::bigint # g.fence) >> 32)::int4, (($1::bigint # g.fence) << 32 >> 32)::int4) OFFSET 0) m`,
+);
 
 /**
- * Waits on the server for the one key $1 (the server queues waiters in order and grants at
- * release, with no round trip of the waiter's). lock_timeout ($4) bounds the wait in case the client
- * never withdraws it; client_connection_check_interval ($5) lets the server notice within that time
- * that a withdrawn waiter's connection was closed, and leave the queue. Both only for this statement.
+ * Several tries sent as one statement (requests that queued behind a statement in flight on the same
+ * session). $1 the advisory keys (bigint[]), $2 per key whether shared (boolean[]), $3 the fence
+ * sequence. One row (i: 1-based position, fence) per lock granted. Every lateral refers to the one
+ * before it, so per key the fence comes first, then the try, then the marker.
  */
-const waitTake = (fn: string): string =>
-  `SELECT s.k, ${fn}(s.k) AS locked FROM (SELECT $1::bigint AS k, set_config('lock_timeout', $4::text, true) AS t, set_config('client_connection_check_interval', $5::text, true) AS c) s`;
+export const GRANT_BATCH = statement(
+  'grant_b',
+  `SELECT t.i::int AS i, g.fence::text AS fence
+FROM unnest($1::bigint[], $2::boolean[]) WITH ORDINALITY AS t(k, s, i),
+LATERAL (SELECT CASE WHEN n.v >= 1577836800000000 THEN n.v ELSE setval($3::regclass, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) END AS fence
+         FROM (SELECT nextval($3::regclass) AS v, t.i OFFSET 0) n OFFSET 0) f,
+LATERAL (SELECT f.fence WHERE CASE WHEN t.s THEN pg_try_advisory_lock_shared(t.k) ELSE pg_try_advisory_lock(t.k) END OFFSET 0) g,
+LATERAL (SELECT pg_advisory_lock_shared(((t.k # g.fence) >> 32)::int4, ((t.k # g.fence) << 32 >> 32)::int4) OFFSET 0) m`,
+);
 
 /**
- * The lease's server-side ttl is idle_session_timeout: the server ends a session idle that long, and
- * so frees its locks. Every statement on the connection restarts it; extend is such a statement. A
- * try sets it in the grant itself. A server-side wait does not (its grant may sit unread for a
- * while): the caller sets it when it takes the grant, counting its validity from before that.
+ * A read that gives way to announced writers (writer preference): refused while any session holds
+ * the name's intent key (a waiting writer, wakeup.ts). pg_locks is the one exact test of that (a
+ * probing try would refuse concurrent readers of each other), and only these reads pay for it.
+ * $1 the advisory key, $2 its intent key, $3 the fence sequence. As GRANT.
  */
-export interface Statements {
-  /**
-   * By grantKind: tries of an exclusive lock (a plain lock or a read-write writer), a shared one, a
-   * semaphore permit (the first free slot key); server-side waits, exclusive and shared.
-   */
-  grant: Record<string, string>;
-  /** $1 ttl ms, $2 the session's name: the liveness check that renews the lease. */
-  extend: string;
-  /**
-   * By kind: s (shared) or x (exclusive, permits too), then n (wakes waiters that listen), then r
-   * (restores the session's settings for the pool; without it the connection stays ours, a spare).
-   * $1 key held; then (r) idle_session_timeout and application_name to restore; then (n) the channel
-   * and the payload, the name's key.
-   */
-  release: Record<string, string>;
-  /** $1 idle_session_timeout, $2 application_name: a spare connection given back to the pool. */
-  restore: string;
-  /** $1 name key, $2 LIKE pattern of its permits' session names. */
-  inspect: string;
-  create: string;
-}
+export const GRANT_SHARED_UNLESS_INTENT = statement(
+  'grant_si',
+  `SELECT g.fence::text AS fence
+FROM (SELECT CASE WHEN n.v >= 1577836800000000 THEN n.v ELSE setval($3::regclass, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) END AS fence
+      FROM (SELECT nextval($3::regclass) AS v OFFSET 0) n OFFSET 0) f,
+LATERAL (SELECT f.fence WHERE CASE
+  WHEN EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND ((l.classid::bigint << 32) | l.objid::bigint) = $2::bigint) THEN false
+  ELSE pg_try_advisory_lock_shared($1::bigint) END OFFSET 0) g,
+LATERAL (SELECT pg_advisory_lock_shared((($1::bigint # g.fence) >> 32)::int4, (($1::bigint # g.fence) << 32 >> 32)::int4) OFFSET 0) m`,
+);
 
-/** See Statements.release. The unlock comes first: the lateral row after it does the rest. */
-function release(shared: boolean, notify: boolean, restore: boolean): string {
-  const after = [
-    ...(restore ? [`set_config('idle_session_timeout', $2::text, false)`, `set_config('application_name', $3::text, false)`] : []),
-    ...(notify ? [restore ? `pg_notify($4::text, $5::text)::text` : `pg_notify($2::text, $3::text)::text`] : []),
-  ];
-  const unlock = `SELECT ${shared ? 'pg_advisory_unlock_shared' : 'pg_advisory_unlock'}($1::bigint) AS ok`;
-  return after.length ? `SELECT u.ok FROM (${unlock}) u, LATERAL (SELECT ${after.join(', ')} OFFSET 0) s` : unlock;
-}
+/**
+ * A semaphore permit: the first free slot key of $1 (bigint[], the slots this process does not hold
+ * already, in order), taken exclusively; LIMIT 1 stops at the first one taken. $2 the fence sequence.
+ * One row (k: the slot taken, fence) when granted.
+ */
+export const GRANT_PERMIT = statement(
+  'grant_p',
+  `SELECT g.k::text AS k, f.fence::text AS fence
+FROM (SELECT CASE WHEN n.v >= 1577836800000000 THEN n.v ELSE setval($2::regclass, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) END AS fence
+      FROM (SELECT nextval($2::regclass) AS v OFFSET 0) n OFFSET 0) f,
+LATERAL (SELECT k FROM unnest($1::bigint[]) AS k WHERE f.fence IS NOT NULL AND pg_try_advisory_lock(k) LIMIT 1) g,
+LATERAL (SELECT pg_advisory_lock_shared(((g.k # f.fence) >> 32)::int4, ((g.k # f.fence) << 32 >> 32)::int4) OFFSET 0) m`,
+);
 
-export const releaseKind = (shared: boolean, notify: boolean, restore: boolean): string => `${shared ? 's' : 'x'}${notify ? 'n' : ''}${restore ? 'r' : ''}`;
+/**
+ * The release of one lock: the unlock, then its marker, then the wake-up. Waiters announce
+ * themselves by holding the name's wait key shared (wakeup.ts); a try of it exclusively succeeds only
+ * when nobody waits, and then nobody is notified. A NOTIFY costs the server a transaction id and a
+ * commit, so releases nobody waits for send none. The probe runs after the unlock: a waiter that
+ * announced itself before its try either saw the lock free or is notified.
+ * $1 the key locked, $2 shared (boolean), $3 the fence, $4 the name's key as text (the payload),
+ * $5 the name's wait key. One row: ok, false when the session did not hold the lock.
+ */
+export const RELEASE = statement(
+  'release',
+  `SELECT u.ok
+FROM (SELECT CASE WHEN $2::boolean THEN pg_advisory_unlock_shared($1::bigint) ELSE pg_advisory_unlock($1::bigint) END AS ok OFFSET 0) u,
+LATERAL (SELECT pg_advisory_unlock_shared((($1::bigint # $3::bigint) >> 32)::int4, (($1::bigint # $3::bigint) << 32 >> 32)::int4), u.ok OFFSET 0) m,
+LATERAL (SELECT CASE WHEN pg_try_advisory_lock($5::bigint) THEN pg_advisory_unlock($5::bigint)
+  ELSE pg_notify('locksmith_wake', $4::text) IS NULL END, m.ok OFFSET 0) w`,
+);
 
-export function statements(seq: string): Statements {
-  return {
-    grant: Object.fromEntries(
-      (
-        [
-          ['x', tryTake('pg_try_advisory_lock')],
-          ['s', tryTake('pg_try_advisory_lock_shared')],
-          ['p', trySlots],
-          ['wx', waitTake('pg_advisory_lock')],
-          ['ws', waitTake('pg_advisory_lock_shared')],
-        ] as const
-      ).flatMap(([take, sql]) =>
-        [false, true].flatMap((read) =>
-          // Waits never set the ttl (see above); $4 is theirs.
-          (take.startsWith('w') ? [false] : [false, true]).map((ttl) => [grantKind(take, read, ttl), grant(seq, sql, read, ttl, take === 'p')]),
-        ),
-      ),
-    ),
-    extend: `SELECT 1 AS ok FROM (SELECT set_config('idle_session_timeout', $1::text, false), set_config('application_name', $2::text, false) OFFSET 0) s`,
-    release: Object.fromEntries(
-      [false, true].flatMap((shared) => [false, true].flatMap((notify) => [false, true].map((restore) => [releaseKind(shared, notify, restore), release(shared, notify, restore)]))),
-    ),
-    restore: `SELECT 1 AS ok FROM (SELECT set_config('idle_session_timeout', $1::text, false), set_config('application_name', $2::text, false) OFFSET 0) s`,
-    // Every granted advisory lock on the name's key, and permits named after it, with their sessions'
-    // names; a holder whose name is not ours is another program's lock on the same key.
-    inspect: `SELECT l.pid, l.mode, a.application_name AS app, a.state, (extract(epoch FROM a.state_change) * 1000)::float8 AS since
-FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND (((l.classid::bigint << 32) | l.objid::bigint) = $1::bigint OR a.application_name LIKE $2::text)`,
-    // UNLOGGED: no WAL, so no flush to wait for; a crash resets it, which nextFence survives.
-    create: `CREATE UNLOGGED SEQUENCE IF NOT EXISTS ${seq}`,
-  };
-}
+/**
+ * Several releases as one statement. $1 keys locked (bigint[]), $2 shared (boolean[]), $3 fences
+ * (bigint[]), $4 the names' keys as text (text[]), $5 the names' wait keys (bigint[]). One row per
+ * release (i: 1-based position, ok). Per release, in order: unlock, marker, wake-up (see RELEASE).
+ */
+export const RELEASE_BATCH = statement(
+  'release_b',
+  `SELECT t.i::int AS i, u.ok
+FROM unnest($1::bigint[], $2::boolean[], $3::bigint[], $4::text[], $5::bigint[]) WITH ORDINALITY AS t(k, s, f, n, w, i),
+LATERAL (SELECT CASE WHEN t.s THEN pg_advisory_unlock_shared(t.k) ELSE pg_advisory_unlock(t.k) END AS ok, t.i OFFSET 0) u,
+LATERAL (SELECT pg_advisory_unlock_shared(((t.k # t.f) >> 32)::int4, ((t.k # t.f) << 32 >> 32)::int4), u.ok OFFSET 0) m,
+LATERAL (SELECT CASE WHEN pg_try_advisory_lock(t.w) THEN pg_advisory_unlock(t.w)
+  ELSE pg_notify('locksmith_wake', t.n) IS NULL END, m.ok OFFSET 0) w`,
+);
+
+/** Proves the session alive (and restarts its idle_session_timeout). No parameters. */
+export const PING = statement('ping', `SELECT 1 AS ok`);
+
+/**
+ * Makes a pooled connection a lock session: reads the settings it came with (put back by RESTORE),
+ * then names it after this backend instance (shown by inspect and to a DBA) and sets its
+ * idle_session_timeout. $1 application_name, $2 idle_session_timeout (ms). One row: app, idle.
+ */
+export const OPEN_SESSION = statement(
+  'open',
+  `SELECT o.app, o.idle
+FROM (SELECT current_setting('application_name') AS app, current_setting('idle_session_timeout') AS idle OFFSET 0) o,
+LATERAL (SELECT set_config('application_name', $1::text, false), set_config('idle_session_timeout', $2::text, false), o.app OFFSET 0) s`,
+);
+
+/** Raises a session's idle_session_timeout for a lock with a longer ttl. $1 the timeout (ms). */
+export const SET_IDLE = statement('idle', `SELECT set_config('idle_session_timeout', $1::text, false) AS idle`);
+
+/** Puts back what OPEN_SESSION changed, before the connection goes back to the pool. $1 application_name, $2 idle_session_timeout. */
+export const RESTORE = statement('restore', `SELECT set_config('application_name', $1::text, false), set_config('idle_session_timeout', $2::text, false)`);
+
+/** The wake-up connection's subscription (a constant channel: no identifier is ever spliced in). */
+export const LISTEN = `LISTEN locksmith_wake`;
+
+/**
+ * A waiter's or a writer's announcement on the wake-up connection: its wait key or intent key, held
+ * shared while it waits (see RELEASE and GRANT_SHARED_UNLESS_INTENT). $1 the key.
+ */
+export const ANNOUNCE = statement('announce', `SELECT pg_advisory_lock_shared($1::bigint)::text AS ok`);
+
+/**
+ * A message to every instance's wake-up connection on the channel (inspect's questions about owners
+ * and their answers, inspect.ts). Sent only by inspect, so its transaction id costs nothing that
+ * matters. $1 the payload.
+ */
+export const SAY = statement('say', `SELECT pg_notify('locksmith_wake', $1::text) IS NULL AS sent`);
+
+/** Withdraws an ANNOUNCE. $1 the key. */
+export const WITHDRAW = statement('withdraw', `SELECT pg_advisory_unlock_shared($1::bigint) AS ok`);
+
+/**
+ * The fence sequence's schema and name for CREATE_SEQUENCE (a DO block takes no parameters). Set for
+ * the session, not the transaction: withTransactionLock may run it in autocommit, where a
+ * transaction-local setting would be gone before the next statement. $1 schema, $2 sequence name
+ * (plain identifiers, checked by the caller).
+ */
+export const NAME_SEQUENCE = `SELECT set_config('locksmith.schema', $1::text, false), set_config('locksmith.sequence', $2::text, false)`;
+
+/** Creates the fence sequence named by NAME_SEQUENCE; format's %I quotes each identifier. No parameters. */
+export const CREATE_SEQUENCE = `DO $$BEGIN
+  EXECUTE format('CREATE UNLOGGED SEQUENCE IF NOT EXISTS %I.%I', current_setting('locksmith.schema'), current_setting('locksmith.sequence'));
+END$$`;
+
+/**
+ * Whether the fence sequence is a sequence owned by the role we connect as: another role's could be
+ * setval'd backwards by it. $1 schema, $2 name. One row (kind, mine) when the relation exists.
+ */
+export const SEQUENCE_OWNER = `SELECT c.relkind::text AS kind, c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) AS mine
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1::text AND c.relname = $2::text`;
+
+/**
+ * The holders of a name: every granted advisory lock on its key or on one of its slot keys, with the
+ * holder's session name and, per marker that session holds, the fence it encodes. Markers are
+ * matched by session and by plausibility (a fence between the floor and the sequence's last value);
+ * a holder without one is another program's lock on the key.
+ * $1 the name's key and slot keys (bigint[]), $2 the fence sequence.
+ */
+export const INSPECT = statement(
+  'inspect',
+  `WITH db AS (SELECT oid FROM pg_database WHERE datname = current_database()),
+held AS (
+  SELECT l.pid, l.mode, ((l.classid::bigint << 32) | l.objid::bigint) AS k FROM pg_locks l, db
+  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.database = db.oid
+    AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY ($1::bigint[])),
+marks AS (
+  SELECT l.pid, ((l.classid::bigint << 32) | l.objid::bigint) AS v FROM pg_locks l, db
+  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.database = db.oid AND l.pid IN (SELECT pid FROM held))
+SELECT h.pid, h.mode, h.k::text AS k, a.application_name AS app, (m.v # h.k)::text AS fence
+FROM held h LEFT JOIN pg_stat_activity a ON a.pid = h.pid
+LEFT JOIN marks m ON m.pid = h.pid AND (m.v # h.k) BETWEEN 1577836800000000 AND coalesce(pg_sequence_last_value($2::regclass), 0)`,
+);
+
+/**
+ * withTransactionLock's lock: pg_advisory_xact_lock (or _shared) with lock_timeout for this statement
+ * only, then a fence from the backend's sequence (after the lock: a transaction lock ends with a
+ * failed statement's transaction, so nothing can be left behind). nextval is not transactional: a
+ * rollback keeps the bump, and concurrent transactions never wait for each other's.
+ * $1 the advisory key, $2 lock_timeout ('0': none), $3 the fence sequence, $4 shared (boolean).
+ * One row: fence.
+ */
+export const TX_LOCK = statement(
+  'tx',
+  `WITH got AS MATERIALIZED (
+  SELECT s.k, CASE WHEN $4::boolean THEN pg_advisory_xact_lock_shared(s.k)::text ELSE pg_advisory_xact_lock(s.k)::text END AS locked
+  FROM (SELECT $1::bigint AS k, set_config('lock_timeout', $2::text, true) AS t) s)
+SELECT (SELECT CASE WHEN n.v >= 1577836800000000 THEN n.v ELSE setval($3::regclass, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) END
+        FROM (SELECT nextval($3::regclass) AS v) n)::text AS fence FROM got`,
+);
+
+/**
+ * Whether this session still holds a lock on $1 after the statement that took it: not so in
+ * autocommit, where a transaction lock ends with its own statement (no one-statement test tells a
+ * transaction block from autocommit over the extended protocol). $1 the advisory key.
+ */
+export const STILL_HELD = statement(
+  'tx_held',
+  `SELECT count(*) > 0 AS held FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+  AND pid = pg_backend_pid() AND classid = (($1::bigint >> 32) & 4294967295)::oid AND objid = ($1::bigint & 4294967295)::oid`,
+);

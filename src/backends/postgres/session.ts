@@ -1,0 +1,266 @@
+// One pooled connection used as a lock session: it holds any number of this backend instance's
+// advisory locks at once (PostgreSQL keeps them per session, in shared memory, without limit but the
+// lock table's). Which owner holds which lock is the backend's bookkeeping (holds.ts), never the
+// session's: a session lock is reentrant, so two owners must never both take a key on one session.
+//
+// Statements run one at a time, in order (pg queues them per connection). Tries and releases that
+// queue up behind the statement in flight go out together as one batched statement when it returns,
+// so a session serves many concurrent callers with one round trip per batch. Order is kept: a batch
+// is a run of same-kind requests in arrival order, so a release always reaches the server before a
+// try queued after it.
+//
+// Liveness: the session's idle_session_timeout is at least the ttl of every lock on it. Locks on it
+// are renewed by any statement on it; while it holds locks, a keepalive runs after idle/3 without
+// one. If this process stops (SIGSTOP, a partition), the server ends the session once it has been
+// idle that long, and so frees every lock on it. A session ended any way (terminated, network cut,
+// idle timeout, restart) is reported once through `onDeath`: exactly the locks on it are lost.
+
+import { LockAcquisitionError } from '../../errors.js';
+import { isConnectionError, isMissingRelation, run, type PgClientLike, type Row } from './client.js';
+import { GRANT, GRANT_BATCH, PING, RELEASE, RELEASE_BATCH, RESTORE, SET_IDLE, type Statement } from './sql.js';
+
+/** Requests one batched statement carries at most (a bound on its size, not on throughput). */
+const MAX_BATCH = 256;
+
+interface Waiting<T> {
+  resolve(value: T): void;
+  reject(error: unknown): void;
+}
+interface Try extends Waiting<bigint | undefined> {
+  kind: 'try';
+  key: bigint;
+  shared: boolean;
+}
+/** The release of a lock; `name` and `wait` are the name's key (as text) and wait key, for the wake-up. */
+interface Unlock extends Waiting<boolean> {
+  kind: 'unlock';
+  key: bigint;
+  shared: boolean;
+  fence: bigint;
+  name: string;
+  wait: bigint;
+}
+/** Any other statement; `locks`: it may take locks (a failure other than a missing sequence ends the session). */
+interface Other extends Waiting<Row[]> {
+  kind: 'other';
+  statement: Statement;
+  values: unknown[];
+  locks: boolean;
+}
+type Request = Try | Unlock | Other;
+
+export interface SessionSettings {
+  /** The fence sequence, as regclass text. */
+  sequence: string;
+  /** What OPEN_SESSION read, put back by retire(). */
+  restore: { app: string; idle: string };
+  onDeath(session: Session, reason: unknown): void;
+  /** Called when the session has nothing queued (the set may retire it). */
+  onIdle(session: Session): void;
+}
+
+export class Session {
+  readonly client: PgClientLike;
+  readonly pid: number;
+  /** The idle_session_timeout set on it (ms): at least the ttl of every lock held on it. */
+  idle: number;
+  /** Locks held on it, as counted by the backend's bookkeeping (hold/unhold). */
+  locks = 0;
+  dead = false;
+  /** Being given back to the pool: nothing new goes on it. */
+  retiring = false;
+  /**
+   * Locks the server granted on it and not yet released, counted from the statements' results (the
+   * bookkeeping may learn of a grant a moment later): a session that holds any is never given back.
+   */
+  #taken = 0;
+  readonly #settings: SessionSettings;
+  readonly #queue: Request[] = [];
+  #busy = false;
+  #sent = performance.now();
+  #keepalive: NodeJS.Timeout | undefined;
+  /** A ping not sent yet: callers that want one share it. */
+  #ping: Promise<Row[]> | undefined;
+  #pingRequest: Request | undefined;
+  readonly #onError = (error: Error): void => this.die(error);
+  readonly #onEnd = (): void => this.die(new Error('the connection ended'));
+
+  constructor(client: PgClientLike, idle: number, settings: SessionSettings) {
+    this.client = client;
+    this.pid = client.processID ?? -1;
+    this.idle = idle;
+    this.#settings = settings;
+    client.on('error', this.#onError);
+    client.on('end', this.#onEnd);
+  }
+
+  /** Requests queued or in flight. */
+  get load(): number {
+    return this.#queue.length + (this.#busy ? 1 : 0);
+  }
+
+  /** The backend recorded a lock on this session: keep it alive from now on. */
+  hold(): void {
+    this.locks += 1;
+    if (this.locks === 1 && this.load === 0) this.#idle();
+  }
+
+  /** A lock on this session ended (released, expired): with none left, it may be retired. */
+  unhold(): void {
+    this.locks -= 1;
+    if (this.locks === 0 && this.load === 0) this.#idle();
+  }
+
+  /** Tries `key` without waiting: its fence when granted, undefined when refused. */
+  try(key: bigint, shared: boolean): Promise<bigint | undefined> {
+    return this.#enqueue<bigint | undefined>((w) => ({ kind: 'try', key, shared, ...w }));
+  }
+
+  /** Releases `key` (and its marker, and wakes its waiters); false when the session did not hold it. */
+  unlock(key: bigint, shared: boolean, fence: bigint, name: string, wait: bigint): Promise<boolean> {
+    return this.#enqueue<boolean>((w) => ({ kind: 'unlock', key, shared, fence, name, wait, ...w }));
+  }
+
+  query(statement: Statement, values: unknown[], locks = false): Promise<Row[]> {
+    return this.#enqueue<Row[]>((w) => ({ kind: 'other', statement, values, locks, ...w }));
+  }
+
+  /** Proves the session alive now (every lock on it then lives at least `idle` from the ping's arrival). */
+  ping(): Promise<Row[]> {
+    if (this.#ping) return this.#ping;
+    const pending = this.#enqueue<Row[]>((w) => (this.#pingRequest = { kind: 'other', statement: PING, values: [], locks: false, ...w }));
+    // Sent at once (nothing was in flight): the next caller needs a ping of its own.
+    if (this.#pingRequest) this.#ping = pending;
+    return pending;
+  }
+
+  /** Raises idle_session_timeout to `ms` (never lowers it: a lock on the session may need it). */
+  async raise(ms: number): Promise<void> {
+    if (ms <= this.idle) return;
+    await this.query(SET_IDLE, [String(ms)]);
+    this.idle = Math.max(this.idle, ms);
+  }
+
+  /** Ends the session: the server frees every lock on it. Reported through onDeath once. */
+  die(reason: unknown): void {
+    if (this.dead) return;
+    this.dead = true;
+    clearTimeout(this.#keepalive);
+    // Our listeners stay: a closed client may still report the write that failed, and an 'error'
+    // nobody listens to would end the process.
+    try {
+      this.client.release(true);
+    } catch {
+      // Released already by the pool's own error handling.
+    }
+    const error = reason instanceof Error ? reason : new Error('the session ended', { cause: reason });
+    for (const r of this.#queue.splice(0)) r.reject(error);
+    this.#settings.onDeath(this, reason);
+  }
+
+  /** Puts back the settings it came with and returns the connection to the pool (it holds nothing). */
+  async retire(): Promise<void> {
+    this.retiring = true;
+    clearTimeout(this.#keepalive);
+    const { app, idle } = this.#settings.restore;
+    try {
+      await this.query(RESTORE, [app, idle]);
+    } catch {
+      return this.die(new Error('retired'));
+    }
+    if (this.dead) return;
+    // A grant that was in flight when it was retired (a closing backend): close it, do not lend it out.
+    if (this.#taken > 0) return this.die(new Error('retired holding a lock'));
+    this.dead = true;
+    this.client.removeListener('error', this.#onError);
+    this.client.removeListener('end', this.#onEnd);
+    this.client.release();
+  }
+
+  #enqueue<T>(make: (w: Waiting<T>) => Request): Promise<T> {
+    if (this.dead) return Promise.reject(new LockAcquisitionError('the session ended'));
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push(make({ resolve, reject }));
+      this.#pump();
+    });
+  }
+
+  #pump(): void {
+    if (this.#busy || this.dead) return;
+    const first = this.#queue[0];
+    if (!first) return this.#idle();
+    this.#busy = true;
+    let n = 1;
+    if (first.kind !== 'other') while (n < MAX_BATCH && this.#queue[n]?.kind === first.kind) n += 1;
+    const batch = this.#queue.splice(0, n);
+    if (first === this.#pingRequest) this.#ping = this.#pingRequest = undefined;
+    this.#sent = performance.now();
+    void this.#send(batch).finally(() => {
+      this.#busy = false;
+      this.#pump();
+    });
+  }
+
+  async #send(batch: Request[]): Promise<void> {
+    const first = batch[0]!;
+    try {
+      if (first.kind === 'other') {
+        const rows = await run(this.client, first.statement, first.values);
+        if (first.locks) this.#taken += rows.length;
+        first.resolve(rows);
+      }
+      else if (first.kind === 'try') await this.#tries(batch as Try[]);
+      else await this.#unlocks(batch as Unlock[]);
+    } catch (error) {
+      for (const r of batch) r.reject(error);
+      // A failed try or release may have left a lock we do not know of (a session lock survives its
+      // statement's failure): only ending the session makes sure. A missing sequence fails a grant
+      // before its lock (sql.ts), and a ping or a setting holds nothing.
+      const harmless = first.kind === 'other' ? !first.locks || isMissingRelation(error) : first.kind === 'try' && isMissingRelation(error);
+      if (isConnectionError(error) || !harmless) this.die(error);
+    }
+  }
+
+  async #tries(batch: Try[]): Promise<void> {
+    const sequence = this.#settings.sequence;
+    if (batch.length === 1) {
+      const t = batch[0]!;
+      const rows = await run(this.client, GRANT, [String(t.key), sequence, t.shared]);
+      this.#taken += rows.length;
+      return t.resolve(rows[0] ? BigInt(rows[0].fence as string) : undefined);
+    }
+    const rows = await run(this.client, GRANT_BATCH, [batch.map((t) => String(t.key)), batch.map((t) => t.shared), sequence]);
+    this.#taken += rows.length;
+    const fences = new Map(rows.map((r) => [Number(r.i), BigInt(r.fence as string)]));
+    batch.forEach((t, i) => t.resolve(fences.get(i + 1)));
+  }
+
+  async #unlocks(batch: Unlock[]): Promise<void> {
+    if (batch.length === 1) {
+      const u = batch[0]!;
+      const rows = await run(this.client, RELEASE, [String(u.key), u.shared, String(u.fence), u.name, String(u.wait)]);
+      if (rows[0]?.ok === true) this.#taken -= 1;
+      return u.resolve(rows[0]?.ok === true);
+    }
+    const column = <T>(f: (u: Unlock) => T): T[] => batch.map(f);
+    const values = [column((u) => String(u.key)), column((u) => u.shared), column((u) => String(u.fence)), column((u) => u.name), column((u) => String(u.wait))];
+    const rows = await run(this.client, RELEASE_BATCH, values);
+    const ok = new Map(rows.map((r) => [Number(r.i), r.ok === true]));
+    for (const released of ok.values()) if (released) this.#taken -= 1;
+    batch.forEach((u, i) => u.resolve(ok.get(i + 1) === true));
+  }
+
+  /** Nothing queued: keep the session alive while it holds locks, else let the set retire it. */
+  #idle(): void {
+    clearTimeout(this.#keepalive);
+    if (this.locks === 0) return this.#settings.onIdle(this);
+    const every = Math.max(1, Math.floor(this.idle / 3));
+    this.#keepalive = setTimeout(() => {
+      if (this.dead || this.#busy || this.locks === 0) return this.#idle();
+      // A statement since the timer was set restarted the server's clock too.
+      if (performance.now() - this.#sent < every - 1) return this.#idle();
+      this.ping().catch(() => undefined);
+    }, every);
+    this.#keepalive.unref();
+  }
+}

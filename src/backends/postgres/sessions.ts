@@ -1,0 +1,202 @@
+// The backend instance's lock sessions: a small set (at most a quarter of the pool, 1 to 4), opened
+// when a lock needs one and given back to the pool, settings restored, once they hold nothing for a
+// moment (at once while the pool has callers waiting).
+//
+// Placement by ttl. A session's idle_session_timeout must be at least the ttl of every lock on it
+// (or the server could end it while a holder still believes in its lease), and a lock can outlive
+// its lease by up to that timeout when its process stops talking (paused, partitioned). So each
+// distinct ttl gets its own session while the set has room: with the usual one or two ttls, a lock
+// outlives its lease by at most its own ttl. Beyond four distinct ttls, a lock goes to the session
+// with the nearest timeout at or above its ttl (or raises the longest one), and may outlive its lease
+// by up to that session's timeout.
+//
+// A busy session (requests queued behind the statement in flight) makes the set open another for
+// the same ttl in the background, while the request queues on the busy one and rides its next batch.
+
+import { randomBytes } from 'node:crypto';
+import { LockAcquisitionError, LockTimeoutError } from '../../errors.js';
+import { withTimeout } from '../../core/time.js';
+import { run, type PgClientLike, type PgPoolLike } from './client.js';
+import { Session } from './session.js';
+import { OPEN_SESSION } from './sql.js';
+
+/** How long a session that holds nothing stays for the next lock before going back to the pool. */
+const LINGER_MS = 1_000;
+
+/** How the caller waits for a connection: up to `ms`, then an error of `timeout` kind (the acquire's own wait) or not. */
+export interface ConnectBound {
+  ms: number;
+  /** The bound is the acquire's `wait`: running out of it is a LockTimeoutError. */
+  timeout: boolean;
+}
+
+export interface SessionsOptions {
+  pool: PgPoolLike;
+  /** The fence sequence as regclass text. */
+  sequence: string;
+  onDeath(session: Session, reason: unknown): void;
+}
+
+export class Sessions {
+  /** Shown as application_name of every session (and so by inspect): `locksmith:<random>`. */
+  readonly instance = `locksmith:${randomBytes(4).toString('hex')}`;
+  readonly max: number;
+  readonly #o: SessionsOptions;
+  readonly #live: Session[] = [];
+  /** Sessions being opened, with the ttl each is for. */
+  readonly #opening = new Map<Promise<Session>, number>();
+  readonly #retire = new Map<Session, NodeJS.Timeout>();
+  /** Sessions on their way back to the pool (close waits for them). */
+  readonly #retiring = new Set<Promise<void>>();
+  #closed = false;
+
+  constructor(o: SessionsOptions) {
+    this.#o = o;
+    this.max = Math.min(4, Math.max(1, Math.floor((o.pool.options?.max ?? 10) / 4)));
+  }
+
+  /** Sessions alive now. */
+  get all(): readonly Session[] {
+    return this.#live;
+  }
+
+  /** A session for a lock of `ttl` ms (see the placement rules above). */
+  async pick(ttl: number, key: string, bound: ConnectBound, prefer?: Session): Promise<Session> {
+    // The session that last held this name: a try there follows its release in order (elsewhere it
+    // could reach the server first and be refused by our own lock).
+    if (prefer && !prefer.dead && !prefer.retiring && prefer.idle >= ttl) return this.#keep(prefer);
+    for (;;) {
+      const live = this.#live.filter((s) => !s.retiring && !s.dead);
+      const same = least(live, ttl);
+      const room = live.length + this.#opening.size < this.max;
+      if (same && (same.load < 2 || !room)) return this.#keep(same);
+      if (same) {
+        // Busy: another session for this ttl is opened for the requests after this one.
+        this.#open(ttl, key, bound).catch(() => undefined);
+        return this.#keep(same);
+      }
+      // One opening for this ttl serves every request that comes meanwhile.
+      const coming = [...this.#opening].find(([, t]) => t === ttl)?.[0];
+      if (coming) {
+        const session = await coming.catch(() => undefined);
+        if (session && !session.dead && !session.retiring) return this.#keep(session);
+        continue;
+      }
+      if (room) return this.#keep(await this.#open(ttl, key, bound));
+      const above = live.filter((s) => s.idle >= ttl).sort((a, b) => a.idle - b.idle)[0];
+      if (above) return this.#keep(above);
+      const longest = live.sort((a, b) => b.idle - a.idle)[0];
+      if (longest) {
+        await longest.raise(ttl);
+        return this.#keep(longest);
+      }
+      // Every slot is a session still opening: wait for one.
+      await Promise.race(this.#opening.keys()).catch(() => undefined);
+    }
+  }
+
+  /** Any live session (for inspect), or undefined. */
+  any(): Session | undefined {
+    return least(this.#live.filter((s) => !s.retiring && !s.dead));
+  }
+
+  /** A connection from the pool within `bound`, or a clear error naming the pool. */
+  async connect(key: string, bound: ConnectBound): Promise<PgClientLike> {
+    const expired = (): Error =>
+      bound.timeout
+        ? new LockTimeoutError(`"${key}": waited ${bound.ms} ms for a connection from the pool (all in use, by other queries), not for the lock`, { key, waited: bound.ms })
+        : new LockAcquisitionError(`could not acquire "${key}": no connection from the pool within ${bound.ms} ms (all in use, by other queries)`, { key });
+    return withTimeout(this.#o.pool.connect(), bound.ms, expired, (late) => late.release());
+  }
+
+  /** The session was retired or died: forget it. */
+  forget(session: Session): void {
+    const at = this.#live.indexOf(session);
+    if (at >= 0) this.#live.splice(at, 1);
+    clearTimeout(this.#retire.get(session));
+    this.#retire.delete(session);
+  }
+
+  /** Called by a session with nothing queued and no locks: give it back after a moment. */
+  idle(session: Session): void {
+    if (this.#retire.has(session) || session.dead) return;
+    const linger = this.#closed || (this.#o.pool.waitingCount ?? 0) > 0 ? 0 : Math.min(LINGER_MS, Math.floor(session.idle / 2));
+    const timer = setTimeout(() => {
+      this.#retire.delete(session);
+      if (session.locks > 0 || session.load > 0 || session.dead) return;
+      this.forget(session);
+      const retired = session.retire();
+      this.#retiring.add(retired);
+      void retired.finally(() => this.#retiring.delete(retired));
+    }, linger);
+    timer.unref();
+    this.#retire.set(session, timer);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.allSettled(this.#opening.keys());
+    for (const timer of this.#retire.values()) clearTimeout(timer);
+    this.#retire.clear();
+    const live = this.#live.splice(0);
+    await Promise.all(this.#retiring);
+    // Sessions that still hold locks are closed (the server frees them); empty ones go back.
+    await Promise.all(
+      live.map(async (s) => {
+        if (s.locks > 0) s.die(new Error('the backend was closed'));
+        else await s.retire();
+      }),
+    );
+  }
+
+  /** A session about to be used is not retired under its request. */
+  #keep(session: Session): Session {
+    clearTimeout(this.#retire.get(session));
+    this.#retire.delete(session);
+    return session;
+  }
+
+  #open(ttl: number, key: string, bound: ConnectBound): Promise<Session> {
+    const opening = (async () => {
+      const client = await this.connect(key, bound);
+      let row: Record<string, unknown> | undefined;
+      try {
+        row = (await run(client, OPEN_SESSION, [this.instance, String(ttl)]))[0];
+      } catch (error) {
+        client.release(true);
+        throw error;
+      }
+      const restore = { app: typeof row?.app === 'string' ? row.app : '', idle: typeof row?.idle === 'string' ? row.idle : '0' };
+      const session: Session = new Session(client, ttl, {
+        sequence: this.#o.sequence,
+        restore,
+        onDeath: (s, reason) => {
+          this.forget(s);
+          this.#o.onDeath(s, reason);
+        },
+        onIdle: (s) => this.idle(s),
+      });
+      if (this.#closed) {
+        await session.retire();
+        throw new LockAcquisitionError('the postgres backend is closed', { key });
+      }
+      this.#live.push(session);
+      // Opened for later requests, it may see none: it then goes back like any idle one.
+      this.idle(session);
+      return session;
+    })();
+    this.#opening.set(opening, ttl);
+    void opening.then(
+      () => this.#opening.delete(opening),
+      () => this.#opening.delete(opening),
+    );
+    return opening;
+  }
+}
+
+/** The least loaded of `sessions` (with idle_session_timeout `ttl`, if given). */
+function least(sessions: Session[], ttl?: number): Session | undefined {
+  let best: Session | undefined;
+  for (const s of sessions) if ((ttl === undefined || s.idle === ttl) && (!best || s.load < best.load)) best = s;
+  return best;
+}
