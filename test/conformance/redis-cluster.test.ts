@@ -1,6 +1,7 @@
-// The conformance suite on a real three-master Redis Cluster started here, through ioredis and
-// node-redis 4 and 5.
+// The conformance suite on a real three-master Redis Cluster started here, through ioredis 5 and 6
+// and node-redis 4 and 5.
 import { Cluster } from 'ioredis';
+import { Cluster as Cluster6 } from 'ioredis-v6';
 import { createCluster } from 'redis';
 import { createCluster as createClusterV5 } from 'redis-v5';
 import { redisBackend } from '../../src/backends/redis/index.js';
@@ -27,6 +28,15 @@ conformance({
     return redisBackend({ client });
   },
   after: done,
+});
+
+conformance({
+  name: 'redis cluster (ioredis 6, RESP3)',
+  backend: () => {
+    const client = new Cluster6(nodes.map((n) => ({ host: '127.0.0.1', port: n.port })));
+    clients.push(client);
+    return redisBackend({ client, prefix: 'io6:' });
+  },
 });
 
 conformance({

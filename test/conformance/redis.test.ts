@@ -1,6 +1,7 @@
-// The conformance suite on a single redis-server, through ioredis and node-redis 4 and 5. Each backend() is a new
+// The conformance suite on a single redis-server, through ioredis 5 and 6 and node-redis 4 and 5. Each backend() is a new
 // client connection, as another process would have.
 import { Redis } from 'ioredis';
+import { Redis as Redis6 } from 'ioredis-v6';
 import { createClient } from 'redis';
 import { createClient as createClientV5 } from 'redis-v5';
 import { redisBackend } from '../../src/backends/redis/index.js';
@@ -35,6 +36,15 @@ conformance({
     const client = new Redis(node.port, '127.0.0.1');
     clients.push(client);
     return redisBackend({ client, prefix: 'fair:', fair: true });
+  },
+});
+
+conformance({
+  name: 'redis (ioredis 6, RESP3)',
+  backend: () => {
+    const client = new Redis6(node.port, '127.0.0.1');
+    clients.push(client);
+    return redisBackend({ client, prefix: 'io6:' });
   },
 });
 

@@ -45,7 +45,7 @@ const APPLIES: Record<string, readonly string[]> = {
   memory: CLIENT_FAULTS,
   file: CLIENT_FAULTS,
   redis: [...CLIENT_FAULTS, 'server-restart', 'server-restart-empty', 'server-pause', 'partition-holder', 'slow-network', 'reset-links'],
-  redlock: [...CLIENT_FAULTS, 'minority-loss', 'majority-loss', 'node-pause'],
+  redlock: [...CLIENT_FAULTS, 'minority-loss', 'majority-loss', 'node-pause', 'node-restart-empty', 'partition-holder', 'slow-network', 'reset-links'],
   postgres: [...CLIENT_FAULTS, 'server-restart', 'server-restart-empty', 'server-pause', 'partition-holder', 'slow-network', 'terminate-holder', 'reset-links'],
 };
 

@@ -9,7 +9,7 @@ import { checkOptionNames } from '../../options.js';
 import { withTimeout } from '../../core/time.js';
 import { msOption, prefixOption } from '../shared/checks.js';
 import { adapt, type RedisAdapter } from './client.js';
-import { keysFor, wakeChannel, type LockKeys } from './keys.js';
+import { keysFor, leaseKey, wakeChannel, type LockKeys } from './keys.js';
 import { ACQUIRE_ANY, EXTEND_SHARED, RELEASE_ANY } from './rw-scripts.js';
 import { decoded, type Grant, type Script } from './script.js';
 import { ACQUIRE, CACHE_GET, CACHE_SET, EXTEND, HANDOVER, INSPECT, RELEASE, type Holder } from './scripts.js';
@@ -82,6 +82,11 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
   const longRelease = new Set<string>();
   const every = (k: LockKeys): string[] => (queueMs ? [k.lease, k.waiting, k.shared, k.intents, k.queue, k.queueExp] : [k.lease, k.waiting, k.shared, k.intents]);
 
+  function acquireAny(req: AcquireRequest, ms: number): Promise<Exclude<Grant, { granted: 'long' }>> {
+    const args = [req.owner, req.ttl, req.mode === 'exclusive' ? 'x' : 's', req.limit ?? 0, req.writerPreference ? '1' : '0', req.intent ?? 0, req.queue ? queueMs : -queueMs];
+    return call(ACQUIRE_ANY, req.key, every(keysFor(prefix, req.key)), args, ms);
+  }
+
   /** A handover made to `owner` by this instance's release, when it is still good. */
   async function handedTo(lease: string, owner: string): Promise<AcquireResult | undefined> {
     const handed = handovers.get(lease);
@@ -98,12 +103,12 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
   }
 
   /** Gives the lease of `owner` straight to `next`, this instance's waiter (see HANDOVER). */
-  function handOver(k: LockKeys, key: string, owner: string, next: { owner: string; ttl: number }): Promise<boolean> {
+  function handOver(lease: string, key: string, owner: string, next: { owner: string; ttl: number }): Promise<boolean> {
     const sent = performance.now();
-    const reply = call(HANDOVER, key, [k.lease], [owner, next.owner, next.ttl]);
-    handovers.set(k.lease, { owner: next.owner, ttl: next.ttl, sent, fence: reply.catch(() => null) });
+    const reply = call(HANDOVER, key, [lease], [owner, next.owner, next.ttl]);
+    handovers.set(lease, { owner: next.owner, ttl: next.ttl, sent, fence: reply.catch(() => null) });
     // The core nudges its own waiters; one of another Locksmith sharing this backend hears it here.
-    wakes.wake(k.lease);
+    wakes.wake(lease);
     return reply.then((fence) => fence !== null);
   }
 
@@ -112,51 +117,49 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
     capabilities: { shared: true, wake: true, fencing: true, expiry: 'ttl' },
 
     async acquire(req: AcquireRequest): Promise<AcquireResult> {
-      const k = keysFor(prefix, req.key);
-      const handed = handovers.size > 0 ? await handedTo(k.lease, req.owner) : undefined;
+      const lease = leaseKey(prefix, req.key);
+      const handed = handovers.size > 0 ? await handedTo(lease, req.owner) : undefined;
       if (handed) return handed;
       const plain = req.mode === 'exclusive' && !req.intent && !queueMs;
-      const args = [req.owner, req.ttl, req.mode === 'exclusive' ? 'x' : 's', req.limit ?? 0, req.writerPreference ? '1' : '0', req.intent ?? 0, req.queue ? queueMs : -queueMs];
       redis.batch(); // see release
-      const armed = wakes.has(k.lease);
+      const armed = wakes.has(lease);
       const ms = Math.min(timeout, req.ttl);
       // The plain exclusive case sends only its lease key, owner and ttl: every key and argument costs
       // time on both sides. One that meets readers is sent again with every key.
-      const first: Grant = plain ? await call(ACQUIRE, req.key, [k.lease], [req.owner, req.ttl], ms) : { granted: 'long' };
-      const reply = first.granted === 'long' ? await call(ACQUIRE_ANY, req.key, every(k), args, ms) : first;
-      const id = leaseOf(k.lease, req.owner);
+      const first: Grant = plain ? await call(ACQUIRE, req.key, [lease], [req.owner, req.ttl], ms) : { granted: 'long' };
+      const reply = first.granted === 'long' ? await acquireAny(req, ms) : first;
       if (reply.granted === true) {
-        if (waiters.get(k.lease)?.owner === req.owner) waiters.delete(k.lease);
-        if (req.mode === 'shared') longRelease.add(id);
-        else if (longRelease.size > 0) longRelease.delete(id);
+        if (waiters.size > 0 && waiters.get(lease)?.owner === req.owner) waiters.delete(lease);
+        if (req.mode === 'shared') longRelease.add(leaseOf(lease, req.owner));
+        else if (longRelease.size > 0) longRelease.delete(leaseOf(lease, req.owner));
         return { granted: true, fence: reply.fence };
       }
-      if (!plain && req.mode === 'exclusive' && (req.intent || (queueMs && req.queue))) longRelease.add(id);
-      if (armed && req.queue && plain) waiters.set(k.lease, { owner: req.owner, ttl: req.ttl });
+      if (!plain && req.mode === 'exclusive' && (req.intent || (queueMs && req.queue))) longRelease.add(leaseOf(lease, req.owner));
+      if (armed && req.queue && plain) waiters.set(lease, { owner: req.owner, ttl: req.ttl });
       return { granted: false, retryAfter: reply.retryAfter };
     },
 
     extend(key, owner, ttl) {
-      const k = keysFor(prefix, key);
+      const lease = leaseKey(prefix, key);
       const ms = Math.min(timeout, ttl);
-      if (longRelease.size > 0 && longRelease.has(leaseOf(k.lease, owner))) return call(EXTEND_SHARED, key, [k.lease, k.shared], [owner, ttl], ms);
-      return call(EXTEND, key, [k.lease], [owner, ttl], ms);
+      if (longRelease.size > 0 && longRelease.has(leaseOf(lease, owner))) return call(EXTEND_SHARED, key, [lease, keysFor(prefix, key).shared], [owner, ttl], ms);
+      return call(EXTEND, key, [lease], [owner, ttl], ms);
     },
 
     release(key, owner) {
-      const k = keysFor(prefix, key);
+      const lease = leaseKey(prefix, key);
       // Commands sent in the same tick leave in one write: fewer system calls when many locks are busy
       // (their replies come back together and are answered together), and a waiter here, nudged by
       // the core as this release leaves, sends its attempt along. Measured (bench/redis.ts, case B)
       // against corking only when calls are in flight, which was slower.
       redis.batch();
-      const next = waiters.get(k.lease);
-      if (next) waiters.delete(k.lease);
+      const next = waiters.size > 0 ? waiters.get(lease) : undefined;
+      if (next) waiters.delete(lease);
       // A waiter giving up: what it was handed (if anything) goes with this release, sent after the handover.
-      if (handovers.get(k.lease)?.owner === owner) handovers.delete(k.lease);
-      if (longRelease.size > 0 && longRelease.delete(leaseOf(k.lease, owner))) return call(RELEASE_ANY, key, every(k), [owner]);
-      if (next && next.owner !== owner) return handOver(k, key, owner, next);
-      return call(RELEASE, key, [k.lease], [owner]);
+      if (handovers.size > 0 && handovers.get(lease)?.owner === owner) handovers.delete(lease);
+      if (longRelease.size > 0 && longRelease.delete(leaseOf(lease, owner))) return call(RELEASE_ANY, key, every(keysFor(prefix, key)), [owner]);
+      if (next && next.owner !== owner) return handOver(lease, key, owner, next);
+      return call(RELEASE, key, [lease], [owner]);
     },
 
     async inspect(key): Promise<LockInfo | null> {
@@ -165,7 +168,7 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
     },
 
     waitForChange(key, signal) {
-      return wakes.wait(keysFor(prefix, key).lease, signal);
+      return wakes.wait(leaseKey(prefix, key), signal);
     },
 
     async close() {

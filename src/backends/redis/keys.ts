@@ -20,7 +20,7 @@ export type LockKeys = {
  * hash each whole key to a different slot).
  */
 export function keysFor(prefix: string, name: string): LockKeys {
-  const tag = `${prefix}{${/[%{}]/.test(name) ? name.replace(/[%{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`) : name}}`;
+  const tag = tagOf(prefix, name);
   return {
     lease: `${tag}:lease`,
     shared: `${tag}:shared`,
@@ -30,6 +30,12 @@ export function keysFor(prefix: string, name: string): LockKeys {
     queueExp: `${tag}:queue-exp`,
   };
 }
+
+const tagOf = (prefix: string, name: string): string =>
+  `${prefix}{${/[%{}]/.test(name) ? name.replace(/[%{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`) : name}}`;
+
+/** keysFor(prefix, name).lease alone, for the common path. */
+export const leaseKey = (prefix: string, name: string): string => `${tagOf(prefix, name)}:lease`;
 
 /** The wake channel of a prefix: releases publish the lease key there. */
 export const wakeChannel = (prefix: string): string => `${prefix}wake`;

@@ -20,11 +20,17 @@
 // newline (a fence is digits, maybe followed by the mark): comparing only a prefix would let owner
 // "a" match holder "a\nb". Owner matching is written here once.
 
-/** is_holder(held, owner), fence_of(held): the owner matching and the fence of a lease value. */
+/**
+ * The owner matching, as a Lua expression over two variables (inlined where a script runs on every
+ * grant or release: a Lua closure is made on every run of a script that defines it).
+ */
+export const isHolder = (held: string, owner: string): string =>
+  `(string.sub(${held}, 1, #${owner} + 1) == ${owner} .. '\\n' and not string.find(${held}, '\\n', #${owner} + 2, true))`;
+
+/** is_holder(held, owner), fence_of(held), is_marked(held), wake(lease), for the scripts off the common path. */
 export const HOLDER = `
 local function is_holder(held, owner)
-  local n = #owner + 1
-  return string.sub(held, 1, n) == owner .. '\\n' and not string.find(held, '\\n', n + 1, true)
+  return ${isHolder('held', 'owner')}
 end
 -- The fence (digits) of an exclusive or released value; nil for the readers' marker or a foreign value.
 local function fence_of(held)

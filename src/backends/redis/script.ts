@@ -37,19 +37,20 @@ function describe(reply: unknown): string {
 const isReplyError = (error: unknown): error is Error => error instanceof Error && (error.name === 'ReplyError' || error.name === 'ErrorReply');
 
 /** `reply`, decoded by `s`; a reply error or a bad reply become a LockAcquisitionError about `key`. */
-export async function decoded<R>(s: Script<R>, key: string, reply: Promise<unknown>): Promise<R> {
-  let raw: unknown;
-  try {
-    raw = await reply;
-  } catch (error) {
-    if (!isReplyError(error)) throw error;
-    throw new LockAcquisitionError(`"${key}": Redis refused ${s.name}: ${error.message}`, { key, cause: error });
-  }
-  try {
-    return s.decode(raw);
-  } catch (error) {
-    throw new LockAcquisitionError(`"${key}": Redis answered ${s.name} with ${describe(raw)}`, { key, cause: error instanceof BadReply ? raw : error });
-  }
+export function decoded<R>(s: Script<R>, key: string, reply: Promise<unknown>): Promise<R> {
+  return reply.then(
+    (raw) => {
+      try {
+        return s.decode(raw);
+      } catch (error) {
+        throw new LockAcquisitionError(`"${key}": Redis answered ${s.name} with ${describe(raw)}`, { key, cause: error instanceof BadReply ? raw : error });
+      }
+    },
+    (error: unknown) => {
+      if (!isReplyError(error)) throw error;
+      throw new LockAcquisitionError(`"${key}": Redis refused ${s.name}: ${error.message}`, { key, cause: error });
+    },
+  );
 }
 
 // Decoders shared by several scripts.

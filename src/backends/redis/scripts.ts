@@ -2,7 +2,7 @@
 // commands as it can: every command, key and argument is paid on each call, and the server runs
 // scripts one at a time. The lease value's forms are described in lua.ts.
 
-import { FENCE, HOLDER, SETTLE } from './lua.js';
+import { FENCE, HOLDER, isHolder, SETTLE } from './lua.js';
 import { BadReply, defineScript, fence, flag, grant, integer } from './script.js';
 
 /**
@@ -13,8 +13,17 @@ import { BadReply, defineScript, fence, flag, grant, integer } from './script.js
  */
 export const ACQUIRE = defineScript(
   'acquire',
-  `${HOLDER}${SETTLE}${FENCE}
+  `
 local lease, owner = KEYS[1], ARGV[1]
+local held = redis.call('GET', lease)
+-- The common case first, with nothing defined: a free lock is GET, TIME and SET.
+if not held then
+  local t = redis.call('TIME')
+  local fence = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  redis.call('SET', lease, owner .. '\\n' .. string.format('%d', fence), 'PX', ARGV[2])
+  return fence
+end
+${HOLDER}${SETTLE}${FENCE}
 local settled, last = settle(lease, owner, ARGV[2])
 if settled then return settled end
 local fence = next_fence(last)
@@ -27,12 +36,13 @@ return fence
 /** RELEASE (exclusive holder). KEYS[1]: lease. ARGV[1]: owner. 1 when its lease was removed, else 0. */
 export const RELEASE = defineScript(
   'release',
-  `${HOLDER}
-local lease = KEYS[1]
+  `
+local lease, owner = KEYS[1], ARGV[1]
 local held = redis.call('GET', lease)
-if not held or not is_holder(held, ARGV[1]) then return 0 end
+if not held or not ${isHolder('held', 'owner')} then return 0 end
 redis.call('DEL', lease)
-if is_marked(held) then wake(lease) end
+-- Someone was refused meanwhile (the value ends with the mark "w"): wake them.
+if string.byte(held, -1) == 119 then redis.call('PUBLISH', string.match(lease, '^[^{]*') .. 'wake', lease) end
 return 1
 `,
   flag,

@@ -49,7 +49,7 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
   const nodes: RedisAdapter[] = (o.clients as unknown[]).map((c) => adapt(c));
   const quorum = Math.floor(nodes.length / 2) + 1;
   const run = <T>(...a: Parameters<typeof ask<T>> extends [unknown, unknown, unknown, ...infer R] ? R : never): Promise<Votes<T>> => ask(nodes, quorum, timeout, ...a);
-  const checkDistinct = distinctServers(nodes, timeout);
+  const checkDistinct = distinctServers(nodes, quorum, timeout);
   const wakes = new WakeChannel(nodes, wakeChannel(prefix));
   /**
    * How far the nodes' clocks (µs) are ahead of performance.now() here, learned from fences the nodes
