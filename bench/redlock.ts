@@ -2,7 +2,7 @@
 // 5-node floor (SET NX PX to all in parallel, done at a majority; owner-checked DEL to all); then
 // fairness: 5 client processes on one key, each holding it 10 ms, wait 5 s, for Redlock and for a
 // single Redis node (grants per client, timeouts, Jain's index over clients).
-// BENCH_CLIENT: ioredis6 (default) or ioredis5, shared by every contender.
+// BENCH_CLIENT: ioredis6 (default) or ioredis5, shared by every contender. BENCH_FAIRNESS: only | none.
 // Run: npm run bench:redlock (builds first; the library is the built package)
 
 import { spawn } from 'node:child_process';
@@ -76,7 +76,7 @@ export async function benchRedlock(): Promise<Record<string, string | number>[]>
       if (!(await majority(raw.map((c, i) => c.evalsha(fencedShas[i]!, 2, '{bench:rl}:lease', '{bench:rl}:fence', token, TTL)), 3))) throw new Error('fenced: no quorum');
       await majority(raw.map((c, i) => c.evalsha(shas[i]!, 1, '{bench:rl}:lease', token)), 3);
     };
-    const locks = new Locksmith(redlockBackend({ clients: clients() }), { ttl: TTL, wait: 10_000 });
+    const locks = new Locksmith(redlockBackend({ clients: clients(), nodeTimeout: 200 }), { ttl: TTL, wait: 10_000 });
     const oursOnce: Once = async () => {
       const lock = await locks.acquire('bench:rl');
       await lock.release();
@@ -121,15 +121,17 @@ export async function benchRedlock(): Promise<Record<string, string | number>[]>
 }
 
 /** One client process of the fairness run: takes the key again and again until `until` (epoch ms). */
-async function fairnessClient(config: { kind: 'redlock' | 'redis'; ports: number[]; key: string; start: number; until: number }): Promise<void> {
+async function fairnessClient(config: { kind: 'redlock' | 'redis'; ports: number[]; key: string; seconds: number }): Promise<void> {
   const clients = config.ports.map((p) => newClient(p));
-  const backend = config.kind === 'redlock' ? redlockBackend({ clients }) : redisBackend({ client: clients[0] });
+  const backend = config.kind === 'redlock' ? redlockBackend({ clients, nodeTimeout: 200 }) : redisBackend({ client: clients[0] });
   const locks = new Locksmith(backend, { ttl: 2_000, wait: 5_000 });
   let grants = 0;
   let timeouts = 0;
-  // Every process starts at once, whenever it finished loading.
-  await new Promise((r) => setTimeout(r, Math.max(0, config.start - Date.now())));
-  while (Date.now() < config.until) {
+  // Every process starts at once, whenever it finished loading: on the parent's word.
+  console.log('ready');
+  await new Promise((r) => process.stdin.once('data', r));
+  const until = Date.now() + config.seconds * 1000;
+  while (Date.now() < until) {
     try {
       const lock = await locks.acquire(config.key);
       grants += 1;
@@ -147,19 +149,20 @@ async function fairnessClient(config: { kind: 'redlock' | 'redis'; ports: number
 
 /** Five client processes on one key for `seconds`: grants per client, timeouts, Jain's fairness index. */
 export async function fairness(kind: 'redlock' | 'redis', ports: number[], seconds: number): Promise<Record<string, string | number>> {
-  const start = Date.now() + 5_000;
-  const config = { kind, ports, key: `fair:${randomUUID()}`, start, until: start + seconds * 1000 };
-  const results = await Promise.all(
-    [0, 1, 2, 3, 4].map(
-      () =>
-        new Promise<{ grants: number; timeouts: number }>((resolve, reject) => {
-          const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'child', JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'inherit'] });
-          let out = '';
-          child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-          child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as { grants: number; timeouts: number }) : reject(new Error(`client exited with ${code}`))));
-        }),
-    ),
-  );
+  const config = { kind, ports, key: `fair:${randomUUID()}`, seconds };
+  const ready: Promise<void>[] = [];
+  const children = [0, 1, 2, 3, 4].map(() => {
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'child', JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    ready.push(new Promise((resolve) => child.stdout.once('data', () => resolve())));
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    return { child, done: new Promise<{ grants: number; timeouts: number }>((resolve, reject) => {
+      child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.slice(out.indexOf('\n') + 1)) as { grants: number; timeouts: number }) : reject(new Error(`client exited with ${code}`))));
+    }) };
+  });
+  await Promise.all(ready);
+  for (const { child } of children) child.stdin.end('go\n');
+  const results = await Promise.all(children.map((c) => c.done));
   const grants = results.map((r) => r.grants);
   const sum = grants.reduce((a, b) => a + b, 0);
   const jain = (sum * sum) / (grants.length * grants.reduce((a, b) => a + b * b, 0));
@@ -171,6 +174,7 @@ if (process.argv[2] === 'child') {
 } else if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(`client: ${FLAVOR}`);
   if (process.env.BENCH_FAIRNESS !== 'only') console.log(table(await benchRedlock()));
+  if (process.env.BENCH_FAIRNESS === 'none') process.exit(0);
   const nodes = await Promise.all([0, 1, 2, 3, 4].map(() => RedisNode.start()));
   try {
     const seconds = Number(process.env.BENCH_FAIR_S ?? 20);
