@@ -1,9 +1,13 @@
 {
+  "variables": {
+    "locksmith_locks%": "<!(node -p \"process.env.LOCKSMITH_LOCKS || (process.platform === 'linux' ? 'ofd' : 'flock')\")"
+  },
   "targets": [
     {
-      "target_name": "locksmith_ofd",
-      "sources": ["native/ofd.c"],
-      "cflags": ["-Wall", "-Wextra", "-O2"]
+      "target_name": "locksmith_file",
+      "sources": ["native/file.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"],
+      "conditions": [["locksmith_locks=='flock'", { "defines": ["LOCKSMITH_FLOCK"] }]]
     }
   ]
 }

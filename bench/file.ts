@@ -1,6 +1,8 @@
 // File backend vs proper-lockfile, in one run: sequential acquire+release on one name, and the
 // handoff gap with 8 workers contending for one name (release → next holder).
 // Run: node --import tsx bench/file.ts
+// BENCH_BASELINE=/path/to/another/built/checkout adds that build's file backend to the same run
+// (say, main's dist and addon), so a change is compared with what it changes in one run.
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,6 +12,10 @@ import lockfile from 'proper-lockfile';
 import { Locksmith } from 'locksmith';
 import { fileBackend } from 'locksmith/file';
 import { handoff, table } from './stats.js';
+
+type Factory = typeof fileBackend;
+const BASELINE = process.env.BENCH_BASELINE;
+const baseline: Factory | undefined = BASELINE ? ((await import(join(BASELINE, 'dist/esm/backends/file/index.js'))) as { fileBackend: Factory }).fileBackend : undefined;
 
 const N = Number(process.env.BENCH_N ?? 5_000);
 const HANDOFFS = Number(process.env.BENCH_HANDOFFS ?? 400);
@@ -38,11 +44,13 @@ export async function benchFile(): Promise<Record<string, string | number>[]> {
   // proper-lockfile as people use it for waiting: retries with its exponential backoff, tightest floor.
   const retry = { retries: { retries: 10_000, factor: 1.2, minTimeout: 1, maxTimeout: 20 } };
   // Separate backends per worker, as separate processes would be.
-  const locks = new Locksmith(fileBackend({ dir }), { ttl: 30_000, wait: 60_000 });
-  const workers = Array.from({ length: WORKERS }, () => new Locksmith(fileBackend({ dir }), { ttl: 30_000, wait: 60_000 }));
-  console.error(`file backend vs proper-lockfile (N=${N}, handoffs=${HANDOFFS}, workers=${WORKERS})`);
+  const clients = (make: Factory, where: string): Locksmith[] => Array.from({ length: WORKERS + 1 }, () => new Locksmith(make({ dir: where }), { ttl: 30_000, wait: 60_000 }));
+  const [locks, ...workers] = clients(fileBackend, dir) as [Locksmith, ...Locksmith[]];
+  // Its own directory: a baseline of another version may use another lock file format.
+  const base = baseline && clients(baseline, mkdtempSync(join(tmpdir(), 'locksmith-bench-base-')));
+  console.error(`file backend vs proper-lockfile (N=${N}, handoffs=${HANDOFFS}, workers=${WORKERS})${BASELINE ? `, baseline ${BASELINE}` : ''}`);
 
-  const [plSeq, lsSeq] = (await sequential([
+  const [plSeq, lsSeq, baseSeq] = (await sequential([
     async () => {
       const release = await lockfile.lock(target);
       await release();
@@ -51,20 +59,33 @@ export async function benchFile(): Promise<Record<string, string | number>[]> {
       const lock = await locks.acquire('bench-sequential'); // not 'resource': proper-lockfile uses resource.lock
       await lock.release();
     },
-  ])) as [number, number];
+    ...(base ? [async () => void (await (await base[0]!.acquire('bench-sequential')).release())] : []),
+  ])) as [number, number, number?];
   const plH = await handoff(WORKERS, HANDOFFS, () => lockfile.lock(target, retry));
   let w = 0;
   const lsH = await handoff(WORKERS, HANDOFFS, async () => {
     const lock = await workers[w++ % WORKERS]!.acquire('resource:handoff');
     return () => lock.release();
   });
-  await Promise.all([locks, ...workers].map((l) => l.close()));
+  let b = 0;
+  const baseH = base && (await handoff(WORKERS, HANDOFFS, async () => {
+    const lock = await base[1 + (b++ % WORKERS)]!.acquire('resource:handoff');
+    return () => lock.release();
+  }));
+  await Promise.all([locks, ...workers, ...(base ?? [])].map((l) => l.close()));
   rmSync(dir, { recursive: true, force: true });
+  const row = (name: string, pl: number, ls: number, bl: number | undefined, higherIsBetter: boolean): Record<string, string | number> => ({
+    case: name,
+    'proper-lockfile': pl,
+    locksmith: ls,
+    'ratio (locksmith / proper-lockfile)': higherIsBetter ? ls / pl : pl / ls,
+    ...(bl === undefined ? {} : { baseline: bl, 'baseline ratio': higherIsBetter ? bl / pl : pl / bl }),
+  });
   return [
-    { case: 'sequential acquire+release, ops/s', 'proper-lockfile': plSeq, locksmith: lsSeq, 'ratio (locksmith / proper-lockfile)': lsSeq / plSeq },
-    { case: `${WORKERS} workers on one name, ops/s`, 'proper-lockfile': plH.ops, locksmith: lsH.ops, 'ratio (locksmith / proper-lockfile)': lsH.ops / plH.ops },
-    { case: 'handoff gap p50, ms', 'proper-lockfile': plH.p50, locksmith: lsH.p50, 'ratio (locksmith / proper-lockfile)': plH.p50 / lsH.p50 },
-    { case: 'handoff gap p99, ms', 'proper-lockfile': plH.p99, locksmith: lsH.p99, 'ratio (locksmith / proper-lockfile)': plH.p99 / lsH.p99 },
+    row('sequential acquire+release, ops/s', plSeq, lsSeq, baseSeq, true),
+    row(`${WORKERS} workers on one name, ops/s`, plH.ops, lsH.ops, baseH?.ops, true),
+    row('handoff gap p50, ms', plH.p50, lsH.p50, baseH?.p50, false),
+    row('handoff gap p99, ms', plH.p99, lsH.p99, baseH?.p99, false),
   ];
 }
 

@@ -1,19 +1,26 @@
-// Builds the file backend's native addon at install time. A failed build must not fail the install:
-// everything else works without it, and fileBackend() then says exactly what is missing.
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+// Install step for the file backend's native addon. A prebuilt binary (prebuilds/, loaded through
+// node-gyp-build) needs no compiler; without one for this platform, build from source with node-gyp.
+// A failed build must not fail the install: everything else works without the addon, and
+// fileBackend() then says what is missing and what to do.
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { rebuild } from './node-gyp.mjs';
 
-if (process.platform !== 'linux') {
-  console.warn('locksmith: the file backend needs Linux (open file description locks); skipping its native addon');
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
+
+if (process.platform === 'win32') {
+  console.warn('locksmith: the file backend does not run on Windows (use the memory, redis, redlock or postgres backend); skipping its native addon');
   process.exit(0);
 }
-const gyp = process.env.npm_config_node_gyp;
-const [cmd, args] = gyp && existsSync(gyp) ? [process.execPath, [gyp, 'rebuild']] : ['node-gyp', ['rebuild']];
-// Build against the headers of the Node that runs us when they are installed, rather than downloading.
-const prefix = dirname(dirname(process.execPath));
-if (!process.env.npm_config_nodedir && existsSync(join(prefix, 'include/node/node_api.h'))) args.push(`--nodedir=${prefix}`);
-const result = spawnSync(cmd, args, { stdio: 'inherit' });
+try {
+  require('node-gyp-build')(root);
+  process.exit(0); // a prebuilt binary (or an earlier build) loads: nothing to compile
+} catch {
+  // none for this platform: build below
+}
+const result = rebuild(root);
 if (result.status !== 0) {
   console.warn(`locksmith: could not build the file backend's native addon (${result.error?.message ?? `exit ${result.status}`}); other backends are unaffected`);
 }

@@ -3,6 +3,7 @@
 // recipes live once, above it, in the core.
 
 import type { RwPolicy } from './options.js';
+import type { RateStore } from './backends/shared/gcra.js';
 
 export type LeaseMode = 'exclusive' | 'shared';
 
@@ -99,5 +100,7 @@ export interface LockBackend {
    * (the connection holding it dropped); the core then aborts the lease's signal and emits 'lost'.
    */
   onLost?(listener: (key: string, owner: string, reason: unknown) => void): void;
+  /** Rate-limiter buckets (GCRA), atomic on the backend's clock; absent where a rate is not meaningful (Redlock). */
+  readonly rate?: RateStore;
   close(): Promise<void>;
 }

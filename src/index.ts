@@ -1,5 +1,5 @@
 export { Locksmith } from './locksmith.js';
-export type { LockEvent, LocksmithEvents, LocksmithStats } from './locksmith.js';
+export type { LockEvent, LocksmithEvents, LocksmithStats, LockStatus } from './locksmith.js';
 export { Lock } from './lock.js';
 export { Semaphore } from './primitives/semaphore.js';
 export type { SemaphoreOptions, PermitOptions, TryPermitOptions } from './primitives/semaphore.js';
@@ -32,3 +32,6 @@ export { Election } from './recipes/election.js';
 export type { ElectionOptions, CampaignOptions, Leader, ElectionEvents, ElectionStats } from './recipes/election.js';
 export { StampedeGuard, memoryCacheStore } from './recipes/stampede.js';
 export type { StampedeOptions, GetOptions, CacheStore, CacheEntry, StampedeStats } from './recipes/stampede.js';
+export { RateLimiter } from './recipes/rate-limiter.js';
+export type { RateLimiterOptions, TakeOptions, RateLimiterStats, RateDecision } from './recipes/rate-limiter.js';
+export type { RateRequest, RateStore } from './backends/shared/gcra.js';

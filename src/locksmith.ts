@@ -18,6 +18,7 @@ import {
   checkKey,
   checkLimit,
   checkOptionNames,
+  checkOwner,
   resolveAcquire,
   resolveDefaults,
   type AcquireOptions,
@@ -34,11 +35,14 @@ import { locked, type KeyFn } from './recipes/decorators.js';
 import { Election, type ElectionOptions, type ElectionStats } from './recipes/election.js';
 import { Pool, type PoolOptions, type PoolStats } from './recipes/pool.js';
 import { StampedeGuard, type StampedeOptions, type StampedeStats } from './recipes/stampede.js';
+import { RateLimiter, type RateLimiterOptions, type RateLimiterStats } from './recipes/rate-limiter.js';
 import { TurnQueue, waitLoop, type Nudge, type Turn } from './waiting.js';
 import { Deadlines } from './watchdog.js';
 import { settleWithin } from './core/time.js';
 import { Wakers } from './backends/shared/wakers.js';
 
+
+export type LockStatus = 'free' | 'held' | 'unavailable';
 
 export interface LockEvent {
   key: string;
@@ -78,6 +82,7 @@ export interface LocksmithStats {
   pools: { [name: string]: PoolStats };
   elections: { [name: string]: ElectionStats };
   stampedes: { [name: string]: StampedeStats };
+  rateLimiters: { [name: string]: RateLimiterStats };
 }
 
 /** How long a timed-out acquire waits for its withdrawal from the backend before rejecting. */
@@ -110,8 +115,8 @@ export class Locksmith {
   readonly #turns = new TurnQueue();
   /** This process's waiters per key, woken as soon as a local release is sent. */
   readonly #nudges = new Wakers();
-  readonly #recipes = { pools: new Map<string, Pool>(), elections: new Map<string, Election>(), stampedes: new Map<string, StampedeGuard>() };
-  #stats: Omit<LocksmithStats, 'held' | 'waiting' | 'pools' | 'elections' | 'stampedes'> = {
+  readonly #recipes = { pools: new Map<string, Pool>(), elections: new Map<string, Election>(), stampedes: new Map<string, StampedeGuard>(), rateLimiters: new Map<string, RateLimiter>() };
+  #stats: Omit<LocksmithStats, 'held' | 'waiting' | 'pools' | 'elections' | 'stampedes' | 'rateLimiters'> = {
     acquired: 0,
     released: 0,
     extended: 0,
@@ -228,6 +233,13 @@ export class Locksmith {
     return guard;
   }
 
+  /** A rate limiter (GCRA) whose bucket lives in the backend, shared by every process. */
+  rateLimiter(name: string, options: RateLimiterOptions): RateLimiter {
+    const limiter = new RateLimiter(this.backend, name, options);
+    this.#recipes.rateLimiters.set(limiter.name, limiter);
+    return limiter;
+  }
+
   /** Method decorator: runs the method holding the lock its arguments name. */
   locked<K extends unknown[]>(key: KeyFn<K>, options?: AcquireOptions) {
     return locked(this, key, options);
@@ -245,6 +257,18 @@ export class Locksmith {
     return info !== null && info.holders.length > 0;
   }
 
+  /**
+   * Who holds `key`, as redis_allocator's LockStatus: 'free', 'held' by `owner`, or 'unavailable'
+   * (held by someone else; without an owner, by anyone).
+   */
+  async status(key: string, owner?: string): Promise<LockStatus> {
+    checkKey(key);
+    if (owner !== undefined) checkOwner(owner, key);
+    const info = await this.inspect(key);
+    if (!info || info.holders.length === 0) return 'free';
+    return owner !== undefined && info.holders.some((h) => h.owner === owner) ? 'held' : 'unavailable';
+  }
+
   stats(): LocksmithStats {
     const r = this.#recipes;
     const each = <T, S>(m: Map<string, T>, f: (x: T) => S): { [name: string]: S } => Object.fromEntries([...m].map(([k, v]) => [k, f(v)]));
@@ -255,6 +279,7 @@ export class Locksmith {
       pools: each(r.pools, (p) => p.stats()),
       elections: each(r.elections, (e) => e.stats()),
       stampedes: each(r.stampedes, (g) => g.stats()),
+      rateLimiters: each(r.rateLimiters, (l) => l.stats()),
     };
   }
 

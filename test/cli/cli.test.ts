@@ -2,57 +2,19 @@
 // Redis, Redlock and PostgreSQL servers.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileNameFor } from '../../src/backends/file/index.js';
 import { createDatabase } from '../support/postgres.js';
 import { RedisNode } from '../support/redis.js';
+import { cli, ensureBuilt } from './spawn.js';
 
-const root = resolve(import.meta.dirname, '../..');
-const bin = join(root, 'dist/esm/cli/main.js');
 const dir = mkdtempSync(join(tmpdir(), 'locksmith-cli-'));
 const backend = `file:${dir}`;
 
-interface Run {
-  code: Promise<number | null>;
-  out: () => string;
-  err: () => string;
-  kill: (signal: NodeJS.Signals) => void;
-  waitFor: (text: string) => Promise<void>;
-}
-
-function cli(...args: string[]): Run {
-  const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  const watchers: (() => void)[] = [];
-  child.stdout.on('data', (c: Buffer) => {
-    out += c.toString();
-    watchers.forEach((w) => w());
-  });
-  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-  return {
-    code: new Promise((r) => child.on('exit', (code) => r(code))),
-    out: () => out,
-    err: () => err,
-    kill: (signal) => child.kill(signal),
-    waitFor: (text) =>
-      new Promise((r) => {
-        const check = (): void => {
-          if (out.includes(text)) r();
-        };
-        watchers.push(check);
-        check();
-      }),
-  };
-}
-
-before(() => {
-  if (!existsSync(bin)) execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'inherit' });
-});
+before(ensureBuilt);
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Two runs serialize with rising fences; status sees a holder; a busy name exits 75; elect leads. */
@@ -64,7 +26,7 @@ async function runStatusElect(url: string, tag: string): Promise<void> {
   assert.equal(readFileSync(log, 'utf8'), 'start\nend\n'.repeat(2));
   const fences = runs.map((r) => BigInt(r.out().trim())).sort((a, b) => (a < b ? -1 : 1));
   assert.ok(fences[1]! > fences[0]!);
-  const holder = cli('run', `${tag}-held`, '--backend', url, '--', 'sh', '-c', 'echo ready; sleep 5');
+  const holder = cli('run', `${tag}-held`, '--backend', url, '--', 'sh', '-c', 'echo ready; sleep 30');
   await holder.waitFor('ready');
   const status = cli('status', `${tag}-held`, '--backend', url, '--json');
   assert.equal(await status.code, 0, status.err());
@@ -94,7 +56,7 @@ describe('locksmith CLI', () => {
   });
 
   test('a lock that cannot be taken exits 75 with one line', async () => {
-    const holder = cli('run', 'busy', '--backend', backend, '--', 'sh', '-c', 'echo ready; sleep 5');
+    const holder = cli('run', 'busy', '--backend', backend, '--', 'sh', '-c', 'echo ready; sleep 30');
     await holder.waitFor('ready');
     const second = cli('run', 'busy', '--backend', backend, '--wait', '200ms', '--', 'true');
     assert.equal(await second.code, 75);
@@ -115,7 +77,7 @@ describe('locksmith CLI', () => {
   });
 
   test('a lock lost while the command runs stops it and exits 76', async () => {
-    const r = cli('run', 'lose', '--backend', backend, '--ttl', '300ms', '--', 'sh', '-c', 'trap "echo stopped; exit 0" TERM; echo ready; while :; do sleep 0.05; done');
+    const r = cli('run', 'lose', '--backend', backend, '--ttl', '1s', '--', 'sh', '-c', 'trap "echo stopped; exit 0" TERM; echo ready; while :; do sleep 0.05; done');
     await r.waitFor('ready');
     unlinkSync(join(dir, fileNameFor('lose'))); // someone removes the lock file: the lease is gone
     assert.equal(await r.code, 76);
@@ -124,7 +86,7 @@ describe('locksmith CLI', () => {
   });
 
   test('status shows the holder, --json for machines', async () => {
-    const holder = cli('run', 'shown', '--backend', backend, '--json', '--', 'sh', '-c', 'echo ready; sleep 5');
+    const holder = cli('run', 'shown', '--backend', backend, '--json', '--', 'sh', '-c', 'echo ready; sleep 30');
     await holder.waitFor('ready');
     const text = cli('status', 'shown', '--backend', backend);
     assert.equal(await text.code, 0);
@@ -153,9 +115,21 @@ describe('locksmith CLI', () => {
     assert.equal(lines[2]!.slice(0, 1), lines[3]!.slice(0, 1));
   });
 
-  test('usage errors exit 2; a missing command exits 127', async () => {
+  test('usage errors exit 2, before any backend is touched; a missing command exits 127', async () => {
     for (const args of [
+      [],
       ['run', 'x'],
+      ['run', 'x', '--', ''],
+      ['run', 'a'.repeat(5_000), '--', 'true'],
+      ['run', 'x', '--ttl', '500ms', '--', 'true'],
+      ['run', 'x', '--backend', 'file://', '--', 'true'],
+      ['run', 'x', '--backend', 'redis://127.0.0.1:1/abc', '--', 'true'],
+      ['elect', 'x', '--backend', backend, '--value', 'a\u0001b', '--', 'true'],
+      ['elect', 'x', '--backend', backend, '--value', 'v'.repeat(201), '--', 'true'],
+      ['run', 'x', '--fence-env', 'PATH', '--', 'true'],
+      ['run', 'x', '--fence-env', 'LD_PRELOAD', '--', 'true'],
+      ['run', 'x', '--fence-env', 'NODE_OPTIONS', '--', 'true'],
+      ['run', 'x', '--json=yes', '--', 'true'],
       ['run', '--', 'true'],
       ['run', 'x', '--ttl', '5 minutes', '--', 'true'],
       ['run', 'x', '--colour', 'red', '--', 'true'],

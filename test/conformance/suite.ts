@@ -88,6 +88,20 @@ export function conformance(target: ConformanceTarget): void {
     const name = (): string => `conf:${randomUUID()}`;
 
     describe('exclusive locks', () => {
+      test('status(key, owner?) says free, held by that owner, or unavailable', async () => {
+        const [a, b] = [await client(), await client()];
+        const key = name();
+        assert.equal(await b.status(key), 'free');
+        const lock = await a.acquire(key);
+        assert.equal(await b.status(key, lock.owner), 'held');
+        assert.equal(await b.status(key, 'someone-else'), 'unavailable');
+        assert.equal(await b.status(key), 'unavailable');
+        await lock.release();
+        assert.equal(await b.status(key, lock.owner), 'free');
+        await assert.rejects(b.status('', 'x'), LockArgumentError);
+        await assert.rejects(b.status(key, 'bad\nowner'), LockArgumentError);
+      });
+
       test('one holder at a time; inspect shows it; release frees it', async () => {
         const [a, b] = [await client(), await client()];
         const key = name();
@@ -612,6 +626,31 @@ export function conformance(target: ConformanceTarget): void {
         assert.equal(await b.isLocked(key), false);
         await assert.rejects(a.acquire(name()), LockError);
       });
+    });
+
+    test('owners are data: __proto__, constructor and toString behave like any other owner', async (t) => {
+      const [a, b] = [await client(), await client()];
+      for (const owner of ['__proto__', 'constructor', 'toString']) {
+        const key = name();
+        const lock = await a.acquire(key, { owner });
+        assert.deepEqual((await b.inspect(key))?.holders.map((h) => h.owner), [owner]);
+        await lock.extend(5_000);
+        await lock.release();
+        assert.equal(await b.inspect(key), null);
+        if (!capabilities.shared) {
+          t.diagnostic('backend has no shared leases: exclusive ones only');
+          continue;
+        }
+        const shared = name();
+        const other = await b.read(shared);
+        const reader = await a.read(shared, { owner });
+        assert.deepEqual((await b.inspect(shared))?.holders.map((h) => h.owner).sort(), [owner, other.owner].sort());
+        await reader.extend(5_000);
+        assert.equal('expiresAt' in Object.prototype, false, 'extend() wrote nothing onto Object.prototype');
+        await reader.release();
+        assert.deepEqual((await b.inspect(shared))?.holders.map((h) => h.owner), [other.owner]);
+        await other.release();
+      }
     });
 
     describe('bad input is rejected before any I/O', () => {

@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, cpSync, existsSync, mkdtempSync, openSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { after, describe, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { fileBackend, fileNameFor } from '../../src/backends/file/index.js';
-import { EXCLUSIVE, WAITERS, ofd } from '../../src/backends/file/native.js';
+import { EXCLUSIVE, WAITERS, native } from '../../src/backends/file/native.js';
 import { LockArgumentError, Locksmith } from '../../src/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'locksmith-file-'));
@@ -45,14 +45,40 @@ function child(...args: string[]): { proc: ChildProcess; lines: string[]; line: 
   return { proc, ...reader(proc.stdout), exit };
 }
 
-/** Whether some open file (any process) has registered as waiting on `key`'s lock file. */
+/**
+ * Whether some process has registered as waiting on `key`'s lock file: a read lock on WAITERS with
+ * OFD locks; with flock (no ranges to register on: every release wakes) an inotify watch on the file.
+ */
 function registered(key: string, where = dir): boolean {
-  const fd = openSync(join(where, fileNameFor(key)), 'r');
+  const path = join(where, fileNameFor(key));
+  if (native().kind === 'flock') return watchedByAnyone(statSync(path).ino);
+  const fd = openSync(path, 'r');
   try {
-    return ofd().probe(fd, EXCLUSIVE, WAITERS, 1) !== 0;
+    return native().probe(fd, EXCLUSIVE, WAITERS, 1) !== 0;
   } finally {
     closeSync(fd);
   }
+}
+
+/** Whether any process has an inotify watch on inode `ino` (/proc/PID/fdinfo lists each watch's inode in hex). */
+function watchedByAnyone(ino: number): boolean {
+  const mark = ` ino:${ino.toString(16)} `;
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    let fds: string[] = [];
+    try {
+      fds = readdirSync(`/proc/${pid}/fdinfo`);
+    } catch {
+      continue; // gone, or not ours to read
+    }
+    for (const fd of fds) {
+      try {
+        if (readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8').includes(mark)) return true;
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  return false;
 }
 
 /** Resolves once `check()` holds; fails after `ms`. For observable states, not for timing. */
@@ -246,7 +272,6 @@ describe('file backend', () => {
     const workers = [0, 1, 2].map(() => child('count', dir, 'counter', counter, '25'));
     const codes = await Promise.all(workers.map((w) => w.exit));
     assert.deepEqual(codes, [0, 0, 0]);
-    const { readFileSync } = await import('node:fs');
     assert.equal(readFileSync(counter, 'utf8'), '75');
     const fences = workers.flatMap((w) => w.lines.map((l) => BigInt(l)));
     assert.equal(new Set(fences).size, 75, 'every grant has its own fence');
@@ -306,7 +331,7 @@ describe('file backend', () => {
   });
 
   test('bad options are rejected before any file is touched', () => {
-    for (const options of [{ dir: '' }, { dir: 5 }, { dir: 'a\u0000b' }, { poll: 0 }, { poll: 1.5 }, { poll: '25' }, { linger: -1 }, { linger: NaN }, { folder: '/tmp' }, 'x']) {
+    for (const options of [{ dir: '' }, { dir: 5 }, { dir: 'a\u0000b' }, { mode: 0o400 }, { mode: 0o1600 }, { mode: '600' }, { mode: 416.5 }, { poll: 0 }, { poll: 1.5 }, { poll: '25' }, { linger: -1 }, { linger: NaN }, { folder: '/tmp' }, 'x']) {
       assert.throws(() => fileBackend(options as never), LockArgumentError, JSON.stringify(options));
     }
   });

@@ -1,15 +1,15 @@
-// Loads the native addon (native/ofd.c): open file description locks, the lock file's mapped header,
-// and inotify watches read on the event loop. Loaded on first use, so a failed build only affects the
-// file backend, with a message that says what to do.
+// Loads the native addon (native/file.c): locks that belong to an open file, the lock file's mapped header,
+// and inotify watches read on the event loop. Loaded on first use through node-gyp-build (a prebuilt
+// binary in prebuilds/, else the one built at install), so a missing addon only affects the file
+// backend, with a message that says why and what to do.
 
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { LockAcquisitionError } from '../../errors.js';
 import { here } from './locate.js';
 
-// Byte ranges of a lock file (what each is for: src/backends/file/index.ts); native/ofd.c knows MAIN
-// and WAITERS too.
+// Byte ranges of a lock file (what each is for: src/backends/file/index.ts); native/file.c knows MAIN
+// and WAITERS too. The flock build keeps every range but MAIN in a file of its own (ranges.ts).
 export const MAIN = 0;
 export const INTENT = 1;
 export const META = 2;
@@ -23,12 +23,19 @@ export const EXCLUSIVE = 2;
 /** The lock file's first page, mapped shared: fence counter and exclusive holder's record. */
 export type Header = { readonly __brand: 'Header' };
 
-export interface OfdLocks {
+export interface FileLocks {
+  /** The locking path it was built with: byte ranges (Linux) or whole-file flock(2) (portable). */
+  readonly kind: 'ofd' | 'flock';
+  /** Whether watch() works (inotify); without it waiters poll. */
+  readonly watches: boolean;
   /** true when set, false when another open file holds a conflicting lock. */
   lock(fd: number, type: 0 | 1 | 2, start: number, len: number): boolean;
   /** 0 when a lock of `type` could be set now, else the conflicting lock's type. */
   probe(fd: number, type: 1 | 2, start: number, len: number): 0 | 1 | 2;
-  /** Maps the header page of this open file (growing a shorter file to one page). */
+  /**
+   * Maps the header page of this open file, allocating it first (ENOSPC / EDQUOT when the disk or
+   * quota is full). Touches of the page are guarded: a file truncated under it is an error, not SIGBUS.
+   */
   map(fd: number): Header;
   unmap(header: Header): void;
   /**
@@ -37,94 +44,49 @@ export interface OfdLocks {
    */
   grant(fd: number, header: Header, path: string, ino: number, owner: string, expiresAt: number): bigint | false | null;
   /** The next fence, for a shared holder under META. */
-  next(header: Header): bigint;
+  next(fd: number, header: Header): bigint;
   /** The exclusive holder's new expiry. */
-  renew(header: Header, expiresAt: number): void;
+  renew(fd: number, header: Header, expiresAt: number): void;
   /** The last exclusive holder's record, or null (none, or it kept changing while read). */
   holder(header: Header): [owner: string, fence: bigint, expiresAt: number, pid: number] | null;
-  /** Drops every range this open file holds and wakes registered waiters; true when it woke them. */
+  /** Drops every lock this open file holds and wakes waiters; true when it touched the file. */
   release(fd: number): boolean;
-  /** Use watchFile() instead: one listener gets the events of every watch. */
+  /** Use watchFile() (watch.ts) instead: one listener gets the events of every watch. */
   watch(path: string, listener: (wd: number, mask: number) => void): number;
   unwatch(wd: number): void;
 }
 
-// inotify event bits (<sys/inotify.h>).
-export const IN_ATTRIB = 0x4;
-/** The watched file was deleted or moved away, or the watch ended. */
-export const IN_GONE = 0x400 | 0x800 | 0x8000;
-const IN_IGNORED = 0x8000;
+/** The backends that work where the file backend does not. */
+export const ELSEWHERE = 'the memory, redis, redlock or postgres backend';
 
-export type Change = (mask: number) => void;
+let loaded: FileLocks | undefined;
 
-/** Listeners per watch descriptor. Kept on the addon object, which an ESM and a CJS copy of this module share. */
-type Registry = Map<number, Set<Change>>;
-const REGISTRY = Symbol.for('locksmith.file.watches');
-
-let loaded: OfdLocks | undefined;
-
-export function ofd(): OfdLocks {
+/** The addon, loaded once per process (ESM and CJS copies of this module share node's require cache). */
+export function native(): FileLocks {
   if (loaded) return loaded;
-  if (process.platform !== 'linux') {
-    throw new LockAcquisitionError(`the file backend needs Linux open file description locks; this is ${process.platform}`);
-  }
   // src/backends/file or dist/{esm,cjs}/backends/file: the package root is 3 or 4 levels up.
-  const candidates = [3, 4].map((up) => join(here, ...Array<string>(up).fill('..'), 'build/Release/locksmith_ofd.node'));
-  const found = candidates.find((p) => existsSync(p));
-  if (!found) {
+  const require = createRequire(join(here, 'native.js'));
+  const roots = [3, 4].map((up) => join(here, ...Array<string>(up).fill('..')));
+  const root = roots.find((r) => {
+    try {
+      return (require(join(r, 'package.json')) as { name?: string }).name !== undefined;
+    } catch {
+      return false;
+    }
+  });
+  let addon: Partial<FileLocks>;
+  try {
+    const load = require('node-gyp-build') as (dir: string) => unknown;
+    addon = load(root ?? roots[0]!) as Partial<FileLocks>;
+  } catch (error) {
     throw new LockAcquisitionError(
-      'the file backend needs its native addon, which was not built (it builds on install with node-gyp, python3, make and a C compiler); run `npm rebuild locksmith` and read its output',
+      `the file backend's native addon is not available for ${process.platform}-${process.arch} (no prebuilt binary, and it was not built from source: that needs python3, make and a C compiler at install). Install those and run \`npm rebuild locksmith\`, reading its output, or use ${ELSEWHERE}`,
+      { cause: error },
     );
   }
-  const require = createRequire(join(here, 'native.js'));
-  const addon = require(found) as Partial<OfdLocks>;
-  if (typeof addon.grant !== 'function') {
-    throw new LockAcquisitionError(`the file backend's native addon at ${found} is from an older version; run \`npm rebuild locksmith\``);
+  if (typeof addon.map !== 'function' || typeof addon.kind !== 'string') {
+    throw new LockAcquisitionError("the file backend's native addon is from an older version; run `npm rebuild locksmith`");
   }
-  loaded = addon as OfdLocks;
+  loaded = addon as FileLocks;
   return loaded;
-}
-
-function registry(l: OfdLocks): Registry {
-  const holder = l as OfdLocks & { [REGISTRY]?: Registry };
-  return (holder[REGISTRY] ??= new Map<number, Set<Change>>());
-}
-
-function dispatch(this: void, wd: number, mask: number): void {
-  const watches = registry(ofd());
-  // wd -1: the kernel's queue overflowed and events were lost, so every watcher hears of it.
-  const sets = wd === -1 ? [...watches.values()] : [watches.get(wd)];
-  if (mask & IN_IGNORED) watches.delete(wd);
-  for (const set of sets) {
-    for (const listener of [...(set ?? [])]) {
-      try {
-        listener(mask);
-      } catch {
-        // A listener only wakes waiters; it must not take the others down with it.
-      }
-    }
-  }
-}
-
-/**
- * Watches the file at `path` for the events that can free a lock (see native/ofd.c). Every watch
- * of one file in this process shares a descriptor, so listeners are counted here.
- */
-export function watchFile(path: string, listener: Change): number {
-  const l = ofd();
-  const wd = l.watch(path, dispatch);
-  const watches = registry(l);
-  let set = watches.get(wd);
-  if (!set) watches.set(wd, (set = new Set()));
-  set.add(listener);
-  return wd;
-}
-
-export function unwatchFile(wd: number, listener: Change): void {
-  const l = ofd();
-  const watches = registry(l);
-  const set = watches.get(wd);
-  if (!set?.delete(listener) || set.size > 0) return;
-  watches.delete(wd);
-  l.unwatch(wd);
 }

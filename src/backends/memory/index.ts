@@ -6,6 +6,7 @@ import type { AcquireRequest, AcquireResult, LockBackend, LockInfo, LeaseMode } 
 import { LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
 import { Wakers } from '../shared/wakers.js';
+import { MemoryRates } from './rate.js';
 
 interface Holder {
   fence: bigint;
@@ -32,6 +33,8 @@ export class MemoryStore {
    */
   #fence = BigInt(Date.now()) * 1000n;
   #sweeper: NodeJS.Timeout | undefined;
+  /** Rate-limiter buckets, shared by every backend over this store like its locks. */
+  readonly rates = new MemoryRates();
 
   /**
    * The entry for `key` with expired holders and intents dropped. A free entry stays in the map until
@@ -177,6 +180,10 @@ export function memoryBackend(options?: MemoryBackendOptions): LockBackend & { r
     release: (key, owner) => Promise.resolve(store.release(key, owner)),
     inspect: (key) => Promise.resolve(store.inspect(key)),
     waitForChange: (key, signal) => store.waitForChange(key, signal),
+    rate: {
+      take: (request) => Promise.resolve(store.rates.take(request)),
+      reset: (key) => Promise.resolve(store.rates.reset(key)),
+    },
     close: () => Promise.resolve(),
   };
 }

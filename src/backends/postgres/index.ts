@@ -15,6 +15,7 @@ import { Wakers } from '../shared/wakers.js';
 import { advisoryKey, slotKey } from './keys.js';
 import { grantKind, releaseKind, statements, type Statements } from './sql.js';
 import { quoteIdentifier } from './identifier.js';
+import { postgresRate } from './rate.js';
 
 export { advisoryKey } from './keys.js';
 export { withTransactionLock, type TransactionLockOptions, type TransactionLock } from './transaction.js';
@@ -648,6 +649,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   return {
     name: 'postgres',
     capabilities: { shared: true, wake: true, fencing: true, expiry: 'ttl' },
+    rate: postgresRate(pool as unknown as Parameters<typeof postgresRate>[0], quoteIdentifier(`${sequence}_rate`, 'postgresBackend(): sequence')),
     acquire: (req) => acquire(req),
     extend,
     release,

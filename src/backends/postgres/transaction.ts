@@ -53,6 +53,24 @@ const STILL_HELD = `SELECT count(*) > 0 AS held FROM pg_locks WHERE locktype = '
   AND pid = pg_backend_pid() AND classid = (($1::bigint >> 32) & 4294967295)::oid AND objid = ($1::bigint & 4294967295)::oid`;
 
 /**
+ * Creates the fence sequence inside the caller's transaction. Two transactions creating it at once:
+ * the second waits for the first, then fails with a unique violation when it commits, which would
+ * abort the caller's whole transaction. A savepoint confines that failure, and the sequence the first
+ * one committed is there to use.
+ */
+async function createWithin(q: Queryable, seq: string): Promise<void> {
+  await q.query({ text: 'SAVEPOINT locksmith_create_fence' });
+  try {
+    await q.query({ text: statements(seq).create });
+  } catch (error) {
+    await q.query({ text: 'ROLLBACK TO SAVEPOINT locksmith_create_fence' });
+    const code = (error as { code?: string }).code;
+    if (code !== '23505' && code !== '42P07') throw error; // unique_violation, duplicate_table: created meanwhile
+  }
+  await q.query({ text: 'RELEASE SAVEPOINT locksmith_create_fence' });
+}
+
+/**
  * Runs `fn` holding an advisory lock on `key` until the caller's transaction ends. Call it after
  * BEGIN on the transaction's client; the lock is released by COMMIT or ROLLBACK, not by this
  * function. Waiting happens on the server, bounded by `wait` through lock_timeout.
@@ -83,7 +101,7 @@ export async function withTransactionLock<T>(
     const found = (await q.query({ text: 'SELECT to_regclass($1) IS NOT NULL AS ok', values: [seq] })).rows[0];
     // Created here, it is part of the caller's transaction (gone if that rolls back): not cached.
     if (found?.ok === true) known.add(seq);
-    else await q.query({ text: statements(seq).create });
+    else await createWithin(q, seq);
   }
   const started = performance.now();
   let rows: Record<string, unknown>[];

@@ -12,6 +12,8 @@ export type LockKeys = {
   /** Fair mode: waiting owners by arrival, and when each one's place lapses. */
   queue: string;
   queueExp: string;
+  /** A rate limiter's bucket (rate.ts). */
+  rate: string;
 };
 
 /**
@@ -28,6 +30,7 @@ export function keysFor(prefix: string, name: string): LockKeys {
     waiting: `${tag}:waiting`,
     queue: `${tag}:queue`,
     queueExp: `${tag}:queue-exp`,
+    rate: `${tag}:rate`,
   };
 }
 

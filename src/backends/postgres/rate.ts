@@ -1,0 +1,97 @@
+// Rate-limiter buckets on PostgreSQL: GCRA (backends/shared/gcra.ts) in one statement on an UNLOGGED
+// table, on the server's clock, one round trip per take. The upsert locks the bucket's row, so
+// concurrent takes on one bucket are serialized by the server; takes on different buckets never wait.
+// A bucket that is full again is garbage: every SWEEP_EVERY-th take of a backend also deletes those.
+
+import type { RateDecision, RateRequest, RateStore } from '../shared/gcra.js';
+
+interface Queryable {
+  query(config: { name?: string; text: string; values?: unknown[] }): Promise<{ rows: Record<string, unknown>[] }>;
+}
+
+/** The table, made on first use by whoever gets there first ($ none). */
+const CREATE = (table: string): string => `CREATE UNLOGGED TABLE IF NOT EXISTS ${table} (
+  key text PRIMARY KEY,
+  tat double precision NOT NULL,
+  allowed boolean NOT NULL
+)`;
+
+/**
+ * One GCRA step: $1 the bucket's key, $2 T (ms per token), $3 the tolerance τ = burst × T (ms),
+ * $4 cost. A new bucket takes `cost` at once (cost ≤ burst). On an existing one, every SET expression
+ * reads the old row: `allowed` records the decision, `tat` moves only when allowed. now is the
+ * statement's start, one value however long the row lock took.
+ */
+const TAKE = (table: string): string => `INSERT INTO ${table} AS b (key, tat, allowed)
+VALUES ($1, extract(epoch FROM statement_timestamp()) * 1000 + $2::float8 * $4::float8, true)
+ON CONFLICT (key) DO UPDATE SET
+  allowed = greatest(b.tat, extract(epoch FROM statement_timestamp()) * 1000) + $2::float8 * $4::float8
+    - extract(epoch FROM statement_timestamp()) * 1000 <= $3::float8 + 1e-6,
+  tat = CASE WHEN greatest(b.tat, extract(epoch FROM statement_timestamp()) * 1000) + $2::float8 * $4::float8
+    - extract(epoch FROM statement_timestamp()) * 1000 <= $3::float8 + 1e-6
+    THEN greatest(b.tat, extract(epoch FROM statement_timestamp()) * 1000) + $2::float8 * $4::float8 ELSE b.tat END
+RETURNING b.tat, b.allowed, extract(epoch FROM statement_timestamp()) * 1000 AS now`;
+
+/** A look without a take: $1 the bucket's key. */
+const PEEK = (table: string): string =>
+  `SELECT (SELECT tat FROM ${table} WHERE key = $1) AS tat, extract(epoch FROM clock_timestamp()) * 1000 AS now`;
+
+/** Forgets a bucket: $1 its key. */
+const RESET = (table: string): string => `DELETE FROM ${table} WHERE key = $1`;
+
+/** Deletes the buckets that are full again ($ none). */
+const SWEEP = (table: string): string => `DELETE FROM ${table} WHERE tat < extract(epoch FROM clock_timestamp()) * 1000`;
+
+const SWEEP_EVERY = 256;
+const EPSILON = 1e-6;
+
+/** The decision, from the bucket's TAT after the step (`tat`) and whether the step took. */
+function decide(r: RateRequest, now: number, tat: number, allowed: boolean): RateDecision {
+  const t = r.interval / r.limit;
+  const tolerance = t * r.burst;
+  const base = Math.max(tat, now);
+  return {
+    allowed,
+    remaining: Math.max(0, Math.floor((tolerance - (base - now)) / t + EPSILON)),
+    retryAfter: allowed ? 0 : Math.max(1, Math.ceil(base + t * r.cost - tolerance - now)),
+    resetAt: Math.ceil(base),
+  };
+}
+
+/** Another session made the table at the same moment (IF NOT EXISTS does not cover a race). */
+const raced = (error: unknown): boolean => ['23505', '42P07'].includes((error as { code?: string }).code ?? '');
+
+export function postgresRate(pool: Queryable, table: string): RateStore {
+  let ready: Promise<void> | undefined;
+  let takes = 0;
+  const created = (): Promise<void> =>
+    (ready ??= pool
+      .query({ text: CREATE(table) })
+      .catch((error: unknown) => {
+        if (!raced(error)) throw error;
+      })
+      .then(() => undefined, (error: unknown) => {
+        ready = undefined;
+        throw error;
+      }));
+  return {
+    async take(r) {
+      await created();
+      const t = r.interval / r.limit;
+      if (r.peek) {
+        const row = (await pool.query({ text: PEEK(table), values: [r.key] })).rows[0]!;
+        const now = Number(row.now);
+        const tat = row.tat === null ? now : Number(row.tat);
+        const allowed = Math.max(tat, now) + t * r.cost - now <= t * r.burst + EPSILON;
+        return decide(r, now, tat, allowed);
+      }
+      if (++takes % SWEEP_EVERY === 0) void pool.query({ text: SWEEP(table) }).catch(() => undefined);
+      const row = (await pool.query({ text: TAKE(table), values: [r.key, t, t * r.burst, r.cost] })).rows[0]!;
+      return decide(r, Number(row.now), Number(row.tat), row.allowed === true);
+    },
+    async reset(key) {
+      await created();
+      await pool.query({ text: RESET(table), values: [key] });
+    },
+  };
+}

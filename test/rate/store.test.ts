@@ -1,0 +1,151 @@
+// The backends' rate stores (GCRA, atomic on the backend's clock), checked the same way on each:
+// memory, Redis, Redis Cluster and PostgreSQL, on servers the test starts or databases it makes.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { Cluster, Redis } from 'ioredis';
+import type { LockBackend } from '../../src/backend.js';
+import type { RateRequest, RateStore } from '../../src/backends/shared/gcra.js';
+import { memoryBackend } from '../../src/backends/memory/index.js';
+import { postgresBackend } from '../../src/backends/postgres/index.js';
+import { redisBackend } from '../../src/backends/redis/index.js';
+import { createDatabase, type TestDatabase } from '../support/postgres.js';
+import { RedisNode, startCluster, stopAll } from '../support/redis.js';
+
+interface Target {
+  name: string;
+  open: () => Promise<{ backend: LockBackend; keys: () => Promise<number>; close: () => Promise<void> }>;
+}
+
+/** Live keys: SCAN skips expired ones (DBSIZE counts keys not yet evicted). */
+async function scanCount(client: Redis): Promise<number> {
+  let cursor = '0';
+  let n = 0;
+  do {
+    const [next, keys] = await client.scan(cursor, 'COUNT', 1000);
+    cursor = next;
+    n += keys.length;
+  } while (cursor !== '0');
+  return n;
+}
+
+const req = (key: string, over: Partial<RateRequest> = {}): RateRequest => ({ key, limit: 5, interval: 1_000, burst: 5, cost: 1, peek: false, ...over });
+
+let node: RedisNode;
+let db: TestDatabase;
+const targets: Target[] = [
+  {
+    name: 'memory',
+    open: () => {
+      const backend = memoryBackend();
+      return Promise.resolve({ backend, keys: () => Promise.resolve(backend.store.rates.size), close: () => backend.close() });
+    },
+  },
+  {
+    name: 'redis',
+    open: () => {
+      const client = new Redis(node.port, '127.0.0.1');
+      return Promise.resolve({ backend: redisBackend({ client }), keys: () => scanCount(client), close: async () => void client.disconnect() });
+    },
+  },
+  {
+    name: 'redis cluster',
+    open: async () => {
+      const nodes = await startCluster();
+      const client = new Cluster(nodes.map((n) => ({ host: '127.0.0.1', port: n.port })));
+      const count = async (): Promise<number> => (await Promise.all(client.nodes('master').map(scanCount))).reduce((a, b) => a + b, 0);
+      return { backend: redisBackend({ client }), keys: count, close: async () => void client.disconnect() };
+    },
+  },
+  {
+    name: 'postgres',
+    open: () => {
+      const pool = db.pool({ max: 4 });
+      const keys = async (): Promise<number> => {
+        // Rows of buckets full again for a while: what the sweep must have taken.
+        const { rows } = await pool.query<{ n: string }>('SELECT count(*) AS n FROM locksmith_fence_rate WHERE tat < extract(epoch FROM clock_timestamp()) * 1000 - 100');
+        return Number(rows[0]?.n);
+      };
+      return Promise.resolve({ backend: postgresBackend({ pool }), keys, close: () => pool.end() });
+    },
+  },
+];
+
+before(async () => {
+  node = await RedisNode.start();
+  db = await createDatabase();
+});
+after(async () => {
+  await stopAll();
+  await db.drop();
+});
+
+async function until(condition: () => Promise<boolean>, ms = 5_000): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!(await condition())) {
+    if (performance.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
+    await delay(20);
+  }
+}
+
+for (const target of targets) {
+  describe(`rate store: ${target.name}`, () => {
+    let opened: Awaited<ReturnType<Target['open']>>;
+    let rate: RateStore;
+    before(async () => {
+      opened = await target.open();
+      rate = opened.backend.rate!;
+    });
+    after(() => opened.close());
+
+    test('a full bucket gives `burst` tokens, then refuses with the time to the next one', async () => {
+      const remaining: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const d = await rate.take(req('burst'));
+        assert.equal(d.allowed, true);
+        assert.equal(d.retryAfter, 0);
+        remaining.push(d.remaining);
+      }
+      assert.deepEqual(remaining, [4, 3, 2, 1, 0]);
+      const refused = await rate.take(req('burst'));
+      assert.equal(refused.allowed, false);
+      assert.equal(refused.remaining, 0);
+      assert.ok(refused.retryAfter > 0 && refused.retryAfter <= 200, `retryAfter ${refused.retryAfter}`);
+      assert.ok(refused.resetAt > Date.now() + 500 && refused.resetAt <= Date.now() + 1_100, `resetAt in ${refused.resetAt - Date.now()} ms`);
+    });
+
+    test('peek consumes nothing; a cost above what is left is refused whole', async () => {
+      assert.equal((await rate.take(req('peek', { cost: 3 }))).remaining, 2);
+      const look = await rate.take(req('peek', { cost: 2, peek: true }));
+      assert.deepEqual([look.allowed, look.remaining], [true, 2]);
+      const big = await rate.take(req('peek', { cost: 3 }));
+      assert.deepEqual([big.allowed, big.remaining], [false, 2]);
+      assert.equal((await rate.take(req('peek', { cost: 2 }))).allowed, true, 'the refused take consumed nothing');
+    });
+
+    test('tokens come back at the rate; reset fills the bucket', async () => {
+      for (let i = 0; i < 5; i++) await rate.take(req('refill'));
+      const refused = await rate.take(req('refill'));
+      await delay(refused.retryAfter + 5);
+      assert.equal((await rate.take(req('refill'))).allowed, true);
+      await rate.reset('refill');
+      assert.equal((await rate.take(req('refill'))).remaining, 4);
+    });
+
+    test('concurrent takes never admit more than the burst', async () => {
+      const decisions = await Promise.all(Array.from({ length: 60 }, () => rate.take(req('race', { limit: 10, interval: 60_000, burst: 10 }))));
+      assert.equal(decisions.filter((d) => d.allowed).length, 10);
+      await rate.reset('race'); // a minute-long bucket: the next test counts what is left
+    });
+
+    test('a bucket leaves nothing behind once it is full again', async () => {
+      for (let i = 0; i < 200; i++) await rate.take(req(`gone:${i}`, { limit: 10, interval: 100, burst: 10 }));
+      await delay(150);
+      await delay(100);
+      // PostgreSQL sweeps every 256th take; the others forget a bucket by themselves.
+      for (let i = 0; i < 256; i++) await rate.take(req(`sweep:${i}`, { limit: 1_000, interval: 1, burst: 1 }));
+      await until(async () => (await opened.keys()) === 0);
+    });
+  });
+}
