@@ -1,112 +1,188 @@
 // Redis backend vs the raw commands and peer libraries, on one redis-server started here, in one run.
-//   A: sequential acquire+release on one key (3000 in all, in 15 rounds; see rounds() in stats.ts)
+//   A: sequential acquire+release, each on a new key (3000 in all, in 15 rounds; see rounds() in
+//      stats.ts), with the client's CPU per pair
 //   B: 64 concurrent workers, each on its own key (19200 in all, in 15 rounds)
 //   C: 16 workers on one key, each holding it 1 ms: throughput and the release → next-acquire gap
+//   and the server's time per pair (INFO commandstats) for the raw floor and for us.
+// BENCH_CLIENT picks the client every contender shares: ioredis6 (default: RESP3, its defaults),
+// ioredis5, or node-redis (5; the peers need ioredis, so only the raw floor and us run).
 // Run: npm run bench:redis (builds first; the library is the built package, as users run it)
 
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Redis as Redis5 } from 'ioredis';
+import { Redis as Redis6 } from 'ioredis-v6';
+import { createClient } from 'redis-v5';
 import Redlock from 'redlock';
 import { Redlock as SesameRedlock } from '@sesamecare-oss/redlock';
 import { Mutex } from 'redis-semaphore';
 import { Locksmith } from 'locksmith';
 import { redisBackend } from 'locksmith/redis';
 import { RedisNode } from '../test/support/redis.js';
-import { abcRow, alternating, handoff, table, type Take } from './stats.js';
+import { distinctKeys, handoff, median, rounds, table, type Take } from './stats.js';
 
 const ROUNDS = 15;
 const A_OPS = Math.round(Number(process.env.BENCH_A ?? 3_000) / ROUNDS); // per round
 const B_OPS = Math.round(Number(process.env.BENCH_B ?? 19_200) / ROUNDS / 64) * 64; // per round
 const C_OPS = Number(process.env.BENCH_C ?? 1_000);
 const TTL = 10_000;
+const FLAVOR = process.env.BENCH_CLIENT ?? 'ioredis6';
 
 const RAW_DEL = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
-/** The cheapest fenced grant: the counter's INCR and the SET NX PX in one script (as the issue asks). */
-const FENCED_SET = `local f = redis.call('INCR', KEYS[2]) if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return f end return 0`;
+/** The cheapest fenced grant: a server-clock fence and the SET NX PX in one script. */
+const FENCED_SET = `local t = redis.call('TIME') if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return t[1] * 1000000 + t[2] end return 0`;
 
-/** C: 16 workers on one fresh key, each holding it 1 ms. */
-function caseC(take: Take): Promise<{ ops: number; p50: number; p99: number }> {
-  const key = `bench:c:${randomUUID()}`;
-  return handoff(16, C_OPS, () => take(key), () => new Promise((r) => setTimeout(r, 1)));
+/** The raw commands on one connection of the chosen client. */
+interface Raw {
+  client: unknown;
+  setNx(key: string, token: string): Promise<boolean>;
+  load(source: string): Promise<string>;
+  evalsha(sha: string, keys: string[], args: (string | number)[]): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+async function connect(port: number): Promise<Raw> {
+  if (FLAVOR === 'node-redis') {
+    const c = createClient({ url: `redis://127.0.0.1:${port}` });
+    await c.connect();
+    return {
+      client: c,
+      setNx: async (key, token) => (await c.set(key, token, { PX: TTL, NX: true })) === 'OK',
+      load: (source) => c.scriptLoad(source),
+      evalsha: (sha, keys, args) => c.evalSha(sha, { keys, arguments: args.map(String) }),
+      close: async () => void c.destroy(),
+    };
+  }
+  const c = FLAVOR === 'ioredis5' ? new Redis5(port, '127.0.0.1') : new Redis6(port, '127.0.0.1');
+  return {
+    client: c,
+    setNx: async (key, token) => (await c.set(key, token, 'PX', TTL, 'NX')) === 'OK',
+    load: async (source) => String(await c.script('LOAD', source)),
+    evalsha: (sha, keys, args) => c.evalsha(sha, keys.length, ...keys, ...args),
+    close: async () => c.disconnect(),
+  };
+}
+
+/** Retries a grant that may be refused every 1, 2, 4 … 10 ms, as the peers are set to. */
+async function polling(grant: () => Promise<boolean>): Promise<void> {
+  for (let delay = 1; !(await grant()); delay = Math.min(delay * 2, 10)) await new Promise((r) => setTimeout(r, delay));
+}
+
+/** Server µs per acquire+release, from INFO commandstats over `n` sequential pairs. */
+async function serverTime(admin: Redis5, take: Take, n = 3_000): Promise<number> {
+  await admin.config('RESETSTAT');
+  for (let i = 0; i < n; i++) await (await take(`bench:s:${randomUUID()}`))();
+  const stats = await admin.info('commandstats');
+  let usec = 0;
+  for (const m of stats.matchAll(/^cmdstat_(\w+):calls=(\d+),usec=(\d+)/gm)) if (m[1] !== 'config' && m[1] !== 'info') usec += Number(m[3]);
+  return usec / n;
 }
 
 export async function benchRedis(): Promise<Record<string, string | number>[]> {
   const node = await RedisNode.start();
-  const clients: Redis[] = [];
-  const client = (): Redis => {
-    const c = new Redis(node.port, '127.0.0.1');
-    clients.push(c);
+  const conns: Raw[] = [];
+  const conn = async (): Promise<Raw> => {
+    const c = await connect(node.port);
+    conns.push(c);
     return c;
   };
+  const admin = new Redis5(node.port, '127.0.0.1');
   try {
-    const raw = client();
-    const rawDelSha = (await raw.script('LOAD', RAW_DEL)) as string;
+    const raw = await conn();
+    const rawDel = await raw.load(RAW_DEL);
     const rawTake: Take = async (key) => {
       const token = randomUUID();
-      for (let delay = 1; ; delay = Math.min(delay * 2, 10)) {
-        if ((await raw.set(key, token, 'PX', TTL, 'NX')) === 'OK') return () => raw.evalsha(rawDelSha, 1, key, token);
-        await new Promise((r) => setTimeout(r, delay));
-      }
+      await polling(() => raw.setNx(key, token));
+      return () => raw.evalsha(rawDel, [key], [token]);
     };
     // The fenced floor: what any lock that fences in the grant's own script must at least send.
-    const fencedSha = (await raw.script('LOAD', FENCED_SET)) as string;
+    const fenced = await raw.load(FENCED_SET);
     const fencedTake: Take = async (key) => {
       const token = randomUUID();
       const lease = `{${key}}:lease`;
-      for (let delay = 1; ; delay = Math.min(delay * 2, 10)) {
-        if ((await raw.evalsha(fencedSha, 2, lease, `{${key}}:fence`, token, TTL)) !== 0) return () => raw.evalsha(rawDelSha, 1, lease, token);
-        await new Promise((r) => setTimeout(r, delay));
-      }
+      await polling(async () => (await raw.evalsha(fenced, [lease], [token, TTL])) !== 0);
+      return () => raw.evalsha(rawDel, [lease], [token]);
     };
-    const locks = new Locksmith(redisBackend({ client: client() }), { ttl: TTL, wait: 60_000 });
+    const locks = new Locksmith(redisBackend({ client: (await conn()).client }), { ttl: TTL, wait: 60_000 });
     const ours: Take = async (key) => {
       const lock = await locks.acquire(key);
       return () => lock.release();
     };
-    // Peers configured to wait as tightly as they allow (they poll).
-    const redlock = new Redlock([client()], { retryCount: -1, retryDelay: 2, retryJitter: 1 });
-    redlock.on('clientError', () => undefined);
-    const redlockTake: Take = async (key) => {
-      const lock = await redlock.lock(key, TTL);
-      return () => lock.unlock();
-    };
-    const sesame = new SesameRedlock([client()], { retryCount: -1, retryDelay: 2, retryJitter: 1 });
-    sesame.on('error', () => undefined);
-    const sesameTake: Take = async (key) => {
-      const lock = await sesame.acquire([key], TTL);
-      return () => lock.release();
-    };
-    const semClient = client();
-    const semaphoreTake: Take = async (key) => {
-      const mutex = new Mutex(semClient, key, { lockTimeout: TTL, acquireTimeout: 60_000, retryInterval: 2 });
-      await mutex.acquire();
-      return () => mutex.release();
-    };
-
     const contenders: [string, Take][] = [
       ['raw SET NX PX + Lua DEL', rawTake],
-      ['fenced floor: INCR + SET NX PX script', fencedTake],
+      ['fenced floor: TIME + SET NX PX script', fencedTake],
       ['locksmith', ours],
-      ['redlock 4', redlockTake],
-      ['@sesamecare-oss/redlock', sesameTake],
-      ['redis-semaphore Mutex', semaphoreTake],
     ];
-    // C (long, latency-bound) runs once each, after A and B.
-    const ab = await alternating(contenders.map((c) => c[1]), { ops: A_OPS }, { ops: B_OPS, workers: 64 }, ROUNDS);
+    if (FLAVOR !== 'node-redis') contenders.push(...(await peers(conn)));
+    const cpu: number[][] = contenders.map(() => []);
+    const A = await rounds(
+      contenders.map(([, take], i) => async () => {
+        const c0 = process.cpuUsage();
+        const t0 = performance.now();
+        for (let j = 0; j < A_OPS; j++) await (await take(`bench:a:${randomUUID()}`))();
+        const ops = A_OPS / ((performance.now() - t0) / 1000);
+        const used = process.cpuUsage(c0);
+        cpu[i]!.push((used.user + used.system) / A_OPS);
+        return ops;
+      }),
+      ROUNDS,
+      async () => {
+        for (const [, take] of contenders) for (let j = 0; j < 300; j++) await (await take(`bench:w:${j}`))();
+      },
+    );
+    const B = await rounds(contenders.map(([, take]) => () => distinctKeys(take, B_OPS, 64)), ROUNDS);
+    const server = [await serverTime(admin, rawTake), NaN, await serverTime(admin, ours)];
     const rows: Record<string, string | number>[] = [];
     for (const [i, [name, take]] of contenders.entries()) {
       console.error(`  ${name}…`);
-      const c = await caseC(take);
-      rows.push(abcRow(name, i, ab, 64, c));
+      const key = `bench:c:${randomUUID()}`;
+      const c = await handoff(16, C_OPS, () => take(key), () => new Promise((r) => setTimeout(r, 1)));
+      rows.push({
+        contender: name,
+        'A seq ops/s': A.ops[i]!,
+        'A vs raw': A.ratio[i]!,
+        'A CPU µs/pair': median(cpu[i]!),
+        'server µs/pair': server[i] ?? NaN,
+        'B 64 keys ops/s': B.ops[i]!,
+        'B vs raw': B.ratio[i]!,
+        'C ops/s': c.ops,
+        'C gap p50 ms': c.p50,
+        'C gap p99 ms': c.p99,
+      });
     }
     await locks.close();
     return rows;
   } finally {
-    for (const c of clients) c.disconnect();
+    for (const c of conns) await c.close();
+    admin.disconnect();
     await node.stop();
   }
 }
 
+/** Peers configured to wait as tightly as they allow (they poll), each on its own ioredis connection. */
+async function peers(conn: () => Promise<Raw>): Promise<[string, Take][]> {
+  const redlock = new Redlock([(await conn()).client], { retryCount: -1, retryDelay: 2, retryJitter: 1 });
+  redlock.on('clientError', () => undefined);
+  const sesame = new SesameRedlock([(await conn()).client as never], { retryCount: -1, retryDelay: 2, retryJitter: 1 });
+  sesame.on('error', () => undefined);
+  const semClient = (await conn()).client as never;
+  return [
+    ['redlock 4', async (key) => {
+      const lock = await redlock.lock(key, TTL);
+      return () => lock.unlock();
+    }],
+    ['@sesamecare-oss/redlock', async (key) => {
+      const lock = await sesame.acquire([key], TTL);
+      return () => lock.release();
+    }],
+    ['redis-semaphore Mutex', async (key) => {
+      const mutex = new Mutex(semClient, key, { lockTimeout: TTL, acquireTimeout: 60_000, retryInterval: 2 });
+      await mutex.acquire();
+      return () => mutex.release();
+    }],
+  ];
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
+  console.log(`client: ${FLAVOR}`);
   console.log(table(await benchRedis()));
 }

@@ -1,12 +1,19 @@
 // Redlock over 5 local redis-server nodes: sequential acquire+release, against the peers and a raw
-// 5-node floor (SET NX PX to all in parallel, done at a majority; owner-checked DEL to all).
+// 5-node floor (SET NX PX to all in parallel, done at a majority; owner-checked DEL to all); then
+// fairness: 5 client processes on one key, each holding it 10 ms, wait 5 s, for Redlock and for a
+// single Redis node (grants per client, timeouts, Jain's index over clients).
+// BENCH_CLIENT: ioredis6 (default) or ioredis5, shared by every contender. BENCH_FAIRNESS: only | none.
 // Run: npm run bench:redlock (builds first; the library is the built package)
 
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { fileURLToPath } from 'node:url';
+import { Redis as Redis5 } from 'ioredis';
+import { Redis as Redis6 } from 'ioredis-v6';
 import Redlock from 'redlock';
 import { Redlock as SesameRedlock } from '@sesamecare-oss/redlock';
-import { Locksmith } from 'locksmith';
+import { Locksmith, LockTimeoutError } from 'locksmith';
+import { redisBackend } from 'locksmith/redis';
 import { redlockBackend } from 'locksmith/redlock';
 import { RedisNode } from '../test/support/redis.js';
 import { rounds, table } from './stats.js';
@@ -14,6 +21,9 @@ import { rounds, table } from './stats.js';
 const ROUNDS = 15;
 const OPS = Number(process.env.BENCH_N ?? 1_500);
 const TTL = 10_000;
+const FLAVOR = process.env.BENCH_CLIENT ?? 'ioredis6';
+type Redis = Redis5;
+const newClient = (port: number): Redis => (FLAVOR === 'ioredis5' ? new Redis5(port, '127.0.0.1') : (new Redis6(port, '127.0.0.1') as unknown as Redis5));
 const RAW_DEL = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
 /** The cheapest fenced grant per node: the counter's INCR and the SET NX PX in one script. */
 const FENCED_SET = `local f = redis.call('INCR', KEYS[2]) if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return f end return 0`;
@@ -46,7 +56,7 @@ export async function benchRedlock(): Promise<Record<string, string | number>[]>
   const nodes = await Promise.all([0, 1, 2, 3, 4].map(() => RedisNode.start()));
   const all: Redis[] = [];
   const clients = (): Redis[] => {
-    const set = nodes.map((n) => new Redis(n.port, '127.0.0.1'));
+    const set = nodes.map((n) => newClient(n.port));
     all.push(...set);
     return set;
   };
@@ -66,7 +76,7 @@ export async function benchRedlock(): Promise<Record<string, string | number>[]>
       if (!(await majority(raw.map((c, i) => c.evalsha(fencedShas[i]!, 2, '{bench:rl}:lease', '{bench:rl}:fence', token, TTL)), 3))) throw new Error('fenced: no quorum');
       await majority(raw.map((c, i) => c.evalsha(shas[i]!, 1, '{bench:rl}:lease', token)), 3);
     };
-    const locks = new Locksmith(redlockBackend({ clients: clients() }), { ttl: TTL, wait: 10_000 });
+    const locks = new Locksmith(redlockBackend({ clients: clients(), nodeTimeout: 200 }), { ttl: TTL, wait: 10_000 });
     const oursOnce: Once = async () => {
       const lock = await locks.acquire('bench:rl');
       await lock.release();
@@ -110,6 +120,66 @@ export async function benchRedlock(): Promise<Record<string, string | number>[]>
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  console.log(table(await benchRedlock()));
+/** One client process of the fairness run: takes the key again and again until `until` (epoch ms). */
+async function fairnessClient(config: { kind: 'redlock' | 'redis'; ports: number[]; key: string; seconds: number }): Promise<void> {
+  const clients = config.ports.map((p) => newClient(p));
+  const backend = config.kind === 'redlock' ? redlockBackend({ clients, nodeTimeout: 200 }) : redisBackend({ client: clients[0] });
+  const locks = new Locksmith(backend, { ttl: 2_000, wait: 5_000 });
+  let grants = 0;
+  let timeouts = 0;
+  // Every process starts at once, whenever it finished loading: on the parent's word.
+  console.log('ready');
+  await new Promise((r) => process.stdin.once('data', r));
+  const until = Date.now() + config.seconds * 1000;
+  while (Date.now() < until) {
+    try {
+      const lock = await locks.acquire(config.key);
+      grants += 1;
+      await new Promise((r) => setTimeout(r, 10));
+      await lock.release();
+    } catch (error) {
+      if (!(error instanceof LockTimeoutError)) throw error;
+      timeouts += 1;
+    }
+  }
+  await locks.close();
+  for (const c of clients) c.disconnect();
+  console.log(JSON.stringify({ grants, timeouts }));
+}
+
+/** Five client processes on one key for `seconds`: grants per client, timeouts, Jain's fairness index. */
+export async function fairness(kind: 'redlock' | 'redis', ports: number[], seconds: number): Promise<Record<string, string | number>> {
+  const config = { kind, ports, key: `fair:${randomUUID()}`, seconds };
+  const ready: Promise<void>[] = [];
+  const children = [0, 1, 2, 3, 4].map(() => {
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'child', JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    ready.push(new Promise((resolve) => child.stdout.once('data', () => resolve())));
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    return { child, done: new Promise<{ grants: number; timeouts: number }>((resolve, reject) => {
+      child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.slice(out.indexOf('\n') + 1)) as { grants: number; timeouts: number }) : reject(new Error(`client exited with ${code}`))));
+    }) };
+  });
+  await Promise.all(ready);
+  for (const { child } of children) child.stdin.end('go\n');
+  const results = await Promise.all(children.map((c) => c.done));
+  const grants = results.map((r) => r.grants);
+  const sum = grants.reduce((a, b) => a + b, 0);
+  const jain = (sum * sum) / (grants.length * grants.reduce((a, b) => a + b * b, 0));
+  return { backend: kind, 'grants per client': grants.join(' / '), timeouts: results.reduce((a, r) => a + r.timeouts, 0), 'Jain index': jain };
+}
+
+if (process.argv[2] === 'child') {
+  await fairnessClient(JSON.parse(process.argv[3]!) as Parameters<typeof fairnessClient>[0]);
+} else if (import.meta.url === `file://${process.argv[1]}`) {
+  console.log(`client: ${FLAVOR}`);
+  if (process.env.BENCH_FAIRNESS !== 'only') console.log(table(await benchRedlock()));
+  if (process.env.BENCH_FAIRNESS === 'none') process.exit(0);
+  const nodes = await Promise.all([0, 1, 2, 3, 4].map(() => RedisNode.start()));
+  try {
+    const seconds = Number(process.env.BENCH_FAIR_S ?? 20);
+    console.log(table([await fairness('redlock', nodes.map((n) => n.port), seconds), await fairness('redis', [nodes[0]!.port], seconds)]));
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop()));
+  }
 }

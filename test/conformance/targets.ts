@@ -13,6 +13,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
+import { Cluster as Cluster6, Redis as Redis6 } from 'ioredis-v6';
 import { createClient, createCluster } from 'redis';
 import { createClient as createClientV5, createCluster as createClusterV5 } from 'redis-v5';
 import { fileBackend } from '../../src/backends/file/index.js';
@@ -116,8 +117,8 @@ function clientList(): { add: <C extends Client>(c: C) => C; end: () => Promise<
  * An ioredis client once connected: like node-redis's connect(), so a test's first command (which
  * the backend bounds by the lease's ttl, as short as 100 ms here) does not also pay for connecting.
  */
-async function ready<C extends Redis | Cluster>(client: C): Promise<C> {
-  if (client.status !== 'ready') await new Promise((resolve) => client.once('ready', resolve));
+async function ready<C extends { status: string; once(event: 'ready', listener: () => void): unknown }>(client: C): Promise<C> {
+  if (client.status !== 'ready') await new Promise<void>((resolve) => client.once('ready', resolve));
   return client;
 }
 
@@ -146,6 +147,12 @@ export const redis: Target[] = [
     backend: async () => redisBackend({ client: single.add(await ready(new Redis(node.port, '127.0.0.1'))), prefix: 'fair:', fair: true }),
     forget: flushSingle,
     crashHolder: redisCrash('fair:'),
+  },
+  {
+    name: 'redis (ioredis 6, RESP3)',
+    backend: async () => redisBackend({ client: single.add(await ready(new Redis6(node.port, '127.0.0.1'))), prefix: 'io6:' }),
+    forget: flushSingle,
+    crashHolder: redisCrash('io6:'),
   },
   {
     name: 'redis (node-redis 4)',
@@ -185,6 +192,12 @@ export const redisCluster: Target[] = [
     after: clustered.end,
     forget: flushCluster,
     crashHolder: clusterCrash(),
+  },
+  {
+    name: 'redis cluster (ioredis 6, RESP3)',
+    backend: async () => redisBackend({ client: clustered.add(await ready(new Cluster6(masters.map((n) => ({ host: '127.0.0.1', port: n.port }))))), prefix: 'io6:' }),
+    forget: flushCluster,
+    crashHolder: clusterCrash('io6:'),
   },
   {
     name: 'redis cluster (node-redis 4)',

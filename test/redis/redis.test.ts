@@ -4,21 +4,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { Cluster, Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
 import { keysFor, redisBackend } from '../../src/backends/redis/index.js';
 import { LockAcquisitionError, LockArgumentError, LockExpiredError, Locksmith, LockTimeoutError } from '../../src/index.js';
-import { RedisNode, startCluster, stopAll } from '../support/redis.js';
+import { disconnectClients, ioClient as io, RedisNode, startCluster, stopAll } from '../support/redis.js';
 
 const clients: { disconnect(): void }[] = [];
-function io(node: RedisNode, options: object = {}): Redis {
-  const client = new Redis(node.port, '127.0.0.1', { maxRetriesPerRequest: 1, retryStrategy: () => 50, ...options });
-  client.on('error', () => undefined);
-  clients.push(client);
-  return client;
-}
-
 after(async () => {
   for (const c of clients) c.disconnect();
+  disconnectClients();
   await stopAll();
 });
 
@@ -185,14 +179,15 @@ describe('redis backend', () => {
     assert.equal(await backend.release('handover:basic', 'a'), true);
     // Before b asks again, the server already has it as b's, with b's ttl.
     const held = await observer.get(k.lease);
-    assert.match(String(held), /^b\n\d+$/);
+    // The value carries the mark of a refusal ("w"): the next release wakes waiters.
+    assert.match(String(held), /^b\n\d+w$/);
     const pttl = await observer.pttl(k.lease);
     assert.ok(pttl > 0 && pttl <= 5_000, `pttl ${pttl}`);
     const sent = performance.now();
     const second = await backend.acquire({ key: 'handover:basic', owner: 'b', ttl: 5_000, mode: 'exclusive', queue: true, wait: 10_000 });
     assert.ok(second.granted);
     assert.ok(second.fence > first.fence, `${second.fence} after ${first.fence}`);
-    assert.equal(String(second.fence), String(held).split('\n')[1]);
+    assert.equal(`${second.fence}w`, String(held).split('\n')[1]);
     // Counted from before the release was sent, so no longer than the server keeps it.
     assert.ok(second.validity !== undefined && second.validity <= 5_000 - (performance.now() - sent));
     assert.equal(await backend.release('handover:basic', 'b'), true);
@@ -351,7 +346,7 @@ describe('redis backend', () => {
 
   test('every key of a lock shares one non-empty hash tag, whatever the name', () => {
     for (const name of ['plain', '}x', '{', 'a{b}c', '%7B', '{}', 'é:{/}']) {
-      const keys = Object.values(keysFor('p:', name));
+      const keys: string[] = Object.values(keysFor('p:', name));
       const tags = keys.map((k) => /\{([^}]*)\}/.exec(k)?.[1]);
       assert.ok(tags[0], `tag for ${name}`);
       assert.ok(tags.every((t) => t === tags[0]), `${name}: ${keys.join(' ')}`);

@@ -122,6 +122,40 @@ describe('redlock', () => {
     await lock.release();
   });
 
+  test('clients that reach one server are refused before any lock', async () => {
+    const same = [0, 1, 2].map(() => {
+      const c = new Redis(nodes[0]!.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+      clients.push(c);
+      return c;
+    });
+    const locks = new Locksmith(redlockBackend({ clients: same }), { wait: 0 });
+    open.push(locks);
+    const error = await locks.acquire('same-server').catch((e: unknown) => e);
+    assert.ok(error instanceof LockArgumentError, String(error));
+    assert.match(error.message, /same Redis server/);
+    assert.equal((await nodes[0]!.cli('EXISTS', 'locksmith:{same-server}:lease')).trim(), '0', 'nothing was locked');
+  });
+
+  test('waiters are woken by the release, not by their backoff', async () => {
+    const a = locksmith();
+    locksmith(); // its five clients serve a waiter that would poll only every 5 s
+    const slow = new Locksmith(redlockBackend({ clients: clients.slice(-5), nodeTimeout: NODE_TIMEOUT }), { backoff: { initial: 5_000, max: 5_000 } });
+    open.push(slow);
+    const gaps: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const lock = await a.acquire('wake');
+      const waiting = slow.acquire('wake', { wait: 10_000 });
+      await new Promise((r) => setTimeout(r, 30)); // refused, and waiting
+      const released = performance.now();
+      await lock.release();
+      const next = await waiting;
+      gaps.push(performance.now() - released);
+      await next.release();
+    }
+    gaps.sort((x, y) => x - y);
+    assert.ok(gaps[5]! < 200, `median handoff ${gaps[5]!.toFixed(1)} ms (backoff would be 5000 ms)`);
+  });
+
   test('read locks and semaphores are refused clearly, before any I/O', async () => {
     const a = locksmith();
     await assert.rejects(a.read('r'), LockArgumentError);

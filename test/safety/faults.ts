@@ -342,6 +342,18 @@ registerFault({
     strike(context, 'majority-loss', () => killRestart(context, pick(context, Math.floor(context.system.nodes.length / 2) + 1), true, pastTtl(context), 'now')),
 });
 
+/**
+ * One node forgets everything (no persistence) while a lease is held on it: the quorum that granted
+ * still has a majority that remembers, and fences go on rising from the nodes' clocks and the kept
+ * fences of the others.
+ */
+registerFault({
+  name: 'node-restart-empty',
+  summary: 'one node is killed (SIGKILL) while a client holds the lock and restarted at once without its data',
+  supports: quorum,
+  inject: (context) => strike(context, 'node-restart-empty', () => killRestart(context, pick(context, 1), false, context.random.int(50, 200), 'now')),
+});
+
 registerFault({
   name: 'node-pause',
   summary: 'one node is stopped (SIGSTOP) for longer than the ttl, then resumed',

@@ -19,7 +19,7 @@ after(() => killAllClients());
 // Taken before the broken system below is registered, so it covers the real backends only.
 const config = configFromEnv({ ...process.env, SAFETY_MODE: 'ci' });
 
-test('safety under faults (CI mode)', { timeout: 300_000 }, async (t) => {
+test('safety under faults (CI mode)', { timeout: 420_000 }, async (t) => {
   const report = await runSafety(config, (text) => text.split('\n').forEach((line) => t.diagnostic(line)));
   assert.ok(report.results.length > 0, 'no backend ran');
   for (const r of report.results) {
@@ -45,7 +45,7 @@ const APPLIES: Record<string, readonly string[]> = {
   memory: CLIENT_FAULTS,
   file: CLIENT_FAULTS,
   redis: [...CLIENT_FAULTS, 'server-restart', 'server-restart-empty', 'server-pause', 'partition-holder', 'slow-network', 'reset-links'],
-  redlock: [...CLIENT_FAULTS, 'minority-loss', 'majority-loss', 'node-pause'],
+  redlock: [...CLIENT_FAULTS, 'minority-loss', 'majority-loss', 'node-pause', 'node-restart-empty', 'partition-holder', 'slow-network', 'reset-links'],
   postgres: [...CLIENT_FAULTS, 'server-restart', 'server-restart-empty', 'server-pause', 'partition-holder', 'slow-network', 'terminate-holder', 'reset-links'],
   etcd: [...CLIENT_FAULTS, 'partition-holder', 'slow-network', 'reset-links', 'minority-loss', 'majority-loss', 'node-pause'],
 };

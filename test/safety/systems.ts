@@ -505,18 +505,41 @@ registerSystem({
     'minority-loss': { progressDuring: true },
     'majority-loss': { noGrantsDuring: true, clearFailuresDuring: true },
     'node-pause': { progressDuring: true },
+    // A short outage of one node of five: the check is that fences still rise and nobody overlaps.
+    'node-restart-empty': {},
+    // Cut off from every node, the holder cannot renew: its lease runs out and another takes over.
+    'partition-holder': { progressDuring: true },
+    // A round trip (ttl/4) longer than nodeTimeout makes every node a failed vote: no progress is
+    // expected while it lasts, only that nothing unsafe happens and the lock works again after.
+    'slow-network': {},
+    'reset-links': {},
   },
   unavailable: hasRedis,
   async create({ dir }) {
     const nodes = await Promise.all([0, 1, 2, 3, 4].map(() => RedisNode.start({ persistent: true })));
-    const backend: BackendSpec = { kind: 'redlock', ports: nodes.map((n) => n.port), nodeTimeout: REDLOCK_NODE_MS };
+    // Each client reaches each node through a proxy of its own; one fault proxy acts on all five of
+    // a client's links at once (a partition cuts the client off from every node).
+    const links = new Map<string, FaultProxy>();
+    const open: TcpProxy[] = [];
     return {
       name: 'redlock',
-      note: 'five redis-server nodes (appendonly, fsync always); clients are separate node processes (ioredis), straight to the nodes',
+      note: 'five redis-server nodes (appendonly, fsync always); clients are separate node processes (ioredis), each through a TCP proxy of its own to every node',
       nodes: nodes.map((n, i) => serverNode(`node${i + 1}`, n)),
-      proxies: [],
-      startClient: (config) => childClient(dir, backend, config),
-      close: () => Promise.all(nodes.map((n) => n.stop())).then(() => undefined),
+      get proxies() {
+        return [...links.values()];
+      },
+      proxyFor: (proc) => links.get(proc),
+      async startClient(config) {
+        const proxies = await Promise.all(nodes.map((n) => TcpProxy.start(n.port)));
+        open.push(...proxies);
+        const each = proxies.map((p, i) => faultProxy(`node${i + 1}`, p));
+        links.set(config.proc, { name: `links of ${config.proc}`, set: (mode) => each.forEach((p) => p.set(mode)) });
+        return childClient(dir, { kind: 'redlock', ports: proxies.map((p) => p.port), nodeTimeout: REDLOCK_NODE_MS }, config);
+      },
+      async close() {
+        await Promise.all(open.map((p) => p.close()));
+        await Promise.all(nodes.map((n) => n.stop()));
+      },
     };
   },
 });

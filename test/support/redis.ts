@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { Redis, type RedisOptions } from 'ioredis';
 import { signalGuarded, spawnGuarded, type Guarded } from './guard.js';
 
 const run = promisify(execFile);
@@ -124,6 +125,23 @@ export async function startCluster(): Promise<RedisNode[]> {
     if (Date.now() > deadline) throw new Error('the cluster did not become ready');
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+const ioClients: Redis[] = [];
+
+/**
+ * An ioredis client of `node` that notices a dead server quickly and keeps trying (faults are under
+ * test, so its connection errors are ignored); disconnectClients() ends them all.
+ */
+export function ioClient(node: RedisNode, options: RedisOptions = {}): Redis {
+  const client = new Redis(node.port, '127.0.0.1', { maxRetriesPerRequest: 1, retryStrategy: () => 50, ...options });
+  client.on('error', () => undefined);
+  ioClients.push(client);
+  return client;
+}
+
+export function disconnectClients(): void {
+  for (const c of ioClients.splice(0)) c.disconnect();
 }
 
 /** For after() hooks and for a process that exits early: no redis-server outlives the tests. */

@@ -2,17 +2,8 @@
 // (createClient, createCluster), told apart by their methods. Neither library is imported: the caller
 // passes a client, so each stays an optional peer dependency.
 
-import { createHash } from 'node:crypto';
 import { LockArgumentError } from '../../errors.js';
-
-export interface Script {
-  readonly source: string;
-  readonly sha: string;
-}
-
-export function script(source: string): Script {
-  return { source, sha: createHash('sha1').update(source).digest('hex') };
-}
+import type { Script } from './script.js';
 
 export interface Subscription {
   /** Settles once the server has confirmed the subscription (or it failed: then it is closed). */
@@ -26,7 +17,9 @@ export interface RedisAdapter {
   /** Holds this tick's commands back to leave in one write (see ioredis below); node-redis does so itself. */
   batch(): void;
   /** EVALSHA, falling back to EVAL (which also caches the script) when the server lacks it. */
-  run(s: Script, keys: string[], args: (string | number)[]): Promise<unknown>;
+  run(s: Script<unknown>, keys: string[], args: (string | number)[]): Promise<unknown>;
+  /** The server's INFO `section` (a plain client only: a cluster has many servers). */
+  info(section: string): Promise<string>;
   /** A second connection, subscribing to `channel`. */
   subscribe(channel: string, onMessage: (message: string) => void): Subscription;
 }
@@ -42,6 +35,7 @@ interface IoRedisLike {
   status?: string;
   stream?: Corkable;
   evalsha(sha: string, numKeys: number, ...rest: (string | number)[]): Promise<unknown>;
+  info(section: string): Promise<string>;
   eval(source: string, numKeys: number, ...rest: (string | number)[]): Promise<unknown>;
   duplicate(): IoRedisLike & {
     subscribe(channel: string): Promise<unknown>;
@@ -107,6 +101,7 @@ function ioredis(client: IoRedisLike): RedisAdapter {
         return client.eval(s.source, keys.length, ...keys, ...args);
       });
     },
+    info: (section) => client.info(section),
     subscribe(channel, onMessage) {
       const sub = client.duplicate();
       // Errors surface as failed subscribes or reconnects; an unhandled 'error' event would crash.
@@ -146,6 +141,7 @@ function nodeRedis(client: NodeRedisLike): RedisAdapter {
         return send(['EVAL', s.source, ...rest], keys[0]!);
       }
     },
+    info: async (section) => String(await send(['INFO', section], '')),
     subscribe(channel, onMessage) {
       const sub = client.duplicate();
       sub.on('error', () => undefined);

@@ -1,17 +1,23 @@
-// Locks on one Redis server or a Redis Cluster. Every verb is one Lua script (scripts.ts), run by
-// EVALSHA: an uncontended acquire and a release are one round trip each. Releases publish the lock's
-// name on one channel; the backend keeps one subscriber connection for all its waiters.
+// Locks on one Redis server or a Redis Cluster. Every verb is one Lua script, run by EVALSHA: an
+// uncontended acquire and a release are one round trip each, and a plain exclusive lock (the common
+// case) has one key, its lease, which expires with it (see lua.ts). Releases publish the lock's lease
+// key on one channel; the backend keeps one subscriber connection for all its waiters.
 
-import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo } from '../../backend.js';
+import type { AcquireRequest, AcquireResult, LockBackend, LockInfo } from '../../backend.js';
 import { LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
 import { withTimeout } from '../../core/time.js';
 import { msOption, prefixOption } from '../shared/checks.js';
-import { Wakers } from '../shared/wakers.js';
-import { adapt, script, type RedisAdapter, type Script, type Subscription } from './client.js';
+import { adapt, type RedisAdapter } from './client.js';
+import { keysFor, leaseKey, wakeChannel, type LockKeys } from './keys.js';
 import { redisRate } from './rate.js';
-import { ACQUIRE, CACHE_GET, CACHE_SET, EXTEND, INSPECT, RELEASE } from './scripts.js';
+import { ACQUIRE_ANY, EXTEND_SHARED, RELEASE_ANY } from './rw-scripts.js';
+import { decoded, type Grant, type Script } from './script.js';
+import { ACQUIRE, CACHE_GET, CACHE_SET, EXTEND, HANDOVER, INSPECT, RELEASE, type Holder } from './scripts.js';
+import { WakeChannel } from './wake.js';
 import type { CacheEntry, CacheStore } from '../../recipes/stampede.js';
+
+export { keysFor } from './keys.js';
 
 export interface RedisBackendOptions {
   /** An ioredis `Redis` or `Cluster`, or a connected node-redis client or cluster. Never closed by us. */
@@ -33,36 +39,15 @@ export interface RedisBackendOptions {
   commandTimeout?: number;
 }
 
-const SCRIPTS = {
-  acquire: script(ACQUIRE),
-  extend: script(EXTEND),
-  release: script(RELEASE),
-  inspect: script(INSPECT),
-  cacheGet: script(CACHE_GET),
-  cacheSet: script(CACHE_SET),
-};
-const sharedId = (lease: string, owner: string): string => `${lease}\n${owner}`;
+/** A lease of `owner` on `lease`, as one string: owners are data, so never an object property. */
+const leaseOf = (lease: string, owner: string): string => `${lease}\n${owner}`;
 
-/**
- * The keys of one lock. The escaped name is the {hash tag}, so all of them land in one Cluster slot
- * (no CROSSSLOT); escaping braces keeps a name like "}x" from ending the tag early (an empty tag would
- * hash each whole key to a different slot).
- */
-export function keysFor(
-  prefix: string,
-  name: string,
-): { lease: string; shared: string; intents: string; fence: string; waiting: string; queue: string; queueExp: string; rate: string } {
-  const tag = `${prefix}{${/[%{}]/.test(name) ? name.replace(/[%{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`) : name}}`;
-  return {
-    lease: `${tag}:lease`,
-    shared: `${tag}:shared`,
-    intents: `${tag}:intents`,
-    fence: `${tag}:fence`,
-    waiting: `${tag}:waiting`,
-    queue: `${tag}:queue`,
-    queueExp: `${tag}:queue-exp`,
-    rate: `${tag}:rate`,
-  };
+/** Information for an `inspect`, from the server's reply. */
+export function lockInfo(key: string, reply: { mode: LockInfo['mode']; holders: Holder[] } | null): LockInfo | null {
+  if (!reply) return null;
+  // The server reports time left, which becomes an instant on our clock: no clocks compared.
+  const wall = Date.now();
+  return { key, mode: reply.mode, holders: reply.holders.map((h) => ({ owner: h.owner, fence: h.fence, expiresAt: wall + h.remaining })) };
 }
 
 export function redisBackend(options: RedisBackendOptions): LockBackend {
@@ -73,16 +58,11 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
   const timeout = msOption('redisBackend()', 'commandTimeout', o.commandTimeout, 5_000, 1);
   const prefix = prefixOption('redisBackend()', o.prefix, 'locksmith:');
   const redis: RedisAdapter = adapt(o.client);
-  /** One script call, failed after `ms` without an answer (see commandTimeout). */
-  function call(s: Script, keys: string[], args: (string | number)[], ms = timeout): Promise<unknown> {
-    return withTimeout(redis.run(s, keys, args), ms, () => new Error(`Redis did not answer within ${ms} ms`));
+  /** One script call, its reply decoded, failed after `ms` without an answer (see commandTimeout). */
+  function call<R>(s: Script<R>, key: string, keys: string[], args: (string | number)[], ms = timeout): Promise<R> {
+    return decoded(s, key, withTimeout(redis.run(s, keys, args), ms, () => new Error(`Redis did not answer within ${ms} ms`)));
   }
-  const channel = `${prefix}wake`;
-  /** Waiters by lease key, which is what a release publishes: a key, not a name, is cheaper to pass. */
-  const listeners = new Wakers();
-  let subscription: Subscription | undefined;
-  let ready = false;
-  let closed = false;
+  const wakes = new WakeChannel([redis], wakeChannel(prefix));
   /**
    * By lease key, the plain exclusive waiter that will try again when woken: the last one refused
    * while a wait on the key was armed here. The core lets only the head of a key's local queue wait
@@ -94,31 +74,43 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
    * Handovers whose waiter has not asked again yet, by lease key. `fence` settles with the release's
    * reply: the waiter's fence, or null when it got nothing (the release found no lease of its own, or failed).
    */
-  const handovers = new Map<string, { owner: string; ttl: number; sent: number; fence: Promise<string | null> }>();
-  /** Shared leases granted here and not yet released: their release goes straight to the long form. */
-  const sharedLeases = new Set<string>();
+  const handovers = new Map<string, { owner: string; ttl: number; sent: number; fence: Promise<bigint | null> }>();
+  /**
+   * Leases whose release needs more than the exclusive holder's script: shared leases granted here,
+   * and waiters refused here that left something on the server (an intent, a place in line). Entries
+   * go with the release (or, for a waiter, with its grant), so the set is bounded by live requests.
+   */
+  const longRelease = new Set<string>();
+  const every = (k: LockKeys): string[] => (queueMs ? [k.lease, k.waiting, k.shared, k.intents, k.queue, k.queueExp] : [k.lease, k.waiting, k.shared, k.intents]);
 
-  /** Anything but the exclusive holder's release takes every key (the script says so when it meets one). */
-  function releaseLong(k: ReturnType<typeof keysFor>, owner: string): Promise<boolean> {
-    const keys = queueMs ? [k.lease, k.waiting, k.shared, k.intents, k.queue, k.queueExp] : [k.lease, k.waiting, k.shared, k.intents];
-    return call(SCRIPTS.release, keys, [owner]).then((r) => r === 1);
+  function acquireAny(req: AcquireRequest, ms: number): Promise<Exclude<Grant, { granted: 'long' }>> {
+    const args = [req.owner, req.ttl, req.mode === 'exclusive' ? 'x' : 's', req.limit ?? 0, req.writerPreference ? '1' : '0', req.intent ?? 0, req.queue ? queueMs : -queueMs];
+    return call(ACQUIRE_ANY, req.key, every(keysFor(prefix, req.key)), args, ms);
   }
 
-  const notify = (lease: string): void => listeners.wake(lease);
+  /** A handover made to `owner` by this instance's release, when it is still good. */
+  async function handedTo(lease: string, owner: string): Promise<AcquireResult | undefined> {
+    const handed = handovers.get(lease);
+    if (handed?.owner !== owner) return undefined;
+    handovers.delete(lease);
+    // An attempt refused just before the handover may have recorded the waiter again.
+    if (waiters.get(lease)?.owner === owner) waiters.delete(lease);
+    const fence = await handed.fence;
+    // The server started the lease's ttl after the release was sent, so counting from then errs
+    // early. A grant kept waiting for long is renewed by a plain acquire instead (same owner: same
+    // fence, fresh ttl), as is any handover that did not happen.
+    const validity = handed.ttl - (performance.now() - handed.sent);
+    return fence !== null && validity > handed.ttl / 2 ? { granted: true, fence, validity } : undefined;
+  }
 
-  /** The shared subscriber, made on first wait. A failed attempt is forgotten so a later wait retries. */
-  function subscribed(): Promise<void> {
-    if (!subscription) {
-      const sub = redis.subscribe(channel, notify);
-      subscription = sub;
-      sub.ready.then(
-        () => void (ready = subscription === sub),
-        () => {
-          if (subscription === sub) subscription = undefined;
-        },
-      );
-    }
-    return subscription.ready;
+  /** Gives the lease of `owner` straight to `next`, this instance's waiter (see HANDOVER). */
+  function handOver(lease: string, key: string, owner: string, next: { owner: string; ttl: number }): Promise<boolean> {
+    const sent = performance.now();
+    const reply = call(HANDOVER, key, [lease], [owner, next.owner, next.ttl]);
+    handovers.set(lease, { owner: next.owner, ttl: next.ttl, sent, fence: reply.catch(() => null) });
+    // The core nudges its own waiters; one of another Locksmith sharing this backend hears it here.
+    wakes.wake(lease);
+    return reply.then((fence) => fence !== null);
   }
 
   return {
@@ -127,127 +119,65 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
     rate: redisRate(call, (name) => keysFor(prefix, name).rate),
 
     async acquire(req: AcquireRequest): Promise<AcquireResult> {
-      const k = keysFor(prefix, req.key);
-      const handed = handovers.get(k.lease);
-      if (handed?.owner === req.owner) {
-        handovers.delete(k.lease);
-        // An attempt refused just before the handover may have recorded the waiter again.
-        if (waiters.get(k.lease)?.owner === req.owner) waiters.delete(k.lease);
-        const fence = await handed.fence;
-        // The server started the lease's ttl after the release was sent, so counting from then errs
-        // early. A grant kept waiting for long is renewed by the script below instead (same owner:
-        // same fence, fresh ttl), as is any handover that did not happen.
-        const validity = handed.ttl - (performance.now() - handed.sent);
-        if (fence !== null && validity > handed.ttl / 2) return { granted: true, fence: BigInt(fence), validity };
-      }
-      // The plain exclusive case sends only what it needs: every key and argument costs time on both sides.
+      const lease = leaseKey(prefix, req.key);
+      const handed = handovers.size > 0 ? await handedTo(lease, req.owner) : undefined;
+      if (handed) return handed;
       const plain = req.mode === 'exclusive' && !req.intent && !queueMs;
-      const all = queueMs ? [k.lease, k.fence, k.waiting, k.shared, k.intents, k.queue, k.queueExp] : [k.lease, k.fence, k.waiting, k.shared, k.intents];
-      const args = plain
-        ? [req.owner, req.ttl]
-        : [req.owner, req.ttl, req.mode === 'exclusive' ? 'x' : 's', req.limit ?? 0, req.writerPreference ? '1' : '0', req.intent ?? 0, req.queue ? queueMs : -queueMs];
       redis.batch(); // see release
-      const armed = listeners.has(k.lease);
+      const armed = wakes.has(lease);
       const ms = Math.min(timeout, req.ttl);
-      let reply = await call(SCRIPTS.acquire, plain ? [k.lease, k.fence, k.waiting] : all, args, ms);
-      // A plain request that met readers: they are looked at with every key.
-      if (reply === 'keys') reply = await call(SCRIPTS.acquire, all, args, ms);
-      const n = Number(reply);
-      if (n > 0) {
-        if (waiters.get(k.lease)?.owner === req.owner) waiters.delete(k.lease);
-        if (req.mode === 'shared') sharedLeases.add(sharedId(k.lease, req.owner));
-        return { granted: true, fence: BigInt(n) };
+      // The plain exclusive case sends only its lease key, owner and ttl: every key and argument costs
+      // time on both sides. One that meets readers is sent again with every key.
+      const first: Grant = plain ? await call(ACQUIRE, req.key, [lease], [req.owner, req.ttl], ms) : { granted: 'long' };
+      const reply = first.granted === 'long' ? await acquireAny(req, ms) : first;
+      if (reply.granted === true) {
+        if (waiters.size > 0 && waiters.get(lease)?.owner === req.owner) waiters.delete(lease);
+        if (req.mode === 'shared') longRelease.add(leaseOf(lease, req.owner));
+        else if (longRelease.size > 0) longRelease.delete(leaseOf(lease, req.owner));
+        return { granted: true, fence: reply.fence };
       }
-      if (armed && req.queue && plain) waiters.set(k.lease, { owner: req.owner, ttl: req.ttl });
-      return { granted: false, retryAfter: n < 0 ? -n - 1 : undefined };
+      if (!plain && req.mode === 'exclusive' && (req.intent || (queueMs && req.queue))) longRelease.add(leaseOf(lease, req.owner));
+      if (armed && req.queue && plain) waiters.set(lease, { owner: req.owner, ttl: req.ttl });
+      return { granted: false, retryAfter: reply.retryAfter };
     },
 
-    async extend(key, owner, ttl) {
-      const k = keysFor(prefix, key);
-      return (await call(SCRIPTS.extend, [k.lease, k.shared], [owner, ttl], Math.min(timeout, ttl))) === 1;
+    extend(key, owner, ttl) {
+      const lease = leaseKey(prefix, key);
+      const ms = Math.min(timeout, ttl);
+      if (longRelease.size > 0 && longRelease.has(leaseOf(lease, owner))) return call(EXTEND_SHARED, key, [lease, keysFor(prefix, key).shared], [owner, ttl], ms);
+      return call(EXTEND, key, [lease], [owner, ttl], ms);
     },
 
-    async release(key, owner) {
-      const k = keysFor(prefix, key);
+    release(key, owner) {
+      const lease = leaseKey(prefix, key);
       // Commands sent in the same tick leave in one write: fewer system calls when many locks are busy
       // (their replies come back together and are answered together), and a waiter here, nudged by
       // the core as this release leaves, sends its attempt along. Measured (bench/redis.ts, case B)
       // against corking only when calls are in flight, which was slower.
       redis.batch();
-      const next = waiters.get(k.lease);
-      if (next) waiters.delete(k.lease);
+      const next = waiters.size > 0 ? waiters.get(lease) : undefined;
+      if (next) waiters.delete(lease);
       // A waiter giving up: what it was handed (if anything) goes with this release, sent after the handover.
-      if (handovers.get(k.lease)?.owner === owner) handovers.delete(k.lease);
-      if (sharedLeases.size > 0 && sharedLeases.delete(sharedId(k.lease, owner))) return releaseLong(k, owner);
-      if (next && next.owner !== owner) {
-        const sent = performance.now();
-        const reply = call(SCRIPTS.release, [k.lease, k.waiting, k.fence], [owner, next.owner, next.ttl]);
-        const fence = reply.then(
-          (r) => (typeof r === 'string' ? r : null),
-          () => null,
-        );
-        handovers.set(k.lease, { owner: next.owner, ttl: next.ttl, sent, fence });
-        // The core nudges its own waiters; one of another Locksmith sharing this backend hears it here.
-        notify(k.lease);
-        const r = await reply;
-        return r === -1 ? releaseLong(k, owner) : r !== 0;
-      }
-      const r = await call(SCRIPTS.release, [k.lease, k.waiting], [owner]);
-      return r === -1 ? releaseLong(k, owner) : r === 1;
+      if (handovers.size > 0 && handovers.get(lease)?.owner === owner) handovers.delete(lease);
+      if (longRelease.size > 0 && longRelease.delete(leaseOf(lease, owner))) return call(RELEASE_ANY, key, every(keysFor(prefix, key)), [owner]);
+      if (next && next.owner !== owner) return handOver(lease, key, owner, next);
+      return call(RELEASE, key, [lease], [owner]);
     },
 
     async inspect(key): Promise<LockInfo | null> {
       const k = keysFor(prefix, key);
-      const reply = (await call(SCRIPTS.inspect, [k.lease, k.shared], [])) as (string | number)[];
-      if (reply.length === 0) return null;
-      // The server reports time left, which becomes an instant on our clock: no clocks compared.
-      const wall = Date.now();
-      const holders: LeaseHolder[] = [];
-      for (let i = 1; i + 2 < reply.length; i += 3) {
-        holders.push({ owner: String(reply[i]), expiresAt: wall + Number(reply[i + 1]), fence: BigInt(String(reply[i + 2])) });
-      }
-      return { key, mode: reply[0] === 'x' ? 'exclusive' : 'shared', holders };
+      return lockInfo(key, await call(INSPECT, key, [k.lease, k.shared], []));
     },
 
     waitForChange(key, signal) {
-      return new Promise<void>((resolve, reject) => {
-        if (signal.aborted || closed) return resolve();
-        const withdraw = listeners.add(keysFor(prefix, key).lease, () => wake());
-        const forget = (): void => {
-          signal.removeEventListener('abort', wake);
-          withdraw();
-        };
-        const wake = (): void => {
-          forget();
-          resolve();
-        };
-        signal.addEventListener('abort', wake, { once: true });
-        // Until the subscriber is confirmed a release could go unheard: when it is, wake once
-        // (spuriously) so the waiter tries again with the subscription in place.
-        const wasReady = ready;
-        subscribed().then(
-          () => {
-            if (!wasReady) wake();
-          },
-          // Rejecting tells the core to fall back to polling (resolving would have it retry at once).
-          (error: unknown) => {
-            forget();
-            reject(error instanceof Error ? error : new Error(String(error)));
-          },
-        );
-      });
+      return wakes.wait(leaseKey(prefix, key), signal);
     },
 
     async close() {
-      closed = true;
       waiters.clear();
       handovers.clear();
-      sharedLeases.clear();
-      listeners.wakeAll();
-      const sub = subscription;
-      subscription = undefined;
-      ready = false;
-      await sub?.close();
+      longRelease.clear();
+      await wakes.close();
     },
   };
 }
@@ -268,11 +198,11 @@ export function redisCacheStore(options: RedisCacheStoreOptions): CacheStore {
   const redis = adapt(o.client);
   return {
     async get(key) {
-      const raw = await redis.run(SCRIPTS.cacheGet, [prefix + key], []);
+      const raw = await decoded(CACHE_GET, key, redis.run(CACHE_GET, [prefix + key], []));
       return typeof raw === 'string' ? (JSON.parse(raw) as CacheEntry) : undefined;
     },
     async set(key, entry, ttl) {
-      await redis.run(SCRIPTS.cacheSet, [prefix + key], [JSON.stringify(entry), ttl]);
+      await decoded(CACHE_SET, key, redis.run(CACHE_SET, [prefix + key], [JSON.stringify(entry), ttl]));
     },
   };
 }

@@ -3,7 +3,7 @@
 // when the bucket is full again, so a limiter left alone leaves nothing behind.
 
 import type { RateDecision, RateRequest, RateStore } from '../shared/gcra.js';
-import { script, type Script } from './client.js';
+import { BadReply, defineScript, type Script } from './script.js';
 
 /**
  * One GCRA step. KEYS[1] the bucket: its TAT, epoch ms on the server's clock, as a decimal string.
@@ -34,26 +34,27 @@ return {allowed and 1 or 0, remaining, retry, math.ceil(after)}
 /** Forgets a bucket. KEYS[1] the bucket. */
 export const RATE_RESET = `return redis.call('DEL', KEYS[1])`;
 
-const TAKE = script(RATE_TAKE);
-const RESET = script(RATE_RESET);
-
-type Call = (s: Script, keys: string[], args: (string | number)[]) => Promise<unknown>;
-
 function decode(reply: unknown): RateDecision {
-  if (!Array.isArray(reply) || reply.length !== 4) throw new Error(`unexpected rate reply: ${JSON.stringify(reply)}`);
+  if (!Array.isArray(reply) || reply.length !== 4) throw new BadReply(reply);
   const [allowed, remaining, retryAfter, resetAt] = reply.map(Number) as [number, number, number, number];
   return { allowed: allowed === 1, remaining, retryAfter, resetAt };
 }
+
+const TAKE = defineScript('rate take', RATE_TAKE, decode);
+const RESET = defineScript('rate reset', RATE_RESET, () => undefined);
+
+/** The backend's script call: `key` names the lock in errors. */
+type Call = <R>(s: Script<R>, key: string, keys: string[], args: (string | number)[]) => Promise<R>;
 
 /** The rate store of a Redis backend: `call` runs a script (with the backend's timeout), `bucket` names the key. */
 export function redisRate(call: Call, bucket: (name: string) => string): RateStore {
   return {
     async take(r: RateRequest) {
       const t = r.interval / r.limit;
-      return decode(await call(TAKE, [bucket(r.key)], [t, t * r.burst, r.cost, r.peek ? '1' : '0']));
+      return call(TAKE, r.key, [bucket(r.key)], [t, t * r.burst, r.cost, r.peek ? '1' : '0']);
     },
     async reset(key: string) {
-      await call(RESET, [bucket(key)], []);
+      await call(RESET, key, [bucket(key)], []);
     },
   };
 }

@@ -1,20 +1,22 @@
 // Redlock: one lock over N independent Redis masters, as specified by Redis. The same owner asks every
-// node at once (the Redis backend's scripts, with a short per-node timeout); the lock is held only if
-// a majority granted it and some validity is left: ttl − elapsed (monotonic) − drift (ttl × driftFactor
-// + 2 ms). Otherwise what was granted is released on every node at once.
-//
-// Fences: each node keeps its own counter, so the quorum's token is the highest fence among the nodes
-// that granted, written back to them (FENCE_SYNC) before it is returned. Any later majority overlaps
-// this one, so its token is higher. That holds while no node loses its counter and rejoins within one
-// lease: run the nodes with persistence, or keep a restarted node out for one max ttl.
+// node at once (with a short per-node timeout); the lock is held only if a majority granted it and
+// some validity is left: ttl − elapsed (monotonic) − drift (ttl × driftFactor + 2 ms). Otherwise what
+// was granted is released on every node at once. Fences: see scripts.ts. A release publishes on each
+// node where someone was refused, and waiters listen on every node, so they are woken, not polling.
 
 import type { AcquireRequest, AcquireResult, LockBackend, LockInfo } from '../../backend.js';
-import { LockAcquisitionError, LockArgumentError, type NodeOutcome } from '../../errors.js';
+import { LockAcquisitionError, LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
 import { msOption, prefixOption } from '../shared/checks.js';
-import { adapt, script, type RedisAdapter } from '../redis/client.js';
-import { keysFor } from '../redis/index.js';
-import { ACQUIRE, EXTEND, FENCE_SYNC, INSPECT, RELEASE } from '../redis/scripts.js';
+import { adapt, type RedisAdapter } from '../redis/client.js';
+import { lockInfo } from '../redis/index.js';
+import { keysFor, wakeChannel } from '../redis/keys.js';
+import type { Grant } from '../redis/script.js';
+import { EXTEND, INSPECT } from '../redis/scripts.js';
+import { WakeChannel } from '../redis/wake.js';
+import { distinctServers } from './distinct.js';
+import { ask, failures, outcomes, yes, type Votes } from './quorum.js';
+import { ACQUIRE_PROPOSED, RELEASE_KEEP, SYNC } from './scripts.js';
 
 export interface RedlockBackendOptions {
   /** One client per independent Redis master (ioredis or node-redis); at least 3, usually 5. */
@@ -27,13 +29,10 @@ export interface RedlockBackendOptions {
   prefix?: string;
 }
 
-const SCRIPTS = { acquire: script(ACQUIRE), extend: script(EXTEND), release: script(RELEASE), inspect: script(INSPECT), sync: script(FENCE_SYNC) };
-
-/** An acquire's reply: the node's fence when granted (> 0), else -1 - retry-after ms (0: unknown). */
-const asFence = (reply: unknown): number => (typeof reply === 'number' ? reply : 0);
-const isGrant = (fence: number): boolean => fence > 0;
-
-type Vote<T> = { ok: true; value: T } | { ok: false; timeout: boolean; error: string };
+/** How far above the nodes' clocks a proposed fence aims (µs): above their clocks by the time it arrives. */
+const PROPOSAL_MARGIN_US = 2_000;
+const isGrant = (g: Grant): boolean => g.granted === true;
+const fenceOf = (g: Grant | undefined): bigint => (g?.granted === true ? g.fence : 0n);
 
 export function redlockBackend(options: RedlockBackendOptions): LockBackend {
   const o = checkOptionNames(options, ['clients', 'driftFactor', 'nodeTimeout', 'prefix'], 'redlockBackend()');
@@ -45,150 +44,86 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
     throw new LockArgumentError('redlockBackend(): driftFactor must be a number from 0 to 0.5');
   }
   const timeout = msOption('redlockBackend()', 'nodeTimeout', o.nodeTimeout, 50, 1, 60_000);
-  const keyPrefix = prefixOption('redlockBackend()', o.prefix, 'locksmith:');
+  const prefix = prefixOption('redlockBackend()', o.prefix, 'locksmith:');
   const drift = driftFactor;
   const nodes: RedisAdapter[] = (o.clients as unknown[]).map((c) => adapt(c));
   const quorum = Math.floor(nodes.length / 2) + 1;
-
+  const run = <T>(...a: Parameters<typeof ask<T>> extends [unknown, unknown, unknown, ...infer R] ? R : never): Promise<Votes<T>> => ask(nodes, quorum, timeout, ...a);
+  const checkDistinct = distinctServers(nodes, quorum, timeout);
+  const wakes = new WakeChannel(nodes, wakeChannel(prefix));
   /**
-   * Runs a script on every node at once; each answer, error or timeout is a vote. Resolves once a
-   * quorum of answers `counts` (a quorum said yes: waiting for stragglers only adds latency) or every
-   * node has voted; votes still out are undefined. One timer serves all the nodes of a call.
+   * How far the nodes' clocks (µs) are ahead of performance.now() here, learned from fences the nodes
+   * chose themselves; undefined until one did. Proposals stay on the nodes' time scale, whatever the
+   * local wall clock says.
    */
-  function ask<T>(
-    s: ReturnType<typeof script>,
-    keys: string[],
-    args: (string | number)[],
-    map: (reply: unknown) => T,
-    counts?: (value: T) => boolean,
-  ): Promise<(Vote<T> | undefined)[]> {
-    return new Promise((resolve) => {
-      const votes: (Vote<T> | undefined)[] = new Array<Vote<T> | undefined>(nodes.length).fill(undefined);
-      let settled = 0;
-      let ayes = 0;
-      let done = false;
-      const finish = (): void => {
-        done = true;
-        clearTimeout(timer);
-        resolve(votes.slice());
-      };
-      const vote = (i: number, v: Vote<T>): void => {
-        if (done || votes[i] !== undefined) return;
-        votes[i] = v;
-        settled += 1;
-        if (v.ok && counts?.(v.value)) ayes += 1;
-        if (settled === nodes.length || ayes >= quorum) finish();
-      };
-      const timer = setTimeout(() => {
-        for (let i = 0; i < nodes.length; i++) vote(i, { ok: false, timeout: true, error: `no answer within ${timeout} ms` });
-      }, timeout);
-      timer.unref();
-      nodes.forEach((node, i) => {
-        node.run(s, keys, args).then(
-          (reply) => {
-            if (done) return;
-            let value: T;
-            try {
-              value = map(reply);
-            } catch (error) {
-              return vote(i, { ok: false, timeout: false, error: String(error) });
-            }
-            vote(i, { ok: true, value });
-          },
-          (error: unknown) => vote(i, { ok: false, timeout: false, error: error instanceof Error ? error.message : String(error) }),
-        );
-      });
+  let offset: number | undefined;
+  const nowUs = (): number => Math.floor(performance.now() * 1000);
+
+  /** The quorum's fence, recorded on a quorum of nodes before it is returned; null when that failed. */
+  async function settleFence(lease: string, owner: string, votes: Votes<Grant>, proposed: bigint, sent: number): Promise<bigint | null> {
+    let token = 0n;
+    for (const v of votes) if (v?.ok === true && fenceOf(v.value) > token) token = fenceOf(v.value);
+    const behind: number[] = [];
+    votes.forEach((v, i) => {
+      if (v?.ok !== true || v.value.granted !== true) return;
+      // A node that chose its own fence tells how far ahead its clock is.
+      if (v.value.fence !== proposed) offset = Math.max(offset ?? -Infinity, Number(v.value.fence) - sent);
+      if (v.value.fence < token) behind.push(i);
     });
-  }
-
-  const yes = (votes: (Vote<boolean> | undefined)[]): number => votes.filter((v) => v?.ok === true && v.value).length;
-
-  function outcomes(votes: (Vote<number> | undefined)[]): NodeOutcome[] {
-    return votes.map((v, i) =>
-      v === undefined
-        ? { node: `#${i}`, outcome: 'timeout', error: 'still pending' }
-        : v.ok
-          ? { node: `#${i}`, outcome: v.value > 0 ? 'granted' : 'held' }
-          : { node: `#${i}`, outcome: v.timeout ? 'timeout' : 'error', error: v.error },
-    );
+    const granted = votes.filter((v) => v?.ok === true && isGrant(v.value)).length;
+    let known = granted - behind.length;
+    if (known < quorum) {
+      const synced = await Promise.all(behind.map((i) => nodes[i]!.run(SYNC, [lease], [owner, String(token)]).then((r) => SYNC.decode(r), () => false)));
+      known += synced.filter(Boolean).length;
+    }
+    return known >= quorum ? token : null;
   }
 
   /** Release goes to every node; it is confirmed once a quorum confirms. */
-  async function releaseAll(key: string, owner: string, wait: 'quorum' | 'all'): Promise<(Vote<boolean> | undefined)[]> {
-    const k = keysFor(keyPrefix, key);
-    // The exclusive holder's short form: Redlock leaves nothing else behind (no readers, intents or
-    // places in line), so a node that does not know the owner as its holder has nothing to release.
-    return ask(SCRIPTS.release, [k.lease, k.waiting], [owner], (r) => r === 1, wait === 'quorum' ? (released) => released : undefined);
+  function releaseAll(key: string, owner: string, wait: 'quorum' | 'all'): Promise<Votes<boolean>> {
+    return run(RELEASE_KEEP, [keysFor(prefix, key).lease], [owner], wait === 'quorum' ? (released) => released : undefined);
   }
 
   return {
     name: 'redlock',
-    capabilities: { shared: false, wake: false, fencing: true, expiry: 'ttl' },
+    capabilities: { shared: false, wake: true, fencing: true, expiry: 'ttl' },
 
     async acquire(req: AcquireRequest): Promise<AcquireResult> {
-      const k = keysFor(keyPrefix, req.key);
+      await checkDistinct();
+      const lease = keysFor(prefix, req.key).lease;
       const start = performance.now();
-      // Each node answers its fence (> 0) or -1 - retry-after ms; "keys" (a reader of the Redis
-      // backend on this name) counts as a refusal.
-      const votes = await ask(SCRIPTS.acquire, [k.lease, k.fence, k.waiting], [req.owner, req.ttl], asFence, isGrant);
-      let granted = 0;
-      let failed = 0;
-      let token = 0;
-      for (const v of votes) {
-        if (v === undefined) continue;
-        if (!v.ok) failed += 1;
-        else if (v.value > 0) {
-          granted += 1;
-          if (v.value > token) token = v.value;
-        }
-      }
+      const sent = nowUs();
+      const proposed = offset === undefined ? 0n : BigInt(sent + Math.round(offset) + PROPOSAL_MARGIN_US);
+      // A node held by readers of a Redis backend on this name ("long") counts as a refusal.
+      const votes = await run(ACQUIRE_PROPOSED, [lease], [req.owner, req.ttl, String(proposed)], isGrant);
+      const granted = votes.filter((v) => v?.ok === true && isGrant(v.value)).length;
       if (granted >= quorum) {
-        // A quorum must know the token before it is used. Nodes whose own fence is the token already
-        // do (the usual case: counters move in step); the others are raised to it in one more trip.
-        const behind: number[] = [];
-        votes.forEach((v, i) => {
-          if (v?.ok === true && v.value > 0 && v.value < token) behind.push(i);
-        });
-        let known = granted - behind.length;
-        if (known < quorum) {
-          const synced = await Promise.all(
-            behind.map((i) =>
-              nodes[i]!.run(SCRIPTS.sync, [k.lease, k.fence], [req.owner, String(token)]).then(
-                (r) => r === 1,
-                () => false,
-              ),
-            ),
-          );
-          known += synced.filter(Boolean).length;
-        }
+        const fence = await settleFence(lease, req.owner, votes, proposed, sent);
         const validity = req.ttl - (performance.now() - start) - (req.ttl * drift + 2);
-        if (known >= quorum && validity > 0) return { granted: true, fence: BigInt(token), validity: Math.floor(validity) };
+        if (fence !== null && validity > 0) return { granted: true, fence, validity: Math.floor(validity) };
       }
       // No quorum (or no time left): hand back whatever was granted, on every node at once.
       await releaseAll(req.key, req.owner, 'all');
-      if (failed > nodes.length - quorum) {
-        throw new LockAcquisitionError(`"${req.key}": no quorum: ${failed} of ${nodes.length} nodes failed (a majority of ${quorum} must answer)`, {
+      if (failures(votes) > nodes.length - quorum) {
+        throw new LockAcquisitionError(`"${req.key}": no quorum: ${failures(votes)} of ${nodes.length} nodes failed (a majority of ${quorum} must answer)`, {
           key: req.key,
-          nodes: outcomes(votes),
+          nodes: outcomes(votes, isGrant),
         });
       }
-      const waits = votes.flatMap((v) => (v?.ok === true && v.value <= -1 ? [-v.value - 1] : []));
+      const waits = votes.flatMap((v) => (v?.ok === true && v.value.granted === false && v.value.retryAfter !== undefined ? [v.value.retryAfter] : []));
       return { granted: false, retryAfter: waits.length >= quorum ? waits.sort((a, b) => a - b)[quorum - 1] : undefined };
     },
 
     async extend(key, owner, ttl) {
-      const k = keysFor(keyPrefix, key);
       const start = performance.now();
       const allowance = ttl * drift + 2;
       // The core counts a renewed lease as valid for the full ttl from `start`. A node whose clock runs
       // fast by up to driftFactor would end a ttl-long lease before that, so the nodes are asked for
       // the drift allowance on top: they then outlive the holder's belief, as after an acquire.
-      const votes = await ask(SCRIPTS.extend, [k.lease, k.shared], [owner, Math.ceil(ttl + allowance)], (r) => r === 1, (renewed) => renewed);
+      const votes = await run(EXTEND, [keysFor(prefix, key).lease], [owner, Math.ceil(ttl + allowance)], (renewed) => renewed);
       // An extension that came back too late has no validity left to extend.
       if (yes(votes) >= quorum && performance.now() - start < ttl - allowance) return true;
-      if (votes.filter((v) => v !== undefined && !v.ok).length > nodes.length - quorum) {
-        throw new LockAcquisitionError(`"${key}": could not reach a majority to extend`, { key });
-      }
+      if (failures(votes) > nodes.length - quorum) throw new LockAcquisitionError(`"${key}": could not reach a majority to extend`, { key });
       return false;
     },
 
@@ -196,38 +131,42 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
       const votes = await releaseAll(key, owner, 'quorum');
       const released = yes(votes);
       if (released >= quorum) return true;
-      if (votes.some((v) => v !== undefined && !v.ok) && released > 0) {
+      if (failures(votes) > 0 && released > 0) {
         throw new LockAcquisitionError(`"${key}": released on ${released} of ${nodes.length} nodes; the rest did not answer`, { key });
       }
       return false;
     },
 
     async inspect(key): Promise<LockInfo | null> {
-      const k = keysFor(keyPrefix, key);
-      const votes = await ask(SCRIPTS.inspect, [k.lease, k.shared], [], (r) => r as (string | number)[]);
-      const wall = Date.now();
+      const k = keysFor(prefix, key);
+      const votes = await run(INSPECT, [k.lease, k.shared], []);
       // The holder is whoever a majority names. Its fence is the one most of those nodes record: the
       // token was recorded on a quorum before acquire returned; a straggler may show another number.
-      const seen = new Map<string, { fences: bigint[]; expiresAt: number }>();
+      const seen = new Map<string, { fences: bigint[]; remaining: number }>();
       for (const v of votes) {
-        if (v?.ok !== true || v.value[0] !== 'x') continue;
-        const [, owner, remaining, fence] = v.value as [string, string, number, string];
-        const entry = seen.get(owner) ?? { fences: [], expiresAt: Infinity };
-        entry.fences.push(BigInt(fence));
-        entry.expiresAt = Math.min(entry.expiresAt, wall + Number(remaining));
-        seen.set(owner, entry);
+        const holder = v?.ok === true && v.value?.mode === 'exclusive' ? v.value.holders[0] : undefined;
+        if (!holder) continue;
+        const entry = seen.get(holder.owner) ?? { fences: [], remaining: Infinity };
+        entry.fences.push(holder.fence);
+        entry.remaining = Math.min(entry.remaining, holder.remaining);
+        seen.set(holder.owner, entry);
       }
       for (const [owner, e] of seen) {
         if (e.fences.length < quorum) continue;
         const count = (f: bigint): number => e.fences.filter((x) => x === f).length;
         const fence = e.fences.reduce((best, f) => (count(f) > count(best) || (count(f) === count(best) && f > best) ? f : best));
-        return { key, mode: 'exclusive', holders: [{ owner, fence, expiresAt: e.expiresAt }] };
+        return lockInfo(key, { mode: 'exclusive', holders: [{ owner, fence, remaining: e.remaining }] });
       }
+      if (failures(votes) > nodes.length - quorum) throw new LockAcquisitionError(`"${key}": could not reach a majority to inspect`, { key, nodes: outcomes(votes, () => true) });
       return null;
     },
 
+    waitForChange(key, signal) {
+      return wakes.wait(keysFor(prefix, key).lease, signal);
+    },
+
     close() {
-      return Promise.resolve(); // the clients are the caller's
+      return wakes.close(); // the clients are the caller's
     },
   };
 }

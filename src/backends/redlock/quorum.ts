@@ -1,0 +1,76 @@
+// Asking every Redlock node at once, and counting the answers as votes.
+
+import type { NodeOutcome } from '../../errors.js';
+import type { RedisAdapter } from '../redis/client.js';
+import type { Script } from '../redis/script.js';
+
+export type Vote<T> = { ok: true; value: T } | { ok: false; timeout: boolean; error: string };
+/** One vote per node; undefined where the node had not answered when the call settled. */
+export type Votes<T> = (Vote<T> | undefined)[];
+
+/**
+ * Runs `s` on every node at once; each answer, error or timeout is a vote. Resolves once a quorum of
+ * answers `counts` (a quorum said yes: waiting for stragglers only adds latency) or every node has
+ * voted. One timer serves all the nodes of a call.
+ */
+export function ask<T>(
+  nodes: readonly RedisAdapter[],
+  quorum: number,
+  timeout: number,
+  s: Script<T>,
+  keys: string[],
+  args: (string | number)[],
+  counts?: (value: T) => boolean,
+): Promise<Votes<T>> {
+  return new Promise((resolve) => {
+    const votes: Votes<T> = new Array<Vote<T> | undefined>(nodes.length).fill(undefined);
+    let settled = 0;
+    let ayes = 0;
+    let done = false;
+    const finish = (): void => {
+      done = true;
+      clearTimeout(timer);
+      resolve(votes.slice());
+    };
+    const vote = (i: number, v: Vote<T>): void => {
+      if (done || votes[i] !== undefined) return;
+      votes[i] = v;
+      settled += 1;
+      if (v.ok && counts?.(v.value)) ayes += 1;
+      if (settled === nodes.length || ayes >= quorum) finish();
+    };
+    const timer = setTimeout(() => {
+      for (let i = 0; i < nodes.length; i++) vote(i, { ok: false, timeout: true, error: `no answer within ${timeout} ms` });
+    }, timeout);
+    timer.unref();
+    nodes.forEach((node, i) => {
+      node.run(s, keys, args).then(
+        (reply) => {
+          if (done) return;
+          let value: T;
+          try {
+            value = s.decode(reply);
+          } catch (error) {
+            return vote(i, { ok: false, timeout: false, error: `unexpected reply: ${String(error)}` });
+          }
+          vote(i, { ok: true, value });
+        },
+        (error: unknown) => vote(i, { ok: false, timeout: false, error: error instanceof Error ? error.message : String(error) }),
+      );
+    });
+  });
+}
+
+export const yes = (votes: Votes<boolean>): number => votes.filter((v) => v?.ok === true && v.value).length;
+export const failures = (votes: Votes<unknown>): number => votes.filter((v) => v !== undefined && !v.ok).length;
+
+/** Per-node outcomes for an error's `nodes`. */
+export function outcomes<T>(votes: Votes<T>, granted: (value: T) => boolean): NodeOutcome[] {
+  return votes.map((v, i) =>
+    v === undefined
+      ? { node: `#${i}`, outcome: 'timeout', error: 'still pending' }
+      : v.ok
+        ? { node: `#${i}`, outcome: granted(v.value) ? 'granted' : 'held' }
+        : { node: `#${i}`, outcome: v.timeout ? 'timeout' : 'error', error: v.error },
+  );
+}
