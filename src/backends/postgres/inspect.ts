@@ -53,6 +53,9 @@ const QUESTION = /^\?([0-9a-z]{1,24}):(-?[0-9]{1,20})$/;
 const ANSWER = /^!([0-9a-z]{1,24}):([0-9]{1,20}):(.+)$/s;
 
 /** Other instances' owners, asked for over the wake-up channel (anyone may NOTIFY it: payloads are checked, owners are only shown). */
+/** When an unanswered question is asked again, ms after the first (within ASK_MS). */
+const RESEND_MS = [50, 150, 250, 350] as const;
+
 export class Questions {
   readonly #prefix = randomBytes(4).toString('hex');
   #next = 0;
@@ -76,9 +79,19 @@ export class Questions {
       found.set(fence, owner);
       if (found.size === fences.size) all();
     });
+    const question = `?${id}:${nameKey}`;
     try {
-      await this.#say(`?${id}:${nameKey}`);
-      await settleWithin(answered, ASK_MS);
+      await this.#say(question);
+      // A holder that has just taken its lock may still be opening its wake-up connection when the
+      // question goes out, and a NOTIFY reaches only those listening then: ask again a little later.
+      let waited = 0;
+      for (const at of RESEND_MS) {
+        await settleWithin(answered, at - waited);
+        waited = at;
+        if (found.size === fences.size) break;
+        await this.#say(question);
+      }
+      if (found.size < fences.size) await settleWithin(answered, ASK_MS - waited);
     } catch {
       // No wake-up connection: the holders stay shown by their instance.
     } finally {
