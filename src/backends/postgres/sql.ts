@@ -26,7 +26,13 @@ export interface Statement {
 
 const statement = (name: string, text: string): Statement => ({ name: `locksmith_${name}`, text });
 
-/** 2020-01-01 in µs: every fence is at or above it; a reset sequence's values are far below. */
+/**
+ * 2020-01-01 in µs: every fence is at or above it; a reset sequence's values are far below. A reset
+ * one is set to the server clock in µs, under a transaction lock on a fixed key (-7308604897068083014)
+ * and only if a fresh nextval taken under that lock is still below: two grants that both saw the reset
+ * would otherwise each set the clock they read, and the later setval of the earlier clock would send
+ * fences back (the safety suite's server-restart caught it).
+ */
 export const FENCE_FLOOR = 1_577_836_800_000_000n;
 
 /** The channel releases notify on (payload: the name's advisory key in decimal); a constant identifier. */
@@ -41,7 +47,7 @@ export const CHANNEL = 'locksmith_wake';
 export const GRANT = statement(
   'grant',
   `SELECT g.fence::text AS fence
-FROM (SELECT CASE WHEN n.v >= 1577836800000000 THEN n.v ELSE setval($2::regclass, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) END AS fence
+FROM (SELECT CASE WHEN n.v >= 1577836800000000 THEN n.v ELSE (SELECT CASE WHEN rs.v >= 1577836800000000 THEN rs.v ELSE setval($2::regclass, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) END FROM (SELECT nextval($2::regclass) AS v FROM (SELECT pg_advisory_xact_lock(-7308604897068083014) AS l) rl OFFSET 0) rs) END AS fence
       FROM (SELECT nextval($2::regclass) AS v OFFSET 0) n OFFSET 0) f,
 LATERAL (SELECT f.fence WHERE CASE WHEN $3::boolean THEN pg_try_advisory_lock_shared($1::bigint) ELSE pg_try_advisory_lock($1::bigint) END OFFSET 0) g,
 LATERAL (SELECT pg_advisory_lock_shared((($1::bigint # g.fence) >> 32)::int4, (($1::bigint # g.fence) << 32 >> 32)::int4) OFFSET 0) m`,
@@ -57,7 +63,7 @@ export const GRANT_BATCH = statement(
   'grant_b',
   `SELECT t.i::int AS i, g.fence::text AS fence
 FROM unnest($1::bigint[], $2::boolean[]) WITH ORDINALITY AS t(k, s, i),
-LATERAL (SELECT CASE WHEN n.v >= 1577836800000000 THEN n.v ELSE setval($3::regclass, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) END AS fence
+LATERAL (SELECT CASE WHEN n.v >= 1577836800000000 THEN n.v ELSE (SELECT CASE WHEN rs.v >= 1577836800000000 THEN rs.v ELSE setval($3::regclass, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) END FROM (SELECT nextval($3::regclass) AS v FROM (SELECT pg_advisory_xact_lock(-7308604897068083014) AS l) rl OFFSET 0) rs) END AS fence
          FROM (SELECT nextval($3::regclass) AS v, t.i OFFSET 0) n OFFSET 0) f,
 LATERAL (SELECT f.fence WHERE CASE WHEN t.s THEN pg_try_advisory_lock_shared(t.k) ELSE pg_try_advisory_lock(t.k) END OFFSET 0) g,
 LATERAL (SELECT pg_advisory_lock_shared(((t.k # g.fence) >> 32)::int4, ((t.k # g.fence) << 32 >> 32)::int4) OFFSET 0) m`,
@@ -72,7 +78,7 @@ LATERAL (SELECT pg_advisory_lock_shared(((t.k # g.fence) >> 32)::int4, ((t.k # g
 export const GRANT_SHARED_UNLESS_INTENT = statement(
   'grant_si',
   `SELECT g.fence::text AS fence
-FROM (SELECT CASE WHEN n.v >= 1577836800000000 THEN n.v ELSE setval($3::regclass, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) END AS fence
+FROM (SELECT CASE WHEN n.v >= 1577836800000000 THEN n.v ELSE (SELECT CASE WHEN rs.v >= 1577836800000000 THEN rs.v ELSE setval($3::regclass, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) END FROM (SELECT nextval($3::regclass) AS v FROM (SELECT pg_advisory_xact_lock(-7308604897068083014) AS l) rl OFFSET 0) rs) END AS fence
       FROM (SELECT nextval($3::regclass) AS v OFFSET 0) n OFFSET 0) f,
 LATERAL (SELECT f.fence WHERE CASE
   WHEN EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
@@ -90,7 +96,7 @@ LATERAL (SELECT pg_advisory_lock_shared((($1::bigint # g.fence) >> 32)::int4, ((
 export const GRANT_PERMIT = statement(
   'grant_p',
   `SELECT g.k::text AS k, f.fence::text AS fence
-FROM (SELECT CASE WHEN n.v >= 1577836800000000 THEN n.v ELSE setval($2::regclass, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) END AS fence
+FROM (SELECT CASE WHEN n.v >= 1577836800000000 THEN n.v ELSE (SELECT CASE WHEN rs.v >= 1577836800000000 THEN rs.v ELSE setval($2::regclass, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) END FROM (SELECT nextval($2::regclass) AS v FROM (SELECT pg_advisory_xact_lock(-7308604897068083014) AS l) rl OFFSET 0) rs) END AS fence
       FROM (SELECT nextval($2::regclass) AS v OFFSET 0) n OFFSET 0) f,
 LATERAL (SELECT k FROM unnest($1::bigint[]) AS k WHERE f.fence IS NOT NULL AND pg_try_advisory_lock(k) LIMIT 1) g,
 LATERAL (SELECT pg_advisory_lock_shared(((g.k # f.fence) >> 32)::int4, ((g.k # f.fence) << 32 >> 32)::int4) OFFSET 0) m`,
@@ -224,7 +230,7 @@ export const TX_LOCK = statement(
   `WITH got AS MATERIALIZED (
   SELECT s.k, CASE WHEN $4::boolean THEN pg_advisory_xact_lock_shared(s.k)::text ELSE pg_advisory_xact_lock(s.k)::text END AS locked
   FROM (SELECT $1::bigint AS k, set_config('lock_timeout', $2::text, true) AS t) s)
-SELECT (SELECT CASE WHEN n.v >= 1577836800000000 THEN n.v ELSE setval($3::regclass, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) END
+SELECT (SELECT CASE WHEN n.v >= 1577836800000000 THEN n.v ELSE (SELECT CASE WHEN rs.v >= 1577836800000000 THEN rs.v ELSE setval($3::regclass, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) END FROM (SELECT nextval($3::regclass) AS v FROM (SELECT pg_advisory_xact_lock(-7308604897068083014) AS l) rl OFFSET 0) rs) END
         FROM (SELECT nextval($3::regclass) AS v) n)::text AS fence FROM got`,
 );
 
