@@ -3,7 +3,7 @@
 // concurrent takes on one bucket are serialized by the server; takes on different buckets never wait.
 // A bucket that is full again is garbage: every SWEEP_EVERY-th take of a backend also deletes those.
 
-import type { RateDecision, RateRequest, RateStore } from '../shared/gcra.js';
+import { gcra, type RateDecision, type RateRequest, type RateStore } from '../shared/gcra.js';
 
 interface Queryable {
   query(config: { name?: string; text: string; values?: unknown[] }): Promise<{ rows: Record<string, unknown>[] }>;
@@ -79,11 +79,9 @@ export function postgresRate(pool: Queryable, table: string): RateStore {
       await created();
       const t = r.interval / r.limit;
       if (r.peek) {
+        // A look is one GCRA step that stores nothing: the shared function computes it.
         const row = (await pool.query({ text: PEEK(table), values: [r.key] })).rows[0]!;
-        const now = Number(row.now);
-        const tat = row.tat === null ? now : Number(row.tat);
-        const allowed = Math.max(tat, now) + t * r.cost - now <= t * r.burst + EPSILON;
-        return decide(r, now, tat, allowed);
+        return gcra(row.tat === null ? undefined : Number(row.tat), Number(row.now), r).decision;
       }
       if (++takes % SWEEP_EVERY === 0) void pool.query({ text: SWEEP(table) }).catch(() => undefined);
       const row = (await pool.query({ text: TAKE(table), values: [r.key, t, t * r.burst, r.cost] })).rows[0]!;
