@@ -42,10 +42,10 @@ async function owned(q: Queryable, seq: FenceSequence): Promise<boolean> {
 
 /**
  * Makes sure the sequence exists and is ours. `inTransaction`: the caller's transaction is open (the
- * creation is then part of it); otherwise it runs in one of its own.
+ * creation is then part of it); otherwise it runs in one of its own. True when this call created it.
  */
-export async function ensureSequence(q: Queryable, seq: FenceSequence, inTransaction: boolean): Promise<void> {
-  if (await owned(q, seq)) return;
+export async function ensureSequence(q: Queryable, seq: FenceSequence, inTransaction: boolean): Promise<boolean> {
+  if (await owned(q, seq)) return false;
   // In the caller's transaction, a savepoint confines a failed create: two transactions creating the
   // sequence at once, the second fails with a unique violation when the first commits, which would
   // otherwise abort the caller's whole transaction (a job queue's workers starting together).
@@ -53,10 +53,12 @@ export async function ensureSequence(q: Queryable, seq: FenceSequence, inTransac
     ? ['SAVEPOINT locksmith_fence', 'RELEASE SAVEPOINT locksmith_fence', 'ROLLBACK TO SAVEPOINT locksmith_fence']
     : ['BEGIN', 'COMMIT', 'ROLLBACK'];
   await q.query({ text: begin });
+  let created = false;
   try {
     await q.query({ text: NAME_SEQUENCE, values: [seq.schema, seq.name] });
     await q.query({ text: CREATE_SEQUENCE });
     await q.query({ text: commit });
+    created = true;
   } catch (error) {
     await q.query({ text: rollback }).catch(() => undefined);
     if (inTransaction) await q.query({ text: commit }).catch(() => undefined);
@@ -65,4 +67,5 @@ export async function ensureSequence(q: Queryable, seq: FenceSequence, inTransac
     if (code !== '23505' && code !== '42P07') throw error;
   }
   if (!(await owned(q, seq))) throw new LockAcquisitionError(`the fence sequence ${seq.schema}.${seq.name} could not be created`);
+  return created;
 }

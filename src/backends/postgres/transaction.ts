@@ -35,14 +35,23 @@ interface Queryable {
 
 /** Fence sequences seen to exist (committed) and owned by us, by this process. */
 const known = new Set<string>();
+/** Sequences this process created inside a caller's transaction, by the session (client) that did. */
+const creators = new Map<string, WeakRef<object>>();
 
-/** The sequence exists and is ours (checked once per process); created in the caller's transaction if not. */
+/**
+ * The sequence exists and is ours (checked until it is surely committed); created in the caller's
+ * transaction if not. Created there, it is invisible to every other session until that transaction
+ * commits (and gone if it rolls back), so it is cached only once a session other than its creator's
+ * sees it: a concurrent transaction that skipped the check would fail on a relation it cannot see.
+ */
 async function sequenceReady(q: Queryable, seq: FenceSequence): Promise<void> {
   if (known.has(seq.regclass)) return;
-  await ensureSequence(q, seq, true);
-  // Created here, it is part of the caller's transaction (gone if that rolls back): checked again next time.
-  const found = (await q.query({ text: 'SELECT to_regclass($1) IS NOT NULL AS ok', values: [seq.regclass] })).rows[0];
-  if (found?.ok === true) known.add(seq.regclass);
+  if (await ensureSequence(q, seq, true)) {
+    creators.set(seq.regclass, new WeakRef(q));
+  } else if (creators.get(seq.regclass)?.deref() !== q) {
+    known.add(seq.regclass);
+    creators.delete(seq.regclass);
+  }
 }
 
 /**
