@@ -21,7 +21,12 @@ const TTL = 10_000;
 
 function caseC(take: Take): Promise<{ ops: number; p50: number; p99: number }> {
   const key = `bench:c:${randomUUID()}`;
-  return handoff(16, C_OPS, () => take(key), () => new Promise((r) => setTimeout(r, 1)));
+  return handoff(
+    16,
+    C_OPS,
+    () => take(key),
+    () => new Promise((r) => setTimeout(r, 1)),
+  );
 }
 
 /** Polls like the peers do (they have no wait of their own): 1 ms doubling to 10 ms. */
@@ -89,7 +94,12 @@ export async function benchEtcd(): Promise<Record<string, string | number>[]> {
       ['etcd3 client.lock() (lease + txn + revoke)', peerTake],
     ];
     const t0 = performance.now();
-    const ab = await alternating(contenders.map((c) => c[1]), { ops: A_OPS }, { ops: B_OPS, workers: 64 }, ROUNDS);
+    const ab = await alternating(
+      contenders.map((c) => c[1]),
+      { ops: A_OPS },
+      { ops: B_OPS, workers: 64 },
+      ROUNDS,
+    );
     const rows: Record<string, string | number>[] = [];
     for (const [i, [name, take]] of contenders.entries()) {
       console.error(`  ${name}… (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
@@ -97,7 +107,10 @@ export async function benchEtcd(): Promise<Record<string, string | number>[]> {
       rows.push(abcRow(name, i, ab, 64, c));
     }
     const floor = await floorLatencies(raw);
-    rows.push({ contender: `one watch notification + one round trip: ${floor.notify.toFixed(2)} + ${floor.rtt.toFixed(2)} ms`, 'C gap p50 ms': floor.notify + floor.rtt });
+    rows.push({
+      contender: `one watch notification + one round trip: ${floor.notify.toFixed(2)} + ${floor.rtt.toFixed(2)} ms`,
+      'C gap p50 ms': floor.notify + floor.rtt,
+    });
     await locks.close();
     await rawLease.revoke();
     return rows;

@@ -15,7 +15,9 @@ import { handoff, table } from './stats.js';
 
 type Factory = typeof fileBackend;
 const BASELINE = process.env.BENCH_BASELINE;
-const baseline: Factory | undefined = BASELINE ? ((await import(join(BASELINE, 'dist/esm/backends/file/index.js'))) as { fileBackend: Factory }).fileBackend : undefined;
+const baseline: Factory | undefined = BASELINE
+  ? ((await import(join(BASELINE, 'dist/esm/backends/file/index.js'))) as { fileBackend: Factory }).fileBackend
+  : undefined;
 
 const N = Number(process.env.BENCH_N ?? 5_000);
 const HANDOFFS = Number(process.env.BENCH_HANDOFFS ?? 400);
@@ -44,11 +46,14 @@ export async function benchFile(): Promise<Record<string, string | number>[]> {
   // proper-lockfile as people use it for waiting: retries with its exponential backoff, tightest floor.
   const retry = { retries: { retries: 10_000, factor: 1.2, minTimeout: 1, maxTimeout: 20 } };
   // Separate backends per worker, as separate processes would be.
-  const clients = (make: Factory, where: string): Locksmith[] => Array.from({ length: WORKERS + 1 }, () => new Locksmith(make({ dir: where }), { ttl: 30_000, wait: 60_000 }));
+  const clients = (make: Factory, where: string): Locksmith[] =>
+    Array.from({ length: WORKERS + 1 }, () => new Locksmith(make({ dir: where }), { ttl: 30_000, wait: 60_000 }));
   const [locks, ...workers] = clients(fileBackend, dir) as [Locksmith, ...Locksmith[]];
   // Its own directory: a baseline of another version may use another lock file format.
   const base = baseline && clients(baseline, mkdtempSync(join(tmpdir(), 'locksmith-bench-base-')));
-  console.error(`file backend vs proper-lockfile (N=${N}, handoffs=${HANDOFFS}, workers=${WORKERS})${BASELINE ? `, baseline ${BASELINE}` : ''}`);
+  console.error(
+    `file backend vs proper-lockfile (N=${N}, handoffs=${HANDOFFS}, workers=${WORKERS})${BASELINE ? `, baseline ${BASELINE}` : ''}`,
+  );
 
   const [plSeq, lsSeq, baseSeq] = (await sequential([
     async () => {
@@ -68,10 +73,12 @@ export async function benchFile(): Promise<Record<string, string | number>[]> {
     return () => lock.release();
   });
   let b = 0;
-  const baseH = base && (await handoff(WORKERS, HANDOFFS, async () => {
-    const lock = await base[1 + (b++ % WORKERS)]!.acquire('resource:handoff');
-    return () => lock.release();
-  }));
+  const baseH =
+    base &&
+    (await handoff(WORKERS, HANDOFFS, async () => {
+      const lock = await base[1 + (b++ % WORKERS)]!.acquire('resource:handoff');
+      return () => lock.release();
+    }));
   await Promise.all([locks, ...workers, ...(base ?? [])].map((l) => l.close()));
   rmSync(dir, { recursive: true, force: true });
   const row = (name: string, pl: number, ls: number, bl: number | undefined, higherIsBetter: boolean): Record<string, string | number> => ({

@@ -60,7 +60,11 @@ export async function benchMemory(): Promise<Record<string, string | number>[]> 
   const warm = async (): Promise<void> => {
     for (const c of list) for (let i = 0; i < 5_000; i++) await (await c.take('bench'))();
   };
-  const A = await rounds(list.map((c) => () => uncontended(c)), ROUNDS, warm);
+  const A = await rounds(
+    list.map((c) => () => uncontended(c)),
+    ROUNDS,
+    warm,
+  );
   const gaps = list.map(() => ({ p50: [] as number[], p99: [] as number[] }));
   const C = await rounds(
     list.map((c, i) => async () => {

@@ -72,17 +72,38 @@ export async function benchPostgres(): Promise<Record<string, string | number>[]
     };
 
     const contenders: [string, Take, Take][] = [
-      ['raw pg_try_advisory_lock + unlock (polling)', raw(rawPool, rawPinned, 'try', tryText, rawKey), raw(rawPool, rawPinned, 'try', tryText, rawKey)],
-      ['fenced floor: try + nextval', raw(fencedPool, fencedPinned, 'tryf', fencedText, rawKey), raw(fencedPool, fencedPinned, 'tryf', fencedText, rawKey)],
+      [
+        'raw pg_try_advisory_lock + unlock (polling)',
+        raw(rawPool, rawPinned, 'try', tryText, rawKey),
+        raw(rawPool, rawPinned, 'try', tryText, rawKey),
+      ],
+      [
+        'fenced floor: try + nextval',
+        raw(fencedPool, fencedPinned, 'tryf', fencedText, rawKey),
+        raw(fencedPool, fencedPinned, 'tryf', fencedText, rawKey),
+      ],
       ['locksmith', ours, ours],
-      ['raw pg_advisory_lock (server queue)', raw(rawPool, rawPinned, 'try', tryText, rawKey), raw(rawPool, rawPinned, 'lock', 'SELECT pg_advisory_lock($1)', rawKey, true)],
+      [
+        'raw pg_advisory_lock (server queue)',
+        raw(rawPool, rawPinned, 'try', tryText, rawKey),
+        raw(rawPool, rawPinned, 'lock', 'SELECT pg_advisory_lock($1)', rawKey, true),
+      ],
     ];
     // A and B for the first three (the queueing raw row repeats the polling one there); C for all,
     // once each, after A and B (long and latency-bound).
-    const ab = await alternating(contenders.slice(0, 3).map((c) => c[1]), { ops: A_OPS }, { ops: B_OPS, workers: B_WORKERS });
+    const ab = await alternating(
+      contenders.slice(0, 3).map((c) => c[1]),
+      { ops: A_OPS },
+      { ops: B_OPS, workers: B_WORKERS },
+    );
     const rows: Record<string, string | number>[] = [];
     for (const [i, [name, , contended]] of contenders.entries()) {
-      const c = await handoff(8, C_OPS, () => contended('bench:c'), () => new Promise((r) => setTimeout(r, 1)));
+      const c = await handoff(
+        8,
+        C_OPS,
+        () => contended('bench:c'),
+        () => new Promise((r) => setTimeout(r, 1)),
+      );
       const row = abcRow(name, Math.min(i, 2), ab, B_WORKERS, c);
       if (i === 3) for (const col of Object.keys(row).filter((k) => k.startsWith('A ') || k.startsWith('B '))) row[col] = '–';
       rows.push(row);

@@ -29,9 +29,11 @@ async function seq(take: Take, ops: number): Promise<number> {
 
 async function par(take: Take, ops: number, workers = 64): Promise<number> {
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: workers }, async () => {
-    for (let i = 0; i < ops / workers; i++) await take();
-  }));
+  await Promise.all(
+    Array.from({ length: workers }, async () => {
+      for (let i = 0; i < ops / workers; i++) await take();
+    }),
+  );
   return ops / ((performance.now() - t0) / 1000);
 }
 
@@ -47,12 +49,31 @@ export async function benchRate(): Promise<Record<string, string | number>[]> {
     const ours: Take = () => limiter.take();
     const rlf = new RateLimiterRedis({ storeClient: client, points: LIMIT, duration: 1, keyPrefix: 'bench:rlf' });
     const theirs: Take = () => rlf.consume('k');
-    const contenders: [string, Take][] = [['raw GCRA script (floor)', raw], ['locksmith rateLimiter', ours], ['rate-limiter-flexible 11', theirs]];
+    const contenders: [string, Take][] = [
+      ['raw GCRA script (floor)', raw],
+      ['locksmith rateLimiter', ours],
+      ['rate-limiter-flexible 11', theirs],
+    ];
     const warm = async (): Promise<void> => {
       for (const [, take] of contenders) for (let i = 0; i < 500; i++) await take();
     };
-    const S = await rounds(contenders.map(([, take]) => () => seq(take, S_OPS)), ROUNDS, warm);
-    const P = await rounds(contenders.map(([, take]) => () => par(take, P_OPS)), ROUNDS);
+    const S = await rounds(
+      contenders.map(
+        ([, take]) =>
+          () =>
+            seq(take, S_OPS),
+      ),
+      ROUNDS,
+      warm,
+    );
+    const P = await rounds(
+      contenders.map(
+        ([, take]) =>
+          () =>
+            par(take, P_OPS),
+      ),
+      ROUNDS,
+    );
     await locks.close();
     const rlfIndex = contenders.length - 1;
     return contenders.map(([name], i) => ({

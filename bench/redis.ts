@@ -129,13 +129,25 @@ export async function benchRedis(): Promise<Record<string, string | number>[]> {
         for (const [, take] of contenders) for (let j = 0; j < 300; j++) await (await take(`bench:w:${j}`))();
       },
     );
-    const B = await rounds(contenders.map(([, take]) => () => distinctKeys(take, B_OPS, 64)), ROUNDS);
+    const B = await rounds(
+      contenders.map(
+        ([, take]) =>
+          () =>
+            distinctKeys(take, B_OPS, 64),
+      ),
+      ROUNDS,
+    );
     const server = [await serverTime(admin, rawTake), NaN, await serverTime(admin, ours)];
     const rows: Record<string, string | number>[] = [];
     for (const [i, [name, take]] of contenders.entries()) {
       console.error(`  ${name}…`);
       const key = `bench:c:${randomUUID()}`;
-      const c = await handoff(16, C_OPS, () => take(key), () => new Promise((r) => setTimeout(r, 1)));
+      const c = await handoff(
+        16,
+        C_OPS,
+        () => take(key),
+        () => new Promise((r) => setTimeout(r, 1)),
+      );
       rows.push({
         contender: name,
         'A seq ops/s': A.ops[i]!,
@@ -166,19 +178,28 @@ async function peers(conn: () => Promise<Raw>): Promise<[string, Take][]> {
   sesame.on('error', () => undefined);
   const semClient = (await conn()).client as never;
   return [
-    ['redlock 4', async (key) => {
-      const lock = await redlock.lock(key, TTL);
-      return () => lock.unlock();
-    }],
-    ['@sesamecare-oss/redlock', async (key) => {
-      const lock = await sesame.acquire([key], TTL);
-      return () => lock.release();
-    }],
-    ['redis-semaphore Mutex', async (key) => {
-      const mutex = new Mutex(semClient, key, { lockTimeout: TTL, acquireTimeout: 60_000, retryInterval: 2 });
-      await mutex.acquire();
-      return () => mutex.release();
-    }],
+    [
+      'redlock 4',
+      async (key) => {
+        const lock = await redlock.lock(key, TTL);
+        return () => lock.unlock();
+      },
+    ],
+    [
+      '@sesamecare-oss/redlock',
+      async (key) => {
+        const lock = await sesame.acquire([key], TTL);
+        return () => lock.release();
+      },
+    ],
+    [
+      'redis-semaphore Mutex',
+      async (key) => {
+        const mutex = new Mutex(semClient, key, { lockTimeout: TTL, acquireTimeout: 60_000, retryInterval: 2 });
+        await mutex.acquire();
+        return () => mutex.release();
+      },
+    ],
   ];
 }
 

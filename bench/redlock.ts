@@ -23,7 +23,8 @@ const OPS = Number(process.env.BENCH_N ?? 1_500);
 const TTL = 10_000;
 const FLAVOR = process.env.BENCH_CLIENT ?? 'ioredis6';
 type Redis = Redis5;
-const newClient = (port: number): Redis => (FLAVOR === 'ioredis5' ? new Redis5(port, '127.0.0.1') : (new Redis6(port, '127.0.0.1') as unknown as Redis5));
+const newClient = (port: number): Redis =>
+  FLAVOR === 'ioredis5' ? new Redis5(port, '127.0.0.1') : (new Redis6(port, '127.0.0.1') as unknown as Redis5);
 const RAW_DEL = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
 /** The cheapest fenced grant per node: the counter's INCR and the SET NX PX in one script. */
 const FENCED_SET = `local f = redis.call('INCR', KEYS[2]) if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return f end return 0`;
@@ -65,16 +66,34 @@ export async function benchRedlock(): Promise<Record<string, string | number>[]>
     const shas = await Promise.all(raw.map((c) => c.script('LOAD', RAW_DEL) as Promise<string>));
     const rawOnce: Once = async () => {
       const token = randomUUID();
-      if (!(await majority(raw.map((c) => c.set('bench:rl', token, 'PX', TTL, 'NX')), 3))) throw new Error('raw: no quorum');
-      await majority(raw.map((c, i) => c.evalsha(shas[i]!, 1, 'bench:rl', token)), 3);
+      if (
+        !(await majority(
+          raw.map((c) => c.set('bench:rl', token, 'PX', TTL, 'NX')),
+          3,
+        ))
+      )
+        throw new Error('raw: no quorum');
+      await majority(
+        raw.map((c, i) => c.evalsha(shas[i]!, 1, 'bench:rl', token)),
+        3,
+      );
     };
     // The fenced floor: each node's fence taken in the grant's script, done at a majority (the
     // token, the majority's highest, needs no write-back while the counters move in step).
     const fencedShas = await Promise.all(raw.map((c) => c.script('LOAD', FENCED_SET) as Promise<string>));
     const fencedOnce: Once = async () => {
       const token = randomUUID();
-      if (!(await majority(raw.map((c, i) => c.evalsha(fencedShas[i]!, 2, '{bench:rl}:lease', '{bench:rl}:fence', token, TTL)), 3))) throw new Error('fenced: no quorum');
-      await majority(raw.map((c, i) => c.evalsha(shas[i]!, 1, '{bench:rl}:lease', token)), 3);
+      if (
+        !(await majority(
+          raw.map((c, i) => c.evalsha(fencedShas[i]!, 2, '{bench:rl}:lease', '{bench:rl}:fence', token, TTL)),
+          3,
+        ))
+      )
+        throw new Error('fenced: no quorum');
+      await majority(
+        raw.map((c, i) => c.evalsha(shas[i]!, 1, '{bench:rl}:lease', token)),
+        3,
+      );
     };
     const locks = new Locksmith(redlockBackend({ clients: clients(), nodeTimeout: 200 }), { ttl: TTL, wait: 10_000 });
     const oursOnce: Once = async () => {
@@ -152,13 +171,22 @@ export async function fairness(kind: 'redlock' | 'redis', ports: number[], secon
   const config = { kind, ports, key: `fair:${randomUUID()}`, seconds };
   const ready: Promise<void>[] = [];
   const children = [0, 1, 2, 3, 4].map(() => {
-    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'child', JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'child', JSON.stringify(config)], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     let out = '';
     ready.push(new Promise((resolve) => child.stdout.once('data', () => resolve())));
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    return { child, done: new Promise<{ grants: number; timeouts: number }>((resolve, reject) => {
-      child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.slice(out.indexOf('\n') + 1)) as { grants: number; timeouts: number }) : reject(new Error(`client exited with ${code}`))));
-    }) };
+    return {
+      child,
+      done: new Promise<{ grants: number; timeouts: number }>((resolve, reject) => {
+        child.on('exit', (code) =>
+          code === 0
+            ? resolve(JSON.parse(out.slice(out.indexOf('\n') + 1)) as { grants: number; timeouts: number })
+            : reject(new Error(`client exited with ${code}`)),
+        );
+      }),
+    };
   });
   await Promise.all(ready);
   for (const { child } of children) child.stdin.end('go\n');
@@ -166,7 +194,12 @@ export async function fairness(kind: 'redlock' | 'redis', ports: number[], secon
   const grants = results.map((r) => r.grants);
   const sum = grants.reduce((a, b) => a + b, 0);
   const jain = (sum * sum) / (grants.length * grants.reduce((a, b) => a + b * b, 0));
-  return { backend: kind, 'grants per client': grants.join(' / '), timeouts: results.reduce((a, r) => a + r.timeouts, 0), 'Jain index': jain };
+  return {
+    backend: kind,
+    'grants per client': grants.join(' / '),
+    timeouts: results.reduce((a, r) => a + r.timeouts, 0),
+    'Jain index': jain,
+  };
 }
 
 if (process.argv[2] === 'child') {
@@ -178,7 +211,16 @@ if (process.argv[2] === 'child') {
   const nodes = await Promise.all([0, 1, 2, 3, 4].map(() => RedisNode.start()));
   try {
     const seconds = Number(process.env.BENCH_FAIR_S ?? 20);
-    console.log(table([await fairness('redlock', nodes.map((n) => n.port), seconds), await fairness('redis', [nodes[0]!.port], seconds)]));
+    console.log(
+      table([
+        await fairness(
+          'redlock',
+          nodes.map((n) => n.port),
+          seconds,
+        ),
+        await fairness('redis', [nodes[0]!.port], seconds),
+      ]),
+    );
   } finally {
     await Promise.all(nodes.map((n) => n.stop()));
   }

@@ -17,7 +17,11 @@ export function table(rows: Record<string, string | number>[]): string {
   const cell = (v: string | number | undefined): string => (typeof v === 'number' ? fmt(v) : (v ?? ''));
   const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
   const line = (vals: string[]): string => '| ' + vals.map((v, i) => v.padEnd(width[i]!)).join(' | ') + ' |';
-  return [line(cols), '|' + width.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...rows.map((r) => line(cols.map((c) => cell(r[c]))))].join('\n');
+  return [
+    line(cols),
+    '|' + width.map((w) => '-'.repeat(w + 2)).join('|') + '|',
+    ...rows.map((r) => line(cols.map((c) => cell(r[c])))),
+  ].join('\n');
 }
 
 function fmt(n: number): string {
@@ -115,8 +119,15 @@ export async function alternating(
   const warm = async (): Promise<void> => {
     for (const take of takes) for (let i = 0; i < 300; i++) await (await take('bench:a'))();
   };
-  const A = await rounds(takes.map((take) => () => sequential(take, a.ops)), count, warm);
-  const B = await rounds(takes.map((take) => () => distinctKeys(take, b.ops, b.workers)), count);
+  const A = await rounds(
+    takes.map((take) => () => sequential(take, a.ops)),
+    count,
+    warm,
+  );
+  const B = await rounds(
+    takes.map((take) => () => distinctKeys(take, b.ops, b.workers)),
+    count,
+  );
   return { a: A.ops, b: B.ops, aRatio: A.ratio, bRatio: B.ratio };
 }
 

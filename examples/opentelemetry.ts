@@ -32,7 +32,11 @@ export function instrumentLocksmith(): () => void {
   const lost = meter.createCounter('locksmith.lock.lost', { description: 'Leases lost before release' });
   const spans = new WeakMap<object, Span>();
   // Metric attributes stay low-cardinality: lock names (keys) go on spans only.
-  const labels = (c: LockContext): Attributes => ({ 'locksmith.backend': c.backend, 'locksmith.mode': c.mode, 'locksmith.outcome': c.outcome ?? 'unknown' });
+  const labels = (c: LockContext): Attributes => ({
+    'locksmith.backend': c.backend,
+    'locksmith.mode': c.mode,
+    'locksmith.outcome': c.outcome ?? 'unknown',
+  });
   const unsubscribes: (() => void)[] = [];
 
   for (const operation of ['acquire', 'release', 'extend'] as const) {

@@ -16,13 +16,18 @@ async function worker(name: string): Promise<number> {
     const client = await pool.connect();
     try {
       await client.query('BEGIN');
-      await withTransactionLock(client, `${table}:${id}`, async (lock) => {
-        // Under the lock: nobody else works on this job until COMMIT.
-        const { rows } = await client.query<{ done_by: string | null }>(`SELECT done_by FROM ${table} WHERE id = $1`, [id]);
-        if (rows[0]?.done_by) return;
-        await client.query(`UPDATE ${table} SET done_by = $1, fence = $2 WHERE id = $3`, [name, lock.fence.toString(), id]);
-        done += 1;
-      }, { wait: 5_000 });
+      await withTransactionLock(
+        client,
+        `${table}:${id}`,
+        async (lock) => {
+          // Under the lock: nobody else works on this job until COMMIT.
+          const { rows } = await client.query<{ done_by: string | null }>(`SELECT done_by FROM ${table} WHERE id = $1`, [id]);
+          if (rows[0]?.done_by) return;
+          await client.query(`UPDATE ${table} SET done_by = $1, fence = $2 WHERE id = $3`, [name, lock.fence.toString(), id]);
+          done += 1;
+        },
+        { wait: 5_000 },
+      );
       await client.query('COMMIT');
     } catch (error) {
       await client.query('ROLLBACK');

@@ -10,7 +10,11 @@ import { redisBackend, redisCacheStore } from 'locksmith/redis';
 
 const client = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
 const locks = new Locksmith(redisBackend({ client }));
-const guard = locks.stampede({ freshFor: 1_000, staleFor: 60_000, store: redisCacheStore({ client, prefix: `example:cache:${process.pid}:` }) });
+const guard = locks.stampede({
+  freshFor: 1_000,
+  staleFor: 60_000,
+  store: redisCacheStore({ client, prefix: `example:cache:${process.pid}:` }),
+});
 
 let upstreamCalls = 0;
 async function slowUpstream(id: string): Promise<{ id: string; price: number }> {
@@ -21,10 +25,12 @@ async function slowUpstream(id: string): Promise<{ id: string; price: number }> 
 
 const server = createServer((req, res) => {
   const id = new URL(req.url ?? '/', 'http://x').searchParams.get('id') ?? 'none';
-  guard.get(`product:${id}`, () => slowUpstream(id), { returnStale: true }).then(
-    (product) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(product)),
-    (error: unknown) => res.writeHead(503).end(String(error)),
-  );
+  guard
+    .get(`product:${id}`, () => slowUpstream(id), { returnStale: true })
+    .then(
+      (product) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(product)),
+      (error: unknown) => res.writeHead(503).end(String(error)),
+    );
 });
 await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
 const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -19,7 +19,8 @@ if (mode === '--flock') {
   try {
     for (const p of ['binding.gyp', 'native']) cpSync(join(root, p), join(work, p), { recursive: true });
     const result = rebuild(work, { ...process.env, LOCKSMITH_LOCKS: 'flock' }, 'pipe');
-    if (result.status !== 0) throw new Error(`the flock build failed (${result.error?.message ?? `exit ${result.status}`}):\n${String(result.stderr)}`);
+    if (result.status !== 0)
+      throw new Error(`the flock build failed (${result.error?.message ?? `exit ${result.status}`}):\n${String(result.stderr)}`);
     // Laid out as a package root, so node-gyp-build loads it when LOCKSMITH_PREBUILD names it.
     mkdirSync(join(root, 'build/flock/build/Release'), { recursive: true });
     cpSync(join(work, 'build/Release/locksmith_file.node'), join(root, 'build/flock/build/Release/locksmith_file.node'));
@@ -30,13 +31,25 @@ if (mode === '--flock') {
   // N-API: one binary serves every Node version; tagged with its libc so musl systems build their own.
   // prebuildify runs node-gyp from PATH: npm's copy, against this Node's installed headers (no download).
   const prefix = dirname(dirname(process.execPath));
-  const env = { ...process.env, PATH: `${join(prefix, 'lib/node_modules/npm/bin/node-gyp-bin')}${delimiter}${process.env.PATH}`, npm_config_nodedir: prefix };
-  const args = [join(root, 'node_modules/prebuildify/bin.js'), '--napi', '--strip', '--tag-libc', '--target', `node@${process.versions.node}`];
+  const env = {
+    ...process.env,
+    PATH: `${join(prefix, 'lib/node_modules/npm/bin/node-gyp-bin')}${delimiter}${process.env.PATH}`,
+    npm_config_nodedir: prefix,
+  };
+  const args = [
+    join(root, 'node_modules/prebuildify/bin.js'),
+    '--napi',
+    '--strip',
+    '--tag-libc',
+    '--target',
+    `node@${process.versions.node}`,
+  ];
   execFileSync(process.execPath, args, { cwd: root, stdio: ['ignore', 'ignore', 'inherit'], env });
 } else if (mode === undefined) {
   // From source into build/Release (which node-gyp-build prefers to a prebuilt binary).
   const result = rebuild(root, process.env, 'pipe');
-  if (result.status !== 0) throw new Error(`the build failed (${result.error?.message ?? `exit ${result.status}`}):\n${String(result.stderr)}`);
+  if (result.status !== 0)
+    throw new Error(`the build failed (${result.error?.message ?? `exit ${result.status}`}):\n${String(result.stderr)}`);
 } else {
   console.error('usage: node scripts/build-native.mjs [--flock | --prebuild]');
   process.exit(2);

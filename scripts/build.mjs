@@ -9,5 +9,8 @@ execFileSync(process.execPath, [...tsc, '-p', 'tsconfig.build.json'], { stdio: '
 execFileSync(process.execPath, [...tsc, '-p', 'tsconfig.cjs.json'], { stdio: 'inherit' });
 writeFileSync('dist/cjs/package.json', JSON.stringify({ type: 'commonjs' }) + '\n');
 // See src/backends/file/locate.ts: CommonJS finds its own directory through __dirname.
-writeFileSync('dist/cjs/backends/file/locate.js', '"use strict";\nObject.defineProperty(exports, "__esModule", { value: true });\nexports.here = __dirname;\n');
+writeFileSync(
+  'dist/cjs/backends/file/locate.js',
+  '"use strict";\nObject.defineProperty(exports, "__esModule", { value: true });\nexports.here = __dirname;\n',
+);
 for (const bin of ['dist/esm/cli/main.js']) if (existsSync(bin)) chmodSync(bin, 0o755);

@@ -11,7 +11,9 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 
 if (process.platform === 'win32') {
-  console.warn('locksmith: the file backend does not run on Windows (use the memory, redis, redlock or postgres backend); skipping its native addon');
+  console.warn(
+    'locksmith: the file backend does not run on Windows (use the memory, redis, redlock or postgres backend); skipping its native addon',
+  );
   process.exit(0);
 }
 try {
@@ -22,6 +24,8 @@ try {
 }
 const result = rebuild(root);
 if (result.status !== 0) {
-  console.warn(`locksmith: could not build the file backend's native addon (${result.error?.message ?? `exit ${result.status}`}); other backends are unaffected`);
+  console.warn(
+    `locksmith: could not build the file backend's native addon (${result.error?.message ?? `exit ${result.status}`}); other backends are unaffected`,
+  );
 }
 process.exit(0);

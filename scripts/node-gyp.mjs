@@ -8,7 +8,9 @@ import { dirname, join } from 'node:path';
 export function rebuild(cwd, env = process.env, stdio = 'inherit') {
   const prefix = dirname(dirname(process.execPath));
   // npm names its copy when it runs us; outside npm, the copy npm ships next to this Node.
-  const gyp = [env.npm_config_node_gyp, join(prefix, 'lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js')].find((p) => p && existsSync(p));
+  const gyp = [env.npm_config_node_gyp, join(prefix, 'lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js')].find(
+    (p) => p && existsSync(p),
+  );
   const [cmd, args] = gyp ? [process.execPath, [gyp, 'rebuild']] : ['node-gyp', ['rebuild']];
   if (!env.npm_config_nodedir && existsSync(join(prefix, 'include/node/node_api.h'))) args.push(`--nodedir=${prefix}`);
   return spawnSync(cmd, args, { cwd, env, stdio });

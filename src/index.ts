@@ -18,15 +18,7 @@ export {
   DeadlockError,
 } from './errors.js';
 export type { LockErrorCode, NodeOutcome } from './errors.js';
-export type {
-  LockBackend,
-  BackendCapabilities,
-  AcquireRequest,
-  AcquireResult,
-  LockInfo,
-  LeaseHolder,
-  LeaseMode,
-} from './backend.js';
+export type { LockBackend, BackendCapabilities, AcquireRequest, AcquireResult, LockInfo, LeaseHolder, LeaseMode } from './backend.js';
 export type { AcquireOptions, TryAcquireOptions, RwOptions, RwPolicy, LocksmithOptions, Backoff, Logger } from './options.js';
 export { Pool, PoolLease } from './recipes/pool.js';
 export type { PoolOptions, PoolAcquireOptions, PoolStats, MemberStatus } from './recipes/pool.js';

@@ -103,11 +103,7 @@ function describe(value: unknown): string {
 }
 
 /** Rejects anything but a plain object (or undefined), and any property not in `allowed`. */
-export function checkOptionNames(
-  options: unknown,
-  allowed: readonly string[],
-  where: string,
-): Record<string, unknown> {
+export function checkOptionNames(options: unknown, allowed: readonly string[], where: string): Record<string, unknown> {
   if (options === undefined) return {};
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new LockArgumentError(`${where}: options must be an object, got ${describe(options)}`);
@@ -158,10 +154,7 @@ export function checkLimit(value: unknown, key?: string): number {
 
 function checkPolicy(value: unknown, key?: string): RwPolicy {
   if (value !== 'reader-preference' && value !== 'writer-preference') {
-    throw new LockArgumentError(
-      `policy must be "reader-preference" or "writer-preference", got ${describe(value)}`,
-      { key },
-    );
+    throw new LockArgumentError(`policy must be "reader-preference" or "writer-preference", got ${describe(value)}`, { key });
   }
   return value;
 }
@@ -171,7 +164,10 @@ export function checkOwner(value: unknown, key?: string): string {
   // and an owner "a" must never be mistaken for holder "a\nb".
   // eslint-disable-next-line no-control-regex
   if (typeof value !== 'string' || value.length === 0 || value.length > MAX_OWNER_LENGTH || /[\u0000-\u001f\u007f]/.test(value)) {
-    throw new LockArgumentError(`owner must be a non-empty string of at most ${MAX_OWNER_LENGTH} characters without control characters, got ${describe(value)}`, { key });
+    throw new LockArgumentError(
+      `owner must be a non-empty string of at most ${MAX_OWNER_LENGTH} characters without control characters, got ${describe(value)}`,
+      { key },
+    );
   }
   return value;
 }
@@ -197,7 +193,9 @@ export function checkBackend(value: unknown): LockBackend {
   const c = b.capabilities as Partial<LockBackend['capabilities']> | undefined;
   const flags = c && typeof c.shared === 'boolean' && typeof c.wake === 'boolean' && typeof c.fencing === 'boolean';
   if (!flags || (c.expiry !== 'ttl' && c.expiry !== 'connection')) {
-    throw new LockArgumentError(`${where}: the ${String(b.name)} backend's capabilities must name shared, wake and fencing (booleans) and expiry ('ttl' or 'connection')`);
+    throw new LockArgumentError(
+      `${where}: the ${String(b.name)} backend's capabilities must name shared, wake and fencing (booleans) and expiry ('ttl' or 'connection')`,
+    );
   }
   if (c.expiry === 'connection' && typeof b.onLost !== 'function') {
     throw new LockArgumentError(`${where}: the ${String(b.name)} backend keeps leases with a connection, so it must offer onLost()`);

@@ -65,7 +65,8 @@ export function parseDuration(text: string, flag: string, allowInfinite = false)
  * Variables a fence must never be written into: each changes how the command (or the loader, or a
  * shell it starts) runs, so a name from a config file could turn --fence-env into code execution.
  */
-const UNSAFE_ENV = /^(PATH|PATHEXT|IFS|ENV|BASH_ENV|SHELLOPTS|BASHOPTS|PS4|CDPATH|HOME|SHELL|TMPDIR|GLIBC_TUNABLES|GCONV_PATH|HOSTALIASES|LOCALDOMAIN|RES_OPTIONS|PERLLIB|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|JDK_JAVA_OPTIONS|(LD|DYLD|NODE|NPM|PYTHON|PERL5|RUBY|MALLOC|LOCKSMITH)_?[A-Z0-9_]*)$/i;
+const UNSAFE_ENV =
+  /^(PATH|PATHEXT|IFS|ENV|BASH_ENV|SHELLOPTS|BASHOPTS|PS4|CDPATH|HOME|SHELL|TMPDIR|GLIBC_TUNABLES|GCONV_PATH|HOSTALIASES|LOCALDOMAIN|RES_OPTIONS|PERLLIB|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|JDK_JAVA_OPTIONS|(LD|DYLD|NODE|NPM|PYTHON|PERL5|RUBY|MALLOC|LOCKSMITH)_?[A-Z0-9_]*)$/i;
 
 function checkFenceEnv(name: string): string {
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new UsageError(`--fence-env: "${printable(name)}" is not an environment variable name`);
@@ -108,14 +109,25 @@ const ALLOWED: { [C in Command]: readonly (keyof typeof OPTIONS)[] } = {
   limit: ['rate', 'burst', 'wait', 'backend', 'json'],
 };
 
-const EMPTY: Omit<Parsed, 'command'> = { name: '', ttl: 0, wait: 0, backend: '', fenceEnv: undefined, value: undefined, json: false, cmd: [], rate: undefined };
+const EMPTY: Omit<Parsed, 'command'> = {
+  name: '',
+  ttl: 0,
+  wait: 0,
+  backend: '',
+  fenceEnv: undefined,
+  value: undefined,
+  json: false,
+  cmd: [],
+  rate: undefined,
+};
 
 export function parse(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Parsed {
   const [command, ...rest] = argv;
   if (command === undefined) throw new UsageError('no command given');
   if (command === 'help' || command === '--help' || command === '-h') return { command: 'help', ...EMPTY };
   if (command === '--version' || command === '-V') return { command: 'version', ...EMPTY };
-  if (command !== 'run' && command !== 'elect' && command !== 'status' && command !== 'limit') throw new UsageError(`unknown command "${printable(command)}"`);
+  if (command !== 'run' && command !== 'elect' && command !== 'status' && command !== 'limit')
+    throw new UsageError(`unknown command "${printable(command)}"`);
   // Everything after the first "--" is the command, untouched by option parsing.
   const cut = rest.indexOf('--');
   const own = cut >= 0 ? rest.slice(0, cut) : rest;
@@ -146,7 +158,14 @@ export function parse(argv: readonly string[], env: NodeJS.ProcessEnv = process.
   }
   const ttl = text('ttl') === undefined ? 30_000 : parseDuration(text('ttl')!, '--ttl');
   if (ttl < MIN_TTL_MS) throw new UsageError(`--ttl must be at least ${MIN_TTL_MS / 1000}s (the lease is renewed every ttl/3)`);
-  const wait = text('wait') === undefined ? (command === 'elect' ? Infinity : command === 'limit' ? 0 : 10_000) : parseDuration(text('wait')!, '--wait', true);
+  const wait =
+    text('wait') === undefined
+      ? command === 'elect'
+        ? Infinity
+        : command === 'limit'
+          ? 0
+          : 10_000
+      : parseDuration(text('wait')!, '--wait', true);
   const fenceEnv = text('fence-env') === undefined ? undefined : checkFenceEnv(text('fence-env')!);
   if (command === 'status' && cut >= 0) throw new UsageError('status takes no command');
   if (command !== 'status' && (cmd.length === 0 || cmd[0] === '')) throw new UsageError(`${command}: give the command to run after --`);
@@ -155,7 +174,8 @@ export function parse(argv: readonly string[], env: NodeJS.ProcessEnv = process.
     if (text('rate') === undefined) throw new UsageError('limit: --rate is required (e.g. --rate 10/s)');
     const { limit, interval } = parseRate(text('rate')!);
     const burst = text('burst') === undefined ? limit : Number(text('burst'));
-    if (!Number.isSafeInteger(burst) || burst < 1 || burst > 1_000_000_000) throw new UsageError(`--burst: "${printable(text('burst')!)}" is not a positive whole number`);
+    if (!Number.isSafeInteger(burst) || burst < 1 || burst > 1_000_000_000)
+      throw new UsageError(`--burst: "${printable(text('burst')!)}" is not a positive whole number`);
     rate = { limit, interval, burst };
   }
   return {

@@ -25,7 +25,9 @@ export async function optional<T>(specifier: string, what: string): Promise<T> {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
-      throw new UsageError(`${what} is not available: install it (${specifier.startsWith('.') ? 'a newer locksmith' : `npm install ${specifier}`})`);
+      throw new UsageError(
+        `${what} is not available: install it (${specifier.startsWith('.') ? 'a newer locksmith' : `npm install ${specifier}`})`,
+      );
     }
     throw error;
   }
@@ -53,7 +55,8 @@ function redisTarget(url: string, env: NodeJS.ProcessEnv): RedisTarget {
   const u = parseUrl(url);
   if (u.search || u.hash) throw new UsageError(`--backend: "${redact(url)}": query strings are not supported in redis:// URLs`);
   const db = u.pathname.replace(/^\//, '');
-  if (db !== '' && !/^\d{1,5}$/.test(db)) throw new UsageError(`--backend: "${redact(url)}": the database must be a number (redis://host:port/0)`);
+  if (db !== '' && !/^\d{1,5}$/.test(db))
+    throw new UsageError(`--backend: "${redact(url)}": the database must be a number (redis://host:port/0)`);
   const port = u.port === '' ? 6379 : Number(u.port);
   return {
     host: u.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1',
@@ -97,7 +100,8 @@ async function fileOpen(url: string): Promise<OpenBackend> {
   }
   const rest = url.slice('file:'.length);
   // file: is the default directory; file:DIR and file:///abs/dir name one; file:// names nothing.
-  if (rest.startsWith('//') && !rest.startsWith('///')) throw new UsageError('--backend: file:// needs a path (file:///var/lock/app, or file:DIR)');
+  if (rest.startsWith('//') && !rest.startsWith('///'))
+    throw new UsageError('--backend: file:// needs a path (file:///var/lock/app, or file:DIR)');
   const dir = rest.replace(/^\/\/(?=\/)/, '');
   const { fileBackend } = await import('../backends/file/index.js');
   return { backend: fileBackend(dir ? { dir } : {}), close: () => Promise.resolve() };
@@ -107,7 +111,10 @@ export async function backendFor(url: string, env: NodeJS.ProcessEnv = process.e
   if (url.startsWith('file:')) return fileOpen(url);
   if (url.startsWith('redis://') || url.startsWith('rediss://')) {
     const target = redisTarget(url, env);
-    const { redisBackend } = await optional<{ redisBackend: (o: object) => LockBackend }>('../backends/redis/index.js', 'the redis backend');
+    const { redisBackend } = await optional<{ redisBackend: (o: object) => LockBackend }>(
+      '../backends/redis/index.js',
+      'the redis backend',
+    );
     const client = await redisClient(target);
     return { backend: redisBackend({ client: client.raw }), close: client.close };
   }
@@ -117,7 +124,10 @@ export async function backendFor(url: string, env: NodeJS.ProcessEnv = process.e
       throw new UsageError('--backend redlock: needs at least three redis:// URLs, comma-separated');
     }
     const targets = urls.map((u) => redisTarget(u, env));
-    const { redlockBackend } = await optional<{ redlockBackend: (o: object) => LockBackend }>('../backends/redlock/index.js', 'the redlock backend');
+    const { redlockBackend } = await optional<{ redlockBackend: (o: object) => LockBackend }>(
+      '../backends/redlock/index.js',
+      'the redlock backend',
+    );
     const settled = await Promise.allSettled(targets.map(redisClient));
     const clients = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     const closeAll = async (): Promise<void> => void (await Promise.all(clients.map((c) => c.close())));
@@ -130,7 +140,10 @@ export async function backendFor(url: string, env: NodeJS.ProcessEnv = process.e
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     const config = pgConfig(url, env);
-    const { postgresBackend } = await optional<{ postgresBackend: (o: object) => LockBackend }>('../backends/postgres/index.js', 'the postgres backend');
+    const { postgresBackend } = await optional<{ postgresBackend: (o: object) => LockBackend }>(
+      '../backends/postgres/index.js',
+      'the postgres backend',
+    );
     const pg = await optional<{ default: { Pool: new (o: object) => PgPool } }>('pg', 'the postgres backend needs pg, which');
     const pool = new pg.default.Pool(config);
     // An idle connection the server ends emits on the pool; the pool then drops it.
@@ -139,12 +152,15 @@ export async function backendFor(url: string, env: NodeJS.ProcessEnv = process.e
   }
   if (url.startsWith('etcd://')) {
     const hosts = url.slice('etcd://'.length).split(',').filter(Boolean);
-    if (hosts.length === 0 || !hosts.every((h) => /^[^\s/@]+:\d+$/.test(h))) throw new UsageError('--backend etcd://: needs host:port[,host:port…]');
+    if (hosts.length === 0 || !hosts.every((h) => /^[^\s/@]+:\d+$/.test(h)))
+      throw new UsageError('--backend etcd://: needs host:port[,host:port…]');
     const { etcdBackend } = await optional<{ etcdBackend: (o: object) => LockBackend }>('../backends/etcd/index.js', 'the etcd backend');
     const mod = await optional<{ Etcd3: new (o: object) => { close(): void } }>('etcd3', 'the etcd backend needs etcd3, which');
     const client = new mod.Etcd3({ hosts: hosts.map((h) => `http://${h}`), dialTimeout: 5_000 });
     return { backend: etcdBackend({ client }), close: () => Promise.resolve(client.close()) };
   }
   if (url === 'memory:') throw new UsageError('memory: lives inside one process, so it cannot coordinate commands');
-  throw new UsageError(`--backend: "${redact(url)}" is not a backend URL (file:[DIR], redis://…, rediss://…, redlock:redis://a,redis://b,redis://c, postgres://…, etcd://host:port[,host:port…])`);
+  throw new UsageError(
+    `--backend: "${redact(url)}" is not a backend URL (file:[DIR], redis://…, rediss://…, redlock:redis://a,redis://b,redis://c, postgres://…, etcd://host:port[,host:port…])`,
+  );
 }

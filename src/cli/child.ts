@@ -12,7 +12,21 @@ import { constants } from 'node:os';
  * (it starts the inspector, it does not end the process); SIGKILL and SIGSTOP cannot be caught.
  */
 const ENDING: readonly NodeJS.Signals[] = (
-  ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGUSR2', 'SIGALRM', 'SIGVTALRM', 'SIGPROF', 'SIGXCPU', 'SIGXFSZ', 'SIGIO', 'SIGPWR', 'SIGSYS'] as const
+  [
+    'SIGHUP',
+    'SIGINT',
+    'SIGQUIT',
+    'SIGTERM',
+    'SIGUSR2',
+    'SIGALRM',
+    'SIGVTALRM',
+    'SIGPROF',
+    'SIGXCPU',
+    'SIGXFSZ',
+    'SIGIO',
+    'SIGPWR',
+    'SIGSYS',
+  ] as const
 ).filter((s) => s in constants.signals);
 
 /** Sent by a terminal to its whole foreground process group, which the command shares in a terminal. */

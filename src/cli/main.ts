@@ -22,7 +22,10 @@ function say(line: string): void {
 
 /** JSON with bigints as strings and every control character escaped (C1 too, which JSON allows raw). */
 function json(value: unknown): string {
-  return JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)).replace(
+    /[\u007f-\u009f]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 function report(parsed: Parsed, event: Record<string, unknown>): void {
@@ -49,21 +52,33 @@ async function status(locks: Locksmith, parsed: Parsed): Promise<number> {
   }
   process.stdout.write(`${name}: held (${info.mode}) by ${info.holders.length} holder${info.holders.length === 1 ? '' : 's'}\n`);
   for (const h of info.holders) {
-    const left = Number.isFinite(h.expiresAt) ? `expires in ${((h.expiresAt - Date.now()) / 1000).toFixed(1)}s` : 'held while its connection lives';
+    const left = Number.isFinite(h.expiresAt)
+      ? `expires in ${((h.expiresAt - Date.now()) / 1000).toFixed(1)}s`
+      : 'held while its connection lives';
     process.stdout.write(`  owner ${printable(h.owner)}  fence ${h.fence}  ${left}\n`);
   }
   return 0;
 }
 
 /** The lease to hold: the lock itself (run), or the term of the election that `locks.election` runs (elect). */
-async function take(locks: Locksmith, parsed: Parsed, signal: AbortSignal): Promise<{ fence: bigint; signal: AbortSignal; owner: string; expiresAt: number; release: () => Promise<void> }> {
+async function take(
+  locks: Locksmith,
+  parsed: Parsed,
+  signal: AbortSignal,
+): Promise<{ fence: bigint; signal: AbortSignal; owner: string; expiresAt: number; release: () => Promise<void> }> {
   if (parsed.command === 'run') {
     const lock: Lock = await locks.acquire(parsed.name, { ttl: parsed.ttl, wait: parsed.wait, signal, autoRenew: true });
     return { fence: lock.fence, signal: lock.signal, owner: lock.owner, expiresAt: lock.expiresAt, release: () => lock.release() };
   }
   const election = locks.election(parsed.name, { value: parsed.value ?? `${hostname()}:${process.pid}`, ttl: parsed.ttl });
   const leader = await election.campaign({ signal });
-  return { fence: leader.fence, signal: election.signal!, owner: leader.value, expiresAt: leader.expiresAt, release: () => election.resign() };
+  return {
+    fence: leader.fence,
+    signal: election.signal!,
+    owner: leader.value,
+    expiresAt: leader.expiresAt,
+    release: () => election.resign(),
+  };
 }
 
 /** The command's environment: the CLI's own, without what the CLI keeps private, plus `extra`. */
@@ -76,7 +91,10 @@ function commandEnv(extra: { [name: string]: string }): NodeJS.ProcessEnv {
 /** The one line (and JSON event) for a lock that could not be taken. */
 function notTaken(parsed: Parsed, error: unknown): number {
   const cause = (error as Error).cause instanceof Error ? `: ${((error as Error).cause as Error).message}` : '';
-  const why = error instanceof LockTimeoutError ? `is held by another owner (waited ${(error.waited / 1000).toFixed(1)}s)` : `could not be taken: ${(error as Error).message}${cause}`;
+  const why =
+    error instanceof LockTimeoutError
+      ? `is held by another owner (waited ${(error.waited / 1000).toFixed(1)}s)`
+      : `could not be taken: ${(error as Error).message}${cause}`;
   say(`${printable(parsed.name)} ${why}`);
   report(parsed, { event: 'not-taken', error: error instanceof LockError ? error.code : String(error) });
   return EXIT_NOT_TAKEN;
@@ -92,7 +110,12 @@ async function hold(locks: Locksmith, parsed: Parsed, guard: Supervisor): Promis
     if (error instanceof LockArgumentError) throw error;
     return notTaken(parsed, error);
   }
-  report(parsed, { event: parsed.command === 'elect' ? 'elected' : 'acquired', owner: lease.owner, fence: lease.fence, expiresAt: lease.expiresAt });
+  report(parsed, {
+    event: parsed.command === 'elect' ? 'elected' : 'acquired',
+    owner: lease.owner,
+    fence: lease.fence,
+    expiresAt: lease.expiresAt,
+  });
   const command = guard.start(parsed.cmd, commandEnv(parsed.fenceEnv ? { [parsed.fenceEnv]: lease.fence.toString() } : {}), say);
   let lost = false;
   let killer: NodeJS.Timeout | undefined;

@@ -30,7 +30,10 @@ const serverName = (host: string): { servername?: string } => (isIP(host) ? {} :
 function failure(t: RedisTarget, error: unknown): Error {
   const e = error instanceof Error ? error : new Error(String(error));
   if (t.tls && /ETIMEDOUT|timed? ?out/i.test(e.message)) {
-    return new Error(`no TLS handshake with ${t.host}:${t.port} within ${CONNECT_TIMEOUT_MS / 1000}s (does the server speak TLS? use redis:// if not)`, { cause: e });
+    return new Error(
+      `no TLS handshake with ${t.host}:${t.port} within ${CONNECT_TIMEOUT_MS / 1000}s (does the server speak TLS? use redis:// if not)`,
+      { cause: e },
+    );
   }
   return e;
 }

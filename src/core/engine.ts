@@ -50,7 +50,9 @@ export class Engine {
     this.events = new Events(defaults.logger);
     // Every waiter listens on the closing signal; many waiters are normal, not a leak.
     setMaxListeners(0, this.#closing.signal);
-    this.#obtainer = new Obtainer(backend, defaults.backoff, this.counters, this.#closing.signal, (error, event) => this.report(error, event, 'withdraw'));
+    this.#obtainer = new Obtainer(backend, defaults.backoff, this.counters, this.#closing.signal, (error, event) =>
+      this.report(error, event, 'withdraw'),
+    );
     this.#host = {
       backend,
       deadlines: this.#leases,
@@ -121,7 +123,9 @@ export class Engine {
     const { key, mode, options } = spec;
     if (this.#closed) throw new LockAcquisitionError('the Locksmith is closed', { key });
     if (mode === 'shared' && !this.backend.capabilities.shared) {
-      throw new LockArgumentError(`"${key}": the ${this.backend.name} backend offers exclusive locks only (no read locks or semaphores)`, { key });
+      throw new LockArgumentError(`"${key}": the ${this.backend.name} backend offers exclusive locks only (no read locks or semaphores)`, {
+        key,
+      });
     }
     const known = options.owner ?? (options.reentrant ? scopeOwner() : undefined);
     // A fresh owner cannot be holding anything yet, so only a known owner is looked up.
@@ -176,7 +180,9 @@ export class Engine {
       throw new DeadlockError(`"${key}" is already held by owner ${owner}; pass reentrant: true to re-enter it`, { key });
     }
     if (existing.mode === 'shared' && mode === 'exclusive') {
-      throw new DeadlockError(`"${key}": cannot upgrade a read lock to a write lock held by the same owner; it would wait forever`, { key });
+      throw new DeadlockError(`"${key}": cannot upgrade a read lock to a write lock held by the same owner; it would wait forever`, {
+        key,
+      });
     }
     existing.holds += 1;
     return new Lock(existing, this.#disposeError);

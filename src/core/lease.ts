@@ -3,13 +3,7 @@
 // Lock handles (src/lock.ts), several of them when a lease is re-entered.
 
 import type { LeaseMode, LockBackend } from '../backend.js';
-import {
-  LockAcquisitionError,
-  LockError,
-  LockExpiredError,
-  LockOwnershipError,
-  LockReleaseError,
-} from '../errors.js';
+import { LockAcquisitionError, LockError, LockExpiredError, LockOwnershipError, LockReleaseError } from '../errors.js';
 import { extendChannel, lostChannel, releaseChannel, trace, traced, type LockTraceContext } from './channels.js';
 import { settleWithin } from './time.js';
 import type { Deadlines, Expiring } from './deadlines.js';

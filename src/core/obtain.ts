@@ -75,7 +75,13 @@ export class Obtainer implements Listeners {
   readonly #wakes: boolean;
   #waiting = 0;
 
-  constructor(backend: LockBackend, backoff: Backoff, counters: Counters, closing: AbortSignal, report: (error: unknown, event: Partial<LockEvent>) => void) {
+  constructor(
+    backend: LockBackend,
+    backoff: Backoff,
+    counters: Counters,
+    closing: AbortSignal,
+    report: (error: unknown, event: Partial<LockEvent>) => void,
+  ) {
     this.#backend = backend;
     this.#backoff = backoff;
     this.#counters = counters;
@@ -184,7 +190,13 @@ export class Obtainer implements Listeners {
     }
   }
 
-  async #wait(request: AcquireRequest, refusal: Refused | undefined, turn: Turn | undefined, began: number, signal: AbortSignal | undefined): Promise<Obtained> {
+  async #wait(
+    request: AcquireRequest,
+    refusal: Refused | undefined,
+    turn: Turn | undefined,
+    began: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Obtained> {
     let start = began;
     // Our turn came because the holder before us let go (or we never tried): try now. Refused, the
     // wait loop listens before it tries again, so no release goes unheard.
@@ -232,7 +244,10 @@ export class Obtainer implements Listeners {
       this.#counters.failures += 1;
       throw error instanceof LockError
         ? error
-        : new LockAcquisitionError(`could not acquire "${request.key}": the ${this.#backend.name} backend failed`, { key: request.key, cause: error });
+        : new LockAcquisitionError(`could not acquire "${request.key}": the ${this.#backend.name} backend failed`, {
+            key: request.key,
+            cause: error,
+          });
     }
   }
 }

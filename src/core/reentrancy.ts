@@ -54,7 +54,14 @@ export class HoldRegistry<L extends Keyed> {
     const found = this.#byOwner.get(owner);
     if (found === undefined || (!(found instanceof Map) && found.key === key)) this.#byOwner.set(owner, lease);
     else if (found instanceof Map) found.set(key, lease);
-    else this.#byOwner.set(owner, new Map([[found.key, found], [key, lease]]));
+    else
+      this.#byOwner.set(
+        owner,
+        new Map([
+          [found.key, found],
+          [key, lease],
+        ]),
+      );
   }
 
   delete(key: string, owner: string, lease: L): void {

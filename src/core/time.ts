@@ -15,7 +15,13 @@ export function settleWithin(pending: Promise<unknown>, ms: number): Promise<voi
     timer = setTimeout(resolve, ms);
     timer.unref();
   });
-  return Promise.race([pending.then(() => undefined, () => undefined), bound]).finally(() => clearTimeout(timer));
+  return Promise.race([
+    pending.then(
+      () => undefined,
+      () => undefined,
+    ),
+    bound,
+  ]).finally(() => clearTimeout(timer));
 }
 
 /**

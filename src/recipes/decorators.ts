@@ -11,7 +11,10 @@ export type AsyncMethod<This, A extends unknown[], R> = (this: This, ...args: A)
 
 export function locked<K extends unknown[]>(locks: Locks, key: KeyFn<K>, options?: AcquireOptions) {
   checkFunction(key, 'locked(): key');
-  return <This, A extends [...K, ...unknown[]], R>(method: AsyncMethod<This, A, R>, _context: ClassMethodDecoratorContext<This, AsyncMethod<This, A, R>>) =>
+  return <This, A extends [...K, ...unknown[]], R>(
+    method: AsyncMethod<This, A, R>,
+    _context: ClassMethodDecoratorContext<This, AsyncMethod<This, A, R>>,
+  ) =>
     function (this: This, ...args: A): Promise<R> {
       return locks.withLock(keyOf(key, args), () => method.apply(this, args), options);
     };

@@ -55,7 +55,9 @@ export class Election {
     const o = checkOptionNames(options, ['value', 'ttl'], 'election()');
     // eslint-disable-next-line no-control-regex
     if (typeof o.value !== 'string' || o.value.length === 0 || o.value.length > MAX_VALUE || /[\u0000-\u001f\u007f]/.test(o.value)) {
-      throw new LockArgumentError(`election(): value must be a string of 1 to ${MAX_VALUE} characters without control characters`, { key: name });
+      throw new LockArgumentError(`election(): value must be a string of 1 to ${MAX_VALUE} characters without control characters`, {
+        key: name,
+      });
     }
     this.value = o.value;
     this.#ttl = o.ttl as number | undefined; // validated by acquire, before any I/O

@@ -103,7 +103,8 @@ export class Pool {
   /** Adds a member at run time (other processes must add it too to lend it out). */
   add(member: string): void {
     checkKey(this.#memberKey(checkKey(member, 'member')), 'member key');
-    if (this.#members.includes(member)) throw new LockArgumentError(`pool "${this.name}" already has member "${member}"`, { key: this.name });
+    if (this.#members.includes(member))
+      throw new LockArgumentError(`pool "${this.name}" already has member "${member}"`, { key: this.name });
     if (this.#members.length >= MAX_MEMBERS) throw new LockArgumentError(`pool "${this.name}" has the maximum of ${MAX_MEMBERS} members`);
     this.#members.push(member);
   }
@@ -140,7 +141,11 @@ export class Pool {
   }
 
   async #take(options: PoolAcquireOptions | undefined, once: boolean): Promise<PoolLease | null> {
-    const o = checkOptionNames(options, once ? ['ttl', 'autoRenew'] : ['ttl', 'wait', 'signal', 'autoRenew'], once ? 'pool.tryAcquire()' : 'pool.acquire()');
+    const o = checkOptionNames(
+      options,
+      once ? ['ttl', 'autoRenew'] : ['ttl', 'wait', 'signal', 'autoRenew'],
+      once ? 'pool.tryAcquire()' : 'pool.acquire()',
+    );
     if (this.#members.length === 0) throw new LockArgumentError(`pool "${this.name}" has no members`, { key: this.name });
     const gate = this.#locks.semaphore(`pool:${this.name}`, { limit: this.#members.length });
     const started = performance.now();
@@ -153,7 +158,10 @@ export class Pool {
     }
     if (!permit) return null;
     if (performance.now() - started > 1) this.#stats.waited += 1;
-    const memberOptions = { ...(o.ttl !== undefined ? { ttl: o.ttl } : {}), ...(o.autoRenew !== undefined ? { autoRenew: o.autoRenew } : {}) };
+    const memberOptions = {
+      ...(o.ttl !== undefined ? { ttl: o.ttl } : {}),
+      ...(o.autoRenew !== undefined ? { autoRenew: o.autoRenew } : {}),
+    };
     try {
       // Holding a permit means a member is free, unless processes disagree on the member list or a
       // member lock outlived its permit; retry a few rounds before calling it a timeout.

@@ -78,7 +78,10 @@ export class RateLimiter {
     this.interval = checkCount(o.interval, 'interval', name);
     this.burst = o.burst === undefined ? this.limit : checkCount(o.burst, 'burst', name);
     if (!backend.rate) {
-      throw new LockArgumentError(`rateLimiter(): the ${backend.name} backend keeps no rate buckets (a quorum of counters does not make one rate); use Redis, PostgreSQL, file or memory`, { key: name });
+      throw new LockArgumentError(
+        `rateLimiter(): the ${backend.name} backend keeps no rate buckets (a quorum of counters does not make one rate); use Redis, PostgreSQL, file or memory`,
+        { key: name },
+      );
     }
     this.#store = backend.rate;
     this.#backend = backend.name;
@@ -91,7 +94,8 @@ export class RateLimiter {
     const cost = this.#cost(o.cost);
     const wait = o.wait === undefined ? 0 : checkWait(o.wait, this.name);
     const signal = o.signal as AbortSignal | undefined;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new LockArgumentError('take(): signal must be an AbortSignal', { key: this.name });
+    if (signal !== undefined && !(signal instanceof AbortSignal))
+      throw new LockArgumentError('take(): signal must be an AbortSignal', { key: this.name });
     signal?.throwIfAborted();
     const deadline = performance.now() + wait;
     let decision = await this.#take(cost, false);
@@ -122,7 +126,10 @@ export class RateLimiter {
 
   #cost(value: unknown): number {
     const cost = value === undefined ? 1 : checkCount(value, 'cost', this.name);
-    if (cost > this.burst) throw new LockArgumentError(`rateLimiter(): cost ${cost} is more than the burst ${this.burst}: it could never be allowed`, { key: this.name });
+    if (cost > this.burst)
+      throw new LockArgumentError(`rateLimiter(): cost ${cost} is more than the burst ${this.burst}: it could never be allowed`, {
+        key: this.name,
+      });
     return cost;
   }
 

@@ -92,7 +92,8 @@ export class StampedeGuard {
     this.freshFor = msOption('stampede()', 'freshFor', o.freshFor, NaN, 1, MAX_TTL);
     this.staleFor = msOption('stampede()', 'staleFor', o.staleFor, 0, 0, MAX_TTL);
     this.#store = o.store === undefined ? memoryCacheStore() : checkStore(o.store);
-    if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0)) throw new LockArgumentError('stampede(): name must be a non-empty string');
+    if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0))
+      throw new LockArgumentError('stampede(): name must be a non-empty string');
     this.name = o.name ?? 'default';
     locks.register('stampedes', this.name, this);
   }
@@ -142,7 +143,10 @@ export class StampedeGuard {
   /** A method decorator: `@guard.cached((symbol) => \`quote:${symbol}\`)` caches the method's result. */
   cached<K extends unknown[]>(key: KeyFn<K>, options?: GetOptions) {
     checkFunction(key, 'cached(): key');
-    return <This, A extends [...K, ...unknown[]], R>(method: AsyncMethod<This, A, R>, _context: ClassMethodDecoratorContext<This, AsyncMethod<This, A, R>>) => {
+    return <This, A extends [...K, ...unknown[]], R>(
+      method: AsyncMethod<This, A, R>,
+      _context: ClassMethodDecoratorContext<This, AsyncMethod<This, A, R>>,
+    ) => {
       const call = (self: This, args: A): Promise<R> => this.get(keyOf(key, args), () => method.apply(self, args), options);
       return function (this: This, ...args: A): Promise<R> {
         return call(this, args);
@@ -201,4 +205,3 @@ function checkStore(store: unknown): CacheStore {
 function isBusy(error: unknown): boolean {
   return error instanceof Error && (error as { code?: string }).code === 'ERR_LOCK_TIMEOUT';
 }
-

@@ -66,7 +66,16 @@ describe('locksmith CLI', () => {
   });
 
   test('SIGTERM to the CLI reaches the command and frees the lock', async () => {
-    const r = cli('run', 'term', '--backend', backend, '--', 'sh', '-c', 'trap "echo got-term; exit 42" TERM; echo ready; while :; do sleep 0.05; done');
+    const r = cli(
+      'run',
+      'term',
+      '--backend',
+      backend,
+      '--',
+      'sh',
+      '-c',
+      'trap "echo got-term; exit 42" TERM; echo ready; while :; do sleep 0.05; done',
+    );
     await r.waitFor('ready');
     r.kill('SIGTERM');
     assert.equal(await r.code, 42);
@@ -77,7 +86,18 @@ describe('locksmith CLI', () => {
   });
 
   test('a lock lost while the command runs stops it and exits 76', async () => {
-    const r = cli('run', 'lose', '--backend', backend, '--ttl', '1s', '--', 'sh', '-c', 'trap "echo stopped; exit 0" TERM; echo ready; while :; do sleep 0.05; done');
+    const r = cli(
+      'run',
+      'lose',
+      '--backend',
+      backend,
+      '--ttl',
+      '1s',
+      '--',
+      'sh',
+      '-c',
+      'trap "echo stopped; exit 0" TERM; echo ready; while :; do sleep 0.05; done',
+    );
     await r.waitFor('ready');
     unlinkSync(join(dir, fileNameFor('lose'))); // someone removes the lock file: the lease is gone
     assert.equal(await r.code, 76);
@@ -159,7 +179,9 @@ describe('locksmith CLI', () => {
     const db = await createDatabase();
     try {
       const c = db.config;
-      const url = c.connectionString ?? `postgres://${c.user ?? 'postgres'}${c.password ? `:${String(c.password)}` : ''}@${c.host ?? '127.0.0.1'}:${c.port ?? 5432}/${c.database ?? ''}`;
+      const url =
+        c.connectionString ??
+        `postgres://${c.user ?? 'postgres'}${c.password ? `:${String(c.password)}` : ''}@${c.host ?? '127.0.0.1'}:${c.port ?? 5432}/${c.database ?? ''}`;
       await runStatusElect(url, 'pg');
     } finally {
       await db.drop();
@@ -191,4 +213,3 @@ describe('locksmith CLI', () => {
     assert.match(p.err(), /^locksmith: x could not be taken: .*ECONNREFUSED.*\n$/);
   });
 });
-

@@ -49,7 +49,10 @@ describe('CLI: version, exit codes, secrets', () => {
 
   test('a backend failure is exit 75 on every backend and subcommand', async () => {
     for (const url of ['redis://127.0.0.1:1', 'postgres://postgres@127.0.0.1:1/none']) {
-      for (const args of [['status', 'x'], ['run', 'x', '--wait', '1s', '--', 'true']]) {
+      for (const args of [
+        ['status', 'x'],
+        ['run', 'x', '--wait', '1s', '--', 'true'],
+      ]) {
         const r = cli(...args.slice(0, 2), '--backend', url, ...args.slice(2));
         assert.equal(await r.code, 75, `${args[0]} ${url}: ${r.err()}`);
         assert.match(r.err(), /^locksmith: x could not be (read|taken): .*ECONNREFUSED/);
@@ -84,7 +87,11 @@ describe('CLI: version, exit codes, secrets', () => {
     await admin.config('SET', 'requirepass', 'hunter2-secret');
     try {
       const printed: string[] = [];
-      for (const url of [`gopher://u:hunter2-secret@h/`, `redis://u:hunter2-secret@127.0.0.1:1/0`, `redis://:hunter2-secret@127.0.0.1:1/x`]) {
+      for (const url of [
+        `gopher://u:hunter2-secret@h/`,
+        `redis://u:hunter2-secret@127.0.0.1:1/0`,
+        `redis://:hunter2-secret@127.0.0.1:1/x`,
+      ]) {
         const r = cli('run', 'x', '--backend', url, '--', 'true');
         await r.code;
         printed.push(r.out() + r.err());
@@ -118,17 +125,22 @@ describe('CLI: the command never outlives the lock', () => {
     }
   });
 
-  test('a CLI killed with SIGKILL takes its command with it (Linux: parent-death signal)', { skip: process.platform !== 'linux' }, async () => {
-    const r = cli('run', 'sigkill', '--backend', backend, '--', ...PID_THEN_WAIT);
-    await r.waitFor('pid=');
-    const pid = pidOf(r.out());
-    r.kill('SIGKILL');
-    await r.code;
-    await until(() => !alive(pid));
-  });
+  test(
+    'a CLI killed with SIGKILL takes its command with it (Linux: parent-death signal)',
+    { skip: process.platform !== 'linux' },
+    async () => {
+      const r = cli('run', 'sigkill', '--backend', backend, '--', ...PID_THEN_WAIT);
+      await r.waitFor('pid=');
+      const pid = pidOf(r.out());
+      r.kill('SIGKILL');
+      await r.code;
+      await until(() => !alive(pid));
+    },
+  );
 
   test('a signal sent to the whole process group (Ctrl-C) reaches the command once', async () => {
-    const count = 'let n = 0; process.on("SIGINT", () => { n++; setTimeout(() => { console.log("sigints=" + n); process.exit(0); }, 300); }); console.log("ready"); setInterval(() => {}, 1000)';
+    const count =
+      'let n = 0; process.on("SIGINT", () => { n++; setTimeout(() => { console.log("sigints=" + n); process.exit(0); }, 300); }); console.log("ready"); setInterval(() => {}, 1000)';
     const r = cliWith({ detached: true }, 'run', 'group', '--backend', backend, '--', 'node', '-e', count);
     await r.waitFor('ready');
     process.kill(-r.child.pid!, 'SIGINT');
@@ -166,7 +178,18 @@ describe('CLI: what it prints and whom it contends with', () => {
     const election = locks.election('shared', { value: 'library' });
     await election.campaign();
     const marker = join(dir, 'cli-led');
-    const r = cli('elect', 'shared', '--backend', redis.url, '--value', 'cli-node', '--', 'sh', '-c', `touch ${marker}; echo led; sleep 0.5`);
+    const r = cli(
+      'elect',
+      'shared',
+      '--backend',
+      redis.url,
+      '--value',
+      'cli-node',
+      '--',
+      'sh',
+      '-c',
+      `touch ${marker}; echo led; sleep 0.5`,
+    );
     try {
       await delay(300); // the CLI is campaigning now: it must not run while the library leads
       assert.equal(existsSync(marker), false, 'the CLI ran while the library was leader');

@@ -37,7 +37,21 @@ test('--wait waits for the refill; the library sees the same bucket', async () =
     const refused = cli('limit', 'shared-bucket', '--rate', '20/m', '--burst', '1', '--backend', redis.url, '--', 'echo', 'ran');
     assert.equal(await refused.code, 75);
     assert.match(refused.err(), /no token/);
-    const waited = cli('limit', 'shared-bucket', '--rate', '20/m', '--burst', '1', '--wait', '10s', '--backend', redis.url, '--', 'echo', 'ran');
+    const waited = cli(
+      'limit',
+      'shared-bucket',
+      '--rate',
+      '20/m',
+      '--burst',
+      '1',
+      '--wait',
+      '10s',
+      '--backend',
+      redis.url,
+      '--',
+      'echo',
+      'ran',
+    );
     assert.equal(await waited.code, 0, waited.err());
     assert.equal(waited.out(), 'ran\n');
   } finally {
@@ -47,7 +61,14 @@ test('--wait waits for the refill; the library sees the same bucket', async () =
 });
 
 test('bad rates and bursts are usage errors', async () => {
-  for (const args of [['--rate', '0/s'], ['--rate', 'ten'], ['--rate', '5/x'], [], ['--rate', '5/s', '--burst', '0'], ['--rate', '5/s', '--ttl', '5s']]) {
+  for (const args of [
+    ['--rate', '0/s'],
+    ['--rate', 'ten'],
+    ['--rate', '5/x'],
+    [],
+    ['--rate', '5/s', '--burst', '0'],
+    ['--rate', '5/s', '--ttl', '5s'],
+  ]) {
     const r = cli('limit', 'x', ...args, '--backend', redis.url, '--', 'true');
     assert.equal(await r.code, 2, args.join(' '));
   }

@@ -121,7 +121,10 @@ export function conformance(target: Target): void {
         const info = await b.inspect(key);
         assert.ok(info);
         assert.equal(info.mode, 'exclusive');
-        assert.deepEqual(info.holders.map((h) => [h.owner, h.fence]), [[lock.owner, lock.fence]]);
+        assert.deepEqual(
+          info.holders.map((h) => [h.owner, h.fence]),
+          [[lock.owner, lock.fence]],
+        );
         assert.ok(await b.isLocked(key));
         await lock.release();
         assert.equal(lock.held, false);
@@ -244,7 +247,10 @@ export function conformance(target: Target): void {
         await assert.rejects(lock.extend(), LockExpiredError);
         assert.ok(next.held);
         const info = await b.inspect(key);
-        assert.deepEqual(info?.holders.map((h) => h.owner), [next.owner]);
+        assert.deepEqual(
+          info?.holders.map((h) => h.owner),
+          [next.owner],
+        );
         await next.release();
       });
 
@@ -439,9 +445,13 @@ export function conformance(target: Target): void {
         if (!capabilities.shared) return t.skip('backend has no shared leases');
         const a = await client();
         const key = name();
-        await a.withRead(key, async () => {
-          await assert.rejects(a.write(key, { reentrant: true, wait: 1_000 }), DeadlockError);
-        }, { reentrant: true });
+        await a.withRead(
+          key,
+          async () => {
+            await assert.rejects(a.write(key, { reentrant: true, wait: 1_000 }), DeadlockError);
+          },
+          { reentrant: true },
+        );
       });
     });
 
@@ -673,7 +683,10 @@ export function conformance(target: Target): void {
       for (const owner of ['__proto__', 'constructor', 'toString']) {
         const key = name();
         const lock = await a.acquire(key, { owner });
-        assert.deepEqual((await b.inspect(key))?.holders.map((h) => h.owner), [owner]);
+        assert.deepEqual(
+          (await b.inspect(key))?.holders.map((h) => h.owner),
+          [owner],
+        );
         await lock.extend(5_000);
         await lock.release();
         assert.equal(await b.inspect(key), null);
@@ -688,7 +701,10 @@ export function conformance(target: Target): void {
         await reader.extend(5_000);
         assert.equal('expiresAt' in Object.prototype, false, 'extend() wrote nothing onto Object.prototype');
         await reader.release();
-        assert.deepEqual((await b.inspect(shared))?.holders.map((h) => h.owner), [other.owner]);
+        assert.deepEqual(
+          (await b.inspect(shared))?.holders.map((h) => h.owner),
+          [other.owner],
+        );
         await other.release();
       }
     });
@@ -776,13 +792,21 @@ export function conformance(target: Target): void {
           assert.throws(() => a.semaphore(key, { limit } as never), LockArgumentError);
         }
         assert.throws(() => a.semaphore(key, { limit: 2, max: 3 } as never), LockArgumentError);
-        for (const d of [{ ttl: -5 }, { wait: NaN }, { policy: 'x' }, { backoff: { initial: 0 } }, { backoff: { max: 1, initial: 5 } }, { colour: 1 }, 5]) {
+        for (const d of [
+          { ttl: -5 },
+          { wait: NaN },
+          { policy: 'x' },
+          { backoff: { initial: 0 } },
+          { backoff: { max: 1, initial: 5 } },
+          { colour: 1 },
+          5,
+        ]) {
           assert.throws(() => new Locksmith(backend, d as never), LockArgumentError, JSON.stringify(d));
         }
         assert.throws(() => new Locksmith(null as never), LockArgumentError);
         const lock = await a.acquire(key);
         const before = calls();
-        for (const ttl of [NaN, -1, 0, 1.5, Infinity, "5"] as never[]) await assert.rejects(lock.extend(ttl), LockArgumentError);
+        for (const ttl of [NaN, -1, 0, 1.5, Infinity, '5'] as never[]) await assert.rejects(lock.extend(ttl), LockArgumentError);
         assert.equal(calls(), before);
         await lock.release();
         assert.equal(calls() - before, 1);
@@ -832,5 +856,3 @@ export function conformance(target: Target): void {
     });
   });
 }
-
-

@@ -188,14 +188,19 @@ export const redisCluster: Target[] = [
     before: async () => {
       masters = await startCluster();
     },
-    backend: async () => redisBackend({ client: clustered.add(await ready(new Cluster(masters.map((n) => ({ host: '127.0.0.1', port: n.port }))))) }),
+    backend: async () =>
+      redisBackend({ client: clustered.add(await ready(new Cluster(masters.map((n) => ({ host: '127.0.0.1', port: n.port }))))) }),
     after: clustered.end,
     forget: flushCluster,
     crashHolder: clusterCrash(),
   },
   {
     name: 'redis cluster (ioredis 6, RESP3)',
-    backend: async () => redisBackend({ client: clustered.add(await ready(new Cluster6(masters.map((n) => ({ host: '127.0.0.1', port: n.port }))))), prefix: 'io6:' }),
+    backend: async () =>
+      redisBackend({
+        client: clustered.add(await ready(new Cluster6(masters.map((n) => ({ host: '127.0.0.1', port: n.port }))))),
+        prefix: 'io6:',
+      }),
     forget: flushCluster,
     crashHolder: clusterCrash('io6:'),
   },

@@ -225,8 +225,20 @@ describe('errors', () => {
       new LockOwnershipError('x'),
       new DeadlockError('x'),
     ];
-    const names = ['LockError', 'LockArgumentError', 'LockTimeoutError', 'LockAcquisitionError', 'LockReleaseError', 'LockExpiredError', 'LockOwnershipError', 'DeadlockError'];
-    assert.deepEqual(made.map((e) => e.name), names);
+    const names = [
+      'LockError',
+      'LockArgumentError',
+      'LockTimeoutError',
+      'LockAcquisitionError',
+      'LockReleaseError',
+      'LockExpiredError',
+      'LockOwnershipError',
+      'DeadlockError',
+    ];
+    assert.deepEqual(
+      made.map((e) => e.name),
+      names,
+    );
     // A minifier renames classes: the name must not follow.
     class Renamed extends LockTimeoutError {}
     assert.equal(new Renamed('x', { waited: 1 }).name, 'LockTimeoutError');
@@ -308,7 +320,10 @@ describe('waiting', () => {
       assert.ok(wakes >= 20, `only ${wakes} rounds`);
       await held.release();
       await delay(10); // warnings are emitted on the next tick
-      assert.deepEqual(warnings.map((w) => w.name).filter((n) => n === 'MaxListenersExceededWarning'), []);
+      assert.deepEqual(
+        warnings.map((w) => w.name).filter((n) => n === 'MaxListenersExceededWarning'),
+        [],
+      );
     } finally {
       process.off('warning', onWarning);
     }

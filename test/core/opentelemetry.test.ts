@@ -86,6 +86,9 @@ test('the OpenTelemetry example turns the channels into spans and metrics', asyn
   assert.equal(refused!.exceptions.length, 1);
   assert.equal(refused!.status?.code, 2); // SpanStatusCode.ERROR
   assert.equal(typeof released!.attributes['locksmith.held_ms'], 'number');
-  assert.deepEqual(points.map((p) => p.instrument), ['locksmith.lock.wait', 'locksmith.lock.wait', 'locksmith.lock.hold']);
+  assert.deepEqual(
+    points.map((p) => p.instrument),
+    ['locksmith.lock.wait', 'locksmith.lock.wait', 'locksmith.lock.hold'],
+  );
   assert.equal(points[0]!.attributes?.['locksmith.key'], undefined, 'no lock names in metric attributes');
 });

@@ -54,7 +54,15 @@ describe('time bounds', () => {
     let late: number | undefined;
     let finish!: (n: number) => void;
     const slow = new Promise<number>((resolve) => (finish = resolve));
-    await assert.rejects(withTimeout(slow, 5, () => new Error('too slow'), (v) => (late = v)), /too slow/);
+    await assert.rejects(
+      withTimeout(
+        slow,
+        5,
+        () => new Error('too slow'),
+        (v) => (late = v),
+      ),
+      /too slow/,
+    );
     finish(7);
     await slow;
     await Promise.resolve();
@@ -78,7 +86,10 @@ describe('option checks', () => {
     assert.equal(msOption('x()', 'poll', undefined, 25, 1), 25);
     assert.equal(msOption('x()', 'poll', 600_000, 25, 1), 600_000);
     for (const bad of [0, 1.5, NaN, Infinity, -1, 600_001, '5', null]) {
-      assert.throws(() => msOption('x()', 'poll', bad, 25, 1), (e: unknown) => e instanceof LockArgumentError && /x\(\): poll/.test(e.message));
+      assert.throws(
+        () => msOption('x()', 'poll', bad, 25, 1),
+        (e: unknown) => e instanceof LockArgumentError && /x\(\): poll/.test(e.message),
+      );
     }
   });
 

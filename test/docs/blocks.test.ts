@@ -53,14 +53,16 @@ after(async () => {
 
 describe('docs code blocks', () => {
   test('every block is run or marked as text', () => {
-    for (const b of blocks) assert.ok(RUN.has(b.lang) || b.lang === 'text', `${b.page}:${b.line}: a \`${b.lang || '(none)'}\` block: mark it ts, sh or text`);
+    for (const b of blocks)
+      assert.ok(RUN.has(b.lang) || b.lang === 'text', `${b.page}:${b.line}: a \`${b.lang || '(none)'}\` block: mark it ts, sh or text`);
   });
   blocks.forEach((b, i) => {
     if (!RUN.has(b.lang)) return;
     test(`${b.page}:${b.line} (${b.lang})`, () => {
       const file = join(work, `block-${i}.${b.lang === 'sh' ? 'sh' : 'ts'}`);
       writeFileSync(file, b.code);
-      const [cmd, args] = b.lang === 'sh' ? ['sh', ['-e', file]] : [process.execPath, ['--unhandled-rejections=strict', '--import', 'tsx', file]];
+      const [cmd, args] =
+        b.lang === 'sh' ? ['sh', ['-e', file]] : [process.execPath, ['--unhandled-rejections=strict', '--import', 'tsx', file]];
       try {
         execFileSync(cmd, args, { cwd: root, env, encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] });
       } catch (error) {

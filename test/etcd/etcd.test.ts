@@ -34,10 +34,21 @@ describe('etcd backend', () => {
     await cluster.stop();
   });
 
-  function locksmith(options: Partial<EtcdBackendOptions> = {}, defaults: LocksmithOptions = {}, client: Etcd3 = cluster.client()): Locksmith {
-    const locks = new Locksmith(etcdBackend({ client, leaseTtl: 10_000, commandTimeout: 1_000, ...options }), { ttl: 5_000, wait: 10_000, ...defaults });
+  function locksmith(
+    options: Partial<EtcdBackendOptions> = {},
+    defaults: LocksmithOptions = {},
+    client: Etcd3 = cluster.client(),
+  ): Locksmith {
+    const locks = new Locksmith(etcdBackend({ client, leaseTtl: 10_000, commandTimeout: 1_000, ...options }), {
+      ttl: 5_000,
+      wait: 10_000,
+      ...defaults,
+    });
     locks.on('error', () => undefined);
-    closers.push(() => locks.close().catch(() => undefined), () => client.close());
+    closers.push(
+      () => locks.close().catch(() => undefined),
+      () => client.close(),
+    );
     return locks;
   }
   const name = (): string => `etcd:${randomUUID()}`;
@@ -69,7 +80,10 @@ describe('etcd backend', () => {
     const base = name();
     const a = await locks.acquire(base, { owner: '__proto__/x%2F' });
     const ab = await locks.acquire(`${base}/b`, { wait: 0 });
-    assert.deepEqual((await locks.inspect(base))?.holders.map((h) => h.owner), ['__proto__/x%2F']);
+    assert.deepEqual(
+      (await locks.inspect(base))?.holders.map((h) => h.owner),
+      ['__proto__/x%2F'],
+    );
     await Promise.all([a.release(), ab.release()]);
   });
 
@@ -108,7 +122,10 @@ describe('etcd backend', () => {
   test('a paused leader (SIGSTOP): the holder keeps its lock, and the next holder gets a higher fence', async () => {
     const leader = await cluster.leader();
     const others = cluster.members.filter((m) => m !== leader).map((m: EtcdMember) => `http://${m.endpoint}`);
-    const [a, b] = [locksmith({ leaseTtl: 3_000 }, {}, cluster.client({ hosts: others })), locksmith({}, {}, cluster.client({ hosts: others }))];
+    const [a, b] = [
+      locksmith({ leaseTtl: 3_000 }, {}, cluster.client({ hosts: others })),
+      locksmith({}, {}, cluster.client({ hosts: others })),
+    ];
     const key = name();
     const lock = await a.acquire(key, { ttl: 3_000, autoRenew: true });
     leader.pause();
@@ -161,7 +178,8 @@ describe('etcd backend', () => {
     const bin = join(import.meta.dirname, '../../dist/esm/cli/main.js');
     if (!existsSync(bin)) execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: join(import.meta.dirname, '../..') });
     const url = `etcd://${cluster.endpoints.join(',')}`;
-    const run = (...args: string[]): { status: number | null; stdout: string } => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 30_000 });
+    const run = (...args: string[]): { status: number | null; stdout: string } =>
+      spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 30_000 });
     const first = run('run', 'cli-etcd', '--backend', url, '--fence-env', 'F', '--', 'sh', '-c', 'echo "$F"');
     const second = run('run', 'cli-etcd', '--backend', url, '--fence-env', 'F', '--', 'sh', '-c', 'echo "$F"');
     assert.equal(first.status, 0);
@@ -177,7 +195,11 @@ describe('etcd backend', () => {
       for (const c of children) c.kill('SIGKILL');
     });
     function hold(key: string, leaseTtl: number): { proc: ChildProcess; lines: string[]; fence: Promise<bigint> } {
-      const proc = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'child.ts'), cluster.endpoints.join(','), key, String(leaseTtl), String(leaseTtl)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const proc = spawn(
+        process.execPath,
+        ['--import', 'tsx', join(import.meta.dirname, 'child.ts'), cluster.endpoints.join(','), key, String(leaseTtl), String(leaseTtl)],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
       children.push(proc);
       const lines: string[] = [];
       const fence = new Promise<bigint>((resolve, reject) => {
@@ -204,7 +226,10 @@ describe('etcd backend', () => {
       assert.ok(next.fence > fence);
       child.proc.kill('SIGCONT');
       await until(() => child.lines.includes('lost') && child.lines.includes('lost event'));
-      assert.deepEqual((await other.inspect(key))?.holders.map((h) => h.owner), [next.owner]);
+      assert.deepEqual(
+        (await other.inspect(key))?.holders.map((h) => h.owner),
+        [next.owner],
+      );
       await next.release();
       child.proc.kill('SIGKILL');
     });

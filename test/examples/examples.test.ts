@@ -26,7 +26,9 @@ describe('examples', () => {
   test('there are examples to run', () => assert.ok(programs.length >= 5, programs.join(', ')));
   for (const program of programs) {
     test(program, () => {
-      const [cmd, args] = program.endsWith('.sh') ? ['sh', [join(dir, program)]] : [process.execPath, ['--unhandled-rejections=strict', '--import', 'tsx', join(dir, program)]];
+      const [cmd, args] = program.endsWith('.sh')
+        ? ['sh', [join(dir, program)]]
+        : [process.execPath, ['--unhandled-rejections=strict', '--import', 'tsx', join(dir, program)]];
       let out: string;
       try {
         out = execFileSync(cmd, args, { cwd: root, env, encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -13,7 +13,11 @@ const [mode, dir, key, file, n] = process.argv.slice(2);
 // woken waiters and the sweep of our own spare file (a change event too) are all a minute away.
 const locks =
   mode === 'wait'
-    ? new Locksmith(fileBackend({ dir: dir!, poll: 60_000, linger: 60_000 }), { ttl: 30_000, wait: 120_000, backoff: { initial: 60_000, max: 60_000 } })
+    ? new Locksmith(fileBackend({ dir: dir!, poll: 60_000, linger: 60_000 }), {
+        ttl: 30_000,
+        wait: 120_000,
+        backoff: { initial: 60_000, max: 60_000 },
+      })
     : new Locksmith(fileBackend({ dir: dir! }), { ttl: 30_000, wait: 60_000 });
 
 if (mode === 'hold') {

@@ -2,7 +2,19 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, cpSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -39,7 +51,9 @@ function reader(stream: Readable): { lines: string[]; line: () => Promise<string
 }
 
 function child(...args: string[]): { proc: ChildProcess; lines: string[]; line: () => Promise<string>; exit: Promise<number | null> } {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'child.ts'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'child.ts'), ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   children.push(proc);
   const exit = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
   return { proc, ...reader(proc.stdout), exit };
@@ -126,10 +140,10 @@ describe('file backend', () => {
     const holder = child('hold', dir, 'seen');
     const [, fence, owner] = (await holder.line()).split(' ');
     const info = await locks.inspect('seen');
-    assert.deepEqual(
-      info && { mode: info.mode, holders: info.holders.map((h) => ({ owner: h.owner, fence: h.fence })) },
-      { mode: 'exclusive', holders: [{ owner, fence: BigInt(fence!) }] },
-    );
+    assert.deepEqual(info && { mode: info.mode, holders: info.holders.map((h) => ({ owner: h.owner, fence: h.fence })) }, {
+      mode: 'exclusive',
+      holders: [{ owner, fence: BigInt(fence!) }],
+    });
     holder.proc.kill('SIGKILL');
     await holder.exit;
     assert.equal(await locks.inspect('seen'), null);
@@ -148,7 +162,10 @@ describe('file backend', () => {
     const locks = new Locksmith(fileBackend({ dir }));
     await (await locks.write('ghost')).release();
     const reader = await locks.read('ghost');
-    assert.deepEqual((await locks.inspect('ghost'))?.holders.map((h) => h.owner), [reader.owner]);
+    assert.deepEqual(
+      (await locks.inspect('ghost'))?.holders.map((h) => h.owner),
+      [reader.owner],
+    );
     await reader.release();
     await locks.close();
   });
@@ -212,7 +229,10 @@ describe('file backend', () => {
       // A worker runs no --import of its own: it registers tsx before loading the TypeScript child. A
       // data: URL has no script name in process.argv, so the first argument stands in for it.
       const boot = `import { register } from ${JSON.stringify(import.meta.resolve('tsx/esm/api'))}; register(); await import(${JSON.stringify(pathToFileURL(join(import.meta.dirname, 'child.ts')).href)});`;
-      const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(boot)}`), { argv: ['child.ts', 'wait', dir, 'worker'], stdout: true });
+      const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(boot)}`), {
+        argv: ['child.ts', 'wait', dir, 'worker'],
+        stdout: true,
+      });
       return { worker, ...reader(worker.stdout), exit: new Promise((resolve) => worker.on('exit', resolve)) };
     };
     const woken = start();
@@ -326,12 +346,30 @@ describe('file backend', () => {
     const works = new core.Locksmith(memory.memoryBackend());
     await (await works.acquire('x')).release();
     const broken = new core.Locksmith(file.fileBackend({ dir: root }));
-    await assert.rejects(broken.acquire('x'), (e: unknown) => e instanceof core.LockAcquisitionError && /native addon/.test(e.message) && /npm rebuild/.test(e.message));
+    await assert.rejects(
+      broken.acquire('x'),
+      (e: unknown) => e instanceof core.LockAcquisitionError && /native addon/.test(e.message) && /npm rebuild/.test(e.message),
+    );
     await Promise.all([works.close(), broken.close()]);
   });
 
   test('bad options are rejected before any file is touched', () => {
-    for (const options of [{ dir: '' }, { dir: 5 }, { dir: 'a\u0000b' }, { mode: 0o400 }, { mode: 0o1600 }, { mode: '600' }, { mode: 416.5 }, { poll: 0 }, { poll: 1.5 }, { poll: '25' }, { linger: -1 }, { linger: NaN }, { folder: '/tmp' }, 'x']) {
+    for (const options of [
+      { dir: '' },
+      { dir: 5 },
+      { dir: 'a\u0000b' },
+      { mode: 0o400 },
+      { mode: 0o1600 },
+      { mode: '600' },
+      { mode: 416.5 },
+      { poll: 0 },
+      { poll: 1.5 },
+      { poll: '25' },
+      { linger: -1 },
+      { linger: NaN },
+      { folder: '/tmp' },
+      'x',
+    ]) {
       assert.throws(() => fileBackend(options as never), LockArgumentError, JSON.stringify(options));
     }
   });

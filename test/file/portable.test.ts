@@ -30,8 +30,12 @@ async function as<T>(platform: NodeJS.Platform, fn: () => Promise<T>): Promise<T
 describe('file backend off Linux', () => {
   test('the flock build keeps each byte range in a file of its own and sweeps them with the lock file', { timeout: 120_000 }, () => {
     const flock = join(root, 'build/flock');
-    if (!existsSync(join(flock, 'build/Release/locksmith_file.node'))) execFileSync(process.execPath, ['scripts/build-native.mjs', '--flock'], { cwd: root, stdio: 'inherit' });
-    const run = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'flock-child.ts'), dir], { encoding: 'utf8', env: { ...process.env, LOCKSMITH_PREBUILD: flock } });
+    if (!existsSync(join(flock, 'build/Release/locksmith_file.node')))
+      execFileSync(process.execPath, ['scripts/build-native.mjs', '--flock'], { cwd: root, stdio: 'inherit' });
+    const run = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'flock-child.ts'), dir], {
+      encoding: 'utf8',
+      env: { ...process.env, LOCKSMITH_PREBUILD: flock },
+    });
     assert.equal(run.status, 0, run.stderr);
     const out = JSON.parse(run.stdout) as { kind: string; writerRefused: boolean; thirdRefused: boolean; held: string[]; after: string[] };
     assert.equal(out.kind, 'flock');
@@ -43,13 +47,24 @@ describe('file backend off Linux', () => {
 
   test('on Windows fileBackend() throws a LockArgumentError naming the backends that work there', async () => {
     await as('win32', async () => {
-      assert.throws(() => fileBackend(), (e: unknown) => e instanceof LockArgumentError && /Windows/.test(e.message) && /memory, redis, redlock or postgres/.test(e.message));
+      assert.throws(
+        () => fileBackend(),
+        (e: unknown) => e instanceof LockArgumentError && /Windows/.test(e.message) && /memory, redis, redlock or postgres/.test(e.message),
+      );
     });
   });
 
   test('on Windows the CLI says the same and how to pick a backend', async () => {
     await as('win32', async () => {
-      await assert.rejects(backendFor('file:'), (e: unknown) => e instanceof Error && e.name === 'UsageError' && /Windows/.test(e.message) && /--backend/.test(e.message) && /LOCKSMITH_BACKEND/.test(e.message));
+      await assert.rejects(
+        backendFor('file:'),
+        (e: unknown) =>
+          e instanceof Error &&
+          e.name === 'UsageError' &&
+          /Windows/.test(e.message) &&
+          /--backend/.test(e.message) &&
+          /LOCKSMITH_BACKEND/.test(e.message),
+      );
     });
   });
 });

@@ -4,7 +4,23 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -60,7 +76,7 @@ describe('file backend on a shared host', () => {
     }
   });
 
-  test("a default directory made first by another user, or writable by others, is refused and never written into", async (t) => {
+  test('a default directory made first by another user, or writable by others, is refused and never written into', async (t) => {
     if (!isRoot) return t.skip('needs root to plant a directory as another user');
     const tmp = fresh('planted');
     const dir = join(tmp, `locksmith-${process.geteuid!()}`);
@@ -150,7 +166,9 @@ describe('file backend on a shared host', () => {
       } finally {
         closeSync(fd);
       }
-      const run = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fault-child.ts'), 'full', dir], { encoding: 'utf8' });
+      const run = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fault-child.ts'), 'full', dir], {
+        encoding: 'utf8',
+      });
       assert.equal(run.signal, null, `killed by ${run.signal}`);
       assert.equal(run.status, 0, run.stderr);
       const steps = JSON.parse(run.stdout) as Record<string, string>;
@@ -163,7 +181,9 @@ describe('file backend on a shared host', () => {
 
   test('a lock file truncated under its holders kills nothing; the holders carry on', () => {
     const dir = fresh('truncate');
-    const run = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fault-child.ts'), 'truncate', dir], { encoding: 'utf8' });
+    const run = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fault-child.ts'), 'truncate', dir], {
+      encoding: 'utf8',
+    });
     assert.equal(run.signal, null, `killed by ${run.signal}`);
     assert.equal(run.status, 0, run.stderr);
     const steps = JSON.parse(run.stdout) as Record<string, string>;
@@ -190,7 +210,10 @@ describe('file backend on a shared host', () => {
       assert.ok(at >= 0, 'the fence is in the header');
       writeSync(fd, Buffer.from('ffffffffffffffff', 'hex'), 0, 8, at);
       closeSync(fd);
-      await assert.rejects(take(), (e: unknown) => e instanceof LockAcquisitionError && e.cause instanceof Error && /2\^64-1/.test(e.cause.message));
+      await assert.rejects(
+        take(),
+        (e: unknown) => e instanceof LockAcquisitionError && e.cause instanceof Error && /2\^64-1/.test(e.cause.message),
+      );
     }
     await locks.close();
   });

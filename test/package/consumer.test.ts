@@ -25,7 +25,10 @@ describe('the built package', { timeout: 180_000 }, () => {
     // npm test builds first (pretest); --ignore-scripts keeps pack from rebuilding under other tests.
     if (!existsSync(join(root, 'dist/esm/index.js'))) run(process.execPath, ['scripts/build.mjs'], root);
     project = mkdtempSync(join(tmpdir(), 'locksmith-consumer-'));
-    tarball = join(packed, run(npm, ['pack', '--silent', '--ignore-scripts', '--pack-destination', packed], root).trim().split('\n').pop()!);
+    tarball = join(
+      packed,
+      run(npm, ['pack', '--silent', '--ignore-scripts', '--pack-destination', packed], root).trim().split('\n').pop()!,
+    );
     writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
     run(npm, ['install', '--no-audit', '--no-fund', '--offline', tarball], project);
     cpSync(join(import.meta.dirname, 'fixtures'), project, { recursive: true });
@@ -53,8 +56,32 @@ describe('the built package', { timeout: 180_000 }, () => {
       if (file !== 'types.ts') cpSync(join(project, 'types.ts'), join(project, file));
       const tsc = join(root, 'node_modules/typescript/bin/tsc');
       try {
-        run(process.execPath, [tsc, '--noEmit', '--strict', '--skipLibCheck', 'false', '--target', 'es2022', '--lib', 'es2022,esnext.disposable',
-          '--typeRoots', join(root, 'node_modules/@types'), '--types', 'node', '--module', module, '--moduleResolution', resolution, '--ignoreDeprecations', '5.0', file], project);
+        run(
+          process.execPath,
+          [
+            tsc,
+            '--noEmit',
+            '--strict',
+            '--skipLibCheck',
+            'false',
+            '--target',
+            'es2022',
+            '--lib',
+            'es2022,esnext.disposable',
+            '--typeRoots',
+            join(root, 'node_modules/@types'),
+            '--types',
+            'node',
+            '--module',
+            module,
+            '--moduleResolution',
+            resolution,
+            '--ignoreDeprecations',
+            '5.0',
+            file,
+          ],
+          project,
+        );
       } catch (error) {
         const e = error as { stdout?: string; stderr?: string };
         assert.fail(`tsc failed:\n${e.stdout ?? ''}${e.stderr ?? ''}`);
@@ -67,19 +94,33 @@ describe('the built package', { timeout: 180_000 }, () => {
 // an install that cannot compile, or runs no scripts at all, still gets a working file backend.
 describe('the file backend installs on linux-x64 without building', { timeout: 180_000 }, () => {
   const npmCli = join(dirname(dirname(process.execPath)), 'lib/node_modules/npm/bin/npm-cli.js');
-  const expected = (format: string): Record<string, string> => ({ format, fence: 'bigint', code: 'ERR_LOCK_TIMEOUT', file: 'bigint', postgres: 'function' });
+  const expected = (format: string): Record<string, string> => ({
+    format,
+    fence: 'bigint',
+    code: 'ERR_LOCK_TIMEOUT',
+    file: 'bigint',
+    postgres: 'function',
+  });
 
   function consumer(args: string[], env: NodeJS.ProcessEnv): string {
     const dir = mkdtempSync(join(tmpdir(), 'locksmith-consumer-'));
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
-    execFileSync(process.execPath, [npmCli, 'install', '--no-audit', '--no-fund', '--offline', ...args, tarball], { cwd: dir, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync(process.execPath, [npmCli, 'install', '--no-audit', '--no-fund', '--offline', ...args, tarball], {
+      cwd: dir,
+      env,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     cpSync(join(import.meta.dirname, 'fixtures'), dir, { recursive: true });
     return dir;
   }
 
   function check(dir: string, env: NodeJS.ProcessEnv): void {
     assert.equal(existsSync(join(dir, 'node_modules/locksmith/build')), false, 'nothing was compiled');
-    for (const [file, format] of [['esm.mjs', 'esm'], ['cjs.cjs', 'cjs']] as const) {
+    for (const [file, format] of [
+      ['esm.mjs', 'esm'],
+      ['cjs.cjs', 'cjs'],
+    ] as const) {
       const out = execFileSync(process.execPath, [file], { cwd: dir, env, encoding: 'utf8' });
       assert.deepEqual(JSON.parse(out), expected(format));
     }
@@ -93,7 +134,11 @@ describe('the file backend installs on linux-x64 without building', { timeout: 1
     symlinkSync(process.execPath, join(bin, 'node'));
     symlinkSync('/bin/sh', join(bin, 'sh'));
     const env = { ...process.env, PATH: bin, npm_config_node_gyp: '' };
-    assert.notEqual(spawnSync('/bin/sh', ['-c', 'command -v cc || command -v gcc || command -v make || command -v python3'], { env }).status, 0, 'no build tools');
+    assert.notEqual(
+      spawnSync('/bin/sh', ['-c', 'command -v cc || command -v gcc || command -v make || command -v python3'], { env }).status,
+      0,
+      'no build tools',
+    );
     const dir = consumer([], env);
     try {
       check(dir, env);

@@ -54,7 +54,9 @@ async function until(condition: () => Promise<boolean> | boolean, ms = 5_000): P
 }
 
 function child(...args: string[]): { proc: ChildProcess; line: () => Promise<string> } {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'child.ts'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'child.ts'), ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   children.push(proc);
   const lines: string[] = [];
   const waiting: ((l: string) => void)[] = [];
@@ -95,7 +97,10 @@ describe('keys', () => {
       assert.match(info?.holders[0]?.owner ?? '', /^pid:\d+$/, 'a holder Locksmith did not grant is shown by its pid');
       await c.query('SELECT pg_advisory_unlock(42)');
       const lock = await locks.acquire('42', { wait: 0 });
-      assert.deepEqual((await advisory()).filter((l) => l.key === '42').map((l) => l.granted), [true]);
+      assert.deepEqual(
+        (await advisory()).filter((l) => l.key === '42').map((l) => l.granted),
+        [true],
+      );
       await lock.release();
     } finally {
       c.release();
@@ -128,14 +133,20 @@ describe('keys', () => {
     await db.query('CREATE SCHEMA fences');
     const locks = locksmith(db.pool({ max: 3 }), {}, { schema: 'fences', sequence: 'f' });
     await (await locks.acquire('schema')).release();
-    const made = await db.query(`SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = 'f' AND c.relkind = 'S'`);
+    const made = await db.query(
+      `SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = 'f' AND c.relkind = 'S'`,
+    );
     assert.deepEqual(made.rows, [{ nspname: 'fences' }]);
     // A role of its own, and another one that plants the sequence where the app would make it.
     const role = `ls_app_${process.pid}`;
     const other = `ls_other_${process.pid}`;
-    await db.query(`CREATE ROLE ${role} LOGIN; CREATE ROLE ${other}; CREATE SCHEMA planted AUTHORIZATION ${other}; GRANT USAGE, CREATE ON SCHEMA planted TO ${role}`);
+    await db.query(
+      `CREATE ROLE ${role} LOGIN; CREATE ROLE ${other}; CREATE SCHEMA planted AUTHORIZATION ${other}; GRANT USAGE, CREATE ON SCHEMA planted TO ${role}`,
+    );
     try {
-      await db.query(`SET ROLE ${other}; CREATE SEQUENCE planted.locksmith_fence; GRANT ALL ON SEQUENCE planted.locksmith_fence TO ${role}`);
+      await db.query(
+        `SET ROLE ${other}; CREATE SEQUENCE planted.locksmith_fence; GRANT ALL ON SEQUENCE planted.locksmith_fence TO ${role}`,
+      );
       const pool = db.pool({ max: 3, user: role });
       const app = locksmith(pool, {}, { schema: 'planted' });
       await assert.rejects(app.acquire('planted', { wait: 0 }), (e: unknown) => {
@@ -165,7 +176,9 @@ describe('keys', () => {
 
 /** Sessions of the test database that a Locksmith named (lock sessions and wake-up connections aside). */
 async function lockSessions(): Promise<{ pid: number; app: string }[]> {
-  const r = await db.query(`SELECT pid, application_name AS app FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'locksmith:%'`);
+  const r = await db.query(
+    `SELECT pid, application_name AS app FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'locksmith:%'`,
+  );
   return r.rows as { pid: number; app: string }[];
 }
 
@@ -181,7 +194,11 @@ describe('many locks on a few connections', () => {
     assert.ok(pool.totalCount <= 3);
     assert.equal(new Set(held.map((l) => l.fence)).size, 40, 'a fence each');
     const info = await locksmith(db.pool({ max: 3 })).inspect('forty:7');
-    assert.deepEqual(info?.holders.map((h) => [h.owner, h.fence]), [[held[7]!.owner, held[7]!.fence]], 'another instance sees owner and fence');
+    assert.deepEqual(
+      info?.holders.map((h) => [h.owner, h.fence]),
+      [[held[7]!.owner, held[7]!.fence]],
+      'another instance sees owner and fence',
+    );
     await Promise.all(held.map((l) => l.release()));
     assert.equal((await advisory()).filter((l) => keys.has(l.key)).length, 0);
   });
@@ -192,17 +209,25 @@ describe('many locks on a few connections', () => {
     const order: number[] = [];
     const fences: bigint[] = [];
     const waiters = Array.from({ length: 12 }, (_, i) =>
-      b.withLock('twelve', (l) => {
-        order.push(i);
-        fences.push(l.fence);
-        return delay(2);
-      }, { wait: 20_000 }),
+      b.withLock(
+        'twelve',
+        (l) => {
+          order.push(i);
+          fences.push(l.fence);
+          return delay(2);
+        },
+        { wait: 20_000 },
+      ),
     );
     await until(() => b.stats().waiting === 12);
     await lock.release();
     await Promise.all(waiters);
     assert.equal(order.length, 12);
-    assert.deepEqual([...fences].sort((x, y) => (x < y ? -1 : 1)), fences, 'fences rise hand to hand');
+    assert.deepEqual(
+      [...fences].sort((x, y) => (x < y ? -1 : 1)),
+      fences,
+      'fences rise hand to hand',
+    );
     assert.ok(fences[0]! > lock.fence);
   });
 
@@ -272,7 +297,7 @@ describe('many locks on a few connections', () => {
     }
   });
 
-  test("sessions go back to the pool with the settings they came with", async () => {
+  test('sessions go back to the pool with the settings they came with', async () => {
     const pool = db.pool({ max: 4 });
     const setup = await pool.connect();
     await setup.query("SET application_name = 'mine'");
@@ -302,7 +327,10 @@ describe('many locks on a few connections', () => {
       b!.read('mix:rw', { wait: 100 }),
       b!.semaphore('mix:sem', { limit: 1 }).acquire({ wait: 100 }),
     ]);
-    assert.deepEqual(settled.slice(0, 3).map((r) => (r.status === 'fulfilled' ? r.value : 'rejected')), ['timeout', 'aborted', null]);
+    assert.deepEqual(
+      settled.slice(0, 3).map((r) => (r.status === 'fulfilled' ? r.value : 'rejected')),
+      ['timeout', 'aborted', null],
+    );
     const stuck = b!.acquire('mix', { wait: 60_000 });
     void stuck.catch(() => undefined);
     await until(() => b!.stats().waiting === 1);
@@ -449,10 +477,22 @@ describe('withTransactionLock', () => {
     const pool = db.pool({ max: 1 });
     const c = await pool.connect();
     try {
-      await assert.rejects(withTransactionLock(c, 'autocommit', () => undefined), /not in a transaction/);
-      await assert.rejects(withTransactionLock(c, '', () => undefined), LockArgumentError);
-      await assert.rejects(withTransactionLock(c, 'k', () => undefined, { wait: -1 }), LockArgumentError);
-      await assert.rejects(withTransactionLock({}, 'k', () => undefined), LockArgumentError);
+      await assert.rejects(
+        withTransactionLock(c, 'autocommit', () => undefined),
+        /not in a transaction/,
+      );
+      await assert.rejects(
+        withTransactionLock(c, '', () => undefined),
+        LockArgumentError,
+      );
+      await assert.rejects(
+        withTransactionLock(c, 'k', () => undefined, { wait: -1 }),
+        LockArgumentError,
+      );
+      await assert.rejects(
+        withTransactionLock({}, 'k', () => undefined),
+        LockArgumentError,
+      );
     } finally {
       c.release();
     }

@@ -49,7 +49,13 @@ test('a transaction that first uses a sequence another open transaction created 
     const first = await withTransactionLock(a, 'one', (lock) => lock.fence, { sequence: 'opened_fence' });
     // The sequence exists only inside a's open transaction: b cannot see it, whatever this process knows.
     const second = withTransactionLock(b, 'two', (lock) => lock.fence, { sequence: 'opened_fence' });
-    const early = await Promise.race([second.then(() => 'settled', () => 'settled'), delay(200).then(() => 'waiting')]);
+    const early = await Promise.race([
+      second.then(
+        () => 'settled',
+        () => 'settled',
+      ),
+      delay(200).then(() => 'waiting'),
+    ]);
     assert.equal(early, 'waiting', 'b must wait for the creating transaction, not fail or skip the sequence');
     await a.query('COMMIT');
     const fence = await second;

@@ -17,7 +17,10 @@ if (kind === 'postgres') {
   backend = postgresBackend({ pool });
   close = () => pool.end();
 } else {
-  const client = kind === 'cluster' ? new Cluster(target.split(',').map((port) => ({ host: '127.0.0.1', port: Number(port) }))) : new Redis(Number(target), '127.0.0.1');
+  const client =
+    kind === 'cluster'
+      ? new Cluster(target.split(',').map((port) => ({ host: '127.0.0.1', port: Number(port) })))
+      : new Redis(Number(target), '127.0.0.1');
   backend = redisBackend({ client });
   close = async () => void client.disconnect();
 }

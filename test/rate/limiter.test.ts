@@ -21,7 +21,10 @@ const run = promisify(execFile);
 function counted(): { backend: LockBackend; calls: () => number } {
   const real = memoryBackend();
   let calls = 0;
-  const rate = { take: (...a: Parameters<NonNullable<LockBackend['rate']>['take']>) => ((calls += 1), real.rate!.take(...a)), reset: (k: string) => ((calls += 1), real.rate!.reset(k)) };
+  const rate = {
+    take: (...a: Parameters<NonNullable<LockBackend['rate']>['take']>) => ((calls += 1), real.rate!.take(...a)),
+    reset: (k: string) => ((calls += 1), real.rate!.reset(k)),
+  };
   return { backend: { ...real, rate }, calls: () => calls };
 }
 
@@ -47,7 +50,10 @@ describe('rate limiter: input and waiting', () => {
   test('Redlock keeps no buckets: refused when the limiter is made, before any I/O', () => {
     const clients = [0, 1, 2].map((i) => new Redis(1 + i, '127.0.0.1', { lazyConnect: true }));
     const locks = new Locksmith(redlockBackend({ clients }));
-    assert.throws(() => locks.rateLimiter('x', { limit: 5, interval: 1_000 }), (e: unknown) => e instanceof LockArgumentError && /redlock/.test(e.message));
+    assert.throws(
+      () => locks.rateLimiter('x', { limit: 5, interval: 1_000 }),
+      (e: unknown) => e instanceof LockArgumentError && /redlock/.test(e.message),
+    );
     for (const c of clients) c.disconnect();
   });
 
@@ -65,7 +71,7 @@ describe('rate limiter: input and waiting', () => {
     assert.deepEqual(locks.stats().rateLimiters.w, { allowed: 2, refused: 1, waited: 1 });
   });
 
-  test('an aborted wait rejects with the signal\'s reason', async () => {
+  test("an aborted wait rejects with the signal's reason", async () => {
     const limiter = new Locksmith(memoryBackend()).rateLimiter('a', { limit: 1, interval: 60_000 });
     await limiter.take();
     const ac = new AbortController();
@@ -85,7 +91,10 @@ function worstExcess(takes: [number, number][], rate: number): number {
   const bySent = [...takes].sort((a, b) => a[0] - b[0]);
   let worst = -Infinity;
   for (let i = 0; i < bySent.length; i++) {
-    const answered = bySent.slice(i).map((t) => t[1]).sort((a, b) => a - b);
+    const answered = bySent
+      .slice(i)
+      .map((t) => t[1])
+      .sort((a, b) => a - b);
     answered.forEach((end, r) => (worst = Math.max(worst, r + 1 - ((end - bySent[i]![0]) / 1_000) * rate)));
   }
   return worst;
@@ -110,7 +119,13 @@ describe('rate limiter: four processes', () => {
     const name = `rate:${randomUUID()}`;
     const child = join(import.meta.dirname, 'child.ts');
     const outs = await Promise.all(
-      [0, 1, 2, 3].map(() => run(process.execPath, ['--unhandled-rejections=strict', '--import', 'tsx', child, kind, target(), name, String(RATE), String(BURST), String(MS), '8'], { timeout: 60_000 })),
+      [0, 1, 2, 3].map(() =>
+        run(
+          process.execPath,
+          ['--unhandled-rejections=strict', '--import', 'tsx', child, kind, target(), name, String(RATE), String(BURST), String(MS), '8'],
+          { timeout: 60_000 },
+        ),
+      ),
     );
     return outs.map((o) => JSON.parse(o.stdout) as [number, number][]);
   };
@@ -134,7 +149,10 @@ describe('rate limiter: four processes', () => {
       const low = (count - BURST) / span;
       const high = count / span;
       assert.ok(span > 2, `the processes overlapped for only ${span.toFixed(2)} s`);
-      assert.ok(low <= RATE * 1.05 && high >= RATE * 0.95, `${count} takes in ${span.toFixed(2)} s: ${low.toFixed(1)}–${high.toFixed(1)}/s`);
+      assert.ok(
+        low <= RATE * 1.05 && high >= RATE * 0.95,
+        `${count} takes in ${span.toFixed(2)} s: ${low.toFixed(1)}–${high.toFixed(1)}/s`,
+      );
     });
   }
 });

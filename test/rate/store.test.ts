@@ -30,7 +30,15 @@ async function scanCount(client: Redis): Promise<number> {
   return n;
 }
 
-const req = (key: string, over: Partial<RateRequest> = {}): RateRequest => ({ key, limit: 5, interval: 1_000, burst: 5, cost: 1, peek: false, ...over });
+const req = (key: string, over: Partial<RateRequest> = {}): RateRequest => ({
+  key,
+  limit: 5,
+  interval: 1_000,
+  burst: 5,
+  cost: 1,
+  peek: false,
+  ...over,
+});
 
 let node: RedisNode;
 let db: TestDatabase;
@@ -46,7 +54,11 @@ const targets: Target[] = [
     name: 'redis',
     open: () => {
       const client = new Redis(node.port, '127.0.0.1');
-      return Promise.resolve({ backend: redisBackend({ client }), keys: () => scanCount(client), close: async () => void client.disconnect() });
+      return Promise.resolve({
+        backend: redisBackend({ client }),
+        keys: () => scanCount(client),
+        close: async () => void client.disconnect(),
+      });
     },
   },
   {
@@ -64,7 +76,9 @@ const targets: Target[] = [
       const pool = db.pool({ max: 4 });
       const keys = async (): Promise<number> => {
         // Rows of buckets full again for a while: what the sweep must have taken.
-        const { rows } = await pool.query<{ n: string }>('SELECT count(*) AS n FROM locksmith_fence_rate WHERE tat < extract(epoch FROM clock_timestamp()) * 1000 - 100');
+        const { rows } = await pool.query<{ n: string }>(
+          'SELECT count(*) AS n FROM locksmith_fence_rate WHERE tat < extract(epoch FROM clock_timestamp()) * 1000 - 100',
+        );
         return Number(rows[0]?.n);
       };
       return Promise.resolve({ backend: postgresBackend({ pool }), keys, close: () => pool.end() });
@@ -112,7 +126,10 @@ for (const target of targets) {
       assert.equal(refused.allowed, false);
       assert.equal(refused.remaining, 0);
       assert.ok(refused.retryAfter > 0 && refused.retryAfter <= 200, `retryAfter ${refused.retryAfter}`);
-      assert.ok(refused.resetAt > Date.now() + 500 && refused.resetAt <= Date.now() + 1_100, `resetAt in ${refused.resetAt - Date.now()} ms`);
+      assert.ok(
+        refused.resetAt > Date.now() + 500 && refused.resetAt <= Date.now() + 1_100,
+        `resetAt in ${refused.resetAt - Date.now()} ms`,
+      );
     });
 
     test('peek consumes nothing; a cost above what is left is refused whole', async () => {
@@ -134,7 +151,9 @@ for (const target of targets) {
     });
 
     test('concurrent takes never admit more than the burst', async () => {
-      const decisions = await Promise.all(Array.from({ length: 60 }, () => rate.take(req('race', { limit: 10, interval: 60_000, burst: 10 }))));
+      const decisions = await Promise.all(
+        Array.from({ length: 60 }, () => rate.take(req('race', { limit: 10, interval: 60_000, burst: 10 }))),
+      );
       assert.equal(decisions.filter((d) => d.allowed).length, 10);
       await rate.reset('race'); // a minute-long bucket: the next test counts what is left
     });

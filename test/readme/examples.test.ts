@@ -20,7 +20,11 @@ after(() => rmSync(work, { recursive: true, force: true }));
 describe('README examples', () => {
   test('there are examples to run', () => assert.ok(blocks.length >= 4, `found ${blocks.length}`));
   blocks.forEach((code, i) => {
-    const title = code.split('\n').find((l) => /locks\.(pool|election|stampede)|@locks/.test(l))?.trim() ?? `example ${i + 1}`;
+    const title =
+      code
+        .split('\n')
+        .find((l) => /locks\.(pool|election|stampede)|@locks/.test(l))
+        ?.trim() ?? `example ${i + 1}`;
     test(`example ${i + 1}: ${title}`, () => {
       // Inside the repository, so `import 'locksmith'` resolves to the package itself (its exports).
       const file = join(work, `example-${i + 1}.ts`);

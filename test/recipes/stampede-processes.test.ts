@@ -18,7 +18,9 @@ test('four processes × 25 concurrent gets of a cold key run the fetcher once', 
   const key = `cold:${randomUUID()}`;
   const child = join(import.meta.dirname, 'stampede-child.ts');
   const outputs = await Promise.all(
-    [0, 1, 2, 3].map(() => run(process.execPath, ['--unhandled-rejections=strict', '--import', 'tsx', child, String(node.port), key], { timeout: 60_000 })),
+    [0, 1, 2, 3].map(() =>
+      run(process.execPath, ['--unhandled-rejections=strict', '--import', 'tsx', child, String(node.port), key], { timeout: 60_000 }),
+    ),
   );
   const values = outputs.flatMap((o) => JSON.parse(o.stdout) as { by: number; at: number }[]);
   assert.equal(values.length, 100);

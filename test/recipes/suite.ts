@@ -5,7 +5,14 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { LockArgumentError, LockTimeoutError, Locksmith, memoryCacheStore, type LockBackend, type LocksmithOptions } from '../../src/index.js';
+import {
+  LockArgumentError,
+  LockTimeoutError,
+  Locksmith,
+  memoryCacheStore,
+  type LockBackend,
+  type LocksmithOptions,
+} from '../../src/index.js';
 import type { Target } from '../conformance/targets.js';
 
 export function recipes(target: Target): void {
@@ -121,7 +128,9 @@ export function recipes(target: Target): void {
         const ea = a.election(topic, { value: 'node-a' });
         const eb = b.election(topic, { value: 'node-b' });
         const events: string[] = [];
-        ea.on('elected', () => events.push('a elected')).on('demoted', (why) => events.push(`a demoted: ${why === 'resigned' ? why : why.code}`));
+        ea.on('elected', () => events.push('a elected')).on('demoted', (why) =>
+          events.push(`a demoted: ${why === 'resigned' ? why : why.code}`),
+        );
         eb.on('elected', () => events.push('b elected'));
         const leaderA = await ea.campaign();
         assert.equal(ea.isLeader, true);
@@ -239,23 +248,45 @@ export function recipes(target: Target): void {
         const guard = locks.stampede({ freshFor: 50, staleFor: 10_000 });
         const key = name();
         const boom = new Error('upstream down');
-        await assert.rejects(guard.get(key, () => Promise.reject(boom)), (e: unknown) => e === boom);
+        await assert.rejects(
+          guard.get(key, () => Promise.reject(boom)),
+          (e: unknown) => e === boom,
+        );
         assert.equal(await guard.get(key, () => 'ok'), 'ok', 'nothing cached by the failure');
         await delay(60);
-        await assert.rejects(guard.get(key, () => Promise.reject(boom)), (e: unknown) => e === boom);
+        await assert.rejects(
+          guard.get(key, () => Promise.reject(boom)),
+          (e: unknown) => e === boom,
+        );
         assert.equal(await guard.get(key, () => Promise.reject(boom), { staleOnError: true }), 'ok', 'stale fallback');
       });
 
       test('bad guard input is a LockArgumentError', async () => {
         const locks = await client();
-        for (const o of [{}, { freshFor: 0 }, { freshFor: 1.5 }, { freshFor: 10, staleFor: -1 }, { freshFor: 10, store: {} }, { freshFor: 10, ttl: 5 }]) {
+        for (const o of [
+          {},
+          { freshFor: 0 },
+          { freshFor: 1.5 },
+          { freshFor: 10, staleFor: -1 },
+          { freshFor: 10, store: {} },
+          { freshFor: 10, ttl: 5 },
+        ]) {
           assert.throws(() => locks.stampede(o as never), LockArgumentError, JSON.stringify(o));
         }
         const guard = locks.stampede({ freshFor: 10 });
-        await assert.rejects(guard.get('', () => 1), LockArgumentError);
+        await assert.rejects(
+          guard.get('', () => 1),
+          LockArgumentError,
+        );
         await assert.rejects(guard.get('k', 'x' as never), LockArgumentError);
-        await assert.rejects(guard.get('k', () => 1, { wait: NaN }), LockArgumentError);
-        await assert.rejects(guard.get('k', () => 1, { returnStale: 'yes' } as never), LockArgumentError);
+        await assert.rejects(
+          guard.get('k', () => 1, { wait: NaN }),
+          LockArgumentError,
+        );
+        await assert.rejects(
+          guard.get('k', () => 1, { returnStale: 'yes' } as never),
+          LockArgumentError,
+        );
       });
     });
 

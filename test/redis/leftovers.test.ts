@@ -55,7 +55,12 @@ describe('nothing left behind', () => {
       Array.from({ length: 50 }, async () => {
         for (let i = next++; i < names.length; i = next++) {
           const name = names[i]!;
-          const lock = i % 10 === 0 ? await locks.read(name, { ttl: TTL }) : i % 10 === 1 ? await locks.semaphore(name, { limit: 2 }).acquire({ ttl: TTL }) : await locks.acquire(name, { ttl: TTL });
+          const lock =
+            i % 10 === 0
+              ? await locks.read(name, { ttl: TTL })
+              : i % 10 === 1
+                ? await locks.semaphore(name, { limit: 2 }).acquire({ ttl: TTL })
+                : await locks.acquire(name, { ttl: TTL });
           if (i % 7 === 0) assert.equal(await other.tryAcquire(name), null);
           if (i % 2 === 0) await lock.release();
         }
@@ -66,7 +71,11 @@ describe('nothing left behind', () => {
     const locked = performance.now();
     const held = (await allKeys(observer, prefix)).length;
     assert.ok(held >= 1_000, `the unreleased leases are there meanwhile (${held} keys)`);
-    await until(async () => (await allKeys(observer, prefix)).length === 0, TTL + 1_000 - (performance.now() - locked), 'keys left after the ttl');
+    await until(
+      async () => (await allKeys(observer, prefix)).length === 0,
+      TTL + 1_000 - (performance.now() - locked),
+      'keys left after the ttl',
+    );
     await Promise.all([locks.close(), other.close()]);
   });
 

@@ -31,7 +31,10 @@ describe('redis backend behind a failing network', () => {
   function direct(): Locksmith {
     const client = new Redis(node.port, '127.0.0.1');
     const locks = new Locksmith(redisBackend({ client }));
-    closers.push(() => locks.close(), () => client.disconnect());
+    closers.push(
+      () => locks.close(),
+      () => client.disconnect(),
+    );
     return locks;
   }
 
@@ -40,7 +43,10 @@ describe('redis backend behind a failing network', () => {
     client.on('error', () => undefined);
     const locks = new Locksmith(redisBackend({ client, commandTimeout: COMMAND_TIMEOUT }), { backoff: { initial: 10, max: 200 } });
     locks.on('error', () => undefined);
-    closers.push(() => locks.close(), () => client.disconnect());
+    closers.push(
+      () => locks.close(),
+      () => client.disconnect(),
+    );
     return locks;
   }
 
@@ -108,7 +114,10 @@ describe('redis backend behind a failing network', () => {
     client.on('error', () => undefined);
     await client.connect();
     const waiter = new Locksmith(redisBackend({ client, commandTimeout: COMMAND_TIMEOUT }), { backoff: { initial: 10, max: 200 } });
-    closers.push(() => waiter.close(), () => client.disconnect().catch(() => undefined));
+    closers.push(
+      () => waiter.close(),
+      () => client.disconnect().catch(() => undefined),
+    );
     try {
       await blackholedWait(waiter, 'net:node-redis');
     } finally {

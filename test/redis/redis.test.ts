@@ -69,7 +69,10 @@ describe('redis backend', () => {
   });
 
   test('a server paused past the ttl: the holder learns it lost the lock; after resume others get it', async () => {
-    const [a, b] = [new Locksmith(redisBackend({ client: io(node, { commandTimeout: 200 }) })), new Locksmith(redisBackend({ client: io(node) }))];
+    const [a, b] = [
+      new Locksmith(redisBackend({ client: io(node, { commandTimeout: 200 }) })),
+      new Locksmith(redisBackend({ client: io(node) })),
+    ];
     a.on('error', () => undefined);
     const lock = await a.acquire('fault:pause', { ttl: 400, autoRenew: true });
     node.pause();
@@ -105,7 +108,10 @@ describe('redis backend', () => {
   });
 
   test('waiters are woken by the release, well before the safety poll', async () => {
-    const [a, b] = [new Locksmith(redisBackend({ client: io(node) })), new Locksmith(redisBackend({ client: io(node) }), { backoff: { initial: 5_000, max: 5_000 } })];
+    const [a, b] = [
+      new Locksmith(redisBackend({ client: io(node) })),
+      new Locksmith(redisBackend({ client: io(node) }), { backoff: { initial: 5_000, max: 5_000 } }),
+    ];
     const gaps: number[] = [];
     for (let i = 0; i < 20; i++) {
       const lock = await a.acquire('wake');
@@ -166,7 +172,7 @@ describe('redis backend', () => {
     await Promise.all([a.close(), quitter.close(), ghost.close()]);
   });
 
-  test('handover: a release gives the lease to this backend\'s waiter, fenced higher, its ttl on the server', async () => {
+  test("handover: a release gives the lease to this backend's waiter, fenced higher, its ttl on the server", async () => {
     const backend = redisBackend({ client: io(node) });
     const observer = io(node);
     const k = keysFor('locksmith:', 'handover:basic');
@@ -268,7 +274,10 @@ describe('redis backend', () => {
     await holder.release();
     await Promise.all(waiters);
     assert.deepEqual(order, [1, 2, 3, 4]);
-    assert.ok(fences.every((f, i) => f > (i === 0 ? holder.fence : fences[i - 1]!)), fences.join(' '));
+    assert.ok(
+      fences.every((f, i) => f > (i === 0 ? holder.fence : fences[i - 1]!)),
+      fences.join(' '),
+    );
     assert.equal(await observer.exists(keysFor('locksmith:', 'handover:core').lease), 0);
     await locks.close();
   });
@@ -303,13 +312,15 @@ describe('redis backend', () => {
       assert.equal((await backend.acquire({ ...req, owner: other })).granted, false, JSON.stringify(other));
     }
     const info = await backend.inspect('owner:newline');
-    assert.deepEqual(info?.holders.map((h) => [h.owner, h.fence]), [['a\nb', held.fence]]);
+    assert.deepEqual(
+      info?.holders.map((h) => [h.owner, h.fence]),
+      [['a\nb', held.fence]],
+    );
     const again = await backend.acquire({ ...req, owner: 'a\nb' });
     assert.ok(again.granted && again.fence === held.fence, 'the holder itself re-enters with its fence');
     assert.equal(await backend.release('owner:newline', 'a\nb'), true);
     await backend.close();
   });
-
 
   test('the short forms: a plain request that meets readers, and a release by a non-holder, take every key', async () => {
     // A plain exclusive acquire sends three keys, the exclusive holder's release two. Readers, an
@@ -320,7 +331,10 @@ describe('redis backend', () => {
     assert.ok(reader.granted);
     const refused = await backend.acquire({ key, owner: 'w', ttl: 5_000, mode: 'exclusive' });
     assert.equal(refused.granted, false);
-    assert.ok(!refused.granted && refused.retryAfter !== undefined && refused.retryAfter > 1_000 && refused.retryAfter <= 2_000, JSON.stringify(refused));
+    assert.ok(
+      !refused.granted && refused.retryAfter !== undefined && refused.retryAfter > 1_000 && refused.retryAfter <= 2_000,
+      JSON.stringify(refused),
+    );
     // A writer that waits announces itself (writer preference holds new readers back)…
     assert.equal((await backend.acquire({ key, owner: 'w2', ttl: 5_000, mode: 'exclusive', intent: 5_000, queue: true })).granted, false);
     assert.equal((await backend.acquire({ key, owner: 'r2', ttl: 5_000, mode: 'shared', writerPreference: true })).granted, false);
@@ -339,7 +353,19 @@ describe('redis backend', () => {
   });
   test('bad options are rejected before any I/O', () => {
     const client = io(node);
-    for (const o of [{}, { client: {} }, { client, prefix: 'a{b' }, { client, prefix: 'x}' }, { client, prefix: 'has space' }, { client, prefix: 'p'.repeat(129) }, { client, prefix: 5 }, { client, colour: 1 }, { client, fair: 'yes' }, { client, queueTimeout: 5 }, { client, queueTimeout: 1.5 }]) {
+    for (const o of [
+      {},
+      { client: {} },
+      { client, prefix: 'a{b' },
+      { client, prefix: 'x}' },
+      { client, prefix: 'has space' },
+      { client, prefix: 'p'.repeat(129) },
+      { client, prefix: 5 },
+      { client, colour: 1 },
+      { client, fair: 'yes' },
+      { client, queueTimeout: 5 },
+      { client, queueTimeout: 1.5 },
+    ]) {
       assert.throws(() => redisBackend(o as never), LockArgumentError, JSON.stringify(Object.keys(o)));
     }
   });
@@ -349,7 +375,10 @@ describe('redis backend', () => {
       const keys: string[] = Object.values(keysFor('p:', name));
       const tags = keys.map((k) => /\{([^}]*)\}/.exec(k)?.[1]);
       assert.ok(tags[0], `tag for ${name}`);
-      assert.ok(tags.every((t) => t === tags[0]), `${name}: ${keys.join(' ')}`);
+      assert.ok(
+        tags.every((t) => t === tags[0]),
+        `${name}: ${keys.join(' ')}`,
+      );
     }
     assert.notEqual(keysFor('p:', '{').lease, keysFor('p:', '%7B').lease, 'escaping keeps names distinct');
   });

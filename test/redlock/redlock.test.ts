@@ -118,7 +118,10 @@ describe('redlock', () => {
     // 1 ms for the rounding of PTTL and expiresAt to whole ms. The extension settles at a quorum, so
     // stragglers may not have it yet: the guarantee is that a majority outlives the holder's belief.
     const outliving = left.filter((ms) => ms + 1 >= believed * 1.01).length;
-    assert.ok(outliving >= 3, `only ${outliving} of 5 nodes keep it past the holder's belief (${believed} ms × 1.01): ${left.join(', ')} ms`);
+    assert.ok(
+      outliving >= 3,
+      `only ${outliving} of 5 nodes keep it past the holder's belief (${believed} ms × 1.01): ${left.join(', ')} ms`,
+    );
     await lock.release();
   });
 
@@ -139,7 +142,9 @@ describe('redlock', () => {
   test('waiters are woken by the release, not by their backoff', async () => {
     const a = locksmith();
     locksmith(); // its five clients serve a waiter that would poll only every 5 s
-    const slow = new Locksmith(redlockBackend({ clients: clients.slice(-5), nodeTimeout: NODE_TIMEOUT }), { backoff: { initial: 5_000, max: 5_000 } });
+    const slow = new Locksmith(redlockBackend({ clients: clients.slice(-5), nodeTimeout: NODE_TIMEOUT }), {
+      backoff: { initial: 5_000, max: 5_000 },
+    });
     open.push(slow);
     const gaps: number[] = [];
     for (let i = 0; i < 10; i++) {
@@ -160,7 +165,13 @@ describe('redlock', () => {
     const a = locksmith();
     await assert.rejects(a.read('r'), LockArgumentError);
     await assert.rejects(a.semaphore('s', { limit: 2 }).acquire(), LockArgumentError);
-    for (const o of [{ clients: [] }, { clients: [1, 2] }, { clients: clients.slice(0, 3), driftFactor: 2 }, { clients: clients.slice(0, 3), nodeTimeout: 0 }, { clients: clients.slice(0, 3), quorum: 2 }]) {
+    for (const o of [
+      { clients: [] },
+      { clients: [1, 2] },
+      { clients: clients.slice(0, 3), driftFactor: 2 },
+      { clients: clients.slice(0, 3), nodeTimeout: 0 },
+      { clients: clients.slice(0, 3), quorum: 2 },
+    ]) {
       assert.throws(() => redlockBackend(o), LockArgumentError);
     }
   });

@@ -48,7 +48,10 @@ function closing(backend: LockBackend, clients: readonly Redis[]): LockBackend {
 }
 
 /** A cockatiel policy that runs each call once, as is (etcd3's own are a retry and a circuit breaker). */
-const NO_POLICY = { execute: <T>(fn: (context: { signal: AbortSignal; attempt: number }) => T) => new Promise<T>((resolve) => resolve(fn({ signal: new AbortController().signal, attempt: 0 }))) } as never;
+const NO_POLICY = {
+  execute: <T>(fn: (context: { signal: AbortSignal; attempt: number }) => T) =>
+    new Promise<T>((resolve) => resolve(fn({ signal: new AbortController().signal, attempt: 0 }))),
+} as never;
 
 const openers = new Map<string, Opener>([
   ['file', (spec) => fileBackend({ dir: String(spec.dir) })],
@@ -63,7 +66,14 @@ const openers = new Map<string, Opener>([
     'postgres',
     (spec) => {
       // A short connect timeout: a client must notice a server that is down, not queue behind it.
-      const pool = new pg.Pool({ host: '127.0.0.1', port: Number(spec.port), user: 'postgres', database: 'postgres', max: 6, connectionTimeoutMillis: 1_000 });
+      const pool = new pg.Pool({
+        host: '127.0.0.1',
+        port: Number(spec.port),
+        user: 'postgres',
+        database: 'postgres',
+        max: 6,
+        connectionTimeoutMillis: 1_000,
+      });
       pool.on('error', () => undefined);
       const backend = postgresBackend({ pool, connectTimeout: 1_000 });
       return { ...backend, close: () => backend.close().then(() => pool.end()) };

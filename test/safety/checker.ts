@@ -136,7 +136,11 @@ export function check(history: readonly Entry[], options: CheckOptions = {}): Ch
       reported.add(pair);
       const ids = new Set([other.session.id, cur.session.id]);
       const both = `sessions ${other.session.id} (fence ${other.session.fence}) and ${cur.session.id} (fence ${cur.session.fence}) held the lock together for ${ms(to - from)} (${ms(Math.max(0, believed))} of it both believing so)`;
-      const around = win((e) => ('session' in e && ids.has(e.session)) || e.op === 'fault' || e.op === 'crash', Math.min(cur.start, other.start), to);
+      const around = win(
+        (e) => ('session' in e && ids.has(e.session)) || e.op === 'fault' || e.op === 'crash',
+        Math.min(cur.start, other.start),
+        to,
+      );
       if (category === 'late') {
         // A holder's op landed after its lease ended (it does not check lock.signal), before the next
         // holder's first op: the resource ordered them by fence, as it should.
@@ -165,7 +169,11 @@ export function check(history: readonly Entry[], options: CheckOptions = {}): Ch
     lastOp = e;
     if (e.action === 'write') lastWrite = e;
     const bad =
-      prevOp && fence < BigInt(prevOp.fence) ? prevOp : e.action === 'write' && prevWrite && fence <= BigInt(prevWrite.fence) ? prevWrite : undefined;
+      prevOp && fence < BigInt(prevOp.fence)
+        ? prevOp
+        : e.action === 'write' && prevWrite && fence <= BigInt(prevWrite.fence)
+          ? prevWrite
+          : undefined;
     if (!bad) continue;
     violations.push({
       kind: 'fence-order',
@@ -189,7 +197,11 @@ export function check(history: readonly Entry[], options: CheckOptions = {}): Ch
       violations.push({
         kind: 'fence-order',
         message: `session ${s.id} asked for the lock after ${prior.id} was granted fence ${prior.fence}, yet was granted fence ${s.fence}`,
-        window: win((x) => x === prior.ok || x === s.ok || ('session' in x && x.session === s.id && x.op === 'acquire'), prior.ok!.t, s.ok!.t),
+        window: win(
+          (x) => x === prior.ok || x === s.ok || ('session' in x && x.session === s.id && x.op === 'acquire'),
+          prior.ok!.t,
+          s.ok!.t,
+        ),
       });
     }
   }
@@ -253,7 +265,17 @@ function buildSessions(entries: readonly Entry[], end: number): Map<string, Sess
   const get = (e: Entry & { session: string; client: string }): Session => {
     let s = sessions.get(e.session);
     if (!s) {
-      s = { id: e.session, client: e.client, proc: e.proc, invoke: undefined, ok: undefined, fence: undefined, stretches: [], cut: INFINITE, served: [] };
+      s = {
+        id: e.session,
+        client: e.client,
+        proc: e.proc,
+        invoke: undefined,
+        ok: undefined,
+        fence: undefined,
+        stretches: [],
+        cut: INFINITE,
+        served: [],
+      };
       sessions.set(e.session, s);
     }
     return s;

@@ -56,7 +56,10 @@ const STRIKE_WITHIN_MS = 10_000;
  * write); its reply waits until `act` is done. Resolves with what `act` returned, or undefined when no
  * holder read within STRIKE_WITHIN_MS.
  */
-function atHolderRead<T>(context: FaultContext, act: (client: ClientHandle, request: ResourceRequest) => Promise<T>): Promise<T | undefined> {
+function atHolderRead<T>(
+  context: FaultContext,
+  act: (client: ClientHandle, request: ResourceRequest) => Promise<T>,
+): Promise<T | undefined> {
   return new Promise((resolve, reject) => {
     let fired = false;
     const timer = setTimeout(() => {
@@ -87,7 +90,13 @@ registerFault({
   async inject(context) {
     const outcome = await atHolderRead(context, async (client, request) => {
       const fence = BigInt(request.fence);
-      context.record({ op: 'fault', phase: 'start', fault: 'pause-holder', target: client.proc, detail: `${request.session} fence ${request.fence}` });
+      context.record({
+        op: 'fault',
+        phase: 'start',
+        fault: 'pause-holder',
+        target: client.proc,
+        detail: `${request.session} fence ${request.fence}`,
+      });
       const started = performance.now();
       client.pause();
       // Until a newer holder has been let in (the resource saw a higher fence), so the paused write is
@@ -114,7 +123,13 @@ registerFault({
   supports: () => true,
   async inject(context) {
     const crashed = await atHolderRead(context, async (client, request) => {
-      context.record({ op: 'fault', phase: 'start', fault: 'kill-holder', target: client.proc, detail: `${request.session} fence ${request.fence}` });
+      context.record({
+        op: 'fault',
+        phase: 'start',
+        fault: 'kill-holder',
+        target: client.proc,
+        detail: `${request.session} fence ${request.fence}`,
+      });
       // Recorded before SIGKILL: others may get the lock before we hear of the exit, and a dead
       // process's belief must not last until then. An op of its still in flight widens its hold.
       context.record({ op: 'crash', target: client.proc });
@@ -159,7 +174,14 @@ async function strike(context: FaultContext, fault: string, plan: (client: Clien
     const reply = new Promise<void>((resolve) => (released = resolve));
     done = (async () => {
       const started = performance.now();
-      context.record({ op: 'fault', phase: 'start', fault, target: outage.target, struck: request.session, detail: `${request.session} holds fence ${request.fence}` });
+      context.record({
+        op: 'fault',
+        phase: 'start',
+        fault,
+        target: outage.target,
+        struck: request.session,
+        detail: `${request.session} holds fence ${request.fence}`,
+      });
       try {
         await outage.begin();
         if (outage.reply === 'now') released();
@@ -231,7 +253,8 @@ registerFault({
   name: 'server-restart',
   summary: 'the server is killed (SIGKILL) while a client holds the lock and restarted with its data (append-only file, fsync always)',
   supports: single,
-  inject: (context) => strike(context, 'server-restart', () => killRestart(context, pick(context, 1), true, context.random.int(50, 200), 'heal')),
+  inject: (context) =>
+    strike(context, 'server-restart', () => killRestart(context, pick(context, 1), true, context.random.int(50, 200), 'heal')),
 });
 
 /**
@@ -243,7 +266,8 @@ registerFault({
   name: 'server-restart-empty',
   summary: 'the server is killed (SIGKILL) while a client holds the lock and restarted without its data',
   supports: single,
-  inject: (context) => strike(context, 'server-restart-empty', () => killRestart(context, pick(context, 1), false, context.random.int(50, 200), 'successor')),
+  inject: (context) =>
+    strike(context, 'server-restart-empty', () => killRestart(context, pick(context, 1), false, context.random.int(50, 200), 'successor')),
 });
 
 registerFault({
@@ -262,7 +286,13 @@ registerFault({
     strike(context, 'partition-holder', (client) => {
       const proxy = context.system.proxyFor?.(client.proc);
       if (!proxy) return undefined;
-      return { target: proxy.name, begin: () => proxy.set({ kind: 'blackhole' }), lasts: 'successor', heal: () => proxy.set({ kind: 'pass' }), reply: 'heal' };
+      return {
+        target: proxy.name,
+        begin: () => proxy.set({ kind: 'blackhole' }),
+        lasts: 'successor',
+        heal: () => proxy.set({ kind: 'pass' }),
+        reply: 'heal',
+      };
     }),
 });
 
@@ -301,7 +331,13 @@ registerFault({
     strike(context, 'terminate-holder', () => {
       const node = context.system.nodes.find((n) => n.endSessions !== undefined);
       if (!node) return undefined;
-      return { target: node.name, begin: async () => void (await node.endSessions!()), lasts: 0, heal: () => undefined, reply: 'successor' };
+      return {
+        target: node.name,
+        begin: async () => void (await node.endSessions!()),
+        lasts: 0,
+        heal: () => undefined,
+        reply: 'successor',
+      };
     }),
 });
 
@@ -330,7 +366,9 @@ registerFault({
   summary: 'a minority of the nodes (2 of 5) is killed (SIGKILL) for longer than the ttl, then restarted with its data',
   supports: quorum,
   inject: (context) =>
-    strike(context, 'minority-loss', () => killRestart(context, pick(context, Math.floor((context.system.nodes.length - 1) / 2)), true, pastTtl(context), 'now')),
+    strike(context, 'minority-loss', () =>
+      killRestart(context, pick(context, Math.floor((context.system.nodes.length - 1) / 2)), true, pastTtl(context), 'now'),
+    ),
 });
 
 /** A majority down: nobody may get the lock, and acquisitions must fail with a clear error until it is back. */
@@ -339,7 +377,9 @@ registerFault({
   summary: 'a majority of the nodes (3 of 5) is killed (SIGKILL) for longer than the ttl, then restarted with its data',
   supports: quorum,
   inject: (context) =>
-    strike(context, 'majority-loss', () => killRestart(context, pick(context, Math.floor(context.system.nodes.length / 2) + 1), true, pastTtl(context), 'now')),
+    strike(context, 'majority-loss', () =>
+      killRestart(context, pick(context, Math.floor(context.system.nodes.length / 2) + 1), true, pastTtl(context), 'now'),
+    ),
 });
 
 /**
@@ -351,7 +391,8 @@ registerFault({
   name: 'node-restart-empty',
   summary: 'one node is killed (SIGKILL) while a client holds the lock and restarted at once without its data',
   supports: quorum,
-  inject: (context) => strike(context, 'node-restart-empty', () => killRestart(context, pick(context, 1), false, context.random.int(50, 200), 'now')),
+  inject: (context) =>
+    strike(context, 'node-restart-empty', () => killRestart(context, pick(context, 1), false, context.random.int(50, 200), 'now')),
 });
 
 registerFault({

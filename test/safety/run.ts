@@ -44,7 +44,8 @@ export interface SafetyConfig {
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): SafetyConfig {
   const long = env.SAFETY_MODE === 'long';
-  const seed = env.SAFETY_SEED !== undefined && env.SAFETY_SEED !== '' ? Number(env.SAFETY_SEED) >>> 0 : Math.floor(Math.random() * 0xffffffff);
+  const seed =
+    env.SAFETY_SEED !== undefined && env.SAFETY_SEED !== '' ? Number(env.SAFETY_SEED) >>> 0 : Math.floor(Math.random() * 0xffffffff);
   return {
     mode: long ? 'long' : 'ci',
     seed,
@@ -110,11 +111,23 @@ async function runOne(factory: SystemFactory, fault: FaultKind | undefined, conf
   const resource = new FencedCounter(new HistoryWriter(join(dir, 'resource.jsonl'), 'resource'));
   const port = await resource.listen();
   const system = await factory.create({ dir });
-  harness.record({ op: 'meta', meta: { backend: factory.name, fault: faultName, seed, ttl: config.ttl, boundMs, initial: 0, note: system.note } });
+  harness.record({
+    op: 'meta',
+    meta: { backend: factory.name, fault: faultName, seed, ttl: config.ttl, boundMs, initial: 0, note: system.note },
+  });
   const key = `safety-${factory.name}-${faultName}`;
   let next = 0;
   const start = (): Promise<ClientHandle> =>
-    system.startClient({ proc: `p${(next += 1)}`, tasks: config.tasks, key, port, ttl: config.ttl, wait: config.wait, seed: rng.seed(), holdMs: config.holdMs });
+    system.startClient({
+      proc: `p${(next += 1)}`,
+      tasks: config.tasks,
+      key,
+      port,
+      ttl: config.ttl,
+      wait: config.wait,
+      seed: rng.seed(),
+      holdMs: config.holdMs,
+    });
   const clients: ClientHandle[] = [];
   const problems: string[] = [];
   const details: string[] = [];
@@ -148,7 +161,8 @@ async function runOne(factory: SystemFactory, fault: FaultKind | undefined, conf
       if (outcome.injected) injected += 1;
       // Let acquisitions resume before the next fault (the checker holds them to the bound).
       const after = writes();
-      if (!(await resource.until(() => writes() > after, boundMs + 2_000))) problems.push(`no write within ${boundMs + 2_000} ms after fault ${i + 1}`);
+      if (!(await resource.until(() => writes() > after, boundMs + 2_000)))
+        problems.push(`no write within ${boundMs + 2_000} ms after fault ${i + 1}`);
     }
     const tail = writes() + config.tailWrites;
     if (warm && !(await resource.until(() => writes() >= tail, 30_000))) problems.push(`only ${writes()} of ${tail} writes by the end`);
@@ -172,7 +186,9 @@ async function runOne(factory: SystemFactory, fault: FaultKind | undefined, conf
   const expect = factory.expect[faultName] ?? {};
   problems.push(...unmet(expect, result, entries, injected));
   if (factory.boundedLeases && !expect.leasesMayBeLost && result.stats.fencedOverlaps > 0) {
-    problems.push(`${result.stats.fencedOverlaps} overlap(s) of bounded leases: fencing saved the resource, but the lock let two holders in`);
+    problems.push(
+      `${result.stats.fencedOverlaps} overlap(s) of bounded leases: fencing saved the resource, but the lock let two holders in`,
+    );
   }
   const failed = !result.ok || problems.length > 0;
   if (!failed && !config.keep) rmSync(dir, { recursive: true, force: true });
@@ -201,7 +217,8 @@ export function unmet(expect: Expectation, result: CheckResult, entries: readonl
   }
   if (expect.crashPerFault && result.stats.crashes < injected) out.push(`expected ${injected} crashes, saw ${result.stats.crashes}`);
   const during = faultWindows(entries);
-  const inside = (pick: (e: Entry) => boolean): number[] => during.map((w) => entries.filter((e) => e.t >= w.start.t && e.t <= w.heal && pick(e)).length);
+  const inside = (pick: (e: Entry) => boolean): number[] =>
+    during.map((w) => entries.filter((e) => e.t >= w.start.t && e.t <= w.heal && pick(e)).length);
   const granted = (e: Entry): boolean => e.op === 'acquire' && e.phase === 'ok';
   if (expect.noGrantsDuring) {
     const n = inside(granted).reduce((a, b) => a + b, 0);
@@ -212,7 +229,10 @@ export function unmet(expect: Expectation, result: CheckResult, entries: readonl
     if (idle > 0) out.push(`no acquisition completed during ${idle} of ${during.length} faults: the rest of the system did not carry on`);
   }
   if (expect.clearFailuresDuring) {
-    const failed = (clear: boolean) => (e: Entry): boolean => e.op === 'acquire' && e.phase === 'fail' && (e.error === 'ERR_LOCK_ACQUISITION') === clear;
+    const failed =
+      (clear: boolean) =>
+      (e: Entry): boolean =>
+        e.op === 'acquire' && e.phase === 'fail' && (e.error === 'ERR_LOCK_ACQUISITION') === clear;
     const silent = inside(failed(true)).filter((n) => n === 0).length;
     if (silent > 0) out.push(`no acquisition failed with ERR_LOCK_ACQUISITION during ${silent} of ${during.length} faults`);
     const unclear = inside(failed(false)).reduce((a, b) => a + b, 0);
@@ -266,7 +286,9 @@ export interface SafetyReport {
 }
 
 export async function runSafety(config: SafetyConfig, log: (line: string) => void = console.log): Promise<SafetyReport> {
-  log(`safety: mode ${config.mode}, seed ${config.seed} (replay: SAFETY_SEED=${config.seed}${config.mode === 'long' ? ' SAFETY_MODE=long' : ''})`);
+  log(
+    `safety: mode ${config.mode}, seed ${config.seed} (replay: SAFETY_SEED=${config.seed}${config.mode === 'long' ? ' SAFETY_MODE=long' : ''})`,
+  );
   const results: RunResult[] = [];
   const notApplicable: SafetyReport['notApplicable'] = [];
   const unavailable: SafetyReport['unavailable'] = [];
@@ -287,7 +309,9 @@ export async function runSafety(config: SafetyConfig, log: (line: string) => voi
       const result = await runOne(factory, name === 'none' ? undefined : faultKind(name), config);
       results.push(result);
       const verdict = result.check.ok && result.problems.length === 0 ? 'ok' : 'FAILED';
-      log(`safety: ${backend} × ${result.fault}: ${verdict} in ${result.seconds.toFixed(1)} s, ${result.check.stats.acquisitions} acquisitions`);
+      log(
+        `safety: ${backend} × ${result.fault}: ${verdict} in ${result.seconds.toFixed(1)} s, ${result.check.stats.acquisitions} acquisitions`,
+      );
       if (!result.check.ok) log(formatResult(result.check));
       for (const p of result.problems) log(`  problem: ${p}`);
       if (verdict !== 'ok') log(`  history: ${result.history} (check again: node --import tsx test/safety/check.ts ${result.history})`);
@@ -296,7 +320,14 @@ export async function runSafety(config: SafetyConfig, log: (line: string) => voi
   const table = formatTable(results, config);
   writeFileSync(config.report, table);
   log(`\n${table}\nsafety: table written to ${config.report}`);
-  return { results, notApplicable, unavailable, table, path: config.report, ok: results.every((r) => r.check.ok && r.problems.length === 0) };
+  return {
+    results,
+    notApplicable,
+    unavailable,
+    table,
+    path: config.report,
+    ok: results.every((r) => r.check.ok && r.problems.length === 0),
+  };
 }
 
 export function formatTable(results: readonly RunResult[], config: SafetyConfig): string {

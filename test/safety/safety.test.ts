@@ -24,7 +24,11 @@ test('safety under faults (CI mode)', { timeout: 420_000 }, async (t) => {
   assert.ok(report.results.length > 0, 'no backend ran');
   for (const r of report.results) {
     const label = `${r.backend} × ${r.fault} (seed ${config.seed}, history ${r.history})`;
-    assert.deepEqual(r.check.violations.map((v) => v.kind), [], `${label}: violations\n${formatResult(r.check)}`);
+    assert.deepEqual(
+      r.check.violations.map((v) => v.kind),
+      [],
+      `${label}: violations\n${formatResult(r.check)}`,
+    );
     assert.deepEqual(r.problems, [], label);
     assert.equal(r.injected, r.planned, `${label}: faults injected`);
     assert.ok(r.check.stats.acquisitions > 0, `${label}: no acquisitions`);
@@ -45,8 +49,26 @@ const APPLIES: Record<string, readonly string[]> = {
   memory: CLIENT_FAULTS,
   file: CLIENT_FAULTS,
   redis: [...CLIENT_FAULTS, 'server-restart', 'server-restart-empty', 'server-pause', 'partition-holder', 'slow-network', 'reset-links'],
-  redlock: [...CLIENT_FAULTS, 'minority-loss', 'majority-loss', 'node-pause', 'node-restart-empty', 'partition-holder', 'slow-network', 'reset-links'],
-  postgres: [...CLIENT_FAULTS, 'server-restart', 'server-restart-empty', 'server-pause', 'partition-holder', 'slow-network', 'terminate-holder', 'reset-links'],
+  redlock: [
+    ...CLIENT_FAULTS,
+    'minority-loss',
+    'majority-loss',
+    'node-pause',
+    'node-restart-empty',
+    'partition-holder',
+    'slow-network',
+    'reset-links',
+  ],
+  postgres: [
+    ...CLIENT_FAULTS,
+    'server-restart',
+    'server-restart-empty',
+    'server-pause',
+    'partition-holder',
+    'slow-network',
+    'terminate-holder',
+    'reset-links',
+  ],
   etcd: [...CLIENT_FAULTS, 'partition-holder', 'slow-network', 'reset-links', 'minority-loss', 'majority-loss', 'node-pause'],
 };
 
@@ -63,21 +85,35 @@ test('the pipeline catches a lock that lets a second holder in', { timeout: 60_0
         let extra = BigInt(Date.now()) * 1000n + 1_000_000_000n;
         return (): LockBackend => {
           const inner = memoryBackend({ store });
-          return { ...inner, acquire: async (request) => ((await inner.acquire(request)).granted ? inner.acquire(request) : { granted: true, fence: (extra += 1n) }) };
+          return {
+            ...inner,
+            acquire: async (request) =>
+              (await inner.acquire(request)).granted ? inner.acquire(request) : { granted: true, fence: (extra += 1n) },
+          };
         };
       },
       'a memory backend that grants refused requests anyway',
     ),
   });
   const report = await runSafety(
-    { ...config, backends: ['broken'], faults: ['none'], warmupWrites: 20, tailWrites: 20, report: join(tmpdir(), `locksmith-safety-broken-${process.pid}.md`) },
+    {
+      ...config,
+      backends: ['broken'],
+      faults: ['none'],
+      warmupWrites: 20,
+      tailWrites: 20,
+      report: join(tmpdir(), `locksmith-safety-broken-${process.pid}.md`),
+    },
     () => undefined,
   );
   rmSync(report.path, { force: true });
   const [result] = report.results;
   assert.ok(result);
   rmSync(dirname(result.history), { recursive: true, force: true });
-  assert.ok(result.check.violations.some((v) => v.kind === 'overlap'), formatResult(result.check));
+  assert.ok(
+    result.check.violations.some((v) => v.kind === 'overlap'),
+    formatResult(result.check),
+  );
   assert.equal(report.ok, false);
 });
 

@@ -225,7 +225,13 @@ class InProcessClient implements ClientHandle {
     if (this.state === 'dead' || this.state === 'stopped') return;
     this.resume();
     this.#stop.abort(new Error('stopped'));
-    const finished = await Promise.race([this.#done.then(() => true, () => true), new Promise<false>((r) => setTimeout(() => r(false), ms).unref())]);
+    const finished = await Promise.race([
+      this.#done.then(
+        () => true,
+        () => true,
+      ),
+      new Promise<false>((r) => setTimeout(() => r(false), ms).unref()),
+    ]);
     if (!finished) return this.kill();
     this.state = 'stopped';
     await this.#locks.close();
@@ -238,7 +244,11 @@ class InProcessClient implements ClientHandle {
  * shares the state between them, like one server). Also how a test can run a deliberately broken
  * backend through the whole pipeline.
  */
-export function inProcessSystem(name: string, connect: () => () => LockBackend, note: string): (context: { dir: string }) => Promise<SystemUnderTest> {
+export function inProcessSystem(
+  name: string,
+  connect: () => () => LockBackend,
+  note: string,
+): (context: { dir: string }) => Promise<SystemUnderTest> {
   return ({ dir }) => {
     const backend = connect();
     return Promise.resolve({
@@ -300,7 +310,9 @@ class ChildClient implements ClientHandle {
 
   private constructor(config: ChildConfig) {
     this.proc = config.proc;
-    this.#child = spawn(process.execPath, ['--import', 'tsx', CLIENT_MAIN, JSON.stringify(config)], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+    this.#child = spawn(process.execPath, ['--import', 'tsx', CLIENT_MAIN, JSON.stringify(config)], {
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    });
     children.add(this.#child);
     this.#child.stderr?.on('data', (chunk: Buffer) => {
       this.#stderr = (this.#stderr + chunk.toString('utf8')).slice(-4_000);
@@ -308,7 +320,8 @@ class ChildClient implements ClientHandle {
     this.#exited = new Promise((resolve) => {
       this.#child.on('exit', (code, signal) => {
         children.delete(this.#child);
-        if (this.state === 'running' && code !== 0) this.failure = `${this.proc} exited (${code ?? signal}) on its own: ${this.#stderr.trim()}`;
+        if (this.state === 'running' && code !== 0)
+          this.failure = `${this.proc} exited (${code ?? signal}) on its own: ${this.#stderr.trim()}`;
         if (this.state !== 'dead') this.state = 'stopped';
         resolve();
       });
@@ -400,7 +413,9 @@ registerSystem({
 // ---- Redis and Redlock: real redis-server nodes --------------------------------------------------
 
 const hasRedis = (): Promise<string | undefined> =>
-  new Promise((resolve) => execFile('redis-server', ['--version'], (error) => resolve(error ? 'redis-server is not installed' : undefined)));
+  new Promise((resolve) =>
+    execFile('redis-server', ['--version'], (error) => resolve(error ? 'redis-server is not installed' : undefined)),
+  );
 
 /** A persistent node (append-only file, fsync always, in its own directory) as faults see it. */
 function serverNode(name: string, node: RedisNode): ServerNode {
@@ -547,7 +562,11 @@ registerSystem({
 // ---- PostgreSQL: a private server -------------------------------------------------------------
 
 const hasPostgres = (): Promise<string | undefined> =>
-  new Promise((resolve) => execFile('sh', ['-c', 'ls -d /usr/lib/postgresql/*/bin/initdb'], (error) => resolve(error ? 'PostgreSQL (initdb) is not installed' : undefined)));
+  new Promise((resolve) =>
+    execFile('sh', ['-c', 'ls -d /usr/lib/postgresql/*/bin/initdb'], (error) =>
+      resolve(error ? 'PostgreSQL (initdb) is not installed' : undefined),
+    ),
+  );
 
 function postgresNode(server: PostgresServer): ServerNode {
   return {
@@ -560,7 +579,9 @@ function postgresNode(server: PostgresServer): ServerNode {
     pause: () => server.pause(),
     resume: () => server.resume(),
     async endSessions() {
-      const r = await server.query(`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()`);
+      const r = await server.query(
+        `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()`,
+      );
       return Number((r.rows[0] as { n?: number } | undefined)?.n ?? 0);
     },
   };
@@ -604,7 +625,9 @@ registerSystem({
 // ---- etcd: a real 3-member cluster -------------------------------------------------------------
 
 const hasEtcd = (): Promise<string | undefined> =>
-  new Promise((resolve) => execFile('etcd', ['--version'], (error) => resolve(error ? 'etcd is not installed (Debian: etcd-server)' : undefined)));
+  new Promise((resolve) =>
+    execFile('etcd', ['--version'], (error) => resolve(error ? 'etcd is not installed (Debian: etcd-server)' : undefined)),
+  );
 
 function etcdNode(member: EtcdMember, cluster: EtcdCluster): ServerNode {
   return {
@@ -640,12 +663,19 @@ registerSystem({
     'reset-links': { holderKeepsLease: true },
   },
   // Nine runs of a 3-member cluster take about four minutes: more than the CI safety test's budget.
-  unavailable: async () => (await hasEtcd()) ?? (process.env.SAFETY_ETCD === '1' ? undefined : 'etcd runs only with SAFETY_ETCD=1 (about 4 minutes): SAFETY_ETCD=1 npm run test:safety -- --backend etcd'),
+  unavailable: async () =>
+    (await hasEtcd()) ??
+    (process.env.SAFETY_ETCD === '1'
+      ? undefined
+      : 'etcd runs only with SAFETY_ETCD=1 (about 4 minutes): SAFETY_ETCD=1 npm run test:safety -- --backend etcd'),
   async create({ dir }) {
     const cluster = await EtcdCluster.start();
     // Each client reaches every member through proxies of its own, cut off (or slowed) together.
     const links = new Map<string, TcpProxy[]>();
-    const proxyOf = (proc: string, group: TcpProxy[]): FaultProxy => ({ name: `links of ${proc}`, set: (mode) => group.forEach((p) => faultProxy(proc, p).set(mode)) });
+    const proxyOf = (proc: string, group: TcpProxy[]): FaultProxy => ({
+      name: `links of ${proc}`,
+      set: (mode) => group.forEach((p) => faultProxy(proc, p).set(mode)),
+    });
     return {
       name: 'etcd',
       note: 'a 3-member etcd cluster (heartbeat 50 ms, election 500 ms); clients are separate node processes (etcd3), each through its own TCP proxies to every member; session lease = ttl',
@@ -660,7 +690,12 @@ registerSystem({
       async startClient(config) {
         const group = await Promise.all(cluster.members.map((m) => TcpProxy.start(m.clientPort)));
         links.set(config.proc, group);
-        const spec: BackendSpec = { kind: 'etcd', ports: group.map((p) => p.port), leaseTtl: Math.ceil(config.ttl / 1000) * 1000, commandTimeout: Math.round(config.ttl / 2) };
+        const spec: BackendSpec = {
+          kind: 'etcd',
+          ports: group.map((p) => p.port),
+          leaseTtl: Math.ceil(config.ttl / 1000) * 1000,
+          commandTimeout: Math.round(config.ttl / 2),
+        };
         return childClient(dir, spec, config);
       },
       async close() {

@@ -58,7 +58,17 @@ export async function runClient(
   options.onReady?.();
   await Promise.all(
     resources.map((resource, i) =>
-      task({ locks, config, history, signal, resource, owners, client: `${config.proc}.t${i}`, style: STYLES[i % STYLES.length]!, rng: new Rng(rng.seed()) }),
+      task({
+        locks,
+        config,
+        history,
+        signal,
+        resource,
+        owners,
+        client: `${config.proc}.t${i}`,
+        style: STYLES[i % STYLES.length]!,
+        rng: new Rng(rng.seed()),
+      }),
     ),
   );
   for (const r of resources) r.close();
@@ -154,7 +164,9 @@ function held(t: Task, lock: Lock, session: string): void {
   const { client, history } = t;
   t.owners.set(lock.owner, { client, session });
   history.record({ op: 'acquire', phase: 'ok', client, session, fence: lock.fence.toString(), until: monoFromEpoch(lock.expiresAt) });
-  lock.signal.addEventListener('abort', () => history.record({ op: 'lost', client, session, error: errorCode(lock.signal.reason) }), { once: true });
+  lock.signal.addEventListener('abort', () => history.record({ op: 'lost', client, session, error: errorCode(lock.signal.reason) }), {
+    once: true,
+  });
 }
 
 function forget(t: Task, session: string): void {

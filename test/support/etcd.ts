@@ -43,20 +43,32 @@ export class EtcdMember {
   async start(): Promise<void> {
     const args = [
       'etcd',
-      '--name', this.name,
-      '--data-dir', join(this.dir, 'data'),
-      '--listen-client-urls', `http://127.0.0.1:${this.clientPort}`,
-      '--advertise-client-urls', `http://127.0.0.1:${this.clientPort}`,
-      '--listen-peer-urls', `http://127.0.0.1:${this.peerPort}`,
-      '--initial-advertise-peer-urls', `http://127.0.0.1:${this.peerPort}`,
-      '--initial-cluster', this.#cluster,
-      '--initial-cluster-state', this.#started ? 'existing' : 'new',
-      '--initial-cluster-token', this.#token,
+      '--name',
+      this.name,
+      '--data-dir',
+      join(this.dir, 'data'),
+      '--listen-client-urls',
+      `http://127.0.0.1:${this.clientPort}`,
+      '--advertise-client-urls',
+      `http://127.0.0.1:${this.clientPort}`,
+      '--listen-peer-urls',
+      `http://127.0.0.1:${this.peerPort}`,
+      '--initial-advertise-peer-urls',
+      `http://127.0.0.1:${this.peerPort}`,
+      '--initial-cluster',
+      this.#cluster,
+      '--initial-cluster-state',
+      this.#started ? 'existing' : 'new',
+      '--initial-cluster-token',
+      this.#token,
       // Short election timings so a killed or paused leader is replaced within about a second;
       // the tests' data is small, so fsync costs little.
-      '--heartbeat-interval', '50',
-      '--election-timeout', '500',
-      '--log-level', 'error',
+      '--heartbeat-interval',
+      '50',
+      '--election-timeout',
+      '500',
+      '--log-level',
+      'error',
     ];
     this.#started = true;
     this.#server = await spawnGuarded(args, `etcd ${this.name}`);
@@ -123,7 +135,11 @@ export class EtcdCluster {
       try {
         for (;;) {
           try {
-            await client.put('locksmith-test/ready').value(member.name).options({ deadline: Date.now() + 1_000 }).exec();
+            await client
+              .put('locksmith-test/ready')
+              .value(member.name)
+              .options({ deadline: Date.now() + 1_000 })
+              .exec();
             break;
           } catch (error) {
             if (Date.now() > deadline) throw new Error(`etcd member ${member.name} did not become ready`, { cause: error });

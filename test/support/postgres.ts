@@ -125,8 +125,20 @@ export class PostgresServer {
 
   async restart(): Promise<void> {
     const postgres = await pgBin('postgres');
-    const settings = ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${this.dir}`, '-c', 'fsync=off', '-c', 'max_connections=50'];
-    this.#server = await spawnGuarded([...this.#asPostgres, postgres, '-D', join(this.dir, 'data'), '-p', String(this.port), ...settings], `postgres on ${this.port}`);
+    const settings = [
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      `unix_socket_directories=${this.dir}`,
+      '-c',
+      'fsync=off',
+      '-c',
+      'max_connections=50',
+    ];
+    this.#server = await spawnGuarded(
+      [...this.#asPostgres, postgres, '-D', join(this.dir, 'data'), '-p', String(this.port), ...settings],
+      `postgres on ${this.port}`,
+    );
     const deadline = Date.now() + 20_000;
     for (;;) {
       try {

@@ -58,10 +58,24 @@ export class RedisNode {
 
   /** Starts (again) on the same port and directory. */
   async restart(): Promise<void> {
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--save', '', '--daemonize', 'no', '--loglevel', 'warning'];
+    const args = [
+      '--port',
+      String(this.port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      this.dir,
+      '--save',
+      '',
+      '--daemonize',
+      'no',
+      '--loglevel',
+      'warning',
+    ];
     args.push('--appendonly', this.options.persistent ? 'yes' : 'no');
     if (this.options.persistent) args.push('--appendfsync', 'always');
-    if (this.options.cluster) args.push('--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000');
+    if (this.options.cluster)
+      args.push('--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000');
     this.#server = await spawnGuarded(['redis-server', ...args], `redis-server on ${this.port}`);
     const proc = this.#server.proc;
     const deadline = Date.now() + 10_000;
@@ -113,13 +127,23 @@ export class RedisNode {
 /** Three masters, no replicas, slots spread by redis-cli. */
 export async function startCluster(): Promise<RedisNode[]> {
   const nodes = await Promise.all([0, 1, 2].map(() => RedisNode.start({ cluster: true })));
-  await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { timeout: 30_000 });
+  await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
+    timeout: 30_000,
+  });
   const deadline = Date.now() + 20_000;
   for (;;) {
     // Every node must agree on the whole slot map, or a client that learns it from a laggard gets
     // MOVED replies for a while.
     const states = await Promise.all(nodes.map((n) => n.cli('CLUSTER', 'INFO')));
-    const maps = await Promise.all(nodes.map(async (n) => (await n.cli('CLUSTER', 'SLOTS')).split('\n').filter((l) => /^\d+$/.test(l.trim())).sort().join(',')));
+    const maps = await Promise.all(
+      nodes.map(async (n) =>
+        (await n.cli('CLUSTER', 'SLOTS'))
+          .split('\n')
+          .filter((l) => /^\d+$/.test(l.trim()))
+          .sort()
+          .join(','),
+      ),
+    );
     const agreed = maps.every((m) => m === maps[0]) && (maps[0]?.length ?? 0) > 0;
     if (agreed && states.every((s) => s.includes('cluster_state:ok') && s.includes('cluster_known_nodes:3'))) return nodes;
     if (Date.now() > deadline) throw new Error('the cluster did not become ready');

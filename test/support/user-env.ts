@@ -20,7 +20,8 @@ export async function userEnvironment(root: string): Promise<UserEnv> {
   const locks = mkdtempSync(join(tmpdir(), 'locksmith-user-locks-'));
   symlinkSync(join(root, 'dist/esm/cli/main.js'), join(bin, 'locksmith'));
   const c = db.config;
-  const databaseUrl = c.connectionString ?? `postgres://${c.user ?? 'postgres'}@${c.host ?? '127.0.0.1'}:${c.port ?? 5432}/${c.database ?? ''}`;
+  const databaseUrl =
+    c.connectionString ?? `postgres://${c.user ?? 'postgres'}@${c.host ?? '127.0.0.1'}:${c.port ?? 5432}/${c.database ?? ''}`;
   return {
     env: { ...process.env, REDIS_URL: redis.url, DATABASE_URL: databaseUrl, LOCK_DIR: locks, PATH: `${bin}:${process.env.PATH ?? ''}` },
     close: async () => {

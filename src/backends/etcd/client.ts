@@ -98,7 +98,14 @@ export interface EtcdClient {
 
 export function asClient(value: unknown): EtcdClient {
   const c = value as Partial<EtcdClient> | null;
-  if (!c || typeof c !== 'object' || !Buffer.isBuffer(c.prefix) || typeof c.kv?.txn !== 'function' || typeof c.leaseClient?.leaseGrant !== 'function' || typeof c.watch !== 'function') {
+  if (
+    !c ||
+    typeof c !== 'object' ||
+    !Buffer.isBuffer(c.prefix) ||
+    typeof c.kv?.txn !== 'function' ||
+    typeof c.leaseClient?.leaseGrant !== 'function' ||
+    typeof c.watch !== 'function'
+  ) {
     throw new LockArgumentError('etcdBackend(): client must be an etcd3 client (new Etcd3(...)) or one of its namespaces');
   }
   return c as EtcdClient;

@@ -21,7 +21,20 @@ export class Hold {
   deadline: number;
   readonly #expire: (hold: Hold) => void;
 
-  constructor(fields: { name: string; owner: string; key: Buffer; fence: bigint; lease: Lease; slot: number; limit: number; granted: boolean; deadline: number }, expire: (hold: Hold) => void) {
+  constructor(
+    fields: {
+      name: string;
+      owner: string;
+      key: Buffer;
+      fence: bigint;
+      lease: Lease;
+      slot: number;
+      limit: number;
+      granted: boolean;
+      deadline: number;
+    },
+    expire: (hold: Hold) => void,
+  ) {
     this.name = fields.name;
     this.owner = fields.owner;
     this.key = fields.key;

@@ -67,21 +67,30 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
     wake.disarm(hold.name, hold.owner);
     // The session lease is the fallback. A key of unknown revision is this owner's: no later attempt
     // of it replaced the hold, so nothing newer of it can be there.
-    const deleting = hold.fence === UNKNOWN ? deleteMine(kv, keysFor(root, hold.name, tag(hold.lease, hold.slot)), call()) : deleteIf(kv, hold.key, hold.fence, call());
-    deleting.then(() => {
-      if (holds.get(hold.name, hold.owner)?.slot !== hold.slot) holds.free(hold.name, hold.slot);
-    }, () => {
-      // Keys nobody will ever release must not stay: try again while their session lives.
-      if (hold.fence === UNKNOWN && !hold.lease.lost && !closed && !holds.get(hold.name, hold.owner)) {
-        hold.deadline = performance.now() + timeout;
-        holds.set(hold);
-      }
-    });
+    const deleting =
+      hold.fence === UNKNOWN
+        ? deleteMine(kv, keysFor(root, hold.name, tag(hold.lease, hold.slot)), call())
+        : deleteIf(kv, hold.key, hold.fence, call());
+    deleting.then(
+      () => {
+        if (holds.get(hold.name, hold.owner)?.slot !== hold.slot) holds.free(hold.name, hold.slot);
+      },
+      () => {
+        // Keys nobody will ever release must not stay: try again while their session lives.
+        if (hold.fence === UNKNOWN && !hold.lease.lost && !closed && !holds.get(hold.name, hold.owner)) {
+          hold.deadline = performance.now() + timeout;
+          holds.set(hold);
+        }
+      },
+    );
   };
 
   function checkTtl(ttl: number, key: string): void {
     if (ttl > leaseTtl) {
-      throw new LockArgumentError(`"${key}": ttl ${ttl} ms exceeds the etcd session's leaseTtl (${leaseTtl} ms), which bounds how long a lock is known to live`, { key });
+      throw new LockArgumentError(
+        `"${key}": ttl ${ttl} ms exceeds the etcd session's leaseTtl (${leaseTtl} ms), which bounds how long a lock is known to live`,
+        { key },
+      );
     }
   }
 
@@ -95,7 +104,8 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
     // its owner does not try (the head would wait for it, and it for the head). A reader-preference
     // writer never queues: its key would hold new readers back.
     const id = `${req.key}\n${req.owner}`;
-    const queue = req.queue === true && !(req.mode === 'exclusive' && req.rw === 'reader-preference') && (tried.has(id) || known !== undefined);
+    const queue =
+      req.queue === true && !(req.mode === 'exclusive' && req.rw === 'reader-preference') && (tried.has(id) || known !== undefined);
     const value = encodeValue(Date.now() + req.ttl, limit, req.owner);
     const o = call(Math.min(timeout, req.ttl));
     let listing: Listing;
@@ -150,7 +160,22 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
         // the live session. Unless a later attempt of the owner records it, it goes after the ttl.
         if (!holds.get(req.key, req.owner)) {
           const key = keysFor(root, req.key, tag(lease, slot)).mine[req.mode === 'exclusive' ? 'w' : 'r'];
-          holds.set(new Hold({ name: req.key, owner: req.owner, key, fence: UNKNOWN, lease, slot, limit: 0, granted: false, deadline: performance.now() + req.ttl }, expire));
+          holds.set(
+            new Hold(
+              {
+                name: req.key,
+                owner: req.owner,
+                key,
+                fence: UNKNOWN,
+                lease,
+                slot,
+                limit: 0,
+                granted: false,
+                deadline: performance.now() + req.ttl,
+              },
+              expire,
+            ),
+          );
         }
         throw error;
       }
@@ -162,7 +187,10 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
       if (!hold?.granted || hold.lease.lost) return false;
       const start = performance.now();
       const value = encodeValue(Date.now() + ttl, hold.limit, owner);
-      const [ok] = await Promise.all([rewrite(kv, hold.key, hold.fence, hold.lease.id, value, call(Math.min(timeout, ttl))), session.cover(hold.lease, start + ttl)]);
+      const [ok] = await Promise.all([
+        rewrite(kv, hold.key, hold.fence, hold.lease.id, value, call(Math.min(timeout, ttl))),
+        session.cover(hold.lease, start + ttl),
+      ]);
       if (!ok || hold.lease.lost) {
         holds.delete(key, owner);
         return false;
@@ -185,7 +213,22 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
       } catch (error) {
         // Its keys stay on the live session, and a waiter's would hold the line for ever: try again later.
         if (!hold.lease.lost && !holds.get(key, owner)) {
-          holds.set(new Hold({ name: key, owner, key: hold.key, fence: UNKNOWN, lease: hold.lease, slot: hold.slot, limit: 0, granted: false, deadline: performance.now() + timeout }, expire));
+          holds.set(
+            new Hold(
+              {
+                name: key,
+                owner,
+                key: hold.key,
+                fence: UNKNOWN,
+                lease: hold.lease,
+                slot: hold.slot,
+                limit: 0,
+                granted: false,
+                deadline: performance.now() + timeout,
+              },
+              expire,
+            ),
+          );
         }
         throw error;
       }

@@ -74,11 +74,16 @@ export function parseEntry(all: Buffer, kv: { key: Buffer; create_revision: stri
  * A key's value: when its holder's ttl ends (epoch ms), for a semaphore permit the limit it was asked
  * with (0: none), so inspect can tell holders from waiters, and the owner (the rest: any string).
  */
-export const encodeValue = (expiresAt: number, limit: number, owner: string): Buffer => Buffer.from(`${Math.floor(expiresAt)} ${limit} ${owner}`, 'utf8');
+export const encodeValue = (expiresAt: number, limit: number, owner: string): Buffer =>
+  Buffer.from(`${Math.floor(expiresAt)} ${limit} ${owner}`, 'utf8');
 
 export function decodeValue(value: Buffer | undefined): { expiresAt: number; limit: number; owner: string } {
   const text = value?.toString('utf8') ?? '';
   const a = text.indexOf(' ');
   const b = text.indexOf(' ', a + 1);
-  return { expiresAt: Number(text.slice(0, a)) || Infinity, limit: Number(text.slice(a + 1, b)) || 0, owner: b < 0 ? '' : text.slice(b + 1) };
+  return {
+    expiresAt: Number(text.slice(0, a)) || Infinity,
+    limit: Number(text.slice(a + 1, b)) || 0,
+    owner: b < 0 ? '' : text.slice(b + 1),
+  };
 }

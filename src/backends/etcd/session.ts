@@ -144,10 +144,14 @@ export class Session {
 
   #armExpiry(lease: Lease): void {
     if (this.#expiry) clearTimeout(this.#expiry);
-    this.#expiry = setTimeout(() => {
-      if (performance.now() >= lease.validUntil) this.#lose(lease, new Error('the session lease could not be kept alive: etcd may have expired it'));
-      else this.#armExpiry(lease);
-    }, Math.max(0, Math.ceil(lease.validUntil - performance.now())));
+    this.#expiry = setTimeout(
+      () => {
+        if (performance.now() >= lease.validUntil)
+          this.#lose(lease, new Error('the session lease could not be kept alive: etcd may have expired it'));
+        else this.#armExpiry(lease);
+      },
+      Math.max(0, Math.ceil(lease.validUntil - performance.now())),
+    );
     this.#expiry.unref();
   }
 

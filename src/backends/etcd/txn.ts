@@ -10,7 +10,13 @@ const list = (k: LockKeys): RequestOp => ({
   request_range: { key: k.all, range_end: k.allEnd, sort_order: SORT.ASCEND, sort_target: SORT.BY_CREATE, keys_only: true },
 });
 const put = (key: Buffer, value: Buffer, lease: string): RequestOp => ({ request_put: { key, value, lease } });
-const absent = (key: Buffer, range_end?: Buffer): Compare => ({ key, range_end, target: TARGET.CREATE, result: CMP.EQUAL, create_revision: 0 });
+const absent = (key: Buffer, range_end?: Buffer): Compare => ({
+  key,
+  range_end,
+  target: TARGET.CREATE,
+  result: CMP.EQUAL,
+  create_revision: 0,
+});
 
 export interface Listing {
   /** The transaction's compare held (it wrote what it meant to). */
@@ -30,7 +36,11 @@ function entries(k: LockKeys, kvs: readonly KeyValue[]): Entry[] {
 }
 
 function listing(k: LockKeys, r: TxnResponse): Listing {
-  return { wrote: r.succeeded, revision: r.header.revision, entries: entries(k, r.responses[r.responses.length - 1]?.response_range?.kvs ?? []) };
+  return {
+    wrote: r.succeeded,
+    revision: r.header.revision,
+    entries: entries(k, r.responses[r.responses.length - 1]?.response_range?.kvs ?? []),
+  };
 }
 
 /**
@@ -83,7 +93,10 @@ export async function deleteIf(kv: KVClient, key: Buffer, fence: bigint, o: Call
 
 /** RELEASE: delete both of the owner's keys (held or waiting); how many went. */
 export async function deleteMine(kv: KVClient, k: LockKeys, o: CallOptions): Promise<number> {
-  const r = await kv.txn({ compare: [], success: [{ request_delete_range: { key: k.mine.w } }, { request_delete_range: { key: k.mine.r } }], failure: [] }, o);
+  const r = await kv.txn(
+    { compare: [], success: [{ request_delete_range: { key: k.mine.w } }, { request_delete_range: { key: k.mine.r } }], failure: [] },
+    o,
+  );
   return r.responses.reduce((n, op) => n + Number(op.response_delete_range?.deleted ?? 0), 0);
 }
 

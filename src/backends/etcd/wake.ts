@@ -44,7 +44,10 @@ export class Wakeups {
     this.disarm(name, owner);
     let builder = this.#client.watch();
     builder = key ? builder.key(key.subarray(ns)) : builder.inRange({ start: range.start.subarray(ns), end: range.end.subarray(ns) });
-    const watcher = builder.only('delete').startRevision((BigInt(revision) + 1n).toString()).watcher();
+    const watcher = builder
+      .only('delete')
+      .startRevision((BigInt(revision) + 1n).toString())
+      .watcher();
     const fire = (): void => {
       if (this.#watches.get(id)?.watcher === watcher) this.disarm(name, owner);
       this.#wakers.wake(name);

@@ -77,7 +77,10 @@ class FileBackend implements LockBackend {
       const file = this.#spares.take(req.key) ?? this.#files.open(req.key)!;
       let fence: bigint | false | null;
       try {
-        fence = req.mode === 'exclusive' ? l.grant(file.fd, file.header, file.path, file.ino, req.owner, Date.now() + req.ttl) : await this.#share(file, req);
+        fence =
+          req.mode === 'exclusive'
+            ? l.grant(file.fd, file.header, file.path, file.ino, req.owner, Date.now() + req.ttl)
+            : await this.#share(file, req);
       } catch (error) {
         this.#spares.park(req.key, file); // dropping whatever it got so far
         throw diskFull(error, req.key);

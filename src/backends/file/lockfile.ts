@@ -85,7 +85,11 @@ export class Files {
   #check(fd: number, path: string, key: string | undefined): Stats {
     const st = fstatSync(fd);
     const ours = this.#uid === undefined || st.uid === this.#uid;
-    const why = !st.isFile() ? 'it is not a regular file' : !ours && !this.#groups?.has(st.gid) ? `it belongs to uid ${st.uid}, not to this user` : undefined;
+    const why = !st.isFile()
+      ? 'it is not a regular file'
+      : !ours && !this.#groups?.has(st.gid)
+        ? `it belongs to uid ${st.uid}, not to this user`
+        : undefined;
     if (why) throw new LockAcquisitionError(`the file backend refuses ${path}: ${why}`, { key });
     // Ours but looser than asked (made by an older version, or by a umask that dropped group bits
     // the caller asked for): fix it, or anyone it lets in could hold a read lock for ever.

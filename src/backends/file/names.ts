@@ -12,7 +12,9 @@ const LONE_SURROGATE = /\p{Cs}/u;
  */
 export function checkName(key: string): void {
   if (LONE_SURROGATE.test(key)) {
-    throw new LockArgumentError('the file backend needs lock names that are well-formed UTF-16 (this one has a lone surrogate)', { key: key.slice(0, 64) });
+    throw new LockArgumentError('the file backend needs lock names that are well-formed UTF-16 (this one has a lone surrogate)', {
+      key: key.slice(0, 64),
+    });
   }
 }
 

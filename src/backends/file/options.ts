@@ -34,7 +34,9 @@ function intIn(value: unknown, min: number, max: number): boolean {
   return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max;
 }
 
-export function checkOptions(options: FileBackendOptions | undefined): Required<Omit<FileBackendOptions, 'dir'>> & { dir: string | undefined } {
+export function checkOptions(
+  options: FileBackendOptions | undefined,
+): Required<Omit<FileBackendOptions, 'dir'>> & { dir: string | undefined } {
   if (process.platform === 'win32') {
     throw new LockArgumentError(`fileBackend(): the file backend does not run on Windows; use ${ELSEWHERE}`);
   }

@@ -74,7 +74,10 @@ export async function withMeta<T>(ranges: Ranges, key: string, file: LockFile, f
   const start = performance.now();
   while (!ranges.lock(file, EXCLUSIVE, META)) {
     if (performance.now() - start > META_PATIENCE_MS) {
-      throw new LockAcquisitionError(`"${key}": the lock file's metadata stayed locked for ${META_PATIENCE_MS} ms (a holder paused mid-update?)`, { key });
+      throw new LockAcquisitionError(
+        `"${key}": the lock file's metadata stayed locked for ${META_PATIENCE_MS} ms (a holder paused mid-update?)`,
+        { key },
+      );
     }
     await sleep(1);
   }

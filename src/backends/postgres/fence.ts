@@ -19,8 +19,12 @@ export interface FenceSequence {
 export function fenceSequence(where: string, schema: unknown, name: unknown): FenceSequence {
   const s = schema === undefined ? 'public' : schema;
   const n = name === undefined ? 'locksmith_fence' : name;
-  if (typeof s !== 'string' || !IDENTIFIER.test(s)) throw new LockArgumentError(`${where}: schema must be an identifier (letters, digits and _, at most 63)`);
-  if (typeof n !== 'string' || !IDENTIFIER.test(n)) throw new LockArgumentError(`${where}: sequence must be an identifier (letters, digits and _, at most 63; the schema is its own option)`);
+  if (typeof s !== 'string' || !IDENTIFIER.test(s))
+    throw new LockArgumentError(`${where}: schema must be an identifier (letters, digits and _, at most 63)`);
+  if (typeof n !== 'string' || !IDENTIFIER.test(n))
+    throw new LockArgumentError(
+      `${where}: sequence must be an identifier (letters, digits and _, at most 63; the schema is its own option)`,
+    );
   return { schema: s, name: n, regclass: `"${s}"."${n}"` };
 }
 

@@ -61,12 +61,19 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   const o = checkOptionNames(options, ['pool', 'schema', 'sequence', 'key', 'connectTimeout'], 'postgresBackend()');
   if (!isPool(o.pool)) throw new LockArgumentError('postgresBackend(): pool must be a pg Pool');
   const seq = fenceSequence('postgresBackend()', o.schema, o.sequence);
-  if (o.key !== undefined && typeof o.key !== 'function') throw new LockArgumentError('postgresBackend(): key must be a function from a lock name to a bigint');
+  if (o.key !== undefined && typeof o.key !== 'function')
+    throw new LockArgumentError('postgresBackend(): key must be a function from a lock name to a bigint');
   const customKey = o.key as ((name: string) => bigint) | undefined;
   const connectTimeout = msOption('postgresBackend()', 'connectTimeout', o.connectTimeout, 5_000, 1);
 
   const lostListeners: ((key: string, owner: string, reason: unknown) => void)[] = [];
-  const cache = { last: new Map<string, Session>(), keys: new Map<string, bigint>(), text: new Map<string, string>(), wait: new Map<bigint, bigint>(), slots: new Map<string, bigint[]>() };
+  const cache = {
+    last: new Map<string, Session>(),
+    keys: new Map<string, bigint>(),
+    text: new Map<string, string>(),
+    wait: new Map<bigint, bigint>(),
+    slots: new Map<string, bigint[]>(),
+  };
   let closed = false;
   let ready: Promise<void> | undefined;
   /** `ready` settled well: attempts need not wait on it. */
@@ -76,7 +83,9 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     if (!customKey) return remember(cache.keys, name, 1024, () => advisoryKey(name));
     const k: unknown = customKey(name);
     if (typeof k !== 'bigint' || BigInt.asIntN(64, k) !== k) {
-      throw new LockArgumentError(`postgresBackend(): key("${name.slice(0, 40)}") must return a bigint in the signed 64-bit range`, { key: name });
+      throw new LockArgumentError(`postgresBackend(): key("${name.slice(0, 40)}") must return a bigint in the signed 64-bit range`, {
+        key: name,
+      });
     }
     return k;
   };
@@ -138,7 +147,9 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
 
   /** How long this request may wait for a pool connection, and what running out of it is. */
   const boundOf = (req: AcquireRequest): ConnectBound =>
-    req.wait !== undefined && req.wait > 0 && req.wait <= connectTimeout ? { ms: req.wait, timeout: true } : { ms: connectTimeout, timeout: false };
+    req.wait !== undefined && req.wait > 0 && req.wait <= connectTimeout
+      ? { ms: req.wait, timeout: true }
+      : { ms: connectTimeout, timeout: false };
 
   /** Releases `h` on the server (it is out of the bookkeeping already); false when the session had lost it. */
   async function unlock(h: Hold): Promise<boolean> {
@@ -190,7 +201,18 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     let lockKey = nameKey;
     try {
       if (permit) {
-        const row = (await session.query(GRANT_PERMIT, [slotsOf(nameKey, req.limit!).filter((k) => !local.has(k)).map(String), seq.regclass], true))[0];
+        const row = (
+          await session.query(
+            GRANT_PERMIT,
+            [
+              slotsOf(nameKey, req.limit!)
+                .filter((k) => !local.has(k))
+                .map(String),
+              seq.regclass,
+            ],
+            true,
+          )
+        )[0];
         if (row) [lockKey, fence] = [BigInt(row.k as string), BigInt(row.fence as string)];
       } else if (req.mode === 'shared' && req.writerPreference) {
         const row = (await session.query(GRANT_SHARED_UNLESS_INTENT, [String(nameKey), String(intentKey(nameKey)), seq.regclass], true))[0];
@@ -225,7 +247,10 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     if (closed) throw new LockAcquisitionError('the postgres backend is closed', { key: req.key });
     const nameKey = keyOf(req.key);
     if (req.limit !== undefined && req.limit > MAX_SLOTS) {
-      throw new LockArgumentError(`"${req.key}": the postgres backend offers semaphores of at most ${MAX_SLOTS} permits (one advisory key each)`, { key: req.key });
+      throw new LockArgumentError(
+        `"${req.key}": the postgres backend offers semaphores of at most ${MAX_SLOTS} permits (one advisory key each)`,
+        { key: req.key },
+      );
     }
     const mine = holds.get(req.key, req.owner);
     if (mine) {

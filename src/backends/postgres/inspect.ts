@@ -29,7 +29,13 @@ const ASK_MS = 500;
  * The holders of `key` from INSPECT's rows; `local` are this instance's holds on it, `pids` its
  * sessions'. `remote`: the fences held by other instances, whose owners are still to be asked for.
  */
-export function holdersOf(key: string, nameKey: bigint, rows: Row[], local: Iterable<Hold>, pids: Set<number>): { info: LockInfo; remote: Set<string> } | null {
+export function holdersOf(
+  key: string,
+  nameKey: bigint,
+  rows: Row[],
+  local: Iterable<Hold>,
+  pids: Set<number>,
+): { info: LockInfo; remote: Set<string> } | null {
   if (rows.length === 0) return null;
   const remote = new Set<string>();
   const mine = new Map<string, Hold>();

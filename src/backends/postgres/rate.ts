@@ -70,10 +70,13 @@ export function postgresRate(pool: Queryable, table: string): RateStore {
       .catch((error: unknown) => {
         if (!raced(error)) throw error;
       })
-      .then(() => undefined, (error: unknown) => {
-        ready = undefined;
-        throw error;
-      }));
+      .then(
+        () => undefined,
+        (error: unknown) => {
+          ready = undefined;
+          throw error;
+        },
+      ));
   return {
     async take(r) {
       await created();

@@ -208,8 +208,7 @@ export class Session {
         const rows = await run(this.client, first.statement, first.values);
         if (first.locks) this.#taken += rows.length;
         first.resolve(rows);
-      }
-      else if (first.kind === 'try') await this.#tries(batch as Try[]);
+      } else if (first.kind === 'try') await this.#tries(batch as Try[]);
       else await this.#unlocks(batch as Unlock[]);
     } catch (error) {
       for (const r of batch) r.reject(error);
@@ -243,7 +242,13 @@ export class Session {
       return u.resolve(rows[0]?.ok === true);
     }
     const column = <T>(f: (u: Unlock) => T): T[] => batch.map(f);
-    const values = [column((u) => String(u.key)), column((u) => u.shared), column((u) => String(u.fence)), column((u) => u.name), column((u) => String(u.wait))];
+    const values = [
+      column((u) => String(u.key)),
+      column((u) => u.shared),
+      column((u) => String(u.fence)),
+      column((u) => u.name),
+      column((u) => String(u.wait)),
+    ];
     const rows = await run(this.client, RELEASE_BATCH, values);
     const ok = new Map(rows.map((r) => [Number(r.i), r.ok === true]));
     for (const released of ok.values()) if (released) this.#taken -= 1;

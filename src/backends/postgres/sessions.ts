@@ -104,8 +104,14 @@ export class Sessions {
   async connect(key: string, bound: ConnectBound): Promise<PgClientLike> {
     const expired = (): Error =>
       bound.timeout
-        ? new LockTimeoutError(`"${key}": waited ${bound.ms} ms for a connection from the pool (all in use, by other queries), not for the lock`, { key, waited: bound.ms })
-        : new LockAcquisitionError(`could not acquire "${key}": no connection from the pool within ${bound.ms} ms (all in use, by other queries)`, { key });
+        ? new LockTimeoutError(
+            `"${key}": waited ${bound.ms} ms for a connection from the pool (all in use, by other queries), not for the lock`,
+            { key, waited: bound.ms },
+          )
+        : new LockAcquisitionError(
+            `could not acquire "${key}": no connection from the pool within ${bound.ms} ms (all in use, by other queries)`,
+            { key },
+          );
     return withTimeout(this.#o.pool.connect(), bound.ms, expired, (late) => late.release());
   }
 

@@ -154,7 +154,10 @@ LATERAL (SELECT set_config('application_name', $1::text, false), set_config('idl
 export const SET_IDLE = statement('idle', `SELECT set_config('idle_session_timeout', $1::text, false) AS idle`);
 
 /** Puts back what OPEN_SESSION changed, before the connection goes back to the pool. $1 application_name, $2 idle_session_timeout. */
-export const RESTORE = statement('restore', `SELECT set_config('application_name', $1::text, false), set_config('idle_session_timeout', $2::text, false)`);
+export const RESTORE = statement(
+  'restore',
+  `SELECT set_config('application_name', $1::text, false), set_config('idle_session_timeout', $2::text, false)`,
+);
 
 /** The wake-up connection's subscription (a constant channel: no identifier is ever spliced in). */
 export const LISTEN = `LISTEN locksmith_wake`;

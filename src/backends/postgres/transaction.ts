@@ -72,11 +72,14 @@ export async function withTransactionLock<T>(
   if (typeof fn !== 'function') throw new LockArgumentError('withTransactionLock(): fn must be a function', { key });
   const o = checkOptionNames(options, ['wait', 'shared', 'schema', 'sequence', 'key'], 'withTransactionLock()');
   const wait = o.wait === undefined ? 10_000 : checkWait(o.wait, key);
-  if (o.shared !== undefined && typeof o.shared !== 'boolean') throw new LockArgumentError('withTransactionLock(): shared must be a boolean', { key });
-  if (o.key !== undefined && typeof o.key !== 'function') throw new LockArgumentError('withTransactionLock(): key must be a function', { key });
+  if (o.shared !== undefined && typeof o.shared !== 'boolean')
+    throw new LockArgumentError('withTransactionLock(): shared must be a boolean', { key });
+  if (o.key !== undefined && typeof o.key !== 'function')
+    throw new LockArgumentError('withTransactionLock(): key must be a function', { key });
   const seq = fenceSequence('withTransactionLock()', o.schema, o.sequence);
   const k: unknown = o.key ? (o.key as (name: string) => unknown)(key) : advisoryKey(key);
-  if (typeof k !== 'bigint' || BigInt.asIntN(64, k) !== k) throw new LockArgumentError('withTransactionLock(): key() must return a signed 64-bit bigint', { key });
+  if (typeof k !== 'bigint' || BigInt.asIntN(64, k) !== k)
+    throw new LockArgumentError('withTransactionLock(): key() must return a signed 64-bit bigint', { key });
   // lock_timeout 0 means no limit to PostgreSQL; "try once" is its shortest, 1 ms.
   const timeout = wait === Infinity ? '0' : String(Math.max(1, wait));
   const q = client as Queryable;
@@ -89,13 +92,20 @@ export async function withTransactionLock<T>(
     if ((error as { code?: string }).code === '42P01') known.delete(seq.regclass);
     if ((error as { code?: string }).code === '55P03') {
       const waited = Math.round(performance.now() - started);
-      throw new LockTimeoutError(`"${key}" was still held by another transaction after waiting ${waited} ms`, { key, waited, cause: error });
+      throw new LockTimeoutError(`"${key}" was still held by another transaction after waiting ${waited} ms`, {
+        key,
+        waited,
+        cause: error,
+      });
     }
     throw error;
   }
   const row = rows[0];
   if (!row || (await q.query({ name: STILL_HELD.name, text: STILL_HELD.text, values: [String(k)] })).rows[0]?.held !== true) {
-    throw new LockArgumentError('withTransactionLock(): the client is not in a transaction (call BEGIN first): the lock would have ended with its own statement', { key });
+    throw new LockArgumentError(
+      'withTransactionLock(): the client is not in a transaction (call BEGIN first): the lock would have ended with its own statement',
+      { key },
+    );
   }
   return fn({ key, advisoryKey: k, fence: BigInt(String(row.fence)) });
 }

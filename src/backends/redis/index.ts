@@ -60,7 +60,11 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
   const redis: RedisAdapter = adapt(o.client);
   /** One script call, its reply decoded, failed after `ms` without an answer (see commandTimeout). */
   function call<R>(s: Script<R>, key: string, keys: string[], args: (string | number)[], ms = timeout): Promise<R> {
-    return decoded(s, key, withTimeout(redis.run(s, keys, args), ms, () => new Error(`Redis did not answer within ${ms} ms`)));
+    return decoded(
+      s,
+      key,
+      withTimeout(redis.run(s, keys, args), ms, () => new Error(`Redis did not answer within ${ms} ms`)),
+    );
   }
   const wakes = new WakeChannel([redis], wakeChannel(prefix));
   /**
@@ -81,10 +85,19 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
    * go with the release (or, for a waiter, with its grant), so the set is bounded by live requests.
    */
   const longRelease = new Set<string>();
-  const every = (k: LockKeys): string[] => (queueMs ? [k.lease, k.waiting, k.shared, k.intents, k.queue, k.queueExp] : [k.lease, k.waiting, k.shared, k.intents]);
+  const every = (k: LockKeys): string[] =>
+    queueMs ? [k.lease, k.waiting, k.shared, k.intents, k.queue, k.queueExp] : [k.lease, k.waiting, k.shared, k.intents];
 
   function acquireAny(req: AcquireRequest, ms: number): Promise<Exclude<Grant, { granted: 'long' }>> {
-    const args = [req.owner, req.ttl, req.mode === 'exclusive' ? 'x' : 's', req.limit ?? 0, req.writerPreference ? '1' : '0', req.intent ?? 0, req.queue ? queueMs : -queueMs];
+    const args = [
+      req.owner,
+      req.ttl,
+      req.mode === 'exclusive' ? 'x' : 's',
+      req.limit ?? 0,
+      req.writerPreference ? '1' : '0',
+      req.intent ?? 0,
+      req.queue ? queueMs : -queueMs,
+    ];
     return call(ACQUIRE_ANY, req.key, every(keysFor(prefix, req.key)), args, ms);
   }
 
@@ -144,7 +157,8 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
     extend(key, owner, ttl) {
       const lease = leaseKey(prefix, key);
       const ms = Math.min(timeout, ttl);
-      if (longRelease.size > 0 && longRelease.has(leaseOf(lease, owner))) return call(EXTEND_SHARED, key, [lease, keysFor(prefix, key).shared], [owner, ttl], ms);
+      if (longRelease.size > 0 && longRelease.has(leaseOf(lease, owner)))
+        return call(EXTEND_SHARED, key, [lease, keysFor(prefix, key).shared], [owner, ttl], ms);
       return call(EXTEND, key, [lease], [owner, ttl], ms);
     },
 
@@ -159,7 +173,8 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
       if (next) waiters.delete(lease);
       // A waiter giving up: what it was handed (if anything) goes with this release, sent after the handover.
       if (handovers.size > 0 && handovers.get(lease)?.owner === owner) handovers.delete(lease);
-      if (longRelease.size > 0 && longRelease.delete(leaseOf(lease, owner))) return call(RELEASE_ANY, key, every(keysFor(prefix, key)), [owner]);
+      if (longRelease.size > 0 && longRelease.delete(leaseOf(lease, owner)))
+        return call(RELEASE_ANY, key, every(keysFor(prefix, key)), [owner]);
       if (next && next.owner !== owner) return handOver(lease, key, owner, next);
       return call(RELEASE, key, [lease], [owner]);
     },

@@ -34,7 +34,8 @@ function describe(reply: unknown): string {
 }
 
 /** An error the server sent back (as opposed to a connection that failed): the client libraries' names for it. */
-const isReplyError = (error: unknown): error is Error => error instanceof Error && (error.name === 'ReplyError' || error.name === 'ErrorReply');
+const isReplyError = (error: unknown): error is Error =>
+  error instanceof Error && (error.name === 'ReplyError' || error.name === 'ErrorReply');
 
 /** `reply`, decoded by `s`; a reply error or a bad reply become a LockAcquisitionError about `key`. */
 export function decoded<R>(s: Script<R>, key: string, reply: Promise<unknown>): Promise<R> {
@@ -43,7 +44,10 @@ export function decoded<R>(s: Script<R>, key: string, reply: Promise<unknown>): 
       try {
         return s.decode(raw);
       } catch (error) {
-        throw new LockAcquisitionError(`"${key}": Redis answered ${s.name} with ${describe(raw)}`, { key, cause: error instanceof BadReply ? raw : error });
+        throw new LockAcquisitionError(`"${key}": Redis answered ${s.name} with ${describe(raw)}`, {
+          key,
+          cause: error instanceof BadReply ? raw : error,
+        });
       }
     },
     (error: unknown) => {
@@ -58,7 +62,8 @@ export function decoded<R>(s: Script<R>, key: string, reply: Promise<unknown>): 
 /** An integer reply (ioredis and node-redis give a number; RESP3 clients may give a bigint). */
 export function integer(reply: unknown): number {
   if (typeof reply === 'number' && Number.isSafeInteger(reply)) return reply;
-  if (typeof reply === 'bigint' && reply >= BigInt(Number.MIN_SAFE_INTEGER) && reply <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(reply);
+  if (typeof reply === 'bigint' && reply >= BigInt(Number.MIN_SAFE_INTEGER) && reply <= BigInt(Number.MAX_SAFE_INTEGER))
+    return Number(reply);
   throw new BadReply(reply);
 }
 
@@ -71,7 +76,8 @@ export function flag(reply: unknown): boolean {
 
 /** A fence: a positive integer, or the digits of one. */
 export function fence(reply: unknown): bigint {
-  if ((typeof reply === 'string' && /^[1-9]\d*$/.test(reply)) || (typeof reply === 'number' && Number.isSafeInteger(reply) && reply > 0)) return BigInt(reply);
+  if ((typeof reply === 'string' && /^[1-9]\d*$/.test(reply)) || (typeof reply === 'number' && Number.isSafeInteger(reply) && reply > 0))
+    return BigInt(reply);
   throw new BadReply(reply);
 }
 

@@ -129,7 +129,8 @@ return out
     }
     if (reply[0] !== 's' || reply.length % 3 !== 1) throw new BadReply(reply);
     const holders: Holder[] = [];
-    for (let i = 1; i < reply.length; i += 3) holders.push({ owner: String(reply[i]), remaining: integer(reply[i + 1]), fence: fence(reply[i + 2]) });
+    for (let i = 1; i < reply.length; i += 3)
+      holders.push({ owner: String(reply[i]), remaining: integer(reply[i + 1]), fence: fence(reply[i + 2]) });
     return holders.length === 0 ? null : { mode: 'shared', holders };
   },
 );

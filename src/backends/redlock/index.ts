@@ -48,7 +48,8 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
   const drift = driftFactor;
   const nodes: RedisAdapter[] = (o.clients as unknown[]).map((c) => adapt(c));
   const quorum = Math.floor(nodes.length / 2) + 1;
-  const run = <T>(...a: Parameters<typeof ask<T>> extends [unknown, unknown, unknown, ...infer R] ? R : never): Promise<Votes<T>> => ask(nodes, quorum, timeout, ...a);
+  const run = <T>(...a: Parameters<typeof ask<T>> extends [unknown, unknown, unknown, ...infer R] ? R : never): Promise<Votes<T>> =>
+    ask(nodes, quorum, timeout, ...a);
   const checkDistinct = distinctServers(nodes, quorum, timeout);
   const wakes = new WakeChannel(nodes, wakeChannel(prefix));
   /**
@@ -73,7 +74,14 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
     const granted = votes.filter((v) => v?.ok === true && isGrant(v.value)).length;
     let known = granted - behind.length;
     if (known < quorum) {
-      const synced = await Promise.all(behind.map((i) => nodes[i]!.run(SYNC, [lease], [owner, String(token)]).then((r) => SYNC.decode(r), () => false)));
+      const synced = await Promise.all(
+        behind.map((i) =>
+          nodes[i]!.run(SYNC, [lease], [owner, String(token)]).then(
+            (r) => SYNC.decode(r),
+            () => false,
+          ),
+        ),
+      );
       known += synced.filter(Boolean).length;
     }
     return known >= quorum ? token : null;
@@ -105,12 +113,17 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
       // No quorum (or no time left): hand back whatever was granted, on every node at once.
       await releaseAll(req.key, req.owner, 'all');
       if (failures(votes) > nodes.length - quorum) {
-        throw new LockAcquisitionError(`"${req.key}": no quorum: ${failures(votes)} of ${nodes.length} nodes failed (a majority of ${quorum} must answer)`, {
-          key: req.key,
-          nodes: outcomes(votes, isGrant),
-        });
+        throw new LockAcquisitionError(
+          `"${req.key}": no quorum: ${failures(votes)} of ${nodes.length} nodes failed (a majority of ${quorum} must answer)`,
+          {
+            key: req.key,
+            nodes: outcomes(votes, isGrant),
+          },
+        );
       }
-      const waits = votes.flatMap((v) => (v?.ok === true && v.value.granted === false && v.value.retryAfter !== undefined ? [v.value.retryAfter] : []));
+      const waits = votes.flatMap((v) =>
+        v?.ok === true && v.value.granted === false && v.value.retryAfter !== undefined ? [v.value.retryAfter] : [],
+      );
       return { granted: false, retryAfter: waits.length >= quorum ? waits.sort((a, b) => a - b)[quorum - 1] : undefined };
     },
 
@@ -123,7 +136,8 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
       const votes = await run(EXTEND, [keysFor(prefix, key).lease], [owner, Math.ceil(ttl + allowance)], (renewed) => renewed);
       // An extension that came back too late has no validity left to extend.
       if (yes(votes) >= quorum && performance.now() - start < ttl - allowance) return true;
-      if (failures(votes) > nodes.length - quorum) throw new LockAcquisitionError(`"${key}": could not reach a majority to extend`, { key });
+      if (failures(votes) > nodes.length - quorum)
+        throw new LockAcquisitionError(`"${key}": could not reach a majority to extend`, { key });
       return false;
     },
 
@@ -157,7 +171,8 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
         const fence = e.fences.reduce((best, f) => (count(f) > count(best) || (count(f) === count(best) && f > best) ? f : best));
         return lockInfo(key, { mode: 'exclusive', holders: [{ owner, fence, remaining: e.remaining }] });
       }
-      if (failures(votes) > nodes.length - quorum) throw new LockAcquisitionError(`"${key}": could not reach a majority to inspect`, { key, nodes: outcomes(votes, () => true) });
+      if (failures(votes) > nodes.length - quorum)
+        throw new LockAcquisitionError(`"${key}": could not reach a majority to inspect`, { key, nodes: outcomes(votes, () => true) });
       return null;
     },
 
