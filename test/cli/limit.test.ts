@@ -2,6 +2,10 @@
 // same bucket as locks.rateLimiter(NAME) in the library.
 
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { redisBackend } from '../../src/backends/redis/index.js';
@@ -26,6 +30,22 @@ test('runs the command while tokens last, then exits 75 without running it', asy
   }
   assert.deepEqual(codes, [0, 0, 75]);
   assert.deepEqual(outs, ['ran\n', 'ran\n', '']);
+});
+
+test('the default file backend keeps the bucket with no server: shared by every run on the host', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'locksmith-limit-'));
+  try {
+    const name = `nightly-${randomUUID()}`;
+    const codes: (number | null)[] = [];
+    // The default directory (per user), then an explicit one: two buckets of 2 tokens each.
+    for (const backend of [[], [], [], ['--backend', `file://${dir}`], ['--backend', `file://${dir}`], ['--backend', `file://${dir}`]]) {
+      const r = cli('limit', name, '--rate', '2/m', ...backend, '--', 'echo', 'ran');
+      codes.push(await r.code);
+    }
+    assert.deepEqual(codes, [0, 0, 75, 0, 0, 75]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test('--wait waits for the refill; the library sees the same bucket', async () => {

@@ -1,10 +1,11 @@
 // One of several processes sharing a rate limiter: `child.ts KIND TARGET NAME RATE BURST MS LOOPS`
 // runs LOOPS concurrent take loops for MS ms (a refused take sleeps the retryAfter it was given), and
 // prints every allowed take as [sent, answered] epoch ms, as JSON: the grant happened in between. KIND is redis (TARGET a port), cluster (TARGET ports, comma-separated)
-// or postgres (TARGET a JSON pg config).
+// postgres (TARGET a JSON pg config) or file (TARGET the lock directory).
 import { Cluster, Redis } from 'ioredis';
 import pg from 'pg';
 import type { LockBackend } from '../../src/backend.js';
+import { fileBackend } from '../../src/backends/file/index.js';
 import { postgresBackend } from '../../src/backends/postgres/index.js';
 import { redisBackend } from '../../src/backends/redis/index.js';
 import { Locksmith } from '../../src/index.js';
@@ -12,7 +13,10 @@ import { Locksmith } from '../../src/index.js';
 const [kind, target, name, rate, burst, ms, loops] = process.argv.slice(2) as [string, string, string, string, string, string, string];
 let backend: LockBackend;
 let close: () => Promise<void>;
-if (kind === 'postgres') {
+if (kind === 'file') {
+  backend = fileBackend({ dir: target });
+  close = () => Promise.resolve();
+} else if (kind === 'postgres') {
   const pool = new pg.Pool({ ...(JSON.parse(target) as pg.PoolConfig), max: 4 });
   backend = postgresBackend({ pool });
   close = () => pool.end();

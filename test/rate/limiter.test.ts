@@ -5,6 +5,8 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -107,12 +109,19 @@ describe('rate limiter: four processes', () => {
   let node: RedisNode;
   let cluster: RedisNode[];
   let db: TestDatabase;
+  let dir: string;
   before(async () => {
-    [node, cluster, db] = await Promise.all([RedisNode.start(), startCluster(), createDatabase()]);
+    [node, cluster, db, dir] = await Promise.all([
+      RedisNode.start(),
+      startCluster(),
+      createDatabase(),
+      mkdtemp(join(tmpdir(), 'locksmith-rate-')),
+    ]);
   });
   after(async () => {
     await stopAll();
     await db.drop();
+    await rm(dir, { recursive: true, force: true });
   });
 
   const processes = async (kind: string, target: () => string): Promise<[number, number][][]> => {
@@ -134,6 +143,7 @@ describe('rate limiter: four processes', () => {
     ['redis', () => String(node.port)],
     ['cluster', () => cluster.map((n) => n.port).join(',')],
     ['postgres', () => JSON.stringify(db.config)],
+    ['file', () => dir],
   ] as const) {
     test(`${kind}: never more than burst + rate × time, and the rate holds within 5 %`, async () => {
       const each = await processes(kind, target);

@@ -1,12 +1,17 @@
 // The backends' rate stores (GCRA, atomic on the backend's clock), checked the same way on each:
-// memory, Redis, Redis Cluster and PostgreSQL, on servers the test starts or databases it makes.
+// memory, file, Redis, Redis Cluster and PostgreSQL, on servers the test starts, databases it makes
+// or a directory of its own.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
+import { mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
 import type { LockBackend } from '../../src/backend.js';
 import type { RateRequest, RateStore } from '../../src/backends/shared/gcra.js';
+import { fileBackend } from '../../src/backends/file/index.js';
 import { memoryBackend } from '../../src/backends/memory/index.js';
 import { postgresBackend } from '../../src/backends/postgres/index.js';
 import { redisBackend } from '../../src/backends/redis/index.js';
@@ -51,6 +56,15 @@ const targets: Target[] = [
     },
   },
   {
+    name: 'file',
+    open: async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'locksmith-rate-'));
+      const keys = async (): Promise<number> => (await readdir(dir)).filter((n) => n.startsWith('gone%3a') && n.endsWith('.rate')).length;
+      const backend = fileBackend({ dir });
+      return { backend, keys, close: async () => (await backend.close(), await rm(dir, { recursive: true, force: true })) };
+    },
+  },
+  {
     name: 'redis',
     open: () => {
       const client = new Redis(node.port, '127.0.0.1');
@@ -75,9 +89,10 @@ const targets: Target[] = [
     open: () => {
       const pool = db.pool({ max: 4 });
       const keys = async (): Promise<number> => {
-        // Rows of buckets full again for a while: what the sweep must have taken.
+        // Rows of the test's buckets full again for a while: what the sweep must have taken (the
+        // buckets that trigger the sweep may outlive the last one).
         const { rows } = await pool.query<{ n: string }>(
-          'SELECT count(*) AS n FROM locksmith_fence_rate WHERE tat < extract(epoch FROM clock_timestamp()) * 1000 - 100',
+          "SELECT count(*) AS n FROM locksmith_fence_rate WHERE key LIKE 'gone:%' AND tat < extract(epoch FROM clock_timestamp()) * 1000 - 100",
         );
         return Number(rows[0]?.n);
       };
@@ -162,9 +177,30 @@ for (const target of targets) {
       for (let i = 0; i < 200; i++) await rate.take(req(`gone:${i}`, { limit: 10, interval: 100, burst: 10 }));
       await delay(150);
       await delay(100);
-      // PostgreSQL sweeps every 256th take; the others forget a bucket by themselves.
+      // PostgreSQL and the file backend sweep every 256th take; the others forget a bucket by themselves.
       for (let i = 0; i < 256; i++) await rate.take(req(`sweep:${i}`, { limit: 1_000, interval: 1, burst: 1 }));
       await until(async () => (await opened.keys()) === 0);
     });
   });
 }
+
+describe('rate store: file, on a shared host', () => {
+  test('a planted symlink is refused and its target never written; a bucket not yet full survives the sweep', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'locksmith-rate-'));
+    const backend = fileBackend({ dir });
+    try {
+      const victim = join(dir, 'victim');
+      await writeFile(victim, 'precious');
+      await symlink(victim, join(dir, 'planted.lock.rate'));
+      await assert.rejects(backend.rate!.take(req('planted')), /symlink/);
+      assert.equal(await readFile(victim, 'utf8'), 'precious');
+      // A minute-long bucket, half taken, then enough takes on other buckets for a sweep.
+      await backend.rate!.take(req('kept', { limit: 2, interval: 60_000, burst: 2 }));
+      for (let i = 0; i < 256; i++) await backend.rate!.take(req(`other:${i}`, { limit: 1_000, interval: 1, burst: 1 }));
+      assert.equal((await backend.rate!.take(req('kept', { limit: 2, interval: 60_000, burst: 2, peek: true }))).remaining, 1);
+    } finally {
+      await backend.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

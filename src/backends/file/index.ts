@@ -25,6 +25,7 @@ import { EXCLUSIVE, INTENT, MAIN, SHARED, SLOTS, UNLOCK } from './native.js';
 import { checkName } from './names.js';
 import { checkOptions, type FileBackendOptions } from './options.js';
 import { Ranges } from './ranges.js';
+import { FileRates } from './rate.js';
 import { holder, live, withMeta, write } from './records.js';
 import { Spares } from './spares.js';
 import { Watchers } from './watch.js';
@@ -50,6 +51,7 @@ class FileBackend implements LockBackend {
   /** Leases and announced intents, by owner and key (ids, never property names). */
   readonly #leases = new Map<string, Held>();
   readonly #intents = new Map<string, number>();
+  readonly rates: FileRates;
 
   constructor(options: FileBackendOptions | undefined) {
     const o = checkOptions(options);
@@ -58,6 +60,7 @@ class FileBackend implements LockBackend {
     this.#spares = new Spares(this.#files, this.#ranges, o.linger);
     this.#watchers = new Watchers(this.#files, o.linger);
     this.#poll = o.poll;
+    this.rates = new FileRates(this.#files);
   }
 
   #id(key: string, owner: string): string {
@@ -269,6 +272,7 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
     release: (key, owner) => b.release(key, owner),
     inspect: (key) => b.inspect(key),
     waitForChange: (key, signal) => b.waitForChange(key, signal),
+    rate: { take: (request) => b.rates.take(request), reset: (key) => b.rates.reset(key) },
     close: () => b.close(),
   };
 }

@@ -1,0 +1,143 @@
+// Rate buckets of the file backend: one small file per bucket beside the lock files
+// ("<name>.lock.rate"), holding its TAT (backends/shared/gcra.ts) as a float64 on the host's
+// monotonic clock, which every process on the host shares and which NTP never steps. A take holds the
+// file's lock for one read and one write, so every process on the host takes from one bucket at once.
+//
+// A bucket that is full again holds nothing worth keeping: every 256th take of a backend makes a pass
+// over the directory (no timer) that removes such files under their lock, as PostgreSQL's rows go. Whoever opened one before it went checks,
+// once it holds the lock, that its file is still the one at the path, and opens the new one if not.
+
+import { closeSync, constants, lstatSync, readdirSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { sleep } from '../../core/time.js';
+import { LockAcquisitionError } from '../../errors.js';
+import { gcra, type RateDecision, type RateRequest, type RateStore } from '../shared/gcra.js';
+import { diskFull, type Files } from './lockfile.js';
+import { EXCLUSIVE, UNLOCK } from './native.js';
+import { checkName } from './names.js';
+
+const SUFFIX = '.rate';
+/** How long a take tries for the bucket's lock: others hold it for one read and one write. */
+const PATIENCE_MS = 2_000;
+/** One pass over the directory for full buckets per this many takes. */
+const SWEEP_EVERY = 256;
+
+/** ms on CLOCK_MONOTONIC (libuv's hrtime on Linux): the same in every process of the host. */
+const monotonic = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+const cell = Buffer.alloc(8);
+
+function readTat(fd: number): number | undefined {
+  const tat = readSync(fd, cell, 0, 8, 0) === 8 ? cell.readDoubleLE(0) : NaN;
+  return Number.isFinite(tat) ? tat : undefined;
+}
+
+export class FileRates implements RateStore {
+  #takes = 0;
+
+  constructor(private readonly files: Files) {}
+
+  #path(key: string): string {
+    return `${this.files.pathOf(key)}${SUFFIX}`;
+  }
+
+  async take(r: RateRequest): Promise<RateDecision> {
+    checkName(r.key);
+    const path = this.#path(r.key);
+    // A look at a bucket that has no file (a full one) must not leave one behind.
+    const fd = await this.#lockCurrent(path, r.key, !r.peek);
+    if (fd === undefined) return this.#decide(undefined, r);
+    let decision: RateDecision;
+    try {
+      decision = this.#decide(readTat(fd), r, (tat) => {
+        cell.writeDoubleLE(tat, 0);
+        try {
+          writeSync(fd, cell, 0, 8, 0);
+        } catch (error) {
+          throw diskFull(error, r.key);
+        }
+      });
+    } finally {
+      closeSync(fd); // drops the lock
+    }
+    if (++this.#takes % SWEEP_EVERY === 0) this.#sweep();
+    return decision;
+  }
+
+  /** One GCRA step on the monotonic clock; `store` gets the new TAT when there is one. */
+  #decide(stored: number | undefined, r: RateRequest, store?: (tat: number) => void): RateDecision {
+    const now = monotonic();
+    // A TAT beyond one full burst from now cannot come from these settings on this boot (the host
+    // restarted, or the burst shrank): counted as an empty bucket, never as a blocked one for days.
+    const tat = stored === undefined ? undefined : Math.min(stored, now + (r.interval / r.limit) * r.burst);
+    const step = gcra(tat !== undefined && tat > now ? tat : undefined, now, r);
+    if (step.tat !== undefined) store?.(step.tat);
+    // resetAt is epoch ms, as on every backend.
+    return { ...step.decision, resetAt: Math.ceil(step.decision.resetAt - now + Date.now()) };
+  }
+
+  reset(key: string): Promise<void> {
+    checkName(key);
+    // Unlinking is enough: a take that holds the old file's lock counts as having come before.
+    try {
+      unlinkSync(this.#path(key));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    return Promise.resolve();
+  }
+
+  /** The bucket's file, opened safely and locked, and still the one at `path` (undefined: none, and not `create`). */
+  async #lockCurrent(path: string, key: string, create: boolean): Promise<number | undefined> {
+    const start = performance.now();
+    const locks = this.files.locks; // first: it makes (and checks) the directory
+    for (;;) {
+      const opened = this.files.openChecked(path, constants.O_RDWR | (create ? constants.O_CREAT : 0), key);
+      if (!opened) return undefined;
+      const [fd, st] = opened;
+      try {
+        while (!locks.lock(fd, EXCLUSIVE, 0, 1)) {
+          if (performance.now() - start > PATIENCE_MS) {
+            throw new LockAcquisitionError(
+              `rate bucket "${key}": its file stayed locked for ${PATIENCE_MS} ms (a taker paused mid-update?)`,
+              {
+                key,
+              },
+            );
+          }
+          await sleep(1);
+        }
+      } catch (error) {
+        closeSync(fd);
+        throw error;
+      }
+      if (lstatSync(path, { throwIfNoEntry: false })?.ino === st.ino) return fd;
+      closeSync(fd); // swept or reset while we waited: the bucket is the file at the path now
+    }
+  }
+
+  /** Removes the files of buckets that are full again; one busy or foreign file is skipped, not waited for. */
+  #sweep(): void {
+    let names: string[];
+    try {
+      names = readdirSync(this.files.dir).filter((n) => n.endsWith(`.lock${SUFFIX}`));
+    } catch {
+      return; // no directory yet: nothing to sweep
+    }
+    for (const name of names) {
+      const path = join(this.files.dir, name);
+      let fd: number | undefined;
+      try {
+        [fd] = this.files.openChecked(path, constants.O_RDWR) ?? [];
+        if (fd === undefined || !this.files.locks.lock(fd, EXCLUSIVE, 0, 1)) continue;
+        const tat = readTat(fd);
+        if (tat === undefined || tat <= monotonic()) unlinkSync(path);
+        this.files.locks.lock(fd, UNLOCK, 0, 1);
+      } catch {
+        // A file that is not ours, or gone meanwhile: not this pass's business.
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+    }
+  }
+}
