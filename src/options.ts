@@ -117,11 +117,19 @@ export function checkOptionNames(options: unknown, allowed: readonly string[], w
   return options as Record<string, unknown>;
 }
 
+/** A lone UTF-16 surrogate: paired ones are one code point under the u flag, so they never match. */
+const LONE_SURROGATE = /\p{Cs}/u;
+
 export function checkKey(key: unknown, where = 'key'): string {
   if (typeof key !== 'string') {
     throw new LockArgumentError(`${where} must be a string, got ${describe(key)}`);
   }
   if (key.length === 0) throw new LockArgumentError(`${where} must not be empty`);
+  // UTF-8 cannot encode a lone surrogate: every client sends U+FFFD for it, so '\uD800' and '\uDBFF'
+  // would be one lock on the server while they are two names here.
+  if (LONE_SURROGATE.test(key)) {
+    throw new LockArgumentError(`${where} must be well-formed UTF-16 (this one has a lone surrogate)`, { key: key.slice(0, 64) });
+  }
   const bytes = Buffer.byteLength(key, 'utf8');
   if (bytes > MAX_KEY_BYTES) {
     throw new LockArgumentError(`${where} is ${bytes} bytes; the limit is ${MAX_KEY_BYTES}`, { key: key.slice(0, 64) });
@@ -161,11 +169,18 @@ function checkPolicy(value: unknown, key?: string): RwPolicy {
 
 export function checkOwner(value: unknown, key?: string): string {
   // Control characters are refused: backends store an owner next to its fence (Redis: "owner\nfence"),
-  // and an owner "a" must never be mistaken for holder "a\nb".
-  // eslint-disable-next-line no-control-regex
-  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_OWNER_LENGTH || /[\u0000-\u001f\u007f]/.test(value)) {
+  // and an owner "a" must never be mistaken for holder "a\nb". Lone surrogates likewise: two owners
+  // that differ only in one would be the same owner on the server.
+  if (
+    typeof value !== 'string' ||
+    value.length === 0 ||
+    value.length > MAX_OWNER_LENGTH ||
+    // eslint-disable-next-line no-control-regex
+    /[\u0000-\u001f\u007f]/.test(value) ||
+    LONE_SURROGATE.test(value)
+  ) {
     throw new LockArgumentError(
-      `owner must be a non-empty string of at most ${MAX_OWNER_LENGTH} characters without control characters, got ${describe(value)}`,
+      `owner must be a non-empty, well-formed string of at most ${MAX_OWNER_LENGTH} characters without control characters, got ${describe(value)}`,
       { key },
     );
   }

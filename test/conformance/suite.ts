@@ -710,7 +710,8 @@ export function conformance(target: Target): void {
     });
 
     describe('bad input is rejected before any I/O', () => {
-      const keys: unknown[] = ['', 'x'.repeat(1025), 'é'.repeat(513), 42, null, undefined, {}, Symbol('k')];
+      // Lone surrogates: UTF-8 cannot encode them, so '\uD800' and '\uDBFF' would become one name.
+      const keys: unknown[] = ['', 'x'.repeat(1025), 'é'.repeat(513), 'a\uD800', '\uDC00b', 42, null, undefined, {}, Symbol('k')];
       const options: unknown[] = [
         { ttl: NaN },
         { ttl: -1 },
@@ -729,6 +730,7 @@ export function conformance(target: Target): void {
         { owner: '' },
         { owner: 7 },
         { owner: 'o'.repeat(257) },
+        { owner: 'o\uD800' },
         { owner: 'a\nb' },
         { ttlMs: 100 },
         { policy: 'fifo' },

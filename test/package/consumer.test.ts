@@ -30,7 +30,7 @@ describe('the built package', { timeout: 180_000 }, () => {
       run(npm, ['pack', '--silent', '--ignore-scripts', '--pack-destination', packed], root).trim().split('\n').pop()!,
     );
     writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
-    run(npm, ['install', '--no-audit', '--no-fund', '--offline', tarball], project);
+    run(npm, ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball], project);
     cpSync(join(import.meta.dirname, 'fixtures'), project, { recursive: true });
   });
   after(() => rmSync(project, { recursive: true, force: true }));
@@ -105,7 +105,7 @@ describe('the file backend installs on linux-x64 without building', { timeout: 1
   function consumer(args: string[], env: NodeJS.ProcessEnv): string {
     const dir = mkdtempSync(join(tmpdir(), 'locksmith-consumer-'));
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
-    execFileSync(process.execPath, [npmCli, 'install', '--no-audit', '--no-fund', '--offline', ...args, tarball], {
+    execFileSync(process.execPath, [npmCli, 'install', '--no-audit', '--no-fund', '--prefer-offline', ...args, tarball], {
       cwd: dir,
       env,
       encoding: 'utf8',
