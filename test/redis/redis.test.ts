@@ -33,6 +33,29 @@ describe('redis backend', () => {
     node = await RedisNode.start();
   });
 
+  test('a refusal just before the holder expires still says when to retry (a lease in its last ms)', async () => {
+    // PTTL answers 0 in a lease's last millisecond; read as "unknown", a woken waiter would sleep its
+    // whole slow poll (a second) past an expiry that publishes nothing. Ask until the lease is gone.
+    const backend = redisBackend({ client: io(node) });
+    let unknown = 0;
+    let asked = 0;
+    for (let i = 0; i < 10; i++) {
+      for (const mode of ['exclusive', 'shared'] as const) {
+        const key = `last-ms:${i}:${mode}`;
+        await backend.acquire({ key, owner: 'a', ttl: 150, mode: 'exclusive' });
+        const rw = mode === 'shared' ? { rw: 'reader-preference' as const } : {};
+        for (;;) {
+          const r = await backend.acquire({ key, owner: 'b', ttl: 1_000, mode, ...rw });
+          if (r.granted !== false) break;
+          asked++;
+          if (r.retryAfter === undefined) unknown++;
+        }
+      }
+    }
+    assert.equal(unknown, 0, `${unknown} of ${asked} refusals without a retry time`);
+    await backend.close();
+  });
+
   test('fences keep increasing after the server restarts empty', async () => {
     const locks = new Locksmith(redisBackend({ client: io(node) }));
     const before = await locks.acquire('fence:restart');

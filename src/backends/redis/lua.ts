@@ -62,7 +62,8 @@ local function settle(lease, owner, ttl)
   end
   if held == 's' or held == 'sw' then return 0 end
   if fence_of(held) and not is_marked(held) then redis.call('SET', lease, held .. 'w', 'KEEPTTL') end
-  return -1 - math.max(redis.call('PTTL', lease), 0)
+  -- PTTL is 0 in the lease's last ms: still "retry in 1 ms", never -1, which means "unknown".
+  return -1 - math.max(redis.call('PTTL', lease), 1)
 end
 `;
 

@@ -59,7 +59,9 @@ local function refuse(retry)
     redis.call('SET', lease, held .. 'w', 'KEEPTTL')
   end
   queue_up()
-  return -1 - math.max(retry, 0)
+  -- retry < 0: unknown (-1). PTTL is 0 in the lease's last ms, which is "retry in 1 ms", not unknown.
+  if retry < 0 then return -1 end
+  return -1 - math.max(retry, 1)
 end
 
 -- A refused writer tells writer-preferring readers to hold back, for intent_ms unless it retries.
