@@ -5,9 +5,10 @@
 //                                             Linux too, so CI tests the path macOS and the BSDs use)
 //   node scripts/build-native.mjs --prebuild   the prebuilt binary shipped in prebuilds/ (prebuildify)
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
+import { nativeSourceHash } from './native-source.mjs';
 import { rebuild } from './node-gyp.mjs';
 
 const root = join(import.meta.dirname, '..');
@@ -45,6 +46,8 @@ if (mode === '--flock') {
     `node@${process.versions.node}`,
   ];
   execFileSync(process.execPath, args, { cwd: root, stdio: ['ignore', 'ignore', 'inherit'], env });
+  // What the binaries were built from: test/file/prebuilt.test.ts fails when native/ has changed since.
+  writeFileSync(join(root, 'prebuilds', 'SOURCE'), `${nativeSourceHash(root)}\n`);
 } else if (mode === undefined) {
   // From source into build/Release (which node-gyp-build prefers to a prebuilt binary).
   const result = rebuild(root, process.env, 'pipe');
