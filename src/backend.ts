@@ -82,6 +82,12 @@ export interface BackendCapabilities {
    * through `onLost`), so `onLost` is required.
    */
   expiry: 'ttl' | 'connection';
+  /**
+   * Exclusive waiters wait in a line the backend keeps itself, in the order they joined it (etcd's
+   * create revisions). The core then lets this process's next waiter join that line as soon as the
+   * one before it is granted, instead of when it lets go, so a release hands over at once.
+   */
+  fifo?: boolean;
 }
 
 export interface LockBackend {

@@ -178,7 +178,9 @@ export class Obtainer implements Listeners {
       this.#closing.throwIfAborted();
       if (queueing) turn = await this.#turns.enter(request.key, options.wait, signal);
       obtained = await this.#wait(request, refusal, turn, began, signal);
-      obtained.turn = turn;
+      // Where the backend keeps the line (fifo), the next waiter here joins it while this one holds.
+      if (this.#backend.capabilities.fifo) turn?.leave();
+      else obtained.turn = turn;
       return obtained;
     } catch (error) {
       await this.#gaveUp(request, error);

@@ -53,6 +53,37 @@ describe('etcd backend', () => {
   }
   const name = (): string => `etcd:${randomUUID()}`;
 
+  /** Range RPCs the members have answered (etcd's own gRPC metrics): a waiter's read of the line. */
+  async function rangeReads(): Promise<number> {
+    let n = 0;
+    for (const endpoint of cluster.endpoints) {
+      const text = await (await fetch(`http://${endpoint}/metrics`)).text();
+      for (const m of text.matchAll(/^grpc_server_handled_total\{[^}]*grpc_method="Range"[^}]*\} (\d+)/gm)) n += Number(m[1]);
+    }
+    return n;
+  }
+
+  test('the next waiter takes over with no read of its own: in this process from the release, elsewhere from its watch', async () => {
+    const raw = cluster.client();
+    closers.push(() => raw.close());
+    for (const where of ['here', 'elsewhere'] as const) {
+      const holderSide = locksmith();
+      const waiterSide = where === 'here' ? holderSide : locksmith();
+      const key = name();
+      const held = await holderSide.acquire(key);
+      const waiting = waiterSide.acquire(key);
+      // In line: the holder's key and the waiter's.
+      await until(async () => (await raw.getAll().prefix(`locksmith/${key}/`).keys()).length === 2);
+      await delay(100); // its last read of the line answered
+      const before = await rangeReads();
+      await held.release();
+      const next = await waiting;
+      assert.ok(next.fence > held.fence);
+      assert.equal(await rangeReads(), before, `${where}: the waiter read the line again after the release`);
+      await next.release();
+    }
+  });
+
   test('bad options are refused before any I/O; a ttl past the session lease is refused', async () => {
     const client = cluster.client();
     for (const bad of [

@@ -79,6 +79,11 @@ export class Holds {
     used.add(slot);
   }
 
+  /** Some key of `name` is held or queued here. */
+  busy(name: string): boolean {
+    return this.#slots.has(name);
+  }
+
   get(name: string, owner: string): Hold | undefined {
     return this.#byId.get(`${name}\n${owner}`);
   }

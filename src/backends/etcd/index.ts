@@ -16,6 +16,7 @@ import { Session, type Lease } from './session.js';
 import { holdsShared, sharedVerdict } from './shared.js';
 import { deleteIf, deleteMine, enqueue, listKeys, listValues, rewrite, tryCreate, type Listing } from './txn.js';
 import { Wakeups } from './wake.js';
+import { LineNotes } from './line.js';
 
 export interface EtcdBackendOptions {
   /** An `etcd3` client (`new Etcd3({ hosts })`) or one of its namespaces. Never closed by us. */
@@ -53,10 +54,12 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
   const holds = new Holds();
   /** Waiters (name + "\n" + owner) refused once: their next attempt queues. */
   const tried = new Set<string>();
+  const line = new LineNotes();
   let closed = false;
   const session = new Session(client.leaseClient, leaseTtl, timeout, (lease, reason) => {
     for (const hold of holds.dropLease(lease)) {
       wake.disarm(hold.name, hold.owner);
+      line.forget(hold.name, hold.owner);
       if (hold.granted) for (const listener of lossListeners) listener(hold.name, hold.owner, reason);
     }
   });
@@ -74,6 +77,7 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
     deleting.then(
       () => {
         if (holds.get(hold.name, hold.owner)?.slot !== hold.slot) holds.free(hold.name, hold.slot);
+        line.forget(hold.name, hold.owner);
       },
       () => {
         // Keys nobody will ever release must not stay: try again while their session lives.
@@ -109,9 +113,13 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
     const value = encodeValue(Date.now() + req.ttl, limit, req.owner);
     const o = call(Math.min(timeout, req.ttl));
     let listing: Listing;
-    if (queue && known && !known.granted && known.fence !== UNKNOWN) listing = await listKeys(kv, k, o);
-    else listing = queue ? await enqueue(kv, k, mode, value, lease.id, o) : await tryCreate(kv, k, mode, value, lease.id, o);
+    if (queue && known && !known.granted && known.fence !== UNKNOWN) {
+      // The core wakes this waiter as a release here leaves: its answer tells where the waiter stands.
+      await line.settled(req.key);
+      listing = line.standing(known, wake.heard(req.key, req.owner)) ?? (await listKeys(kv, k, o));
+    } else listing = queue ? await enqueue(kv, k, mode, value, lease.id, o) : await tryCreate(kv, k, mode, value, lease.id, o);
     const verdict = mode === 'w' ? exclusiveVerdict(listing.entries, k.mine.w) : sharedVerdict(listing.entries, k.mine.r, limit);
+    line.seen(req.key, req.owner, verdict.granted ? undefined : verdict.me, listing);
     const me = verdict.me;
     const fields = { name: req.key, owner: req.owner, key: me?.key ?? k.mine[mode], fence: me?.create ?? UNKNOWN, lease, slot, limit };
     let revision = listing.revision;
@@ -142,7 +150,7 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
 
   return {
     name: 'etcd',
-    capabilities: { shared: true, wake: true, fencing: true, expiry: 'ttl' },
+    capabilities: { shared: true, wake: true, fencing: true, expiry: 'ttl', fifo: true },
 
     async acquire(req: AcquireRequest): Promise<AcquireResult> {
       checkTtl(req.ttl, req.key);
@@ -207,8 +215,14 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
       const hold = holds.delete(key, owner, true);
       if (!hold) return false;
       try {
-        const deleted = await deleteMine(kv, keysFor(root, key, tag(hold.lease, hold.slot)), call());
-        if (holds.get(key, owner)?.slot !== hold.slot) holds.free(key, hold.slot);
+        const deleted = await line.releasing(
+          key,
+          deleteMine(kv, keysFor(root, key, tag(hold.lease, hold.slot)), call()).then(({ deleted, after }) => {
+            if (holds.get(key, owner)?.slot !== hold.slot) holds.free(key, hold.slot);
+            line.released(key, owner, after, holds.busy(key));
+            return deleted;
+          }),
+        );
         return deleted > 0 && hold.granted;
       } catch (error) {
         // Its keys stay on the live session, and a waiter's would hold the line for ever: try again later.
@@ -259,6 +273,7 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
       wake.close();
       holds.clear();
       tried.clear();
+      line.clear();
       await session.close();
     },
   };

@@ -91,13 +91,20 @@ export async function deleteIf(kv: KVClient, key: Buffer, fence: bigint, o: Call
   return r.header.revision;
 }
 
-/** RELEASE: delete both of the owner's keys (held or waiting); how many went. */
-export async function deleteMine(kv: KVClient, k: LockKeys, o: CallOptions): Promise<number> {
+/**
+ * RELEASE: delete both of the owner's keys (held or waiting), then list the name's keys; how many went,
+ * and the line as the deletion left it (the next in line may be a waiter of this same instance).
+ */
+export async function deleteMine(kv: KVClient, k: LockKeys, o: CallOptions): Promise<{ deleted: number; after: Listing }> {
   const r = await kv.txn(
-    { compare: [], success: [{ request_delete_range: { key: k.mine.w } }, { request_delete_range: { key: k.mine.r } }], failure: [] },
+    {
+      compare: [],
+      success: [{ request_delete_range: { key: k.mine.w } }, { request_delete_range: { key: k.mine.r } }, list(k)],
+      failure: [],
+    },
     o,
   );
-  return r.responses.reduce((n, op) => n + Number(op.response_delete_range?.deleted ?? 0), 0);
+  return { deleted: r.responses.reduce((n, op) => n + Number(op.response_delete_range?.deleted ?? 0), 0), after: listing(k, r) };
 }
 
 /** INSPECT: the name's keys with their values, oldest first. */

@@ -20,6 +20,8 @@ export class Wakeups {
   readonly #wakers = new Wakers();
   /** By name + "\n" + owner: an owner has no control characters, so the last newline splits them. */
   readonly #watches = new Map<string, Armed>();
+  /** Owners (same ids) whose watch on one key heard that key deleted, not yet asked about (heard()). */
+  readonly #heard = new Set<string>();
   #closed = false;
 
   constructor(client: EtcdClient) {
@@ -48,18 +50,28 @@ export class Wakeups {
       .only('delete')
       .startRevision((BigInt(revision) + 1n).toString())
       .watcher();
-    const fire = (): void => {
-      if (this.#watches.get(id)?.watcher === watcher) this.disarm(name, owner);
+    const fire = (deleted: boolean): void => {
+      if (this.#watches.get(id)?.watcher === watcher) {
+        this.disarm(name, owner);
+        if (deleted && key) this.#heard.add(id);
+      }
       this.#wakers.wake(name);
     };
-    watcher.on('delete', fire);
+    watcher.on('delete', () => fire(true));
     // A watch etcd cancels (say, its revision was compacted) wakes the waiter, whose next attempt arms anew.
-    watcher.on('error', fire);
+    watcher.on('error', () => fire(false));
     this.#watches.set(id, { name, owner, target, watcher });
   }
 
+  /** Whether the one key `owner` watched on `name` was deleted since it was armed (asking forgets it). */
+  heard(name: string, owner: string): boolean {
+    return this.#heard.delete(`${name}\n${owner}`);
+  }
+
+  /** Cancels the owner's watch, and forgets what it heard. */
   disarm(name: string, owner: string): void {
     const id = `${name}\n${owner}`;
+    this.#heard.delete(id);
     const armed = this.#watches.get(id);
     if (!armed) return;
     this.#watches.delete(id);
@@ -68,6 +80,7 @@ export class Wakeups {
 
   close(): void {
     this.#closed = true;
+    this.#heard.clear();
     for (const { name, owner } of [...this.#watches.values()]) this.disarm(name, owner);
     this.#wakers.wakeAll();
   }
