@@ -1,0 +1,60 @@
+// Another process using a pool: `child.ts KIND TARGET POOL` (KIND file, redis, cluster or postgres;
+// TARGET a directory, a port, ports comma-separated, or a JSON pg config). It reads commands, one
+// JSON array a line ([id, verb, ...args]), runs them concurrently and answers each with one JSON line
+// [id, result]: acquire [member] → member, release → held before the release, waiting → how many
+// acquires wait, owner → its lease's owner, members → the members. Its safety poll is 30 s, so an
+// acquire that ends sooner was woken.
+import { createInterface } from 'node:readline';
+import { Cluster, Redis } from 'ioredis';
+import pg from 'pg';
+import type { LockBackend } from '../../src/backend.js';
+import { fileBackend } from '../../src/backends/file/index.js';
+import { postgresBackend } from '../../src/backends/postgres/index.js';
+import { redisBackend } from '../../src/backends/redis/index.js';
+import { Locksmith, type PoolLease } from '../../src/index.js';
+
+const [kind, target, name] = process.argv.slice(2) as [string, string, string];
+let backend: LockBackend;
+let close = async (): Promise<void> => undefined;
+if (kind === 'file') backend = fileBackend({ dir: target });
+else if (kind === 'postgres') {
+  const pool = new pg.Pool({ ...(JSON.parse(target) as pg.PoolConfig), max: 4 });
+  backend = postgresBackend({ pool });
+  close = () => pool.end();
+} else {
+  const client =
+    kind === 'cluster'
+      ? new Cluster(target.split(',').map((port) => ({ host: '127.0.0.1', port: Number(port) })))
+      : new Redis(Number(target), '127.0.0.1');
+  backend = redisBackend({ client });
+  close = async () => void client.disconnect();
+}
+const locks = new Locksmith(backend, { ttl: 30_000, backoff: { initial: 30_000, max: 30_000 } });
+const pool = locks.pool(name);
+let lease: PoolLease | undefined;
+
+async function run(verb: string, args: string[]): Promise<unknown> {
+  if (verb === 'acquire') {
+    lease = await pool.acquire({ wait: 20_000, ...(args[0] !== undefined && { member: args[0] }) });
+    return lease.member;
+  }
+  if (verb === 'release') {
+    const held = lease!.held;
+    await lease!.release();
+    return held;
+  }
+  if (verb === 'waiting') return locks.stats().waiting;
+  if (verb === 'owner') return lease!.lock.owner;
+  if (verb === 'members') return pool.members();
+  throw new Error(`unknown verb ${verb}`);
+}
+
+const lines = createInterface({ input: process.stdin });
+lines.on('line', (line) => {
+  const [id, verb, ...args] = JSON.parse(line) as [number, string, ...string[]];
+  run(verb, args).then(
+    (result) => process.stdout.write(`${JSON.stringify([id, result])}\n`),
+    (error: unknown) => process.stdout.write(`${JSON.stringify([id, { error: String(error) }])}\n`),
+  );
+});
+lines.on('close', () => void locks.close().then(close));
