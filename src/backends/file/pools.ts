@@ -1,7 +1,7 @@
 // Pool membership of the file backend: a record file per pool beside the lock files
 // ("<pool key>.lock.pool"), a JSON array of the members, opened as lock files are (no symlinks, ours,
-// owner-only unless `mode` says otherwise) and read or rewritten only while holding its lock, so
-// every process on the host sees one list. The last member's removal removes the file; whoever
+// owner-only unless `mode` says otherwise), read under its shared lock and rewritten under its
+// exclusive one, so every process on the host sees one list. The last member's removal removes the file; whoever
 // opened it before checks, once it holds the lock, that it is still the file at the path.
 //
 // Waking: a pool's waiters watch the lock file of the pool's key, as any waiter does (watch.ts), so a
@@ -14,7 +14,7 @@ import { sleep } from '../../core/time.js';
 import { LockAcquisitionError } from '../../errors.js';
 import { addTo, removeFrom, type PoolStore } from '../shared/pools.js';
 import { diskFull, type Files } from './lockfile.js';
-import { EXCLUSIVE } from './native.js';
+import { EXCLUSIVE, SHARED } from './native.js';
 import { checkName } from './names.js';
 
 const SUFFIX = '.pool';
@@ -48,7 +48,7 @@ export class FilePools implements PoolStore {
 
   async members(pool: string): Promise<string[]> {
     checkName(pool);
-    const fd = await this.#locked(pool, false);
+    const fd = await this.#locked(pool, false, SHARED);
     this.#watchable(pool);
     if (fd === undefined) return [];
     try {
@@ -70,7 +70,7 @@ export class FilePools implements PoolStore {
    */
   async #change(pool: string, create: boolean, edit: (set: Set<string>) => boolean): Promise<void> {
     checkName(pool);
-    const fd = await this.#locked(pool, create);
+    const fd = await this.#locked(pool, create, EXCLUSIVE);
     if (fd === undefined) {
       edit(new Set());
       return;
@@ -113,8 +113,11 @@ export class FilePools implements PoolStore {
     }
   }
 
-  /** The record file, opened safely, locked, and still the one at its path (undefined: none, and not `create`). */
-  async #locked(pool: string, create: boolean): Promise<number | undefined> {
+  /**
+   * The record file, opened safely, locked (`type`: shared to read, exclusive to change), and still
+   * the one at its path (undefined: none, and not `create`).
+   */
+  async #locked(pool: string, create: boolean, type: typeof SHARED | typeof EXCLUSIVE): Promise<number | undefined> {
     const path = this.#path(pool);
     const locks = this.files.locks; // first: it makes (and checks) the directory
     const start = performance.now();
@@ -123,7 +126,7 @@ export class FilePools implements PoolStore {
       if (!opened) return undefined;
       const [fd, st] = opened;
       try {
-        while (!locks.lock(fd, EXCLUSIVE, 0, 1)) {
+        while (!locks.lock(fd, type, 0, 1)) {
           if (performance.now() - start > PATIENCE_MS) {
             throw new LockAcquisitionError(`pool "${pool}": its record stayed locked for ${PATIENCE_MS} ms`, { key: pool });
           }
