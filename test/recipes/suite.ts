@@ -5,13 +5,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import {
-  LockArgumentError,
-  Locksmith,
-  memoryCacheStore,
-  type LockBackend,
-  type LocksmithOptions,
-} from '../../src/index.js';
+import { LockArgumentError, Locksmith, memoryCacheStore, type LockBackend, type LocksmithOptions } from '../../src/index.js';
 import type { Target } from '../conformance/targets.js';
 import { poolTests } from './pool.js';
 
