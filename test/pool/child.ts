@@ -1,13 +1,15 @@
-// Another process using a pool: `child.ts KIND TARGET POOL` (KIND file, redis, cluster or postgres;
-// TARGET a directory, a port, ports comma-separated, or a JSON pg config). It reads commands, one
+// Another process using a pool: `child.ts KIND TARGET POOL` (KIND file, redis, cluster, postgres or
+// etcd; TARGET a directory, a port, ports comma-separated, a JSON pg config, or host:port list). It reads commands, one
 // JSON array a line ([id, verb, ...args]), runs them concurrently and answers each with one JSON line
 // [id, result]: acquire [member] → member, release → held before the release, waiting → how many
 // acquires wait, owner → its lease's owner, members → the members. Its safety poll is 30 s, so an
 // acquire that ends sooner was woken.
 import { createInterface } from 'node:readline';
+import { Etcd3 } from 'etcd3';
 import { Cluster, Redis } from 'ioredis';
 import pg from 'pg';
 import type { LockBackend } from '../../src/backend.js';
+import { etcdBackend } from '../../src/backends/etcd/index.js';
 import { fileBackend } from '../../src/backends/file/index.js';
 import { postgresBackend } from '../../src/backends/postgres/index.js';
 import { redisBackend } from '../../src/backends/redis/index.js';
@@ -17,7 +19,11 @@ const [kind, target, name] = process.argv.slice(2) as [string, string, string];
 let backend: LockBackend;
 let close = async (): Promise<void> => undefined;
 if (kind === 'file') backend = fileBackend({ dir: target });
-else if (kind === 'postgres') {
+else if (kind === 'etcd') {
+  const client = new Etcd3({ hosts: target.split(',').map((h) => `http://${h}`) });
+  backend = etcdBackend({ client, leaseTtl: 30_000 });
+  close = async () => client.close();
+} else if (kind === 'postgres') {
   const pool = new pg.Pool({ ...(JSON.parse(target) as pg.PoolConfig), max: 4 });
   backend = postgresBackend({ pool });
   close = () => pool.end();

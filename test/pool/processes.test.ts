@@ -14,10 +14,12 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Cluster, Redis } from 'ioredis';
+import { etcdBackend } from '../../src/backends/etcd/index.js';
 import { fileBackend } from '../../src/backends/file/index.js';
 import { postgresBackend } from '../../src/backends/postgres/index.js';
 import { redisBackend } from '../../src/backends/redis/index.js';
 import { Locksmith, type LockBackend } from '../../src/index.js';
+import { EtcdCluster } from '../support/etcd.js';
 import { createDatabase, type TestDatabase } from '../support/postgres.js';
 import { RedisNode, startCluster, stopAll } from '../support/redis.js';
 
@@ -64,15 +66,17 @@ describe('a pool shared by two processes', () => {
   let node: RedisNode;
   let cluster: RedisNode[];
   let db: TestDatabase;
+  let etcd: EtcdCluster;
   const dir = mkdtempSync(join(tmpdir(), 'locksmith-pool-'));
   const ends: (() => Promise<unknown>)[] = [];
   before(async () => {
-    [node, cluster, db] = await Promise.all([RedisNode.start(), startCluster(), createDatabase()]);
+    [node, cluster, db, etcd] = await Promise.all([RedisNode.start(), startCluster(), createDatabase(), EtcdCluster.start()]);
   });
   after(async () => {
     for (const end of ends) await end();
     await stopAll();
     await db.drop();
+    await etcd.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -105,6 +109,7 @@ describe('a pool shared by two processes', () => {
         return postgresBackend({ pool });
       },
     ],
+    ['etcd', () => etcd.endpoints.join(','), () => etcdBackend({ client: etcd.client(), leaseTtl: 30_000 })],
   ];
 
   for (const [kind, target, backend] of kinds) {
