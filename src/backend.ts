@@ -3,6 +3,7 @@
 // recipes live once, above it, in the core.
 
 import type { RateStore } from './backends/shared/gcra.js';
+import type { PoolStore } from './backends/shared/pools.js';
 
 /** Who goes first on a read-write key when both wait: readers, or a waiting writer. */
 export type RwPolicy = 'reader-preference' | 'writer-preference';
@@ -117,5 +118,10 @@ export interface LockBackend {
   onLost?(listener: (key: string, owner: string, reason: unknown) => void): void;
   /** Rate-limiter buckets (GCRA), atomic on the backend's clock; absent where a rate is not meaningful (Redlock). */
   readonly rate?: RateStore;
+  /**
+   * Pool membership shared by every process (recipes/pool.ts); absent where one list is not
+   * meaningful (Redlock: a quorum of sets), and a pool then keeps its members in-process.
+   */
+  readonly pools?: PoolStore;
   close(): Promise<void>;
 }

@@ -1,6 +1,6 @@
 export { Locksmith } from './locksmith.js';
 export type { LockEvent, LocksmithEvents, LocksmithStats, LockStatus } from './locksmith.js';
-export type { Locks, StatsSource } from './recipes/locks.js';
+export type { Locks, StatsSource, WaitAttempt, WaitForOptions } from './recipes/locks.js';
 export type { Percentiles } from './core/stats.js';
 export { Lock } from './lock.js';
 export { Semaphore } from './primitives/semaphore.js';
@@ -21,7 +21,8 @@ export type { LockErrorCode, NodeOutcome } from './errors.js';
 export type { LockBackend, BackendCapabilities, AcquireRequest, AcquireResult, LockInfo, LeaseHolder, LeaseMode } from './backend.js';
 export type { AcquireOptions, TryAcquireOptions, RwOptions, RwPolicy, LocksmithOptions, Backoff, Logger } from './options.js';
 export { Pool, PoolLease } from './recipes/pool.js';
-export type { PoolOptions, PoolAcquireOptions, PoolStats, MemberStatus } from './recipes/pool.js';
+export type { PoolOptions, PoolAcquireOptions, PoolTryAcquireOptions, PoolStats, PoolStatus, MemberStatus } from './recipes/pool.js';
+export type { PoolStore } from './backends/shared/pools.js';
 export { Election } from './recipes/election.js';
 export type { ElectionOptions, CampaignOptions, Leader, ElectionEvents, ElectionStats } from './recipes/election.js';
 export { StampedeGuard, memoryCacheStore } from './recipes/stampede.js';

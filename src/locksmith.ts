@@ -12,10 +12,13 @@ import type { Lock } from './lock.js';
 import {
   OPTION_NAMES,
   checkBackend,
+  checkFunction,
   checkKey,
   checkLimit,
   checkOptionNames,
   checkOwner,
+  checkSignal,
+  checkWait,
   resolveDefaults,
   type AcquireOptions,
   type LocksmithOptions,
@@ -29,7 +32,7 @@ import * as rw from './primitives/rwlock.js';
 import { Semaphore, type SemaphoreOptions } from './primitives/semaphore.js';
 import { locked, type KeyFn } from './recipes/decorators.js';
 import { Election, type ElectionOptions, type ElectionStats } from './recipes/election.js';
-import type { Locks, StatsSource } from './recipes/locks.js';
+import type { Locks, StatsSource, WaitAttempt, WaitForOptions } from './recipes/locks.js';
 import { Pool, type PoolOptions, type PoolStats } from './recipes/pool.js';
 import { StampedeGuard, type StampedeOptions, type StampedeStats } from './recipes/stampede.js';
 import { RateLimiter, type RateLimiterOptions, type RateLimiterStats } from './recipes/rate-limiter.js';
@@ -128,8 +131,8 @@ export class Locksmith implements Locks {
 
   // ---- recipes (each registers its own stats) --------------------------------------------------
 
-  /** A pool of members (GPUs, licences…): acquire() lends any free one. */
-  pool(name: string, options: PoolOptions): Pool {
+  /** A pool of members (GPUs, licences…) kept by the backend: acquire() lends one. */
+  pool(name: string, options?: PoolOptions): Pool {
     return new Pool(this, name, options);
   }
 
@@ -164,6 +167,23 @@ export class Locksmith implements Locks {
   async inspect(key: string): Promise<LockInfo | null> {
     checkKey(key);
     return this.backend.inspect(key);
+  }
+
+  waitFor<T>(key: string, attempt: () => Promise<WaitAttempt<T>>, options: WaitForOptions): Promise<T> {
+    try {
+      checkKey(key);
+      checkFunction(attempt, 'attempt', key);
+      const o = checkOptionNames(options, ['wait', 'signal'], 'waitFor()');
+      const signal = o.signal === undefined ? undefined : checkSignal(o.signal, key);
+      const wait = o.wait === undefined ? this.defaults.wait : checkWait(o.wait, key);
+      return this.#engine.waitFor(key, wait, signal, attempt);
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  changed(key: string): void {
+    this.#engine.changed(checkKey(key));
   }
 
   async isLocked(key: string): Promise<boolean> {

@@ -148,7 +148,7 @@ function checkMs(value: unknown, name: string, min: number, allowInfinity: boole
 export const checkTtl = (value: unknown, key?: string): number => checkMs(value, 'ttl', 1, false, key);
 export const checkWait = (value: unknown, key?: string): number => checkMs(value, 'wait', 0, true, key);
 
-function checkBoolean(value: unknown, name: string, key?: string): boolean {
+export function checkBoolean(value: unknown, name: string, key?: string): boolean {
   if (typeof value !== 'boolean') throw new LockArgumentError(`${name} must be a boolean, got ${describe(value)}`, { key });
   return value;
 }
@@ -187,7 +187,7 @@ export function checkOwner(value: unknown, key?: string): string {
   return value;
 }
 
-function checkSignal(value: unknown, key?: string): AbortSignal {
+export function checkSignal(value: unknown, key?: string): AbortSignal {
   if (!(value instanceof AbortSignal)) {
     throw new LockArgumentError(`signal must be an AbortSignal, got ${describe(value)}`, { key });
   }

@@ -17,6 +17,7 @@ export type { LeaseSpec };
 import { HoldRegistry, newOwner, runInScope, scopeOwner } from './reentrancy.js';
 import { counters, Recent, type Counters } from './stats.js';
 import { Deadlines } from './deadlines.js';
+import type { Attempt } from './waiting.js';
 
 /** How a public call takes a lease: its name for messages, the options it accepts, what it fixes. */
 export interface CallShape {
@@ -159,6 +160,19 @@ export class Engine {
       throw (signal ?? this.#closing.signal).reason;
     }
     return lock;
+  }
+
+  /** Runs the one wait loop on `key` around `attempt` (Locks.waitFor; arguments checked by the caller). */
+  async waitFor<T>(key: string, wait: number, signal: AbortSignal | undefined, attempt: Attempt<T>): Promise<T> {
+    if (this.#closed) throw new LockAcquisitionError('the Locksmith is closed', { key });
+    signal?.throwIfAborted();
+    const s = signal ? AbortSignal.any([signal, this.#closing.signal]) : undefined;
+    return this.#obtainer.waitFor(key, wait, s, attempt);
+  }
+
+  /** Wakes this process's waiters on `key` now, as a release sent from here does. */
+  changed(key: string): void {
+    this.#obtainer.released(key);
   }
 
   /** Stops waiting acquisitions, releases every lease still held (best effort), closes the backend. */

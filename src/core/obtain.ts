@@ -10,7 +10,7 @@ import type { LockEvent } from './events.js';
 import type { Counters } from './stats.js';
 import { settleWithin } from './time.js';
 import { TurnQueue, type Turn } from './turns.js';
-import { waitLoop, type Listeners } from './waiting.js';
+import { waitLoop, type Attempt, type Listeners } from './waiting.js';
 
 /** How long a timed-out acquire waits for its withdrawal from the backend before rejecting. */
 const WITHDRAW_WAIT_MS = 1_000;
@@ -145,6 +145,26 @@ export class Obtainer implements Listeners {
     if (--watch.count > 0) return;
     this.#watches.delete(key);
     watch.controller?.abort(ENDED);
+  }
+
+  /**
+   * The one wait loop around a caller's own attempt (a recipe's, through Locks.waitFor): woken by
+   * changes of `key` as an acquire's waiters are. `signal`: the caller's, with the closing in it.
+   */
+  async waitFor<T>(key: string, wait: number, signal: AbortSignal | undefined, attempt: Attempt<T>): Promise<T> {
+    const since = performance.now();
+    const first = await attempt();
+    if ('value' in first) return first.value;
+    this.#enter(key);
+    try {
+      const plan = { key, wait, since, signal, closing: this.#closing, backoff: this.#backoff, listeners: this, timers: this.#timers };
+      return (await waitLoop(plan, first, attempt)).value;
+    } catch (error) {
+      if (error instanceof LockTimeoutError) this.#counters.timeouts += 1;
+      throw error;
+    } finally {
+      this.#leave(key);
+    }
   }
 
   /** `signal`: the caller's (with the closing in it), if it gave one. */

@@ -9,6 +9,15 @@ import type { AcquireOptions, RwOptions, TryAcquireOptions } from '../options.js
 import type { AcquireAllOptions, LockGroup } from '../primitives/multi.js';
 import type { Semaphore, SemaphoreOptions } from '../primitives/semaphore.js';
 
+/** What one attempt of `waitFor` gives: a value, or a refusal (retry in `retryAfter` ms at the latest). */
+export type WaitAttempt<T> = { value: T } | { retryAfter?: number | undefined };
+
+export interface WaitForOptions {
+  /** ms (0: one attempt; Infinity: until `signal` aborts; default: the Locksmith's `wait`). */
+  wait?: number | undefined;
+  signal?: AbortSignal | undefined;
+}
+
 /** Anything that counts what it did; its counters appear in `stats()` under a group and a name. */
 export interface StatsSource {
   stats(): object;
@@ -27,6 +36,15 @@ export interface Locks {
   semaphore(key: string, options: SemaphoreOptions): Semaphore;
   acquireAll(keys: readonly string[], options?: AcquireAllOptions): Promise<LockGroup>;
   inspect(key: string): Promise<LockInfo | null>;
+  /**
+   * The one wait loop around a recipe's own `attempt` (a pool lending any free member): calls it
+   * until it gives `{ value }`, again whenever `key` may have changed (the backend's `waitForChange`
+   * on `key`, or `changed(key)` here), when a refusal's `retryAfter` ms pass, or at the safety poll.
+   * Rejects with LockTimeoutError after `wait` ms (0: one attempt), or with the signal's reason.
+   */
+  waitFor<T>(key: string, attempt: () => Promise<WaitAttempt<T>>, options: WaitForOptions): Promise<T>;
+  /** Wakes this process's waiters on `key` (acquire and waitFor) at once, as a release sent from here does. */
+  changed(key: string): void;
   isLocked(key: string): Promise<boolean>;
   /**
    * Reports an error that has no caller to throw to (a background refresh, a failed release after

@@ -1,20 +1,38 @@
-// A lock pool hands out any free member of a set (GPUs, licences, connections). Built only on the
-// public primitives: a semaphore with one permit per member gates the waiters (so they are woken,
-// not polling, when a member frees up), then the permit holder takes any free member lock, trying
-// members in a random order so load spreads instead of piling onto the first.
+// A lock pool lends members of a set (GPUs, licences, accounts) one holder at a time, as
+// redis_allocator's lock pools do. The set lives in the backend's pool store, so every process lends
+// from one list and any of them may change it; a lent member is an ordinary lock on its own key
+// ("pool:<name>:<member>"), with its fence, ttl and signal. Waiting is the one wait loop of the core
+// (Locks.waitFor) on the pool's key, which the store wakes when members are added and a lease wakes
+// when it gives its member back; a holder that dies is found by the loop's safety poll.
+//
+// On a backend with no pool store (Redlock: a quorum of sets is not one list) the members live in
+// this Pool object, given with the `members` option, and waiters elsewhere are not woken by changes.
 
-import { LockArgumentError, LockTimeoutError } from '../errors.js';
-import type { Lock } from '../lock.js';
+import { LockAcquisitionError, LockArgumentError, LockError, LockTimeoutError } from '../errors.js';
+import { MemberSets, type PoolStore } from '../backends/shared/pools.js';
+import { checkBoolean, checkKey, checkOptionNames, checkSignal, checkTtl, checkWait } from '../options.js';
 import type { Locks } from './locks.js';
-import { checkKey, checkOptionNames } from '../options.js';
-import type { PermitOptions } from '../primitives/semaphore.js';
-import { sleep } from '../core/time.js';
+import { PoolLease, type LeaseOptions } from './pool-lease.js';
+import { checkMembers, checkMember, MAX_MEMBERS } from './pool-members.js';
+
+export { PoolLease } from './pool-lease.js';
+export { MAX_MEMBERS, MAX_MEMBER_BYTES } from './pool-members.js';
 
 export interface PoolOptions {
-  members: readonly string[];
+  /** Members to add when the pool is made (the backend's list is kept; these are added to it). */
+  members?: readonly string[];
 }
 
-export type PoolAcquireOptions = Omit<PermitOptions, 'owner'>;
+export interface PoolAcquireOptions {
+  /** That member, waiting for it; absent: any free member. */
+  member?: string;
+  ttl?: number;
+  wait?: number;
+  signal?: AbortSignal;
+  autoRenew?: boolean;
+}
+
+export type PoolTryAcquireOptions = Omit<PoolAcquireOptions, 'wait' | 'signal'>;
 
 export interface PoolStats {
   acquired: number;
@@ -30,160 +48,187 @@ export interface MemberStatus {
   holders: { owner: string; fence: bigint; expiresAt: number }[];
 }
 
-/** A member on loan: its own lock (fence, signal) plus the pool permit that admitted it. */
-export class PoolLease implements AsyncDisposable {
-  readonly member: string;
-  readonly lock: Lock;
-  readonly #permit: Lock;
-  readonly #onRelease: () => void;
-
-  constructor(member: string, lock: Lock, permit: Lock, onRelease: () => void) {
-    this.member = member;
-    this.lock = lock;
-    this.#permit = permit;
-    this.#onRelease = onRelease;
-  }
-
-  get fence(): bigint {
-    return this.lock.fence;
-  }
-  get signal(): AbortSignal {
-    return this.lock.signal;
-  }
-  get expiresAt(): number {
-    return this.lock.expiresAt;
-  }
-
-  async extend(ttl?: number): Promise<void> {
-    await Promise.all([this.lock.extend(ttl), this.#permit.extend(ttl)]);
-  }
-
-  /** Gives the member back; the permit goes last so a waiter woken by it finds the member free. */
-  async release(): Promise<void> {
-    try {
-      await this.lock.release();
-    } finally {
-      await this.#permit.release();
-      this.#onRelease();
-    }
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.lock[Symbol.asyncDispose]();
-    await this.#permit[Symbol.asyncDispose]();
-    this.#onRelease();
-  }
+/** redis_allocator's health check: counts, and every member's holders. */
+export interface PoolStatus {
+  total: number;
+  free: number;
+  held: number;
+  members: MemberStatus[];
 }
 
-const MAX_MEMBERS = 10_000;
+/** How many member locks status() inspects at once. */
+const INSPECT_BATCH = 32;
 
 export class Pool {
   readonly name: string;
   readonly #locks: Locks;
-  readonly #members: string[] = [];
+  readonly #store: PoolStore;
+  /** The pool's key: the store's name for it, and the key its waiters wait on. */
+  readonly #key: string;
   readonly #stats: PoolStats = { acquired: 0, released: 0, waited: 0, timeouts: 0 };
+  /** The `members` option's add, which every call waits for (a failure was reported, and is not repeated). */
+  #ready: Promise<unknown> = Promise.resolve();
 
-  constructor(locks: Locks, name: string, options: PoolOptions) {
+  constructor(locks: Locks, name: string, options?: PoolOptions) {
     this.#locks = locks;
     this.name = checkKey(name, 'pool name');
+    this.#key = checkKey(`pool:${name}`, 'pool key');
     const o = checkOptionNames(options, ['members'], 'pool()');
-    if (!Array.isArray(o.members)) throw new LockArgumentError('pool(): members must be an array of strings', { key: name });
-    for (const member of o.members as unknown[]) this.add(member as string);
+    const initial = o.members === undefined ? [] : checkMembers(o.members, this.#key, 'pool()');
+    this.#store = guarded(locks.backend.pools ?? new MemberSets((pool) => locks.changed(pool)).store(), locks.backend.name);
+    if (initial.length > 0) {
+      this.#ready = this.#add(initial).catch((error: unknown) => locks.reportError(error, { key: this.#key }));
+    }
     locks.register('pools', this.name, this);
-  }
-
-  get members(): readonly string[] {
-    return [...this.#members];
   }
 
   stats(): PoolStats {
     return { ...this.#stats };
   }
 
-  /** Adds a member at run time (other processes must add it too to lend it out). */
-  add(member: string): void {
-    checkKey(this.#memberKey(checkKey(member, 'member')), 'member key');
-    if (this.#members.includes(member))
-      throw new LockArgumentError(`pool "${this.name}" already has member "${member}"`, { key: this.name });
-    if (this.#members.length >= MAX_MEMBERS) throw new LockArgumentError(`pool "${this.name}" has the maximum of ${MAX_MEMBERS} members`);
-    this.#members.push(member);
+  /** Adds members (those in already stay); how many were new. */
+  async add(members: string | readonly string[]): Promise<number> {
+    const list = checkMembers(typeof members === 'string' ? [members] : members, this.#key, 'pool.add()');
+    await this.#ready;
+    return this.#add(list);
   }
 
-  /** Stops lending a member; a current holder keeps it until release. */
-  remove(member: string): boolean {
-    const at = this.#members.indexOf(member);
-    if (at < 0) return false;
-    this.#members.splice(at, 1);
-    return true;
+  /** Stops lending members; a member lent now stays with its holder until released. How many were in. */
+  async remove(members: string | readonly string[]): Promise<number> {
+    const list = checkMembers(typeof members === 'string' ? [members] : members, this.#key, 'pool.remove()');
+    await this.#ready;
+    return this.#store.remove(this.#key, list);
   }
 
-  /** Waits up to `wait` ms for any free member. */
+  /** Replaces every member at once. */
+  async assign(members: readonly string[]): Promise<void> {
+    const list = checkMembers(members, this.#key, 'pool.assign()');
+    await this.#ready;
+    await this.#store.assign(this.#key, list);
+    this.#locks.changed(this.#key);
+  }
+
+  /** Removes every member (lent ones stay lent until released). */
+  async clear(): Promise<void> {
+    await this.#ready;
+    await this.#store.assign(this.#key, []);
+  }
+
+  /** The members as the backend keeps them, sorted. */
+  async members(): Promise<string[]> {
+    await this.#ready;
+    return (await this.#store.members(this.#key)).sort();
+  }
+
+  /** Lends `member` (waiting for it, also until it is added), or any free member; waits up to `wait` ms. */
   async acquire(options?: PoolAcquireOptions): Promise<PoolLease> {
-    return this.#take(options, false) as Promise<PoolLease>;
+    const o = checkOptionNames(options, ['member', 'ttl', 'wait', 'signal', 'autoRenew'], 'pool.acquire()');
+    const { member, lease } = this.#leaseOptions(o, 'pool.acquire()');
+    const wait = {
+      ...(o.wait !== undefined && { wait: checkWait(o.wait, this.#key) }),
+      ...(o.signal !== undefined && { signal: checkSignal(o.signal, this.#key) }),
+    };
+    await this.#ready;
+    const started = performance.now();
+    try {
+      const got = await this.#locks.waitFor(this.#key, () => this.#attempt(member, lease), wait);
+      if (performance.now() - started > 1) this.#stats.waited += 1;
+      return got;
+    } catch (error) {
+      if (!(error instanceof LockTimeoutError)) throw error;
+      this.#stats.timeouts += 1;
+      const what = member === undefined ? 'no member was free' : `member "${member}" was not free`;
+      throw new LockTimeoutError(`pool "${this.name}": ${what} after waiting ${error.waited ?? 0} ms`, {
+        key: this.#key,
+        waited: error.waited ?? 0,
+      });
+    }
   }
 
-  /** A free member right now, or null. */
-  async tryAcquire(options?: Omit<PoolAcquireOptions, 'wait' | 'signal'>): Promise<PoolLease | null> {
-    return this.#take(options, true);
+  /** Lends `member`, or any free member, if one is free now; null if not. */
+  async tryAcquire(options?: PoolTryAcquireOptions): Promise<PoolLease | null> {
+    const o = checkOptionNames(options, ['member', 'ttl', 'autoRenew'], 'pool.tryAcquire()');
+    const { member, lease } = this.#leaseOptions(o, 'pool.tryAcquire()');
+    await this.#ready;
+    const got = await this.#attempt(member, lease);
+    return 'value' in got ? got.value : null;
   }
 
-  async status(): Promise<MemberStatus[]> {
-    return Promise.all(
-      this.#members.map(async (member) => {
-        const info = await this.#locks.inspect(this.#memberKey(member));
-        return { member, held: info !== null && info.holders.length > 0, holders: info?.holders ?? [] };
-      }),
-    );
+  /** The member and the member lock's options of an acquire, checked before any I/O. */
+  #leaseOptions(o: Record<string, unknown>, where: string): { member: string | undefined; lease: LeaseOptions } {
+    const member = o.member === undefined ? undefined : checkMember(o.member, this.#key, where);
+    const lease: LeaseOptions = {};
+    if (o.ttl !== undefined) lease.ttl = checkTtl(o.ttl, this.#key);
+    if (o.autoRenew !== undefined) lease.autoRenew = checkBoolean(o.autoRenew, 'autoRenew', this.#key);
+    return { member, lease };
+  }
+
+  /** Every member with its holders, and the counts. */
+  async status(): Promise<PoolStatus> {
+    const names = await this.members();
+    const members: MemberStatus[] = [];
+    for (let i = 0; i < names.length; i += INSPECT_BATCH) {
+      const batch = names.slice(i, i + INSPECT_BATCH);
+      const infos = await Promise.all(batch.map((member) => this.#locks.inspect(this.#memberKey(member))));
+      batch.forEach((member, j) => {
+        const holders = infos[j]?.holders ?? [];
+        members.push({ member, held: holders.length > 0, holders });
+      });
+    }
+    const held = members.filter((m) => m.held).length;
+    return { total: members.length, free: members.length - held, held, members };
+  }
+
+  async #add(members: readonly string[]): Promise<number> {
+    const added = await this.#store.add(this.#key, members, MAX_MEMBERS);
+    if (added === null) {
+      throw new LockArgumentError(`pool "${this.name}" would have more than ${MAX_MEMBERS} members; nothing was added`, { key: this.#key });
+    }
+    if (added > 0) this.#locks.changed(this.#key);
+    return added;
   }
 
   #memberKey(member: string): string {
-    return `pool:${this.name}:${member}`;
+    return `${this.#key}:${member}`;
   }
 
-  async #take(options: PoolAcquireOptions | undefined, once: boolean): Promise<PoolLease | null> {
-    const o = checkOptionNames(
-      options,
-      once ? ['ttl', 'autoRenew'] : ['ttl', 'wait', 'signal', 'autoRenew'],
-      once ? 'pool.tryAcquire()' : 'pool.acquire()',
-    );
-    if (this.#members.length === 0) throw new LockArgumentError(`pool "${this.name}" has no members`, { key: this.name });
-    const gate = this.#locks.semaphore(`pool:${this.name}`, { limit: this.#members.length });
-    const started = performance.now();
-    let permit: Lock | null;
-    try {
-      permit = once ? await gate.tryAcquire(o) : await gate.acquire(o);
-    } catch (error) {
-      if (error instanceof LockTimeoutError) this.#stats.timeouts += 1;
-      throw error;
-    }
-    if (!permit) return null;
-    if (performance.now() - started > 1) this.#stats.waited += 1;
-    const memberOptions = {
-      ...(o.ttl !== undefined ? { ttl: o.ttl } : {}),
-      ...(o.autoRenew !== undefined ? { autoRenew: o.autoRenew } : {}),
-    };
-    try {
-      // Holding a permit means a member is free, unless processes disagree on the member list or a
-      // member lock outlived its permit; retry a few rounds before calling it a timeout.
-      for (let round = 0; round < 20; round++) {
-        for (const member of shuffled(this.#members)) {
-          const lock = await this.#locks.tryAcquire(this.#memberKey(member), memberOptions as { ttl?: number; autoRenew?: boolean });
-          if (lock) {
-            this.#stats.acquired += 1;
-            return new PoolLease(member, lock, permit, () => void (this.#stats.released += 1));
-          }
-        }
-        await sleep(5 * (round + 1));
+  /** One try: `member` if it is in the pool and free, else any free member, tried in a random order. */
+  async #attempt(member: string | undefined, options: LeaseOptions): Promise<{ value: PoolLease } | { retryAfter?: number }> {
+    const members = await this.#store.members(this.#key);
+    const candidates = member === undefined ? shuffled(members) : members.includes(member) ? [member] : [];
+    for (const m of candidates) {
+      const lock = await this.#locks.tryAcquire(this.#memberKey(m), options);
+      if (lock) {
+        this.#stats.acquired += 1;
+        return { value: new PoolLease(m, lock, () => this.#returned()) };
       }
-      throw new LockTimeoutError(`pool "${this.name}": a permit was free but no member was (do all processes list the same members?)`, {
-        key: this.name,
-        waited: Math.round(performance.now() - started),
-      });
-    } catch (error) {
-      await permit.release().catch((e: unknown) => this.#locks.reportError(e, { key: permit.key }));
-      throw error;
     }
+    return {};
   }
+
+  /** A member came back: waiters here at once, and (through the store) everywhere else. */
+  async #returned(): Promise<void> {
+    this.#stats.released += 1;
+    this.#locks.changed(this.#key);
+    await this.#store.notify(this.#key).catch((error: unknown) => this.#locks.reportError(error, { key: this.#key }));
+  }
+}
+
+/** `store` with its failures as LockErrors (a client's own error becomes the cause). */
+function guarded(store: PoolStore, backend: string): PoolStore {
+  const fail =
+    (pool: string) =>
+    (error: unknown): never => {
+      if (error instanceof LockError) throw error;
+      throw new LockAcquisitionError(`pool "${pool}": the ${backend} backend failed`, { key: pool, cause: error });
+    };
+  return {
+    add: (pool, members, max) => store.add(pool, members, max).catch(fail(pool)),
+    remove: (pool, members) => store.remove(pool, members).catch(fail(pool)),
+    assign: (pool, members) => store.assign(pool, members).catch(fail(pool)),
+    members: (pool) => store.members(pool).catch(fail(pool)),
+    notify: (pool) => store.notify(pool).catch(fail(pool)),
+  };
 }
 
 function shuffled<T>(items: readonly T[]): T[] {

@@ -13,6 +13,7 @@ import { redisBackend } from '../../src/backends/redis/index.js';
 import { Locksmith } from '../../src/index.js';
 import { RedisNode } from '../support/redis.js';
 import { alive, cli, cliWith, ensureBuilt, root } from './spawn.js';
+import { until } from '../support/until.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'locksmith-cli-hard-'));
 const backend = `file:${dir}`;
@@ -26,14 +27,6 @@ after(async () => {
   await redis.stop();
   rmSync(dir, { recursive: true, force: true });
 });
-
-async function until(condition: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await delay(10);
-  }
-}
 
 /** A command that prints its pid, then waits to be ended (the pid is the command itself, not a shell). */
 const PID_THEN_WAIT = ['node', '-e', 'console.log("pid=" + process.pid); setInterval(() => {}, 1000)'];

@@ -14,14 +14,7 @@ import { etcdBackend, type EtcdBackendOptions } from '../../src/backends/etcd/in
 import { LockAcquisitionError, LockArgumentError, LockExpiredError, Locksmith, type Lock, type LocksmithOptions } from '../../src/index.js';
 import { EtcdCluster, type EtcdMember } from '../support/etcd.js';
 import { TcpProxy } from '../support/proxy.js';
-
-async function until(condition: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!(await condition())) {
-    if (performance.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await delay(10);
-  }
-}
+import { until } from '../support/until.js';
 
 describe('etcd backend', () => {
   let cluster: EtcdCluster;

@@ -5,15 +5,9 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import {
-  LockArgumentError,
-  LockTimeoutError,
-  Locksmith,
-  memoryCacheStore,
-  type LockBackend,
-  type LocksmithOptions,
-} from '../../src/index.js';
+import { LockArgumentError, Locksmith, memoryCacheStore, type LockBackend, type LocksmithOptions } from '../../src/index.js';
 import type { Target } from '../conformance/targets.js';
+import { poolTests } from './pool.js';
 
 export function recipes(target: Target): void {
   describe(`recipes on ${target.name}`, () => {
@@ -31,95 +25,7 @@ export function recipes(target: Target): void {
     }
     const name = (): string => `r-${randomUUID().slice(0, 8)}`;
 
-    describe('pool', () => {
-      let shared = true;
-      before(async () => {
-        const probe = await target.backend();
-        shared = probe.capabilities.shared;
-        await probe.close();
-      });
-      test('20 concurrent allocators never share a member, and all finish', async (t) => {
-        if (!shared) return t.skip('pools need semaphores, which this backend does not offer');
-        const clients = await Promise.all([client(), client(), client()]);
-        const pool = name();
-        const members = ['gpu0', 'gpu1', 'gpu2'];
-        const holding = new Map<string, number>();
-        let overlaps = 0;
-        let done = 0;
-        await Promise.all(
-          Array.from({ length: 20 }, async (_, i) => {
-            const p = clients[i % 3]!.pool(pool, { members });
-            for (let round = 0; round < 3; round++) {
-              const lease = await p.acquire({ wait: 30_000 });
-              holding.set(lease.member, (holding.get(lease.member) ?? 0) + 1);
-              if (holding.get(lease.member)! > 1) overlaps += 1;
-              await delay(2);
-              holding.set(lease.member, holding.get(lease.member)! - 1);
-              await lease.release();
-              done += 1;
-            }
-          }),
-        );
-        assert.equal(overlaps, 0);
-        assert.equal(done, 60);
-        const s = clients[0].stats().pools[pool]!;
-        assert.equal(s.acquired, s.released);
-        assert.ok(s.acquired > 0);
-      });
-
-      test('allocation spreads over members; tryAcquire is null when all are out', async (t) => {
-        if (!shared) return t.skip('pools need semaphores, which this backend does not offer');
-        const locks = await client();
-        const p = locks.pool(name(), { members: ['a', 'b', 'c', 'd'] });
-        const firsts = new Set<string>();
-        for (let i = 0; i < 20; i++) {
-          const lease = await p.acquire();
-          firsts.add(lease.member);
-          await lease.release();
-        }
-        assert.ok(firsts.size >= 2, `always ${[...firsts].join()}`);
-        const all = await Promise.all([p.acquire(), p.acquire(), p.acquire(), p.acquire()]);
-        assert.deepEqual(all.map((l) => l.member).sort(), ['a', 'b', 'c', 'd']);
-        assert.equal(await p.tryAcquire(), null);
-        await assert.rejects(p.acquire({ wait: 50 }), LockTimeoutError);
-        const status = await p.status();
-        assert.ok(status.every((m) => m.held && m.holders.length === 1));
-        await Promise.all(all.map((l) => l.release()));
-        assert.ok((await p.status()).every((m) => !m.held));
-      });
-
-      test('members can be added and removed at run time; a waiter gets a freed member', async (t) => {
-        if (!shared) return t.skip('pools need semaphores, which this backend does not offer');
-        const locks = await client();
-        const p = locks.pool(name(), { members: ['x'] });
-        const first = await p.acquire();
-        p.add('y');
-        const second = await p.acquire({ wait: 0 });
-        assert.equal(second.member, 'y');
-        const waiting = p.acquire({ wait: 5_000 });
-        await delay(20);
-        await first.release();
-        const third = await waiting;
-        assert.equal(third.member, 'x');
-        assert.ok(third.fence > first.fence);
-        assert.equal(p.remove('y'), true);
-        assert.deepEqual(p.members, ['x']);
-        await third.extend();
-        await Promise.all([second.release(), third.release()]);
-      });
-
-      test('bad pool input is a LockArgumentError', async () => {
-        const locks = await client();
-        for (const o of [{}, { members: 'a' }, { members: [''] }, { members: ['a', 'a'] }, { members: [1] }, { members: ['a'], size: 2 }]) {
-          assert.throws(() => locks.pool('p', o as never), LockArgumentError, JSON.stringify(o));
-        }
-        const p = locks.pool(name(), { members: ['a'] });
-        await assert.rejects(p.acquire({ wait: -1 }), LockArgumentError);
-        await assert.rejects(p.acquire({ colour: 'red' } as never), LockArgumentError);
-        p.remove('a');
-        await assert.rejects(p.acquire(), LockArgumentError);
-      });
-    });
+    poolTests(target, client, name);
 
     describe('election', () => {
       test('one leader at a time; resign hands over; fences rise; events fire', async () => {

@@ -30,6 +30,7 @@ export interface Compare {
   target: number;
   result: number;
   create_revision?: string | number;
+  mod_revision?: string | number;
   lease?: string | number;
 }
 
@@ -75,7 +76,7 @@ export interface LeaseClient {
 }
 
 export interface Watcher {
-  on(event: 'delete', listener: (kv: KeyValue) => void): unknown;
+  on(event: 'delete' | 'put', listener: (kv: KeyValue) => void): unknown;
   on(event: 'error', listener: (error: unknown) => void): unknown;
   cancel(): Promise<void>;
 }

@@ -17,6 +17,7 @@ import { holdsShared, sharedVerdict } from './shared.js';
 import { deleteIf, deleteMine, enqueue, listKeys, listValues, rewrite, tryCreate, type Listing } from './txn.js';
 import { Wakeups } from './wake.js';
 import { LineNotes } from './line.js';
+import { EtcdPools } from './pools.js';
 
 export interface EtcdBackendOptions {
   /** An `etcd3` client (`new Etcd3({ hosts })`) or one of its namespaces. Never closed by us. */
@@ -51,6 +52,12 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
   const call = (ms = timeout): CallOptions => ({ deadline: Date.now() + ms });
   const lossListeners: ((key: string, owner: string, reason: unknown) => void)[] = [];
   const wake = new Wakeups(client);
+  const pools = new EtcdPools(
+    client,
+    root,
+    () => call(),
+    (pool) => wake.wake(pool),
+  );
   const holds = new Holds();
   /** Waiters (name + "\n" + owner) refused once: their next attempt queues. */
   const tried = new Set<string>();
@@ -263,6 +270,7 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
     },
 
     waitForChange: (key, signal) => wake.listen(key, signal),
+    pools,
 
     onLost(listener) {
       lossListeners.push(listener);
@@ -271,6 +279,7 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
     async close() {
       closed = true;
       wake.close();
+      pools.close();
       holds.clear();
       tried.clear();
       line.clear();

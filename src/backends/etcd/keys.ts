@@ -39,7 +39,7 @@ export function rangeEnd(prefix: Buffer): Buffer {
   return Buffer.from([0]); // all keys: never reached, prefixes end in '/'
 }
 
-const escapeName = (name: string): string => (/[%/]/.test(name) ? name.replace(/[%/]/g, (c) => (c === '%' ? '%25' : '%2F')) : name);
+export const escapeName = (name: string): string => (/[%/]/.test(name) ? name.replace(/[%/]/g, (c) => (c === '%' ? '%25' : '%2F')) : name);
 
 /** The keys of `name`, and of the slot `tag` ("<lease>.<slot>"; empty when only the name matters). */
 export function keysFor(root: Buffer, name: string, tag: string): LockKeys {

@@ -33,6 +33,11 @@ export class Wakeups {
     return this.#closed ? Promise.resolve() : this.#wakers.wait(name, signal);
   }
 
+  /** Wakes `name`'s waiters here (a change this backend heard of another way: a pool's watch). */
+  wake(name: string): void {
+    this.#wakers.wake(name);
+  }
+
   /**
    * Watches for the delete of `key` (or of any key in [start, end) when `key` is undefined) after
    * `revision`, then wakes `name`'s waiters. Keeps a watch already armed on the same target.

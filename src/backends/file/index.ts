@@ -24,6 +24,7 @@ import { Files, diskFull, type LockFile } from './lockfile.js';
 import { EXCLUSIVE, INTENT, MAIN, SHARED, SLOTS, UNLOCK } from './native.js';
 import { checkName } from './names.js';
 import { checkOptions, type FileBackendOptions } from './options.js';
+import { FilePools } from './pools.js';
 import { Ranges } from './ranges.js';
 import { FileRates } from './rate.js';
 import { holder, live, withMeta, write } from './records.js';
@@ -43,6 +44,7 @@ interface Held {
 class FileBackend implements LockBackend {
   readonly name = 'file';
   readonly capabilities = { shared: true, wake: true, fencing: true, expiry: 'ttl' } as const;
+  readonly pools: FilePools;
   readonly #files: Files;
   readonly #ranges: Ranges;
   readonly #spares: Spares;
@@ -56,6 +58,7 @@ class FileBackend implements LockBackend {
   constructor(options: FileBackendOptions | undefined) {
     const o = checkOptions(options);
     this.#files = new Files(o.dir ?? defaultDir(), o.mode, o.dir === undefined);
+    this.pools = new FilePools(this.#files);
     this.#ranges = new Ranges(this.#files);
     this.#spares = new Spares(this.#files, this.#ranges, o.linger);
     this.#watchers = new Watchers(this.#files, o.linger);
@@ -267,6 +270,7 @@ export function fileBackend(options?: FileBackendOptions): LockBackend {
   return {
     name: b.name,
     capabilities: b.capabilities,
+    pools: b.pools,
     acquire: (req) => b.acquire(req),
     extend: (key, owner, ttl) => b.extend(key, owner, ttl),
     release: (key, owner) => b.release(key, owner),

@@ -4,10 +4,14 @@
 
 import { closeSync, constants, fchmodSync, fstatSync, lstatSync, openSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
+import { sleep } from '../../core/time.js';
 import { LockAcquisitionError } from '../../errors.js';
 import { prepareDefault, prepareGiven } from './directory.js';
 import { native, type FileLocks, type Header } from './native.js';
 import { fileNameFor } from './names.js';
+
+/** How long a record file's lock is tried for (openLocked). */
+const PATIENCE_MS = 2_000;
 
 // libuv opens every file O_CLOEXEC already (node has no constant for it), so no child inherits one.
 const SAFE = constants.O_NOFOLLOW;
@@ -95,6 +99,35 @@ export class Files {
     // the caller asked for): fix it, or anyone it lets in could hold a read lock for ever.
     if (ours && (st.mode & 0o777) !== this.mode) fchmodSync(fd, this.mode);
     return st;
+  }
+
+  /**
+   * A small record file beside the lock files (a rate bucket, a pool's members): opened safely, locked
+   * (`type`: shared to read, exclusive to change; others hold it for one read and one write, so this
+   * tries every ms up to PATIENCE_MS), and still the file at `path`: one removed while we waited is
+   * left for the one there now. Undefined when there is none and not `create`.
+   */
+  async openLocked(path: string, key: string, create: boolean, type: 1 | 2, what: string): Promise<number | undefined> {
+    const locks = this.locks; // first: it makes (and checks) the directory
+    const start = performance.now();
+    for (;;) {
+      const opened = this.openChecked(path, constants.O_RDWR | (create ? constants.O_CREAT : 0), key);
+      if (!opened) return undefined;
+      const [fd, st] = opened;
+      try {
+        while (!locks.lock(fd, type, 0, 1)) {
+          if (performance.now() - start > PATIENCE_MS) {
+            throw new LockAcquisitionError(`${what}: its file stayed locked for ${PATIENCE_MS} ms (a process paused mid-update?)`, { key });
+          }
+          await sleep(1);
+        }
+      } catch (error) {
+        closeSync(fd);
+        throw error;
+      }
+      if (lstatSync(path, { throwIfNoEntry: false })?.ino === st.ino) return fd;
+      closeSync(fd);
+    }
   }
 
   /** The lock file of `key`, opened read-write and its header mapped; undefined when missing and not `create`. */

@@ -7,18 +7,14 @@
 // over the directory (no timer) that removes such files under their lock, as PostgreSQL's rows go. Whoever opened one before it went checks,
 // once it holds the lock, that its file is still the one at the path, and opens the new one if not.
 
-import { closeSync, constants, lstatSync, readdirSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, readdirSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { sleep } from '../../core/time.js';
-import { LockAcquisitionError } from '../../errors.js';
 import { gcra, type RateDecision, type RateRequest, type RateStore } from '../shared/gcra.js';
 import { diskFull, type Files } from './lockfile.js';
 import { EXCLUSIVE, UNLOCK } from './native.js';
 import { checkName } from './names.js';
 
 const SUFFIX = '.rate';
-/** How long a take tries for the bucket's lock: others hold it for one read and one write. */
-const PATIENCE_MS = 2_000;
 /** One pass over the directory for full buckets per this many takes. */
 const SWEEP_EVERY = 256;
 
@@ -45,7 +41,7 @@ export class FileRates implements RateStore {
     checkName(r.key);
     const path = this.#path(r.key);
     // A look at a bucket that has no file (a full one) must not leave one behind.
-    const fd = await this.#lockCurrent(path, r.key, !r.peek);
+    const fd = await this.files.openLocked(path, r.key, !r.peek, EXCLUSIVE, `rate bucket "${r.key}"`);
     if (fd === undefined) return this.#decide(undefined, r);
     let decision: RateDecision;
     try {
@@ -85,35 +81,6 @@ export class FileRates implements RateStore {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }
     return Promise.resolve();
-  }
-
-  /** The bucket's file, opened safely and locked, and still the one at `path` (undefined: none, and not `create`). */
-  async #lockCurrent(path: string, key: string, create: boolean): Promise<number | undefined> {
-    const start = performance.now();
-    const locks = this.files.locks; // first: it makes (and checks) the directory
-    for (;;) {
-      const opened = this.files.openChecked(path, constants.O_RDWR | (create ? constants.O_CREAT : 0), key);
-      if (!opened) return undefined;
-      const [fd, st] = opened;
-      try {
-        while (!locks.lock(fd, EXCLUSIVE, 0, 1)) {
-          if (performance.now() - start > PATIENCE_MS) {
-            throw new LockAcquisitionError(
-              `rate bucket "${key}": its file stayed locked for ${PATIENCE_MS} ms (a taker paused mid-update?)`,
-              {
-                key,
-              },
-            );
-          }
-          await sleep(1);
-        }
-      } catch (error) {
-        closeSync(fd);
-        throw error;
-      }
-      if (lstatSync(path, { throwIfNoEntry: false })?.ino === st.ino) return fd;
-      closeSync(fd); // swept or reset while we waited: the bucket is the file at the path now
-    }
   }
 
   /** Removes the files of buckets that are full again; one busy or foreign file is skipped, not waited for. */

@@ -7,6 +7,7 @@ import { LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
 import { Wakers } from '../shared/wakers.js';
 import { MemoryRates } from './rate.js';
+import { MemberSets } from '../shared/pools.js';
 
 interface Holder {
   fence: bigint;
@@ -35,6 +36,8 @@ export class MemoryStore {
   #sweeper: NodeJS.Timeout | undefined;
   /** Rate-limiter buckets, shared by every backend over this store like its locks. */
   readonly rates = new MemoryRates();
+  /** Pool members, shared likewise; a change wakes the pool key's waiters. */
+  readonly pools = new MemberSets((pool) => this.#notify(pool));
 
   /**
    * The entry for `key` with expired holders and intents dropped. A free entry stays in the map until
@@ -184,6 +187,7 @@ export function memoryBackend(options?: MemoryBackendOptions): LockBackend & { r
       take: (request) => Promise.resolve(store.rates.take(request)),
       reset: (key) => Promise.resolve(store.rates.reset(key)),
     },
+    pools: store.pools.store(),
     close: () => Promise.resolve(),
   };
 }

@@ -17,6 +17,7 @@ import { msOption } from '../shared/checks.js';
 import { isPool, isMissingRelation, run } from './client.js';
 import { ensureSequence, fenceSequence } from './fence.js';
 import { postgresRate } from './rate.js';
+import { postgresPools } from './pools.js';
 import { Holds, type Hold } from './holds.js';
 import { holdersOf, inspectKeys, MAX_SLOTS, Questions } from './inspect.js';
 import { advisoryKey, intentKey, slotKey, waitKey } from './keys.js';
@@ -315,6 +316,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     capabilities: { shared: true, wake: true, fencing: true, expiry: 'ttl' },
     // Rate buckets live in a table beside the fence sequence (identifiers checked by fenceSequence).
     rate: postgresRate(o.pool as unknown as Parameters<typeof postgresRate>[0], `"${seq.schema}"."${seq.name}_rate"`),
+    pools: postgresPools(o.pool as unknown as Parameters<typeof postgresPools>[0], `"${seq.schema}"."${seq.name}_pool"`, keyOf),
     acquire,
     extend,
     release,

@@ -11,6 +11,7 @@ import { msOption, prefixOption } from '../shared/checks.js';
 import { adapt, type RedisAdapter } from './client.js';
 import { keysFor, leaseKey, wakeChannel, type LockKeys } from './keys.js';
 import { redisRate } from './rate.js';
+import { redisPools } from './pools.js';
 import { ACQUIRE_ANY, EXTEND_SHARED, RELEASE_ANY } from './rw-scripts.js';
 import { decoded, type Grant, type Script } from './script.js';
 import { ACQUIRE, CACHE_GET, CACHE_SET, EXTEND, HANDOVER, INSPECT, RELEASE, type Holder } from './scripts.js';
@@ -130,6 +131,7 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
     name: 'redis',
     capabilities: { shared: true, wake: true, fencing: true, expiry: 'ttl' },
     rate: redisRate(call, (name) => keysFor(prefix, name).rate),
+    pools: redisPools(call, prefix),
 
     async acquire(req: AcquireRequest): Promise<AcquireResult> {
       const lease = leaseKey(prefix, req.key);

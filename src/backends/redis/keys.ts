@@ -14,6 +14,8 @@ export type LockKeys = {
   queueExp: string;
   /** A rate limiter's bucket (rate.ts). */
   rate: string;
+  /** A pool's members (pools.ts). */
+  members: string;
 };
 
 /**
@@ -31,6 +33,7 @@ export function keysFor(prefix: string, name: string): LockKeys {
     queue: `${tag}:queue`,
     queueExp: `${tag}:queue-exp`,
     rate: `${tag}:rate`,
+    members: `${tag}:members`,
   };
 }
 

@@ -1,0 +1,103 @@
+// Pool membership on PostgreSQL: one row per member in a table beside the fence sequence (logged:
+// membership is configuration, it must survive a crash of the server). Each change is one statement,
+// so one implicit transaction; one that can let a waiter in also sends the pool's wake-up, as a
+// release does (sql.ts RELEASE): a NOTIFY of the pool's name key, only when a waiter has announced
+// itself on the pool's wait key, delivered when the change commits.
+
+import type { PoolStore } from '../shared/pools.js';
+import { waitKey } from './keys.js';
+
+interface Queryable {
+  query(config: { text: string; values?: unknown[] }): Promise<{ rows: Record<string, unknown>[] }>;
+}
+
+/** The table, made on first use by whoever gets there first ($ none). */
+const CREATE = (table: string): string => `CREATE TABLE IF NOT EXISTS ${table} (
+  pool text NOT NULL,
+  member text NOT NULL,
+  PRIMARY KEY (pool, member)
+)`;
+
+/** The wake-up of a pool, as an expression: $W its wait key (bigint), $N its name key as text. */
+const WAKE = (w: string, n: string): string =>
+  `CASE WHEN pg_try_advisory_lock(${w}::bigint) THEN pg_advisory_unlock(${w}::bigint) ELSE pg_notify('locksmith_wake', ${n}::text) IS NULL END`;
+
+/**
+ * Adds the members not in yet, unless the pool would then have more than $3. $1 the pool, $2 the
+ * members (text[], distinct), $3 the most members, $4 the pool's name key as text, $5 its wait key.
+ * One row: added (-1: nothing added, it would not fit), woke. Two adds at once each count the
+ * members committed before they started, so together they may pass $3 by at most their own sizes.
+ */
+const ADD = (table: string): string => `WITH fresh AS (
+  SELECT m FROM unnest($2::text[]) AS m WHERE NOT EXISTS (SELECT 1 FROM ${table} t WHERE t.pool = $1 AND t.member = m)
+), fits AS (
+  SELECT (SELECT count(*) FROM ${table} WHERE pool = $1) + (SELECT count(*) FROM fresh) <= $3::int AS ok
+), ins AS (
+  INSERT INTO ${table} (pool, member) SELECT $1, m FROM fresh, fits WHERE fits.ok ON CONFLICT DO NOTHING RETURNING 1
+)
+SELECT CASE WHEN (SELECT ok FROM fits) THEN (SELECT count(*) FROM ins)::int ELSE -1 END AS added,
+  CASE WHEN (SELECT count(*) FROM ins) = 0 THEN false ELSE ${WAKE('$5', '$4')} END AS woke`;
+
+/** Removes members: $1 the pool, $2 the members (text[]). One row: removed. */
+const REMOVE = (table: string): string =>
+  `WITH gone AS (DELETE FROM ${table} WHERE pool = $1 AND member = ANY($2::text[]) RETURNING 1) SELECT count(*)::int AS removed FROM gone`;
+
+/**
+ * Replaces every member and wakes the pool: $1 the pool, $2 the members (text[], distinct), $3 the
+ * pool's name key as text, $4 its wait key. Both data-modifying parts run whether read or not.
+ */
+const ASSIGN = (table: string): string => `WITH gone AS (
+  DELETE FROM ${table} WHERE pool = $1 AND member <> ALL($2::text[])
+), ins AS (
+  INSERT INTO ${table} (pool, member) SELECT $1, m FROM unnest($2::text[]) AS m ON CONFLICT DO NOTHING
+)
+SELECT ${WAKE('$4', '$3')} AS woke`;
+
+/** The members: $1 the pool. */
+const MEMBERS = (table: string): string => `SELECT member FROM ${table} WHERE pool = $1`;
+
+/** Wakes a pool's waiters with no change: $1 its name key as text, $2 its wait key. */
+const NOTIFY = `SELECT ${WAKE('$2', '$1')} AS woke`;
+
+/** Another session made the table at the same moment (IF NOT EXISTS does not cover a race). */
+const raced = (error: unknown): boolean => ['23505', '42P07'].includes((error as { code?: string }).code ?? '');
+
+/** The pool store of a PostgreSQL backend; `keyOf` is the backend's advisory key of a name. */
+export function postgresPools(pool: Queryable, table: string, keyOf: (name: string) => bigint): PoolStore {
+  let ready: Promise<void> | undefined;
+  /** The rows of a statement on the table, made first if need be. */
+  const q = async (text: string, values: unknown[]): Promise<Record<string, unknown>[]> => {
+    ready ??= pool.query({ text: CREATE(table) }).then(
+      () => undefined,
+      (error: unknown) => {
+        if (raced(error)) return;
+        ready = undefined;
+        throw error;
+      },
+    );
+    await ready;
+    return (await pool.query({ text, values })).rows;
+  };
+  const keys = (name: string): [string, string] => {
+    const k = keyOf(name);
+    return [String(k), String(waitKey(k))];
+  };
+  return {
+    async add(name, members, max) {
+      const added = Number((await q(ADD(table), [name, members, max, ...keys(name)]))[0]?.added);
+      return added < 0 ? null : added;
+    },
+    async remove(name, members) {
+      return Number((await q(REMOVE(table), [name, members]))[0]?.removed);
+    },
+    async assign(name, members) {
+      await q(ASSIGN(table), [name, members, ...keys(name)]);
+    },
+    async members(name) {
+      return (await q(MEMBERS(table), [name])).map((r) => String(r.member));
+    },
+    async notify(name) {
+      await pool.query({ text: NOTIFY, values: keys(name) });
+    },
+  };
+}

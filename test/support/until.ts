@@ -1,0 +1,11 @@
+// Polls `condition` until it holds, failing after `ms`: for tests that watch another process or a
+// server reach a state they cannot be told about.
+import { setTimeout as delay } from 'node:timers/promises';
+
+export async function until(condition: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!(await condition())) {
+    if (performance.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
+    await delay(5);
+  }
+}
