@@ -116,7 +116,7 @@ describe('the file backend installs on linux-x64 without building', { timeout: 1
   }
 
   function check(dir: string, env: NodeJS.ProcessEnv): void {
-    assert.equal(existsSync(join(dir, 'node_modules/locksmith/build')), false, 'nothing was compiled');
+    assert.equal(existsSync(join(dir, 'node_modules/fencelock/build')), false, 'nothing was compiled');
     for (const [file, format] of [
       ['esm.mjs', 'esm'],
       ['cjs.cjs', 'cjs'],

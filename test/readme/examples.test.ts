@@ -26,7 +26,7 @@ describe('README examples', () => {
         .find((l) => /locks\.(pool|election|stampede)|@locks/.test(l))
         ?.trim() ?? `example ${i + 1}`;
     test(`example ${i + 1}: ${title}`, () => {
-      // Inside the repository, so `import 'locksmith'` resolves to the package itself (its exports).
+      // Inside the repository, so `import 'fencelock'` resolves to the package itself (its exports).
       const file = join(work, `example-${i + 1}.ts`);
       writeFileSync(file, code);
       const out = execFileSync(process.execPath, ['--unhandled-rejections=strict', '--import', 'tsx', file], {
