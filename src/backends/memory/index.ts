@@ -33,7 +33,11 @@ export class MemoryStore {
    */
   #fence = BigInt(Date.now()) * 1000n;
   #sweeper: NodeJS.Timeout | undefined;
-  /** Rate-limiter buckets, shared by every backend over this store like its locks. */
+  /**
+   * Rate-limiter buckets, shared by every backend over this store like its locks. Read through
+   * `locks.rateLimiter()`, not directly.
+   * @internal
+   */
   readonly rates = new MemoryRates();
 
   /**
