@@ -73,7 +73,7 @@ let env: NodeJS.ProcessEnv;
 before(async () => {
   if (!existsSync(join(root, 'dist/esm/index.js'))) execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root });
   mkdirSync(work, { recursive: true });
-  user = await userEnvironment(root, { redlock: needs('REDLOCK_URLS'), etcd: needs('ETCD_ENDPOINTS') });
+  user = await userEnvironment(root, { redlock: needs('REDLOCK_URLS'), etcd: needs('ETCD_ENDPOINTS') || needs('ETCD_HOSTS') });
   env = user.env;
 });
 after(async () => {

@@ -1,8 +1,9 @@
 // The environment a user's program runs in, for tests that run docs blocks and examples as programs:
 // REDIS_URL (a redis-server started here), DATABASE_URL (a throw-away database), LOCK_DIR (a temp
 // directory) and the built `locksmith` command on PATH. On request also REDLOCK_URLS (three more
-// independent redis-servers, comma-separated) and ETCD_ENDPOINTS (a 3-member etcd cluster's
-// http://host:port, comma-separated).
+// independent redis-servers, comma-separated) and a 3-member etcd cluster: ETCD_ENDPOINTS (its
+// members' http://host:port, comma-separated, for the etcd3 client) and ETCD_HOSTS (host:port,
+// comma-separated, for the CLI's etcd:// URL).
 
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +20,7 @@ export interface UserEnv {
 export interface UserEnvOptions {
   /** Start three redis-servers for Redlock (REDLOCK_URLS). */
   redlock?: boolean;
-  /** Start a 3-member etcd cluster (ETCD_ENDPOINTS). */
+  /** Start a 3-member etcd cluster (ETCD_ENDPOINTS, ETCD_HOSTS). */
   etcd?: boolean;
 }
 
@@ -42,7 +43,10 @@ export async function userEnvironment(root: string, options: UserEnvOptions = {}
     PATH: `${bin}:${process.env.PATH ?? ''}`,
   };
   if (quorum.length > 0) env.REDLOCK_URLS = quorum.map((n) => n.url).join(',');
-  if (etcd) env.ETCD_ENDPOINTS = etcd.endpoints.map((e) => `http://${e}`).join(',');
+  if (etcd) {
+    env.ETCD_ENDPOINTS = etcd.endpoints.map((e) => `http://${e}`).join(',');
+    env.ETCD_HOSTS = etcd.endpoints.join(',');
+  }
   return {
     env,
     close: async () => {
