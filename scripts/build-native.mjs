@@ -21,7 +21,7 @@ if (mode === '--flock') {
     const result = rebuild(work, { ...process.env, LOCKSMITH_LOCKS: 'flock' }, 'pipe');
     if (result.status !== 0)
       throw new Error(`the flock build failed (${result.error?.message ?? `exit ${result.status}`}):\n${String(result.stderr)}`);
-    // Laid out as a package root, so node-gyp-build loads it when LOCKSMITH_PREBUILD names it.
+    // Laid out as a package root, so node-gyp-build loads it when FENCELOCK_PREBUILD names it.
     mkdirSync(join(root, 'build/flock/build/Release'), { recursive: true });
     cpSync(join(work, 'build/Release/locksmith_file.node'), join(root, 'build/flock/build/Release/locksmith_file.node'));
   } finally {

@@ -34,7 +34,7 @@ describe('file backend off Linux', () => {
       execFileSync(process.execPath, ['scripts/build-native.mjs', '--flock'], { cwd: root, stdio: 'inherit' });
     const run = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'flock-child.ts'), dir], {
       encoding: 'utf8',
-      env: { ...process.env, LOCKSMITH_PREBUILD: flock },
+      env: { ...process.env, FENCELOCK_PREBUILD: flock },
     });
     assert.equal(run.status, 0, run.stderr);
     const out = JSON.parse(run.stdout) as { kind: string; writerRefused: boolean; thirdRefused: boolean; held: string[]; after: string[] };
