@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'scripts/**', 'test/package/fixtures/**', '*.config.js'] },
+  { ignores: ['dist/**', '.tmp/**', 'node_modules/**', 'scripts/**', 'test/package/fixtures/**', '*.config.js'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

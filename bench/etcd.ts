@@ -8,8 +8,8 @@
 
 import { randomUUID } from 'node:crypto';
 import { EtcdLockFailedError, type Etcd3 } from 'etcd3';
-import { Locksmith } from 'locksmith';
-import { etcdBackend } from 'locksmith/etcd';
+import { Locksmith } from 'fencelock';
+import { etcdBackend } from 'fencelock/etcd';
 import { EtcdCluster } from '../test/support/etcd.js';
 import { abcRow, alternating, handoff, summarize, table, type Take } from './stats.js';
 

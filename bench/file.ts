@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
 // The built package, as users run it (npm run bench builds first).
-import { Locksmith } from 'locksmith';
-import { fileBackend } from 'locksmith/file';
+import { Locksmith } from 'fencelock';
+import { fileBackend } from 'fencelock/file';
 import { handoff, table } from './stats.js';
 
 type Factory = typeof fileBackend;

@@ -6,8 +6,8 @@
 
 import { Mutex } from 'async-mutex';
 // The built package, as users run it (npm run bench builds first).
-import { Locksmith } from 'locksmith';
-import { memoryBackend } from 'locksmith/memory';
+import { Locksmith } from 'fencelock';
+import { memoryBackend } from 'fencelock/memory';
 import { handoff, median, rounds, table } from './stats.js';
 
 const N = Number(process.env.BENCH_N ?? 30_000);

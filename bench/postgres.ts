@@ -12,8 +12,8 @@
 // Run: npm run bench:postgres (builds first; the library is the built package, as users run it)
 
 import type pg from 'pg';
-import { Locksmith } from 'locksmith';
-import { postgresBackend } from 'locksmith/postgres';
+import { Locksmith } from 'fencelock';
+import { postgresBackend } from 'fencelock/postgres';
 import { createDatabase } from '../test/support/postgres.js';
 import { abcRow, alternating, handoff, table, type Take } from './stats.js';
 

@@ -8,8 +8,8 @@
 
 import { Redis } from 'ioredis';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
-import { Locksmith } from 'locksmith';
-import { redisBackend } from 'locksmith/redis';
+import { Locksmith } from 'fencelock';
+import { redisBackend } from 'fencelock/redis';
 import { RATE_TAKE } from '../src/backends/redis/rate.js';
 import { RedisNode } from '../test/support/redis.js';
 import { rounds, table } from './stats.js';

@@ -15,8 +15,8 @@ import { createClient } from 'redis-v5';
 import Redlock from 'redlock';
 import { Redlock as SesameRedlock } from '@sesamecare-oss/redlock';
 import { Mutex } from 'redis-semaphore';
-import { Locksmith } from 'locksmith';
-import { redisBackend } from 'locksmith/redis';
+import { Locksmith } from 'fencelock';
+import { redisBackend } from 'fencelock/redis';
 import { RedisNode } from '../test/support/redis.js';
 import { distinctKeys, handoff, median, rounds, table, type Take } from './stats.js';
 

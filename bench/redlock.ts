@@ -12,9 +12,9 @@ import { Redis as Redis5 } from 'ioredis';
 import { Redis as Redis6 } from 'ioredis-v6';
 import Redlock from 'redlock';
 import { Redlock as SesameRedlock } from '@sesamecare-oss/redlock';
-import { Locksmith, LockTimeoutError } from 'locksmith';
-import { redisBackend } from 'locksmith/redis';
-import { redlockBackend } from 'locksmith/redlock';
+import { Locksmith, LockTimeoutError } from 'fencelock';
+import { redisBackend } from 'fencelock/redis';
+import { redlockBackend } from 'fencelock/redlock';
 import { RedisNode } from '../test/support/redis.js';
 import { rounds, table } from './stats.js';
 

@@ -3,8 +3,8 @@
 // the term's fence, so a store can refuse a deposed leader's late writes.
 // Run: REDIS_URL=redis://127.0.0.1:6379 node --import tsx examples/leader-worker.ts
 import { Redis } from 'ioredis';
-import { Locksmith } from 'locksmith';
-import { redisBackend } from 'locksmith/redis';
+import { Locksmith } from 'fencelock';
+import { redisBackend } from 'fencelock/redis';
 
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const terms: string[] = [];

@@ -8,8 +8,8 @@
 
 import diagnostics from 'node:diagnostics_channel';
 import { SpanStatusCode, metrics, trace, type Attributes, type Span } from '@opentelemetry/api';
-import { Locksmith } from 'locksmith';
-import { memoryBackend } from 'locksmith/memory';
+import { Locksmith } from 'fencelock';
+import { memoryBackend } from 'fencelock/memory';
 
 interface LockContext {
   key: string;

@@ -3,7 +3,7 @@
 // transaction (COMMIT releases it, even on PgBouncer in transaction pooling mode).
 // Run: DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres node --import tsx examples/pg-job-queue.ts
 import pg from 'pg';
-import { withTransactionLock } from 'locksmith/postgres';
+import { withTransactionLock } from 'fencelock/postgres';
 
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres', max: 4 });
 const table = `example_jobs_${process.pid}`;

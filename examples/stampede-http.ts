@@ -5,8 +5,8 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
-import { Locksmith } from 'locksmith';
-import { redisBackend, redisCacheStore } from 'locksmith/redis';
+import { Locksmith } from 'fencelock';
+import { redisBackend, redisCacheStore } from 'fencelock/redis';
 
 const client = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
 const locks = new Locksmith(redisBackend({ client }));

@@ -22,7 +22,7 @@ if (mode === '--flock') {
     const result = rebuild(work, { ...process.env, LOCKSMITH_LOCKS: 'flock' }, 'pipe');
     if (result.status !== 0)
       throw new Error(`the flock build failed (${result.error?.message ?? `exit ${result.status}`}):\n${String(result.stderr)}`);
-    // Laid out as a package root, so node-gyp-build loads it when LOCKSMITH_PREBUILD names it.
+    // Laid out as a package root, so node-gyp-build loads it when FENCELOCK_PREBUILD names it.
     mkdirSync(join(root, 'build/flock/build/Release'), { recursive: true });
     cpSync(join(work, 'build/Release/locksmith_file.node'), join(root, 'build/flock/build/Release/locksmith_file.node'));
   } finally {
@@ -47,7 +47,7 @@ if (mode === '--flock') {
   ];
   execFileSync(process.execPath, args, { cwd: root, stdio: ['ignore', 'ignore', 'inherit'], env });
   // What the binaries were built from: test/file/prebuilt.test.ts fails when native/ has changed since.
-  writeFileSync(join(root, 'prebuilds', 'SOURCE'), `${nativeSourceHash(root)}\n`);
+  writeFileSync(join(root, 'scripts', 'prebuilt-source.sha256'), `${nativeSourceHash(root)}\n`);
 } else if (mode === undefined) {
   // From source into build/Release (which node-gyp-build prefers to a prebuilt binary).
   const result = rebuild(root, process.env, 'pipe');

@@ -12,7 +12,7 @@ const require = createRequire(import.meta.url);
 
 if (process.platform === 'win32') {
   console.warn(
-    'locksmith: the file backend does not run on Windows (use the memory, redis, redlock or postgres backend); skipping its native addon',
+    'fencelock: the file backend does not run on Windows (use the memory, redis, redlock or postgres backend); skipping its native addon',
   );
   process.exit(0);
 }
@@ -25,7 +25,7 @@ try {
 const result = rebuild(root);
 if (result.status !== 0) {
   console.warn(
-    `locksmith: could not build the file backend's native addon (${result.error?.message ?? `exit ${result.status}`}); other backends are unaffected`,
+    `fencelock: could not build the file backend's native addon (${result.error?.message ?? `exit ${result.status}`}); other backends are unaffected`,
   );
 }
 process.exit(0);

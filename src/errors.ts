@@ -10,6 +10,7 @@ export type LockErrorCode =
   | 'ERR_LOCK_OWNERSHIP'
   | 'ERR_LOCK_DEADLOCK';
 
+/** What every error may carry besides its message: the lock's key and the underlying cause. */
 export interface LockErrorOptions {
   key?: string | undefined;
   cause?: unknown;

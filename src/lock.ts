@@ -12,6 +12,11 @@ export class Lock implements AsyncDisposable {
   readonly #onDisposeError: (error: unknown) => void;
   #released = false;
 
+  /**
+   * Made by `Locksmith` for each grant; users never construct one. Hidden from the API reference
+   * rather than stripped from the .d.ts (which would leave a public no-argument constructor).
+   * @hidden
+   */
   constructor(lease: Lease, onDisposeError: (error: unknown) => void) {
     this.#lease = lease;
     this.#onDisposeError = onDisposeError;

@@ -47,6 +47,7 @@ export interface LocksmithOptions {
   logger?: Logger;
 }
 
+/** The defaults a `Locksmith` applies, after checking (`locks.defaults`): every field filled in. */
 export interface ResolvedDefaults {
   ttl: number;
   wait: number;

@@ -31,6 +31,10 @@ export class Semaphore {
   readonly #engine: Engine;
   readonly #shape: { mode: 'shared'; limit: number };
 
+  /**
+   * Made by `locks.semaphore()`; hidden from the API reference as `Lock`'s constructor is.
+   * @hidden
+   */
   constructor(engine: Engine, key: string, limit: number) {
     this.#engine = engine;
     this.key = checkKey(key);

@@ -6,7 +6,9 @@ import type { AcquireOptions } from '../options.js';
 import { checkFunction } from '../options.js';
 
 /** The key function sees the method's leading arguments (any number of them). */
+/** Computes a lock's key from a decorated method's arguments. */
 export type KeyFn<K extends unknown[]> = (...args: K) => string;
+/** A method that returns a promise: what `locks.locked()` and `guard.cached()` decorate. */
 export type AsyncMethod<This, A extends unknown[], R> = (this: This, ...args: A) => Promise<R>;
 
 export function locked<K extends unknown[]>(locks: Locks, key: KeyFn<K>, options?: AcquireOptions) {

@@ -1,6 +1,6 @@
 // The one interface recipes are written against. `Locksmith` implements it; a recipe takes a `Locks`
 // and uses nothing else, so a user can write one exactly the way the bundled ones are written (see
-// "Writing a recipe" in the README), and adding a recipe touches neither the engine nor the façade.
+// "Writing a recipe" in docs/recipes.md), and adding a recipe touches neither the engine nor the façade.
 
 import type { LockBackend, LockInfo } from '../backend.js';
 import type { LockEvent } from '../core/events.js';

@@ -1,9 +1,13 @@
-// Runs every code block of the guides in docs/ against the built package and real servers, so the
-// documentation cannot drift from the code. A `ts` block runs as its own module (imports of the
-// package resolve to this repository through its exports); an `sh` block runs in sh -e with the
-// `locksmith` command on PATH. Blocks marked `text` (synopses, output) are not run.
+// Runs every code block of README.md and the guides in docs/ (subfolders included) against the built
+// package and real servers, so the documentation cannot drift from the code. A `ts` block runs as its
+// own module (imports of the package resolve to this repository through its exports); an `sh` block
+// runs in sh -e with the `locksmith` command on PATH. An `sh` block of `npm install` lines alone is
+// checked, not run (it would fetch from the registry): every package it names must be this package or
+// one of its peer dependencies. Blocks marked `text` (synopses, output, diagrams) are not run, and
+// may hold no code.
 //
-// Blocks reach servers through the environment, as an application would (test/support/user-env.ts).
+// Blocks reach servers through the environment, as an application would (test/support/user-env.ts);
+// Redlock's three servers and the etcd cluster are started only when a block names them.
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -33,9 +37,35 @@ export function blocksOf(page: string, text: string): Block[] {
   return out;
 }
 
-const pages = existsSync(docs) ? readdirSync(docs).filter((f) => f.endsWith('.md')) : [];
-const blocks = pages.flatMap((p) => blocksOf(`docs/${p}`, readFileSync(join(docs, p), 'utf8')));
+const pages = [
+  'README.md',
+  ...(existsSync(docs) ? readdirSync(docs, { recursive: true, encoding: 'utf8' }) : [])
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`)
+    .sort(),
+];
+const blocks = pages.flatMap((p) => blocksOf(p, readFileSync(join(root, p), 'utf8')));
 const RUN = new Set(['ts', 'js', 'sh']);
+const needs = (name: string): boolean => blocks.some((b) => RUN.has(b.lang) && b.code.includes(name));
+
+/** Code that a `text` block must not hold: it would go stale unseen. */
+const CODE = /^\s*(import |export |const |let |await |function |class |npm |npx |node )/m;
+
+/** A block of `npm install` lines (and comments) only. */
+const isInstall = (b: Block): boolean =>
+  b.lang === 'sh' && b.code.split('\n').every((l) => l.trim() === '' || l.trim().startsWith('#') || /^npm (install|i) /.test(l.trim()));
+
+/** The packages an install block names, without versions or flags. */
+function installed(b: Block): string[] {
+  return b.code
+    .split('\n')
+    .filter((l) => /^npm (install|i) /.test(l.trim()))
+    .flatMap((l) => l.replace(/#.*/, '').trim().split(/\s+/).slice(2))
+    .filter((w) => !w.startsWith('-'))
+    .map((w) => w.replace(/(.)@.*$/, '$1'));
+}
+
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { name: string; peerDependencies: Record<string, string> };
 
 let user: UserEnv;
 let env: NodeJS.ProcessEnv;
@@ -43,7 +73,7 @@ let env: NodeJS.ProcessEnv;
 before(async () => {
   if (!existsSync(join(root, 'dist/esm/index.js'))) execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root });
   mkdirSync(work, { recursive: true });
-  user = await userEnvironment(root);
+  user = await userEnvironment(root, { redlock: needs('REDLOCK_URLS'), etcd: needs('ETCD_ENDPOINTS') || needs('ETCD_HOSTS') });
   env = user.env;
 });
 after(async () => {
@@ -52,12 +82,24 @@ after(async () => {
 });
 
 describe('docs code blocks', () => {
-  test('every block is run or marked as text', () => {
-    for (const b of blocks)
+  test('README and docs have blocks to run', () =>
+    assert.ok(blocks.filter((b) => RUN.has(b.lang)).length >= 50, `${blocks.length} blocks`));
+  test('every block is run or marked as text, and text holds no code', () => {
+    for (const b of blocks) {
       assert.ok(RUN.has(b.lang) || b.lang === 'text', `${b.page}:${b.line}: a \`${b.lang || '(none)'}\` block: mark it ts, sh or text`);
+      if (b.lang === 'text') assert.doesNotMatch(b.code, CODE, `${b.page}:${b.line}: code in a text block: mark it ts or sh`);
+    }
   });
   blocks.forEach((b, i) => {
     if (!RUN.has(b.lang)) return;
+    if (isInstall(b)) {
+      test(`${b.page}:${b.line} (npm install)`, () => {
+        const known = new Set([pkg.name, ...Object.keys(pkg.peerDependencies)]);
+        assert.ok(installed(b).length > 0, 'names a package');
+        for (const name of installed(b)) assert.ok(known.has(name), `${b.page}:${b.line}: ${name} is not ${pkg.name} or one of its peers`);
+      });
+      return;
+    }
     test(`${b.page}:${b.line} (${b.lang})`, () => {
       const file = join(work, `block-${i}.${b.lang === 'sh' ? 'sh' : 'ts'}`);
       writeFileSync(file, b.code);

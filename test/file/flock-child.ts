@@ -1,4 +1,4 @@
-// Runs in a process that loads the portable flock(2) build (LOCKSMITH_PREBUILD=build/flock): takes
+// Runs in a process that loads the portable flock(2) build (FENCELOCK_PREBUILD=build/flock): takes
 // a read lock and two semaphore permits, lists the lock directory while they are held and after
 // they are released (linger 0: swept at once), and prints it all as JSON.
 import { readdirSync } from 'node:fs';

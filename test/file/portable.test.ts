@@ -34,7 +34,7 @@ describe('file backend off Linux', () => {
       execFileSync(process.execPath, ['scripts/build-native.mjs', '--flock'], { cwd: root, stdio: 'inherit' });
     const run = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'flock-child.ts'), dir], {
       encoding: 'utf8',
-      env: { ...process.env, LOCKSMITH_PREBUILD: flock },
+      env: { ...process.env, FENCELOCK_PREBUILD: flock },
     });
     assert.equal(run.status, 0, run.stderr);
     const out = JSON.parse(run.stdout) as { kind: string; writerRefused: boolean; thirdRefused: boolean; held: string[]; after: string[] };
@@ -49,7 +49,8 @@ describe('file backend off Linux', () => {
     await as('win32', async () => {
       assert.throws(
         () => fileBackend(),
-        (e: unknown) => e instanceof LockArgumentError && /Windows/.test(e.message) && /memory, redis, redlock or postgres/.test(e.message),
+        (e: unknown) =>
+          e instanceof LockArgumentError && /Windows/.test(e.message) && /memory, redis, redlock, postgres or etcd/.test(e.message),
       );
     });
   });

@@ -12,11 +12,11 @@ import { nativeSourceHash } from '../../scripts/native-source.mjs';
 const root = join(import.meta.dirname, '../..');
 
 test('the prebuilt binaries were made from native/ and binding.gyp as they are now', () => {
-  const recorded = readFileSync(join(root, 'prebuilds/SOURCE'), 'utf8').trim();
+  const recorded = readFileSync(join(root, 'scripts/prebuilt-source.sha256'), 'utf8').trim();
   assert.equal(
     recorded,
     (nativeSourceHash as (root: string) => string)(root),
-    'native/ or binding.gyp changed since the prebuilt binaries were made: run `node scripts/build-native.mjs --prebuild` and commit prebuilds/',
+    'native/ or binding.gyp changed since the prebuilt binaries were made: run `node scripts/build-native.mjs --prebuild` and commit prebuilds/ and scripts/prebuilt-source.sha256',
   );
 });
 

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -34,6 +34,32 @@ describe('the built package', { timeout: 180_000 }, () => {
     cpSync(join(import.meta.dirname, 'fixtures'), project, { recursive: true });
   });
   after(() => rmSync(project, { recursive: true, force: true }));
+
+  test('the tarball holds what a user needs and nothing else', () => {
+    const files = run('tar', ['-tzf', tarball], root)
+      .trim()
+      .split('\n')
+      .map((f) => f.replace(/^package\//, ''));
+    const needed = [
+      /^(package\.json|README\.md|LICENSE|CHANGELOG\.md)$/,
+      /^dist\/(esm|cjs)\/.+\.(js|d\.ts)$/, // the build: no source maps (they would point at sources not shipped)
+      /^dist\/cjs\/package\.json$/,
+      /^native\/[a-z]+\.[ch]$/, // the file backend's addon, for platforms with no prebuilt binary
+      /^binding\.gyp$/,
+      /^prebuilds\/[a-z0-9-]+\/[a-z.]+\.node$/,
+      /^scripts\/(install-native|node-gyp)\.mjs$/,
+    ];
+    const extra = files.filter((f) => !needed.some((re) => re.test(f)));
+    assert.deepEqual(extra, [], 'files a user does not need (tests, benches, examples, TypeScript sources, maps)');
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+      exports: Record<string, unknown>;
+      bin: Record<string, string>;
+    };
+    const leaves = (v: unknown): string[] => (typeof v === 'string' ? [v] : Object.values(v as object).flatMap(leaves));
+    const targets = [...leaves(pkg.exports), ...Object.values(pkg.bin)];
+    for (const target of targets) assert.ok(files.includes(target.replace(/^\.\//, '')), `${target} is in the tarball`);
+    assert.ok(targets.length > 20, `${targets.length} export targets checked`);
+  });
 
   test('imports from ESM', () => {
     const out = JSON.parse(run(process.execPath, ['esm.mjs'], project)) as Record<string, string>;
@@ -116,7 +142,7 @@ describe('the file backend installs on linux-x64 without building', { timeout: 1
   }
 
   function check(dir: string, env: NodeJS.ProcessEnv): void {
-    assert.equal(existsSync(join(dir, 'node_modules/locksmith/build')), false, 'nothing was compiled');
+    assert.equal(existsSync(join(dir, 'node_modules/fencelock/build')), false, 'nothing was compiled');
     for (const [file, format] of [
       ['esm.mjs', 'esm'],
       ['cjs.cjs', 'cjs'],

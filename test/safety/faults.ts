@@ -390,7 +390,7 @@ registerFault({
 registerFault({
   name: 'node-restart-empty',
   summary: 'one node is killed (SIGKILL) while a client holds the lock and restarted at once without its data',
-  supports: quorum,
+  supports: (system) => quorum(system) && system.restartsEmpty !== false,
   inject: (context) =>
     strike(context, 'node-restart-empty', () => killRestart(context, pick(context, 1), false, context.random.int(50, 200), 'now')),
 });

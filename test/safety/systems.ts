@@ -71,6 +71,11 @@ export interface SystemUnderTest {
   readonly note: string;
   /** Servers and proxies that infrastructure faults act on; empty when there are none. */
   readonly nodes: readonly ServerNode[];
+  /**
+   * False when a node cannot come back without its data by a restart alone (an etcd member that lost
+   * its data must be removed from the cluster and added again): faults that need it do not apply.
+   */
+  readonly restartsEmpty?: boolean;
   readonly proxies: readonly FaultProxy[];
   /** Systems whose clients each connect through a proxy of their own: the one carrying `proc`'s connections. */
   proxyFor?(proc: string): FaultProxy | undefined;
@@ -680,6 +685,7 @@ registerSystem({
       name: 'etcd',
       note: 'a 3-member etcd cluster (heartbeat 50 ms, election 500 ms); clients are separate node processes (etcd3), each through its own TCP proxies to every member; session lease = ttl',
       nodes: cluster.members.map((m) => etcdNode(m, cluster)),
+      restartsEmpty: false,
       get proxies() {
         return [...links].map(([proc, group]) => proxyOf(proc, group));
       },

@@ -1,10 +1,14 @@
 // The environment a user's program runs in, for tests that run docs blocks and examples as programs:
 // REDIS_URL (a redis-server started here), DATABASE_URL (a throw-away database), LOCK_DIR (a temp
-// directory) and the built `locksmith` command on PATH.
+// directory) and the built `locksmith` command on PATH. On request also REDLOCK_URLS (three more
+// independent redis-servers, comma-separated) and a 3-member etcd cluster: ETCD_ENDPOINTS (its
+// members' http://host:port, comma-separated, for the etcd3 client) and ETCD_HOSTS (host:port,
+// comma-separated, for the CLI's etcd:// URL).
 
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { EtcdCluster } from './etcd.js';
 import { createDatabase } from './postgres.js';
 import { RedisNode } from './redis.js';
 
@@ -13,8 +17,17 @@ export interface UserEnv {
   close: () => Promise<void>;
 }
 
-export async function userEnvironment(root: string): Promise<UserEnv> {
+export interface UserEnvOptions {
+  /** Start three redis-servers for Redlock (REDLOCK_URLS). */
+  redlock?: boolean;
+  /** Start a 3-member etcd cluster (ETCD_ENDPOINTS, ETCD_HOSTS). */
+  etcd?: boolean;
+}
+
+export async function userEnvironment(root: string, options: UserEnvOptions = {}): Promise<UserEnv> {
   const redis = await RedisNode.start();
+  const quorum = options.redlock ? await Promise.all([1, 2, 3].map(() => RedisNode.start())) : [];
+  const etcd = options.etcd ? await EtcdCluster.start() : undefined;
   const db = await createDatabase();
   const bin = mkdtempSync(join(tmpdir(), 'locksmith-user-bin-'));
   const locks = mkdtempSync(join(tmpdir(), 'locksmith-user-locks-'));
@@ -22,10 +35,23 @@ export async function userEnvironment(root: string): Promise<UserEnv> {
   const c = db.config;
   const databaseUrl =
     c.connectionString ?? `postgres://${c.user ?? 'postgres'}@${c.host ?? '127.0.0.1'}:${c.port ?? 5432}/${c.database ?? ''}`;
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    REDIS_URL: redis.url,
+    DATABASE_URL: databaseUrl,
+    LOCK_DIR: locks,
+    PATH: `${bin}:${process.env.PATH ?? ''}`,
+  };
+  if (quorum.length > 0) env.REDLOCK_URLS = quorum.map((n) => n.url).join(',');
+  if (etcd) {
+    env.ETCD_ENDPOINTS = etcd.endpoints.map((e) => `http://${e}`).join(',');
+    env.ETCD_HOSTS = etcd.endpoints.join(',');
+  }
   return {
-    env: { ...process.env, REDIS_URL: redis.url, DATABASE_URL: databaseUrl, LOCK_DIR: locks, PATH: `${bin}:${process.env.PATH ?? ''}` },
+    env,
     close: async () => {
-      await redis.stop();
+      await Promise.all([redis, ...quorum].map((n) => n.stop()));
+      await etcd?.stop();
       await db.drop();
       for (const d of [bin, locks]) rmSync(d, { recursive: true, force: true });
     },

@@ -57,7 +57,7 @@ export interface FileLocks {
 }
 
 /** The backends that work where the file backend does not. */
-export const ELSEWHERE = 'the memory, redis, redlock or postgres backend';
+export const ELSEWHERE = 'the memory, redis, redlock, postgres or etcd backend';
 
 let loaded: FileLocks | undefined;
 
@@ -80,12 +80,12 @@ export function native(): FileLocks {
     addon = load(root ?? roots[0]!) as Partial<FileLocks>;
   } catch (error) {
     throw new LockAcquisitionError(
-      `the file backend's native addon is not available for ${process.platform}-${process.arch} (no prebuilt binary, and it was not built from source: that needs python3, make and a C compiler at install). Install those and run \`npm rebuild locksmith\`, reading its output, or use ${ELSEWHERE}`,
+      `the file backend's native addon is not available for ${process.platform}-${process.arch} (no prebuilt binary, and it was not built from source: that needs python3, make and a C compiler at install). Install those and run \`npm rebuild fencelock\`, reading its output, or use ${ELSEWHERE}`,
       { cause: error },
     );
   }
   if (typeof addon.map !== 'function' || typeof addon.kind !== 'string') {
-    throw new LockAcquisitionError("the file backend's native addon is from an older version; run `npm rebuild locksmith`");
+    throw new LockAcquisitionError("the file backend's native addon is from an older version; run `npm rebuild fencelock`");
   }
   loaded = addon as FileLocks;
   return loaded;

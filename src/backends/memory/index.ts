@@ -34,9 +34,17 @@ export class MemoryStore {
    */
   #fence = BigInt(Date.now()) * 1000n;
   #sweeper: NodeJS.Timeout | undefined;
-  /** Rate-limiter buckets, shared by every backend over this store like its locks. */
+  /**
+   * Rate-limiter buckets, shared by every backend over this store like its locks. Read through
+   * `locks.rateLimiter()`, not directly.
+   * @internal
+   */
   readonly rates = new MemoryRates();
-  /** Pool members, shared likewise; a change wakes the pool key's waiters. */
+  /**
+   * Pool members, shared likewise; a change wakes the pool key's waiters. Read through
+   * `locks.pool()`, not directly.
+   * @internal
+   */
   readonly pools = new MemberSets((pool) => this.#notify(pool));
 
   /**

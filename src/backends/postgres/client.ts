@@ -3,6 +3,7 @@
 
 import type { Statement } from './sql.js';
 
+/** One row of a query result, as pg returns it. */
 export type Row = Record<string, unknown>;
 
 /** What we use of a pg `PoolClient`. */

@@ -29,7 +29,7 @@ import { Wakeup } from './wakeup.js';
 export { advisoryKey } from './keys.js';
 export { MAX_SLOTS } from './inspect.js';
 export { withTransactionLock, type TransactionLockOptions, type TransactionLock } from './transaction.js';
-export type { PgClientLike, PgPoolLike } from './client.js';
+export type { PgClientLike, PgPoolLike, Row } from './client.js';
 
 export interface PostgresBackendOptions {
   /** A pg `Pool`. Never ended by us; we keep at most a quarter of it (1 to 4 connections) for locks, plus one while anything waits. */

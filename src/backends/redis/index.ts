@@ -18,7 +18,7 @@ import { ACQUIRE, CACHE_GET, CACHE_SET, EXTEND, HANDOVER, INSPECT, RELEASE, type
 import { WakeChannel } from './wake.js';
 import type { CacheEntry, CacheStore } from '../../recipes/stampede.js';
 
-export { keysFor } from './keys.js';
+export { keysFor, type LockKeys } from './keys.js';
 
 export interface RedisBackendOptions {
   /** An ioredis `Redis` or `Cluster`, or a connected node-redis client or cluster. Never closed by us. */
@@ -43,7 +43,11 @@ export interface RedisBackendOptions {
 /** A lease of `owner` on `lease`, as one string: owners are data, so never an object property. */
 const leaseOf = (lease: string, owner: string): string => `${lease}\n${owner}`;
 
-/** Information for an `inspect`, from the server's reply. */
+/**
+ * Information for an `inspect`, from the server's reply. Shared with the Redlock backend, not part of
+ * the public API.
+ * @internal
+ */
 export function lockInfo(key: string, reply: { mode: LockInfo['mode']; holders: Holder[] } | null): LockInfo | null {
   if (!reply) return null;
   // The server reports time left, which becomes an instant on our clock: no clocks compared.

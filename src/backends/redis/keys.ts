@@ -1,5 +1,6 @@
 // The keys of one lock, shared by the Redis and Redlock backends.
 
+/** The Redis keys of one lock, by role (see keysFor). */
 export type LockKeys = {
   /** The lease: "<owner>\n<fence>[w]", the readers' marker "s[w]", or (Redlock) a released fence "\n<fence>". */
   lease: string;
