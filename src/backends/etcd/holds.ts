@@ -84,6 +84,11 @@ export class Holds {
     return this.#slots.has(name);
   }
 
+  /** How many of `name`'s keys are held or queued here. */
+  count(name: string): number {
+    return this.#slots.get(name)?.size ?? 0;
+  }
+
   get(name: string, owner: string): Hold | undefined {
     return this.#byId.get(`${name}\n${owner}`);
   }

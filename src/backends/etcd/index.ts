@@ -224,7 +224,8 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
       try {
         const deleted = await line.releasing(
           key,
-          deleteMine(kv, keysFor(root, key, tag(hold.lease, hold.slot)), call()).then(({ deleted, after }) => {
+          // Its own slot is still counted: another means a waiter here, which the line saves a read.
+          deleteMine(kv, keysFor(root, key, tag(hold.lease, hold.slot)), call(), holds.count(key) > 1).then(({ deleted, after }) => {
             if (holds.get(key, owner)?.slot !== hold.slot) holds.free(key, hold.slot);
             line.released(key, owner, after, holds.busy(key));
             return deleted;

@@ -92,18 +92,17 @@ export async function deleteIf(kv: KVClient, key: Buffer, fence: bigint, o: Call
 }
 
 /**
- * RELEASE: delete both of the owner's keys (held or waiting), then list the name's keys; how many went,
- * and the line as the deletion left it (the next in line may be a waiter of this same instance).
+ * RELEASE: delete both of the owner's keys (held or waiting), then (`listAfter`: when a waiter of this
+ * same instance may be next) list the name's keys; how many went, and the line as the deletion left it.
  */
-export async function deleteMine(kv: KVClient, k: LockKeys, o: CallOptions): Promise<{ deleted: number; after: Listing }> {
-  const r = await kv.txn(
-    {
-      compare: [],
-      success: [{ request_delete_range: { key: k.mine.w } }, { request_delete_range: { key: k.mine.r } }, list(k)],
-      failure: [],
-    },
-    o,
-  );
+export async function deleteMine(
+  kv: KVClient,
+  k: LockKeys,
+  o: CallOptions,
+  listAfter = false,
+): Promise<{ deleted: number; after: Listing }> {
+  const deletes: RequestOp[] = [{ request_delete_range: { key: k.mine.w } }, { request_delete_range: { key: k.mine.r } }];
+  const r = await kv.txn({ compare: [], success: listAfter ? [...deletes, list(k)] : deletes, failure: [] }, o);
   return { deleted: r.responses.reduce((n, op) => n + Number(op.response_delete_range?.deleted ?? 0), 0), after: listing(k, r) };
 }
 

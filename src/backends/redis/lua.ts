@@ -46,6 +46,16 @@ end
 `;
 
 /**
+ * The start of a script only the lease's holder may run: KEYS[1] the lease, ARGV[1] the owner; anyone
+ * else gets 0. Leaves \`lease\` and \`held\` (its value) for the rest. Needs HOLDER.
+ */
+export const HOLDER_ONLY = `
+local lease = KEYS[1]
+local held = redis.call('GET', lease)
+if not held or not is_holder(held, ARGV[1]) then return 0 end
+`;
+
+/**
  * settle(lease, owner, ttl), for a plain exclusive request: what the lease's value decides alone.
  * Returns the reply when it settles the request (the holder's own fence with a fresh ttl; -1 -
  * retry-after ms when another holds it, after marking it so its release wakes us; 0 when readers hold

@@ -2,7 +2,7 @@
 // commands as it can: every command, key and argument is paid on each call, and the server runs
 // scripts one at a time. The lease value's forms are described in lua.ts.
 
-import { FENCE, HOLDER, isHolder, SETTLE } from './lua.js';
+import { FENCE, HOLDER, HOLDER_ONLY, isHolder, SETTLE } from './lua.js';
 import { BadReply, defineScript, fence, flag, grant, integer } from './script.js';
 
 /**
@@ -59,10 +59,7 @@ return 1
  */
 export const HANDOVER = defineScript(
   'release',
-  `${HOLDER}${FENCE}
-local lease = KEYS[1]
-local held = redis.call('GET', lease)
-if not held or not is_holder(held, ARGV[1]) then return 0 end
+  `${HOLDER}${FENCE}${HOLDER_ONLY}
 local fence = next_fence(fence_of(held))
 redis.call('SET', lease, ARGV[2] .. '\\n' .. digits(fence) .. (is_marked(held) and 'w' or ''), 'PX', ARGV[3])
 return fence
@@ -73,10 +70,8 @@ return fence
 /** EXTEND (exclusive holder). KEYS[1]: lease. ARGV[1]: owner, ARGV[2]: ttl ms. 1 when renewed, else 0. */
 export const EXTEND = defineScript(
   'extend',
-  `${HOLDER}
-local held = redis.call('GET', KEYS[1])
-if not held or not is_holder(held, ARGV[1]) then return 0 end
-return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  `${HOLDER}${HOLDER_ONLY}
+return redis.call('PEXPIRE', lease, ARGV[2])
 `,
   flag,
 );

@@ -9,7 +9,7 @@
 // (SYNC) before the lock is used. A release keeps the node's fence ("\n<fence>") for the rest of the
 // lease's life, so the next grant there goes on above it.
 
-import { FENCE, HOLDER, SETTLE } from '../redis/lua.js';
+import { FENCE, HOLDER, HOLDER_ONLY, SETTLE } from '../redis/lua.js';
 import { defineScript, flag, grant } from '../redis/script.js';
 
 /**
@@ -40,11 +40,7 @@ return fence
  */
 export const RELEASE_KEEP = defineScript(
   'release',
-  `${HOLDER}
-local lease = KEYS[1]
-local held = redis.call('GET', lease)
-if not held or not is_holder(held, ARGV[1]) then return 0 end
-redis.call('SET', lease, '\\n' .. fence_of(held), 'KEEPTTL')
+  `${HOLDER}${HOLDER_ONLY}redis.call('SET', lease, '\\n' .. fence_of(held), 'KEEPTTL')
 if is_marked(held) then wake(lease) end
 return 1
 `,
@@ -54,11 +50,7 @@ return 1
 /** SYNC. KEYS[1]: lease. ARGV[1]: owner, ARGV[2]: token. The owner's lease records the token instead of the node's own fence. */
 export const SYNC = defineScript(
   'fence sync',
-  `${HOLDER}
-local lease = KEYS[1]
-local held = redis.call('GET', lease)
-if not held or not is_holder(held, ARGV[1]) then return 0 end
-if tonumber(fence_of(held)) >= tonumber(ARGV[2]) then return 1 end
+  `${HOLDER}${HOLDER_ONLY}if tonumber(fence_of(held)) >= tonumber(ARGV[2]) then return 1 end
 redis.call('SET', lease, ARGV[1] .. '\\n' .. ARGV[2] .. (is_marked(held) and 'w' or ''), 'KEEPTTL')
 return 1
 `,
