@@ -1,5 +1,7 @@
 // Promise helpers for time, shared by the core and the backends.
 
+import { Deadlines, type Expiring } from './deadlines.js';
+
 /**
  * A pause inside work a caller awaits. Not unref'd, on purpose: an unref'd pause that is the only
  * thing pending would let the process exit in the middle of an acquire (a CLI's lock, say).
@@ -24,6 +26,9 @@ export function settleWithin(pending: Promise<unknown>, ms: number): Promise<voi
   ]).finally(() => clearTimeout(timer));
 }
 
+/** The bounds of every withTimeout() in flight: one timer for all (unref'd), not one per call. */
+const bounds = new Deadlines<Expiring>();
+
 /**
  * `pending`, or a rejection with `expired()` after `ms` (the bound alone keeps nothing alive: `pending`
  * does, if it is real I/O). A result that arrives too late goes to `late`
@@ -32,19 +37,22 @@ export function settleWithin(pending: Promise<unknown>, ms: number): Promise<voi
 export function withTimeout<T>(pending: Promise<T>, ms: number, expired: () => Error, late?: (value: T) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let over = false;
-    const timer = setTimeout(() => {
-      over = true;
-      reject(expired());
-    }, ms);
-    timer.unref();
+    const bound: Expiring = {
+      deadline: performance.now() + ms,
+      expire: () => {
+        over = true;
+        reject(expired());
+      },
+    };
+    bounds.watch(bound);
     pending.then(
       (value) => {
-        clearTimeout(timer);
+        bounds.unwatch(bound);
         if (over) late?.(value);
         else resolve(value);
       },
       (error: unknown) => {
-        clearTimeout(timer);
+        bounds.unwatch(bound);
         if (!over) reject(error instanceof Error ? error : new Error(String(error)));
       },
     );

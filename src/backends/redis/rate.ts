@@ -23,7 +23,8 @@ local allowed = nxt - now <= tolerance + eps
 local after = base
 if allowed and ARGV[4] ~= '1' then
   after = nxt
-  redis.call('SET', KEYS[1], string.format('%.3f', nxt), 'PX', math.max(1, math.ceil(nxt - now)))
+  -- A number argument goes over as its exact decimal (%.17g), with no string.format to pay for.
+  redis.call('SET', KEYS[1], nxt, 'PX', math.max(1, math.ceil(nxt - now)))
 end
 local remaining = math.max(0, math.floor((tolerance - (after - now)) / t + eps))
 local retry = 0
@@ -49,7 +50,7 @@ type Call = <R>(s: Script<R>, key: string, keys: string[], args: (string | numbe
 /** The rate store of a Redis backend: `call` runs a script (with the backend's timeout), `bucket` names the key. */
 export function redisRate(call: Call, bucket: (name: string) => string): RateStore {
   return {
-    async take(r: RateRequest) {
+    take(r: RateRequest) {
       const t = r.interval / r.limit;
       return call(TAKE, r.key, [bucket(r.key)], [t, t * r.burst, r.cost, r.peek ? '1' : '0']);
     },
