@@ -54,20 +54,27 @@ describe('time bounds', () => {
     let late: number | undefined;
     let finish!: (n: number) => void;
     const slow = new Promise<number>((resolve) => (finish = resolve));
-    await assert.rejects(
-      withTimeout(
-        slow,
-        5,
-        () => new Error('too slow'),
-        (v) => (late = v),
-      ),
-      /too slow/,
-    );
-    finish(7);
-    await slow;
-    await Promise.resolve();
-    assert.equal(late, 7);
-    assert.equal(await withTimeout(Promise.resolve(3), 1_000, () => new Error('no')), 3);
+    // The bound is unref'd (it alone keeps nothing alive, and `slow` is no I/O), so the test keeps
+    // the loop up itself; without, the process may end before the bound fires.
+    const keepAlive = setInterval(() => undefined, 1_000);
+    try {
+      await assert.rejects(
+        withTimeout(
+          slow,
+          5,
+          () => new Error('too slow'),
+          (v) => (late = v),
+        ),
+        /too slow/,
+      );
+      finish(7);
+      await slow;
+      await Promise.resolve();
+      assert.equal(late, 7);
+      assert.equal(await withTimeout(Promise.resolve(3), 1_000, () => new Error('no')), 3);
+    } finally {
+      clearInterval(keepAlive);
+    }
   });
 
   test('settleWithin never rejects and gives up after its bound', async () => {
