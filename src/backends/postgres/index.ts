@@ -19,12 +19,13 @@ import { ensureSequence, fenceSequence } from './fence.js';
 import { postgresRate } from './rate.js';
 import { postgresPools } from './pools.js';
 import { Holds, type Hold } from './holds.js';
-import { holdersOf, inspectKeys, MAX_SLOTS, Questions } from './inspect.js';
-import { advisoryKey, intentKey, slotKey, waitKey } from './keys.js';
+import { holdersOf, MAX_SLOTS, Questions } from './inspect.js';
+import { intentKey } from './keys.js';
 import type { Session } from './session.js';
 import { Sessions, type ConnectBound } from './sessions.js';
 import { GRANT_PERMIT, GRANT_SHARED_UNLESS_INTENT, INSPECT } from './sql.js';
 import { Wakeup } from './wakeup.js';
+import { Names } from './names.js';
 
 export { advisoryKey } from './keys.js';
 export { MAX_SLOTS } from './inspect.js';
@@ -47,17 +48,6 @@ export interface PostgresBackendOptions {
   connectTimeout?: number;
 }
 
-/** Bounded maps of names to keys: names may be endless (one per order, say). */
-function remember<T>(map: Map<string, T>, id: string, bound: number, make: () => T): T {
-  let value = map.get(id);
-  if (value === undefined) {
-    value = make();
-    if (map.size >= bound) map.clear();
-    map.set(id, value);
-  }
-  return value;
-}
-
 export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   const o = checkOptionNames(options, ['pool', 'schema', 'sequence', 'key', 'connectTimeout'], 'postgresBackend()');
   if (!isPool(o.pool)) throw new LockArgumentError('postgresBackend(): pool must be a pg Pool');
@@ -68,39 +58,13 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   const connectTimeout = msOption('postgresBackend()', 'connectTimeout', o.connectTimeout, 5_000, 1);
 
   const lostListeners: ((key: string, owner: string, reason: unknown) => void)[] = [];
-  const cache = {
-    last: new Map<string, Session>(),
-    keys: new Map<string, bigint>(),
-    text: new Map<string, string>(),
-    wait: new Map<bigint, bigint>(),
-    slots: new Map<string, bigint[]>(),
-  };
+  /** The session each name was last released on (reused next, for its prepared statements). */
+  const lastSession = new Map<string, Session>();
+  const names = new Names(customKey);
   let closed = false;
   let ready: Promise<void> | undefined;
   /** `ready` settled well: attempts need not wait on it. */
   let prepared = false;
-
-  const keyOf = (name: string): bigint => {
-    if (!customKey) return remember(cache.keys, name, 1024, () => advisoryKey(name));
-    const k: unknown = customKey(name);
-    if (typeof k !== 'bigint' || BigInt.asIntN(64, k) !== k) {
-      throw new LockArgumentError(`postgresBackend(): key("${name.slice(0, 40)}") must return a bigint in the signed 64-bit range`, {
-        key: name,
-      });
-    }
-    return k;
-  };
-  const textOf = (nameKey: bigint): string => remember(cache.text, String(nameKey), 1024, () => String(nameKey));
-  const waitOf = (nameKey: bigint): bigint => {
-    let w = cache.wait.get(nameKey);
-    if (w === undefined) {
-      if (cache.wait.size >= 1024) cache.wait.clear();
-      cache.wait.set(nameKey, (w = waitKey(nameKey)));
-    }
-    return w;
-  };
-  const slotsOf = (nameKey: bigint, limit: number): bigint[] =>
-    remember(cache.slots, `${nameKey}/${limit}`, 64, () => Array.from({ length: limit }, (_, i) => slotKey(nameKey, i)));
 
   /** The lease on a session that died is gone: exactly the holds on it are lost. */
   const sessionDied = (session: Session, reason: unknown): void => {
@@ -154,11 +118,11 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
 
   /** Releases `h` on the server (it is out of the bookkeeping already); false when the session had lost it. */
   async function unlock(h: Hold): Promise<boolean> {
-    if (cache.last.size >= 1024) cache.last.clear();
-    cache.last.set(h.key, h.session);
+    if (lastSession.size >= 1024) lastSession.clear();
+    lastSession.set(h.key, h.session);
     wakeup.wake(h.nameKey);
     if (h.session.dead) return false;
-    return h.session.unlock(h.lockKey, h.mode === 'shared' && !h.permit, h.fence, textOf(h.nameKey), waitOf(h.nameKey));
+    return h.session.unlock(h.lockKey, h.mode === 'shared' && !h.permit, h.fence, names.text(h.nameKey), names.wait(h.nameKey));
   }
 
   /** Renews `h` for `ttl` ms: one round trip on its session proves it (and its locks) alive. */
@@ -195,8 +159,8 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     if (!prepared) await prepare(req.key, bound);
     const announcing = wakeup.announced(nameKey);
     if (announcing) await announcing;
-    const last = cache.last.get(req.key);
-    if (last) cache.last.delete(req.key);
+    const last = lastSession.get(req.key);
+    if (last) lastSession.delete(req.key);
     const session = await sessions.pick(req.ttl, req.key, bound, last);
     let fence: bigint | undefined;
     let lockKey = nameKey;
@@ -206,7 +170,8 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
           await session.query(
             GRANT_PERMIT,
             [
-              slotsOf(nameKey, req.limit!)
+              names
+                .slots(nameKey, req.limit!)
                 .filter((k) => !local.has(k))
                 .map(String),
               seq.regclass,
@@ -246,7 +211,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
 
   async function acquire(req: AcquireRequest): Promise<AcquireResult> {
     if (closed) throw new LockAcquisitionError('the postgres backend is closed', { key: req.key });
-    const nameKey = keyOf(req.key);
+    const nameKey = names.key(req.key);
     if (req.limit !== undefined && req.limit > MAX_SLOTS) {
       throw new LockArgumentError(
         `"${req.key}": the postgres backend offers semaphores of at most ${MAX_SLOTS} permits (one advisory key each)`,
@@ -265,7 +230,7 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     const h = holds.get(key, owner);
     if (!h) {
       // A waiter giving up: withdraw its writer intent, if it announced one.
-      await wakeup.unintend(key, keyOf(key), owner);
+      await wakeup.unintend(key, names.key(key), owner);
       return false;
     }
     holds.remove(h);
@@ -285,10 +250,10 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
   }
 
   async function inspect(key: string): Promise<LockInfo | null> {
-    const nameKey = keyOf(key);
+    const nameKey = names.key(key);
     const bound = { ms: connectTimeout, timeout: false };
     if (!prepared) await prepare(key, bound);
-    const values = [remember(cache.text, `inspect:${nameKey}`, 1024, () => `{${inspectKeys(nameKey).join(',')}}`), seq.regclass];
+    const values = [names.inspected(nameKey), seq.regclass];
     const session = sessions.any();
     let rows;
     if (session) rows = await session.query(INSPECT, values);
@@ -316,13 +281,16 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     capabilities: { shared: true, wake: true, fencing: true, expiry: 'ttl' },
     // Rate buckets live in a table beside the fence sequence (identifiers checked by fenceSequence).
     rate: postgresRate(o.pool as unknown as Parameters<typeof postgresRate>[0], `"${seq.schema}"."${seq.name}_rate"`),
-    pools: postgresPools(o.pool as unknown as Parameters<typeof postgresPools>[0], `"${seq.schema}"."${seq.name}_pool"`, keyOf),
+    pools: postgresPools(o.pool as unknown as Parameters<typeof postgresPools>[0], `"${seq.schema}"."${seq.name}_pool"`, (name) =>
+      names.key(name),
+    ),
     acquire,
     extend,
     release,
     inspect,
     // A name held here exclusively is freed by a release of ours, which wakes its waiters locally.
-    waitForChange: (key, signal) => wakeup.wait(keyOf(key), signal, ![...holds.of(key)].some((h) => h.mode === 'exclusive' && !h.permit)),
+    waitForChange: (key, signal) =>
+      wakeup.wait(names.key(key), signal, ![...holds.of(key)].some((h) => h.mode === 'exclusive' && !h.permit)),
     onLost: (l) => void lostListeners.push(l),
     async close() {
       if (closed) return;
