@@ -37,6 +37,22 @@ export interface SessionsOptions {
   onDeath(session: Session, reason: unknown): void;
 }
 
+/**
+ * A checked-out client with an 'error' listener until it goes back: pg emits 'error' when the server
+ * ends a session between two of its queries (pg_terminate_backend, a restart), and with no listener
+ * that is an uncaught exception in the application. The next query on it fails, and says why.
+ */
+function guarded(client: PgClientLike): PgClientLike {
+  const ignore = (): void => undefined;
+  client.on('error', ignore);
+  const release = client.release.bind(client);
+  client.release = (destroy?: boolean | Error): void => {
+    client.removeListener('error', ignore);
+    release(destroy);
+  };
+  return client;
+}
+
 export class Sessions {
   /** Shown as application_name of every session (and so by inspect): `locksmith:<random>`. */
   readonly instance = `locksmith:${randomBytes(4).toString('hex')}`;
@@ -112,7 +128,7 @@ export class Sessions {
             `could not acquire "${key}": no connection from the pool within ${bound.ms} ms (all in use, by other queries)`,
             { key },
           );
-    return withTimeout(this.#o.pool.connect(), bound.ms, expired, (late) => late.release());
+    return withTimeout(this.#o.pool.connect(), bound.ms, expired, (late) => late.release()).then(guarded);
   }
 
   /** The session was retired or died: forget it. */
