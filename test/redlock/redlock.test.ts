@@ -5,6 +5,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { redlockBackend } from '../../src/backends/redlock/index.js';
 import { LockAcquisitionError, LockArgumentError, Locksmith, LockTimeoutError } from '../../src/index.js';
+import { wakeGaps } from '../support/handoff.js';
 import { RedisNode, stopAll } from '../support/redis.js';
 
 const NODE_TIMEOUT = 100;
@@ -146,18 +147,7 @@ describe('redlock', () => {
       backoff: { initial: 5_000, max: 5_000 },
     });
     open.push(slow);
-    const gaps: number[] = [];
-    for (let i = 0; i < 10; i++) {
-      const lock = await a.acquire('wake');
-      const waiting = slow.acquire('wake', { wait: 10_000 });
-      await new Promise((r) => setTimeout(r, 30)); // refused, and waiting
-      const released = performance.now();
-      await lock.release();
-      const next = await waiting;
-      gaps.push(performance.now() - released);
-      await next.release();
-    }
-    gaps.sort((x, y) => x - y);
+    const gaps = await wakeGaps(a, slow, 10);
     assert.ok(gaps[5]! < 200, `median handoff ${gaps[5]!.toFixed(1)} ms (backoff would be 5000 ms)`);
   });
 
