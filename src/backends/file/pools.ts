@@ -14,7 +14,6 @@ import { LockAcquisitionError } from '../../errors.js';
 import { addTo, removeFrom, type PoolStore } from '../shared/pools.js';
 import { diskFull, type Files } from './lockfile.js';
 import { EXCLUSIVE, SHARED } from './native.js';
-import { checkName } from './names.js';
 
 const SUFFIX = '.pool';
 
@@ -44,7 +43,6 @@ export class FilePools implements PoolStore {
   }
 
   async members(pool: string): Promise<string[]> {
-    checkName(pool);
     const fd = await this.#locked(pool, false, SHARED);
     this.#watchable(pool);
     if (fd === undefined) return [];
@@ -56,7 +54,6 @@ export class FilePools implements PoolStore {
   }
 
   async notify(pool: string): Promise<void> {
-    checkName(pool);
     this.#wake(pool);
     return Promise.resolve();
   }
@@ -66,7 +63,6 @@ export class FilePools implements PoolStore {
    * when empty), all under the record's lock.
    */
   async #change(pool: string, create: boolean, edit: (set: Set<string>) => boolean): Promise<void> {
-    checkName(pool);
     const fd = await this.#locked(pool, create, EXCLUSIVE);
     if (fd === undefined) {
       edit(new Set());

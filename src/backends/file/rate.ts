@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import { gcra, type RateDecision, type RateRequest, type RateStore } from '../shared/gcra.js';
 import { diskFull, type Files } from './lockfile.js';
 import { EXCLUSIVE, UNLOCK } from './native.js';
-import { checkName } from './names.js';
 
 const SUFFIX = '.rate';
 /** One pass over the directory for full buckets per this many takes. */
@@ -38,21 +37,23 @@ export class FileRates implements RateStore {
   }
 
   async take(r: RateRequest): Promise<RateDecision> {
-    checkName(r.key);
+    // Naming the file refuses a name no file can have (names.ts), before any I/O.
     const path = this.#path(r.key);
     // A look at a bucket that has no file (a full one) must not leave one behind.
     const fd = await this.files.openLocked(path, r.key, !r.peek, EXCLUSIVE, `rate bucket "${r.key}"`);
-    if (fd === undefined) return this.#decide(undefined, r);
+    if (fd === undefined) return this.#step(undefined, r).decision;
     let decision: RateDecision;
     try {
-      decision = this.#decide(readTat(fd), r, (tat) => {
-        cell.writeDoubleLE(tat, 0);
+      const step = this.#step(readTat(fd), r);
+      if (step.tat !== undefined) {
+        cell.writeDoubleLE(step.tat, 0);
         try {
           writeSync(fd, cell, 0, 8, 0);
         } catch (error) {
           throw diskFull(error, r.key);
         }
-      });
+      }
+      decision = step.decision;
     } finally {
       closeSync(fd); // drops the lock
     }
@@ -60,20 +61,18 @@ export class FileRates implements RateStore {
     return decision;
   }
 
-  /** One GCRA step on the monotonic clock; `store` gets the new TAT when there is one. */
-  #decide(stored: number | undefined, r: RateRequest, store?: (tat: number) => void): RateDecision {
+  /** One GCRA step on the monotonic clock: the decision, and the TAT to store (if any). */
+  #step(stored: number | undefined, r: RateRequest): { decision: RateDecision; tat: number | undefined } {
     const now = monotonic();
     // A TAT beyond one full burst from now cannot come from these settings on this boot (the host
     // restarted, or the burst shrank): counted as an empty bucket, never as a blocked one for days.
     const tat = stored === undefined ? undefined : Math.min(stored, now + (r.interval / r.limit) * r.burst);
     const step = gcra(tat !== undefined && tat > now ? tat : undefined, now, r);
-    if (step.tat !== undefined) store?.(step.tat);
     // resetAt is epoch ms, as on every backend.
-    return { ...step.decision, resetAt: Math.ceil(step.decision.resetAt - now + Date.now()) };
+    return { decision: { ...step.decision, resetAt: Math.ceil(step.decision.resetAt - now + Date.now()) }, tat: step.tat };
   }
 
   reset(key: string): Promise<void> {
-    checkName(key);
     // Unlinking is enough: a take that holds the old file's lock counts as having come before.
     try {
       unlinkSync(this.#path(key));
