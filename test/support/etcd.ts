@@ -39,6 +39,12 @@ export class EtcdMember {
     return proc !== undefined && proc.exitCode === null && proc.signalCode === null;
   }
 
+  /** How the member's process ended, for errors. */
+  get exit(): string {
+    const proc = this.#server?.proc;
+    return `exit code ${proc?.exitCode ?? 'none'}, signal ${proc?.signalCode ?? 'none'}`;
+  }
+
   /** Starts (again) on the same ports and data directory. */
   async start(): Promise<void> {
     const args = [
@@ -111,8 +117,16 @@ export class EtcdCluster {
     const members = names.map((n, i) => new EtcdMember(n, ports[i]!, ports[size + i]!, join(dir, n), initial, dir));
     const cluster = new EtcdCluster(members, dir);
     all.add(cluster);
-    await Promise.all(members.map((m) => m.start()));
-    await cluster.ready();
+    try {
+      await Promise.all(members.map((m) => m.start()));
+      await cluster.ready();
+      const dead = members.find((m) => !m.running);
+      if (dead) throw new Error(`etcd member ${dead.name} exited (${dead.exit})`);
+    } catch (error) {
+      // Members left running would keep the test process alive after its tests.
+      await cluster.stop();
+      throw error;
+    }
     return cluster;
   }
 
@@ -142,6 +156,7 @@ export class EtcdCluster {
               .exec();
             break;
           } catch (error) {
+            if (!member.running) throw new Error(`etcd member ${member.name} exited (${member.exit})`, { cause: error });
             if (Date.now() > deadline) throw new Error(`etcd member ${member.name} did not become ready`, { cause: error });
             await new Promise((r) => setTimeout(r, 50));
           }

@@ -48,7 +48,12 @@ export class RedisNode {
   static async start(options: NodeOptions = {}): Promise<RedisNode> {
     const node = new RedisNode(await freePort(), options);
     all.add(node);
-    await node.restart();
+    try {
+      await node.restart();
+    } catch (error) {
+      await node.stop();
+      throw error;
+    }
     return node;
   }
 

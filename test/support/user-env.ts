@@ -25,35 +25,49 @@ export interface UserEnvOptions {
 }
 
 export async function userEnvironment(root: string, options: UserEnvOptions = {}): Promise<UserEnv> {
-  const redis = await RedisNode.start();
-  const quorum = options.redlock ? await Promise.all([1, 2, 3].map(() => RedisNode.start())) : [];
-  const etcd = options.etcd ? await EtcdCluster.start() : undefined;
-  const db = await createDatabase();
-  const bin = mkdtempSync(join(tmpdir(), 'locksmith-user-bin-'));
-  const locks = mkdtempSync(join(tmpdir(), 'locksmith-user-locks-'));
-  symlinkSync(join(root, 'dist/esm/cli/main.js'), join(bin, 'locksmith'));
-  const c = db.config;
-  const databaseUrl =
-    c.connectionString ?? `postgres://${c.user ?? 'postgres'}@${c.host ?? '127.0.0.1'}:${c.port ?? 5432}/${c.database ?? ''}`;
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    REDIS_URL: redis.url,
-    DATABASE_URL: databaseUrl,
-    LOCK_DIR: locks,
-    PATH: `${bin}:${process.env.PATH ?? ''}`,
+  // What has started so far is stopped again when a later step fails: a server left running keeps the
+  // test process (and so the test run) alive.
+  const started: Array<() => Promise<void>> = [];
+  const close = async (): Promise<void> => {
+    for (const stop of started.splice(0).reverse()) await stop().catch(() => undefined);
   };
-  if (quorum.length > 0) env.REDLOCK_URLS = quorum.map((n) => n.url).join(',');
-  if (etcd) {
-    env.ETCD_ENDPOINTS = etcd.endpoints.map((e) => `http://${e}`).join(',');
-    env.ETCD_HOSTS = etcd.endpoints.join(',');
-  }
-  return {
-    env,
-    close: async () => {
-      await Promise.all([redis, ...quorum].map((n) => n.stop()));
-      await etcd?.stop();
-      await db.drop();
+  try {
+    const redis = await RedisNode.start();
+    started.push(() => redis.stop());
+    const quorum: RedisNode[] = [];
+    for (let i = 0; options.redlock && i < 3; i++) {
+      const node = await RedisNode.start();
+      quorum.push(node);
+      started.push(() => node.stop());
+    }
+    const etcd = options.etcd ? await EtcdCluster.start() : undefined;
+    if (etcd) started.push(() => etcd.stop());
+    const db = await createDatabase();
+    started.push(() => db.drop());
+    const bin = mkdtempSync(join(tmpdir(), 'locksmith-user-bin-'));
+    const locks = mkdtempSync(join(tmpdir(), 'locksmith-user-locks-'));
+    started.push(async () => {
       for (const d of [bin, locks]) rmSync(d, { recursive: true, force: true });
-    },
-  };
+    });
+    symlinkSync(join(root, 'dist/esm/cli/main.js'), join(bin, 'locksmith'));
+    const c = db.config;
+    const databaseUrl =
+      c.connectionString ?? `postgres://${c.user ?? 'postgres'}@${c.host ?? '127.0.0.1'}:${c.port ?? 5432}/${c.database ?? ''}`;
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      REDIS_URL: redis.url,
+      DATABASE_URL: databaseUrl,
+      LOCK_DIR: locks,
+      PATH: `${bin}:${process.env.PATH ?? ''}`,
+    };
+    if (quorum.length > 0) env.REDLOCK_URLS = quorum.map((n) => n.url).join(',');
+    if (etcd) {
+      env.ETCD_ENDPOINTS = etcd.endpoints.map((e) => `http://${e}`).join(',');
+      env.ETCD_HOSTS = etcd.endpoints.join(',');
+    }
+    return { env, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
 }
