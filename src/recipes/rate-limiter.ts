@@ -79,7 +79,7 @@ export class RateLimiter {
     this.burst = o.burst === undefined ? this.limit : checkCount(o.burst, 'burst', name);
     if (!backend.rate) {
       throw new LockArgumentError(
-        `rateLimiter(): the ${backend.name} backend keeps no rate buckets${backend.name === 'redlock' ? ' (a quorum of counters does not make one rate)' : ''}; use Redis, PostgreSQL, file or memory`,
+        `rateLimiter(): the ${backend.name} backend keeps no rate buckets${backend.name === 'redlock' ? ' (a quorum of counters does not make one rate)' : ''}; use Redis, PostgreSQL, etcd, file or memory`,
         { key: name },
       );
     }

@@ -1,7 +1,7 @@
 // One of several processes sharing a rate limiter: `child.ts KIND TARGET NAME RATE BURST MS LOOPS`
 // runs LOOPS concurrent take loops for MS ms (a refused take sleeps the retryAfter it was given), and
 // prints every allowed take as [sent, answered] epoch ms, as JSON: the grant happened in between. KIND is redis (TARGET a port), cluster (TARGET ports, comma-separated)
-// postgres (TARGET a JSON pg config) or file (TARGET the lock directory).
+// postgres (TARGET a JSON pg config), file (TARGET the lock directory) or etcd (TARGET host:port list).
 import { childBackend } from '../support/child-backend.js';
 import { Locksmith } from '../../src/index.js';
 

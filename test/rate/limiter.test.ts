@@ -14,6 +14,7 @@ import { Redis } from 'ioredis';
 import { memoryBackend } from '../../src/backends/memory/index.js';
 import { redlockBackend } from '../../src/backends/redlock/index.js';
 import { LockArgumentError, Locksmith, type LockBackend } from '../../src/index.js';
+import { EtcdCluster } from '../support/etcd.js';
 import { createDatabase, type TestDatabase } from '../support/postgres.js';
 import { RedisNode, startCluster, stopAll } from '../support/redis.js';
 
@@ -110,15 +111,18 @@ describe('rate limiter: four processes', () => {
   let cluster: RedisNode[];
   let db: TestDatabase;
   let dir: string;
+  let etcd: EtcdCluster;
   before(async () => {
-    [node, cluster, db, dir] = await Promise.all([
+    [node, cluster, db, dir, etcd] = await Promise.all([
       RedisNode.start(),
       startCluster(),
       createDatabase(),
       mkdtemp(join(tmpdir(), 'locksmith-rate-')),
+      EtcdCluster.start(),
     ]);
   });
   after(async () => {
+    await etcd?.stop();
     await stopAll();
     await db.drop();
     await rm(dir, { recursive: true, force: true });
@@ -144,6 +148,7 @@ describe('rate limiter: four processes', () => {
     ['cluster', () => cluster.map((n) => n.port).join(',')],
     ['postgres', () => JSON.stringify(db.config)],
     ['file', () => dir],
+    ['etcd', () => etcd.endpoints.join(',')],
   ] as const) {
     test(`${kind}: never more than burst + rate × time, and the rate holds within 5 %`, async () => {
       const each = await processes(kind, target);

@@ -18,6 +18,7 @@ import { deleteIf, deleteMine, enqueue, listKeys, listValues, rewrite, tryCreate
 import { Wakeups } from './wake.js';
 import { LineNotes } from './line.js';
 import { EtcdPools } from './pools.js';
+import { EtcdRates } from './rate.js';
 
 export interface EtcdBackendOptions {
   /** An `etcd3` client (`new Etcd3({ hosts })`) or one of its namespaces. Never closed by us. */
@@ -58,6 +59,7 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
     () => call(),
     (pool) => wake.wake(pool),
   );
+  const rate = new EtcdRates(client, root, () => call());
   const holds = new Holds();
   /** Waiters (name + "\n" + owner) refused once: their next attempt queues. */
   const tried = new Set<string>();
@@ -272,6 +274,7 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
 
     waitForChange: (key, signal) => wake.listen(key, signal),
     pools,
+    rate,
 
     onLost(listener) {
       lossListeners.push(listener);
@@ -281,6 +284,7 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
       closed = true;
       wake.close();
       pools.close();
+      rate.close();
       holds.clear();
       tried.clear();
       line.clear();
