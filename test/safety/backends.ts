@@ -8,7 +8,7 @@ import { fileBackend } from '../../src/backends/file/index.js';
 import { redisBackend } from '../../src/backends/redis/index.js';
 import { redlockBackend } from '../../src/backends/redlock/index.js';
 import { etcdBackend } from '../../src/backends/etcd/index.js';
-import { Etcd3 } from 'etcd3';
+import { Etcd3, isRecoverableError } from 'etcd3';
 import type { LockBackend } from '../../src/index.js';
 
 /**
@@ -47,10 +47,26 @@ function closing(backend: LockBackend, clients: readonly Redis[]): LockBackend {
   };
 }
 
-/** A cockatiel policy that runs each call once, as is (etcd3's own are a retry and a circuit breaker). */
+/** A cockatiel policy that runs each call once, as is (etcd3's own per member is a circuit breaker). */
 const NO_POLICY = {
   execute: <T>(fn: (context: { signal: AbortSignal; attempt: number }) => T) =>
     new Promise<T>((resolve) => resolve(fn({ signal: new AbortController().signal, attempt: 0 }))),
+} as never;
+
+/**
+ * etcd3's default around a whole call: a call that failed for want of a connection (a killed member)
+ * is sent again, to the next member of the call's shuffled list, at most twice more.
+ */
+const NEXT_MEMBER = {
+  async execute<T>(fn: (context: { signal: AbortSignal; attempt: number }) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn({ signal: new AbortController().signal, attempt });
+      } catch (error) {
+        if (attempt >= 2 || !(error instanceof Error) || !isRecoverableError(error)) throw error;
+      }
+    }
+  },
 } as never;
 
 const openers = new Map<string, Opener>([
@@ -86,9 +102,18 @@ const openers = new Map<string, Opener>([
         hosts: (spec.ports as number[]).map((port) => `http://127.0.0.1:${port}`),
         // HTTP/2 pings find a member that stopped answering (SIGSTOP, black hole), so the watch
         // stream moves to another member; and no circuit breaker keeps a healed member shunned for
-        // etcd3's default 5 s (each call has its own deadline; the core retries).
-        grpcOptions: { 'grpc.keepalive_time_ms': 500, 'grpc.keepalive_timeout_ms': 500, 'grpc.keepalive_permit_without_calls': 1 },
-        faultHandling: { host: () => NO_POLICY, global: NO_POLICY },
+        // etcd3's default 5 s (each call has its own deadline; the core retries); a call that could
+        // not reach its member goes to the next, as etcd3's default does.
+        grpcOptions: {
+          'grpc.keepalive_time_ms': 500,
+          'grpc.keepalive_timeout_ms': 500,
+          'grpc.keepalive_permit_without_calls': 1,
+          // gRPC waits 1 s before it reconnects to a member that went away, and backs off from there:
+          // a member restarted after a majority loss would be ignored for seconds.
+          'grpc.initial_reconnect_backoff_ms': 100,
+          'grpc.max_reconnect_backoff_ms': 1_000,
+        },
+        faultHandling: { host: () => NO_POLICY, global: NEXT_MEMBER },
       });
       const backend = etcdBackend({ client, leaseTtl: Number(spec.leaseTtl), commandTimeout: Number(spec.commandTimeout) });
       return { ...backend, close: () => backend.close().finally(() => client.close()) };

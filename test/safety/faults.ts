@@ -367,7 +367,13 @@ registerFault({
   supports: quorum,
   inject: (context) =>
     strike(context, 'minority-loss', () =>
-      killRestart(context, pick(context, Math.floor((context.system.nodes.length - 1) / 2)), true, pastTtl(context), 'now'),
+      killRestart(
+        context,
+        pick(context, Math.floor((context.system.nodes.length - 1) / 2)),
+        true,
+        pastTtl(context) + (context.system.failoverMs ?? 0),
+        'now',
+      ),
     ),
 });
 

@@ -19,7 +19,7 @@ after(() => killAllClients());
 // Taken before the broken system below is registered, so it covers the real backends only.
 const config = configFromEnv({ ...process.env, SAFETY_MODE: 'ci' });
 
-test('safety under faults (CI mode)', { timeout: 420_000 }, async (t) => {
+test('safety under faults (CI mode)', { timeout: 600_000 }, async (t) => {
   const report = await runSafety(config, (text) => text.split('\n').forEach((line) => t.diagnostic(line)));
   assert.ok(report.results.length > 0, 'no backend ran');
   for (const r of report.results) {

@@ -76,6 +76,12 @@ export interface SystemUnderTest {
    * its data must be removed from the cluster and added again): faults that need it do not apply.
    */
   readonly restartsEmpty?: boolean;
+  /**
+   * ms a quorum system may need to carry on after losing a node (etcd: electing a new leader when the
+   * lost member led); a minority loss lasts this much longer, so "progress during" the fault is
+   * progress after the failover, as the system claims it.
+   */
+  readonly failoverMs?: number;
   readonly proxies: readonly FaultProxy[];
   /** Systems whose clients each connect through a proxy of their own: the one carrying `proc`'s connections. */
   proxyFor?(proc: string): FaultProxy | undefined;
@@ -667,12 +673,7 @@ registerSystem({
     // The session lease lives on the cluster: the holder reconnects and still releases its own.
     'reset-links': { holderKeepsLease: true },
   },
-  // Nine runs of a 3-member cluster take about four minutes: more than the CI safety test's budget.
-  unavailable: async () =>
-    (await hasEtcd()) ??
-    (process.env.SAFETY_ETCD === '1'
-      ? undefined
-      : 'etcd runs only with SAFETY_ETCD=1 (about 4 minutes): SAFETY_ETCD=1 npm run test:safety -- --backend etcd'),
+  unavailable: hasEtcd,
   async create({ dir }) {
     const cluster = await EtcdCluster.start();
     // Each client reaches every member through proxies of its own, cut off (or slowed) together.
@@ -686,6 +687,8 @@ registerSystem({
       note: 'a 3-member etcd cluster (heartbeat 50 ms, election 500 ms); clients are separate node processes (etcd3), each through its own TCP proxies to every member; session lease = ttl',
       nodes: cluster.members.map((m) => etcdNode(m, cluster)),
       restartsEmpty: false,
+      // A new leader within 2 election timeouts (500 ms, randomized up to twice that).
+      failoverMs: 1_000,
       get proxies() {
         return [...links].map(([proc, group]) => proxyOf(proc, group));
       },

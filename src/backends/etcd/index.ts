@@ -9,7 +9,7 @@ import { LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
 import { msOption, prefixOption } from '../shared/checks.js';
 import { asClient, type CallOptions } from './client.js';
-import { Hold, Holds } from './holds.js';
+import { cleanupDelay, Hold, Holds } from './holds.js';
 import { decodeValue, encodeValue, keysFor } from './keys.js';
 import { exclusiveVerdict } from './mutex.js';
 import { Session, type Lease } from './session.js';
@@ -79,6 +79,7 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
     wake.disarm(hold.name, hold.owner);
     // The session lease is the fallback. A key of unknown revision is this owner's: no later attempt
     // of it replaced the hold, so nothing newer of it can be there.
+    const sent = performance.now();
     const deleting =
       hold.fence === UNKNOWN
         ? deleteMine(kv, keysFor(root, hold.name, tag(hold.lease, hold.slot)), call())
@@ -91,7 +92,8 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
       () => {
         // Keys nobody will ever release must not stay: try again while their session lives.
         if (hold.fence === UNKNOWN && !hold.lease.lost && !closed && !holds.get(hold.name, hold.owner)) {
-          hold.deadline = performance.now() + timeout;
+          hold.retries += 1;
+          hold.deadline = performance.now() + cleanupDelay(hold.retries, sent, timeout);
           holds.set(hold);
         }
       },
@@ -223,6 +225,7 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
       // Only this instance's own keys can be this owner's: with no hold here it has none.
       const hold = holds.delete(key, owner, true);
       if (!hold) return false;
+      const sent = performance.now();
       try {
         const deleted = await line.releasing(
           key,
@@ -248,7 +251,7 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
                 slot: hold.slot,
                 limit: 0,
                 granted: false,
-                deadline: performance.now() + timeout,
+                deadline: performance.now() + cleanupDelay(0, sent, timeout),
               },
               expire,
             ),

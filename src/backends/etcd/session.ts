@@ -17,6 +17,9 @@ export interface Lease {
 
 type LossListener = (lease: Lease, reason: Error) => void;
 
+/** Attempts to revoke a lost lease (backing off to one TTL apart) before leaving it to expire. */
+const REVOKE_TRIES = 20;
+
 export class Session {
   readonly #leases: LeaseClient;
   readonly #ttlSeconds: number;
@@ -29,6 +32,8 @@ export class Session {
   #tick: NodeJS.Timeout | undefined;
   #expiry: NodeJS.Timeout | undefined;
   #waiters: { until: number; resolve: () => void }[] = [];
+  /** Timers of revocations of lost leases to try again. */
+  readonly #retries = new Set<NodeJS.Timeout>();
   #closed = false;
 
   constructor(leases: LeaseClient, ttlMs: number, timeout: number, onLoss: LossListener) {
@@ -170,9 +175,33 @@ export class Session {
     const waiters = this.#waiters;
     this.#waiters = [];
     for (const w of waiters) w.resolve();
-    // If the server still has it (we only lost touch), revoking frees its keys now rather than at its TTL.
-    void this.#revoke(lease);
+    this.#revokeLost(lease);
     this.#onLoss(lease, reason);
+  }
+
+  /**
+   * If the server still has a lost lease (we only lost touch), revoking it frees its keys now rather
+   * than at its TTL, which etcd restarts whenever a new leader takes over: after a majority loss, a
+   * lost session's keys would hold every waiter back for seconds after the cluster is back. So it is
+   * tried until it goes through or etcd no longer knows the lease, backing off to one TTL.
+   */
+  #revokeLost(lease: Lease, tries = 0): void {
+    this.#leases.leaseRevoke({ ID: lease.id }, this.#options()).then(
+      () => undefined,
+      (error: unknown) => {
+        const gone = error instanceof Error && /lease not found|expired or revoked/.test(error.message);
+        if (gone || this.#closed || tries >= REVOKE_TRIES) return;
+        const timer = setTimeout(
+          () => {
+            this.#retries.delete(timer);
+            this.#revokeLost(lease, tries + 1);
+          },
+          Math.min(this.#ttlSeconds * 1000, 50 * 2 ** tries),
+        );
+        timer.unref();
+        this.#retries.add(timer);
+      },
+    );
   }
 
   #revoke(lease: Lease): Promise<void> {
@@ -185,6 +214,8 @@ export class Session {
   /** Revokes the lease (deleting every key on it) and stops keeping it alive. */
   async close(): Promise<void> {
     this.#closed = true;
+    for (const timer of this.#retries) clearTimeout(timer);
+    this.#retries.clear();
     const current = this.#current;
     this.#current = undefined;
     this.#stop();
