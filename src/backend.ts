@@ -38,6 +38,12 @@ export interface AcquireRequest {
   rw?: RwPolicy | undefined;
   /** How long, in all, the caller will wait for this lease (ms; Infinity: until aborted). */
   wait?: number | undefined;
+  /**
+   * Exclusive waiters only: the caller heads this process's queue of waiters on the key (the others
+   * wait behind it here and do not try), so a backend that keeps a line may give it its place at once
+   * rather than after a refused first try.
+   */
+  head?: boolean | undefined;
 }
 
 export type AcquireResult =

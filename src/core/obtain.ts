@@ -197,6 +197,7 @@ export class Obtainer implements Listeners {
     try {
       this.#closing.throwIfAborted();
       if (queueing) turn = await this.#turns.enter(request.key, options.wait, signal);
+      if (turn) request.head = true;
       obtained = await this.#wait(request, refusal, turn, began, signal);
       // Where the backend keeps the line (fifo), the next waiter here joins it while this one holds.
       if (this.#backend.capabilities.fifo) turn?.leave();

@@ -114,13 +114,14 @@ export function etcdBackend(options: EtcdBackendOptions): LockBackend {
     const k = keysFor(root, req.key, tag(lease, slot));
     const mode = req.mode === 'exclusive' ? 'w' : 'r';
     const limit = req.mode === 'shared' ? (req.limit ?? 0) : 0;
-    // A waiter takes its place in line from its second attempt on: the core lets only the head of
-    // this process's local queue try again, and a key of one behind it would hold the line while
-    // its owner does not try (the head would wait for it, and it for the head). A reader-preference
-    // writer never queues: its key would hold new readers back.
+    // A waiter takes its place in line once it heads this process's local queue (the core lets only
+    // the head try; a key of one behind it would hold the line while its owner does not try), or from
+    // its second attempt on. A reader-preference writer never queues: its key would hold new readers back.
     const id = `${req.key}\n${req.owner}`;
     const queue =
-      req.queue === true && !(req.mode === 'exclusive' && req.rw === 'reader-preference') && (tried.has(id) || known !== undefined);
+      req.queue === true &&
+      !(req.mode === 'exclusive' && req.rw === 'reader-preference') &&
+      (req.head === true || tried.has(id) || known !== undefined);
     const value = encodeValue(Date.now() + req.ttl, limit, req.owner);
     const o = call(Math.min(timeout, req.ttl));
     let listing: Listing;
