@@ -18,6 +18,7 @@ import { LineNotes } from './line.js';
 import { EtcdPools } from './pools.js';
 import { EtcdRates } from './rate.js';
 import { checkOptions, type EtcdBackendOptions } from './options.js';
+import { plainBackend } from '../shared/plain.js';
 
 export type { EtcdBackendOptions };
 
@@ -28,21 +29,7 @@ const UNKNOWN = -1n;
 const tag = (lease: Lease, slot: number): string => `${lease.id}.${slot}`;
 
 export function etcdBackend(options: EtcdBackendOptions): LockBackend {
-  const b = new EtcdBackend(options);
-  // A plain object of bound calls: callers may copy or wrap a backend's methods.
-  return {
-    name: b.name,
-    capabilities: b.capabilities,
-    pools: b.pools,
-    rate: b.rate,
-    acquire: (req) => b.acquire(req),
-    extend: (key, owner, ttl) => b.extend(key, owner, ttl),
-    release: (key, owner) => b.release(key, owner),
-    inspect: (key) => b.inspect(key),
-    waitForChange: (key, signal) => b.waitForChange(key, signal),
-    onLost: (listener) => b.onLost(listener),
-    close: () => b.close(),
-  };
+  return plainBackend(new EtcdBackend(options));
 }
 
 class EtcdBackend implements LockBackend {

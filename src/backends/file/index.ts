@@ -30,6 +30,7 @@ import { FileRates } from './rate.js';
 import { holder, live, withMeta, write } from './records.js';
 import { Spares } from './spares.js';
 import { Watchers } from './watch.js';
+import { plainBackend } from '../shared/plain.js';
 
 export { fileNameFor } from './names.js';
 export type { FileBackendOptions } from './options.js';
@@ -53,7 +54,7 @@ class FileBackend implements LockBackend {
   /** Leases and announced intents, by owner and key (ids, never property names). */
   readonly #leases = new Map<string, Held>();
   readonly #intents = new Map<string, number>();
-  readonly rates: FileRates;
+  readonly rate: FileRates;
 
   constructor(options: FileBackendOptions | undefined) {
     const o = checkOptions(options);
@@ -63,7 +64,7 @@ class FileBackend implements LockBackend {
     this.#spares = new Spares(this.#files, this.#ranges, o.linger);
     this.#watchers = new Watchers(this.#files, o.linger);
     this.#poll = o.poll;
-    this.rates = new FileRates(this.#files);
+    this.rate = new FileRates(this.#files);
   }
 
   #id(key: string, owner: string): string {
@@ -265,18 +266,5 @@ class FileBackend implements LockBackend {
 }
 
 export function fileBackend(options?: FileBackendOptions): LockBackend {
-  const b = new FileBackend(options);
-  // A plain object of bound calls: callers may copy or wrap a backend's methods.
-  return {
-    name: b.name,
-    capabilities: b.capabilities,
-    pools: b.pools,
-    acquire: (req) => b.acquire(req),
-    extend: (key, owner, ttl) => b.extend(key, owner, ttl),
-    release: (key, owner) => b.release(key, owner),
-    inspect: (key) => b.inspect(key),
-    waitForChange: (key, signal) => b.waitForChange(key, signal),
-    rate: { take: (request) => b.rates.take(request), reset: (key) => b.rates.reset(key) },
-    close: () => b.close(),
-  };
+  return plainBackend(new FileBackend(options));
 }
