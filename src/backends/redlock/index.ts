@@ -17,6 +17,7 @@ import { WakeChannel } from '../redis/wake.js';
 import { distinctServers } from './distinct.js';
 import { ask, failures, outcomes, yes, type Votes } from './quorum.js';
 import { ACQUIRE_PROPOSED, RELEASE_KEEP, SYNC } from './scripts.js';
+import { plainBackend } from '../shared/plain.js';
 
 export interface RedlockBackendOptions {
   /** One client per independent Redis master (ioredis or node-redis); at least 3, usually 5. */
@@ -33,50 +34,71 @@ export interface RedlockBackendOptions {
 const PROPOSAL_MARGIN_US = 2_000;
 const isGrant = (g: Grant): boolean => g.granted === true;
 const fenceOf = (g: Grant | undefined): bigint => (g?.granted === true ? g.fence : 0n);
+const nowUs = (): number => Math.floor(performance.now() * 1000);
+
+/** The arguments of ask() after the nodes, the quorum and the timeout. */
+type AskArgs<T> = Parameters<typeof ask<T>> extends [unknown, unknown, unknown, ...infer R] ? R : never;
 
 export function redlockBackend(options: RedlockBackendOptions): LockBackend {
-  const o = checkOptionNames(options, ['clients', 'driftFactor', 'nodeTimeout', 'prefix'], 'redlockBackend()');
-  if (!Array.isArray(o.clients) || o.clients.length < 3) {
-    throw new LockArgumentError('redlockBackend(): clients must be an array of at least 3 independent Redis masters');
-  }
-  const driftFactor: unknown = o.driftFactor === undefined ? 0.01 : o.driftFactor;
-  if (typeof driftFactor !== 'number' || !(driftFactor >= 0 && driftFactor < 0.5)) {
-    throw new LockArgumentError('redlockBackend(): driftFactor must be a number from 0 to 0.5');
-  }
-  const timeout = msOption('redlockBackend()', 'nodeTimeout', o.nodeTimeout, 50, 1, 60_000);
-  const prefix = prefixOption('redlockBackend()', o.prefix, 'locksmith:');
-  const drift = driftFactor;
-  const nodes: RedisAdapter[] = (o.clients as unknown[]).map((c) => adapt(c));
-  const quorum = Math.floor(nodes.length / 2) + 1;
-  const run = <T>(...a: Parameters<typeof ask<T>> extends [unknown, unknown, unknown, ...infer R] ? R : never): Promise<Votes<T>> =>
-    ask(nodes, quorum, timeout, ...a);
-  const checkDistinct = distinctServers(nodes, quorum, timeout);
-  const wakes = new WakeChannel(nodes, wakeChannel(prefix));
+  return plainBackend(new RedlockBackend(options));
+}
+
+class RedlockBackend implements LockBackend {
+  readonly name = 'redlock';
+  readonly capabilities = { shared: false, wake: true, fencing: true, expiry: 'ttl' } as const;
+  readonly #nodes: RedisAdapter[];
+  readonly #quorum: number;
+  readonly #timeout: number;
+  readonly #prefix: string;
+  readonly #drift: number;
+  readonly #checkDistinct: () => Promise<void>;
+  readonly #wakes: WakeChannel;
   /**
    * How far the nodes' clocks (µs) are ahead of performance.now() here, learned from fences the nodes
    * chose themselves; undefined until one did. Proposals stay on the nodes' time scale, whatever the
    * local wall clock says.
    */
-  let offset: number | undefined;
-  const nowUs = (): number => Math.floor(performance.now() * 1000);
+  #offset: number | undefined;
+
+  constructor(options: RedlockBackendOptions) {
+    const o = checkOptionNames(options, ['clients', 'driftFactor', 'nodeTimeout', 'prefix'], 'redlockBackend()');
+    if (!Array.isArray(o.clients) || o.clients.length < 3) {
+      throw new LockArgumentError('redlockBackend(): clients must be an array of at least 3 independent Redis masters');
+    }
+    const driftFactor: unknown = o.driftFactor === undefined ? 0.01 : o.driftFactor;
+    if (typeof driftFactor !== 'number' || !(driftFactor >= 0 && driftFactor < 0.5)) {
+      throw new LockArgumentError('redlockBackend(): driftFactor must be a number from 0 to 0.5');
+    }
+    this.#timeout = msOption('redlockBackend()', 'nodeTimeout', o.nodeTimeout, 50, 1, 60_000);
+    this.#prefix = prefixOption('redlockBackend()', o.prefix, 'locksmith:');
+    this.#drift = driftFactor;
+    this.#nodes = (o.clients as unknown[]).map((c) => adapt(c));
+    this.#quorum = Math.floor(this.#nodes.length / 2) + 1;
+    this.#checkDistinct = distinctServers(this.#nodes, this.#quorum, this.#timeout);
+    this.#wakes = new WakeChannel(this.#nodes, wakeChannel(this.#prefix));
+  }
+
+  #run<T>(...a: AskArgs<T>): Promise<Votes<T>> {
+    return ask(this.#nodes, this.#quorum, this.#timeout, ...a);
+  }
 
   /** The quorum's fence, recorded on a quorum of nodes before it is returned; null when that failed. */
-  async function settleFence(lease: string, owner: string, votes: Votes<Grant>, proposed: bigint, sent: number): Promise<bigint | null> {
+  async #settleFence(lease: string, owner: string, votes: Votes<Grant>, proposed: bigint, sent: number): Promise<bigint | null> {
     let token = 0n;
     for (const v of votes) if (v?.ok === true && fenceOf(v.value) > token) token = fenceOf(v.value);
     const behind: number[] = [];
     votes.forEach((v, i) => {
       if (v?.ok !== true || v.value.granted !== true) return;
       // A node that chose its own fence tells how far ahead its clock is.
-      if (v.value.fence !== proposed) offset = Math.max(offset ?? -Infinity, Number(v.value.fence) - sent);
+      if (v.value.fence !== proposed) this.#offset = Math.max(this.#offset ?? -Infinity, Number(v.value.fence) - sent);
       if (v.value.fence < token) behind.push(i);
     });
     const granted = votes.filter((v) => v?.ok === true && isGrant(v.value)).length;
     let known = granted - behind.length;
-    if (known < quorum) {
+    if (known < this.#quorum) {
       const synced = await Promise.all(
         behind.map((i) =>
-          nodes[i]!.run(SYNC, [lease], [owner, String(token)]).then(
+          this.#nodes[i]!.run(SYNC, [lease], [owner, String(token)]).then(
             (r) => SYNC.decode(r),
             () => false,
           ),
@@ -84,104 +106,101 @@ export function redlockBackend(options: RedlockBackendOptions): LockBackend {
       );
       known += synced.filter(Boolean).length;
     }
-    return known >= quorum ? token : null;
+    return known >= this.#quorum ? token : null;
   }
 
   /** Release goes to every node; it is confirmed once a quorum confirms. */
-  function releaseAll(key: string, owner: string, wait: 'quorum' | 'all'): Promise<Votes<boolean>> {
-    return run(RELEASE_KEEP, [keysFor(prefix, key).lease], [owner], wait === 'quorum' ? (released) => released : undefined);
+  #releaseAll(key: string, owner: string, wait: 'quorum' | 'all'): Promise<Votes<boolean>> {
+    return this.#run(RELEASE_KEEP, [keysFor(this.#prefix, key).lease], [owner], wait === 'quorum' ? (released) => released : undefined);
   }
 
-  return {
-    name: 'redlock',
-    capabilities: { shared: false, wake: true, fencing: true, expiry: 'ttl' },
-
-    async acquire(req: AcquireRequest): Promise<AcquireResult> {
-      await checkDistinct();
-      const lease = keysFor(prefix, req.key).lease;
-      const start = performance.now();
-      const sent = nowUs();
-      const proposed = offset === undefined ? 0n : BigInt(sent + Math.round(offset) + PROPOSAL_MARGIN_US);
-      // A node held by readers of a Redis backend on this name ("long") counts as a refusal.
-      const votes = await run(ACQUIRE_PROPOSED, [lease], [req.owner, req.ttl, String(proposed)], isGrant);
-      const granted = votes.filter((v) => v?.ok === true && isGrant(v.value)).length;
-      if (granted >= quorum) {
-        const fence = await settleFence(lease, req.owner, votes, proposed, sent);
-        const validity = req.ttl - (performance.now() - start) - (req.ttl * drift + 2);
-        if (fence !== null && validity > 0) return { granted: true, fence, validity: Math.floor(validity) };
-      }
-      // No quorum (or no time left): hand back whatever was granted, on every node at once.
-      await releaseAll(req.key, req.owner, 'all');
-      if (failures(votes) > nodes.length - quorum) {
-        throw new LockAcquisitionError(
-          `"${req.key}": no quorum: ${failures(votes)} of ${nodes.length} nodes failed (a majority of ${quorum} must answer)`,
-          {
-            key: req.key,
-            nodes: outcomes(votes, isGrant),
-          },
-        );
-      }
-      const waits = votes.flatMap((v) =>
-        v?.ok === true && v.value.granted === false && v.value.retryAfter !== undefined ? [v.value.retryAfter] : [],
+  async acquire(req: AcquireRequest): Promise<AcquireResult> {
+    await this.#checkDistinct();
+    const lease = keysFor(this.#prefix, req.key).lease;
+    const start = performance.now();
+    const sent = nowUs();
+    const proposed = this.#offset === undefined ? 0n : BigInt(sent + Math.round(this.#offset) + PROPOSAL_MARGIN_US);
+    // A node held by readers of a Redis backend on this name ("long") counts as a refusal.
+    const votes = await this.#run(ACQUIRE_PROPOSED, [lease], [req.owner, req.ttl, String(proposed)], isGrant);
+    const granted = votes.filter((v) => v?.ok === true && isGrant(v.value)).length;
+    if (granted >= this.#quorum) {
+      const fence = await this.#settleFence(lease, req.owner, votes, proposed, sent);
+      const validity = req.ttl - (performance.now() - start) - (req.ttl * this.#drift + 2);
+      if (fence !== null && validity > 0) return { granted: true, fence, validity: Math.floor(validity) };
+    }
+    // No quorum (or no time left): hand back whatever was granted, on every node at once.
+    await this.#releaseAll(req.key, req.owner, 'all');
+    if (failures(votes) > this.#nodes.length - this.#quorum) {
+      throw new LockAcquisitionError(
+        `"${req.key}": no quorum: ${failures(votes)} of ${this.#nodes.length} nodes failed (a majority of ${this.#quorum} must answer)`,
+        {
+          key: req.key,
+          nodes: outcomes(votes, isGrant),
+        },
       );
-      return { granted: false, retryAfter: waits.length >= quorum ? waits.sort((a, b) => a - b)[quorum - 1] : undefined };
-    },
+    }
+    const waits = votes.flatMap((v) =>
+      v?.ok === true && v.value.granted === false && v.value.retryAfter !== undefined ? [v.value.retryAfter] : [],
+    );
+    return { granted: false, retryAfter: waits.length >= this.#quorum ? waits.sort((a, b) => a - b)[this.#quorum - 1] : undefined };
+  }
 
-    async extend(key, owner, ttl) {
-      const start = performance.now();
-      const allowance = ttl * drift + 2;
-      // The core counts a renewed lease as valid for the full ttl from `start`. A node whose clock runs
-      // fast by up to driftFactor would end a ttl-long lease before that, so the nodes are asked for
-      // the drift allowance on top: they then outlive the holder's belief, as after an acquire.
-      const votes = await run(EXTEND, [keysFor(prefix, key).lease], [owner, Math.ceil(ttl + allowance)], (renewed) => renewed);
-      // An extension that came back too late has no validity left to extend.
-      if (yes(votes) >= quorum && performance.now() - start < ttl - allowance) return true;
-      if (failures(votes) > nodes.length - quorum)
-        throw new LockAcquisitionError(`"${key}": could not reach a majority to extend`, { key });
-      return false;
-    },
+  async extend(key: string, owner: string, ttl: number): Promise<boolean> {
+    const start = performance.now();
+    const allowance = ttl * this.#drift + 2;
+    // The core counts a renewed lease as valid for the full ttl from `start`. A node whose clock runs
+    // fast by up to driftFactor would end a ttl-long lease before that, so the nodes are asked for
+    // the drift allowance on top: they then outlive the holder's belief, as after an acquire.
+    const votes = await this.#run(EXTEND, [keysFor(this.#prefix, key).lease], [owner, Math.ceil(ttl + allowance)], (renewed) => renewed);
+    // An extension that came back too late has no validity left to extend.
+    if (yes(votes) >= this.#quorum && performance.now() - start < ttl - allowance) return true;
+    if (failures(votes) > this.#nodes.length - this.#quorum)
+      throw new LockAcquisitionError(`"${key}": could not reach a majority to extend`, { key });
+    return false;
+  }
 
-    async release(key, owner) {
-      const votes = await releaseAll(key, owner, 'quorum');
-      const released = yes(votes);
-      if (released >= quorum) return true;
-      if (failures(votes) > 0 && released > 0) {
-        throw new LockAcquisitionError(`"${key}": released on ${released} of ${nodes.length} nodes; the rest did not answer`, { key });
-      }
-      return false;
-    },
+  async release(key: string, owner: string): Promise<boolean> {
+    const votes = await this.#releaseAll(key, owner, 'quorum');
+    const released = yes(votes);
+    if (released >= this.#quorum) return true;
+    if (failures(votes) > 0 && released > 0) {
+      throw new LockAcquisitionError(`"${key}": released on ${released} of ${this.#nodes.length} this.#nodes; the rest did not answer`, {
+        key,
+      });
+    }
+    return false;
+  }
 
-    async inspect(key): Promise<LockInfo | null> {
-      const k = keysFor(prefix, key);
-      const votes = await run(INSPECT, [k.lease, k.shared], []);
-      // The holder is whoever a majority names. Its fence is the one most of those nodes record: the
-      // token was recorded on a quorum before acquire returned; a straggler may show another number.
-      const seen = new Map<string, { fences: bigint[]; remaining: number }>();
-      for (const v of votes) {
-        const holder = v?.ok === true && v.value?.mode === 'exclusive' ? v.value.holders[0] : undefined;
-        if (!holder) continue;
-        const entry = seen.get(holder.owner) ?? { fences: [], remaining: Infinity };
-        entry.fences.push(holder.fence);
-        entry.remaining = Math.min(entry.remaining, holder.remaining);
-        seen.set(holder.owner, entry);
-      }
-      for (const [owner, e] of seen) {
-        if (e.fences.length < quorum) continue;
-        const count = (f: bigint): number => e.fences.filter((x) => x === f).length;
-        const fence = e.fences.reduce((best, f) => (count(f) > count(best) || (count(f) === count(best) && f > best) ? f : best));
-        return lockInfo(key, { mode: 'exclusive', holders: [{ owner, fence, remaining: e.remaining }] });
-      }
-      if (failures(votes) > nodes.length - quorum)
-        throw new LockAcquisitionError(`"${key}": could not reach a majority to inspect`, { key, nodes: outcomes(votes, () => true) });
-      return null;
-    },
+  async inspect(key: string): Promise<LockInfo | null> {
+    const k = keysFor(this.#prefix, key);
+    const votes = await this.#run(INSPECT, [k.lease, k.shared], []);
+    // The holder is whoever a majority names. Its fence is the one most of those nodes record: the
+    // token was recorded on a quorum before acquire returned; a straggler may show another number.
+    const seen = new Map<string, { fences: bigint[]; remaining: number }>();
+    for (const v of votes) {
+      const holder = v?.ok === true && v.value?.mode === 'exclusive' ? v.value.holders[0] : undefined;
+      if (!holder) continue;
+      const entry = seen.get(holder.owner) ?? { fences: [], remaining: Infinity };
+      entry.fences.push(holder.fence);
+      entry.remaining = Math.min(entry.remaining, holder.remaining);
+      seen.set(holder.owner, entry);
+    }
+    for (const [owner, e] of seen) {
+      if (e.fences.length < this.#quorum) continue;
+      const count = (f: bigint): number => e.fences.filter((x) => x === f).length;
+      const fence = e.fences.reduce((best, f) => (count(f) > count(best) || (count(f) === count(best) && f > best) ? f : best));
+      return lockInfo(key, { mode: 'exclusive', holders: [{ owner, fence, remaining: e.remaining }] });
+    }
+    if (failures(votes) > this.#nodes.length - this.#quorum)
+      throw new LockAcquisitionError(`"${key}": could not reach a majority to inspect`, { key, nodes: outcomes(votes, () => true) });
+    return null;
+  }
 
-    waitForChange(key, signal) {
-      return wakes.wait(keysFor(prefix, key).lease, signal);
-    },
+  waitForChange(key: string, signal: AbortSignal): Promise<void> {
+    return this.#wakes.wait(keysFor(this.#prefix, key).lease, signal);
+  }
 
-    close() {
-      return wakes.close(); // the clients are the caller's
-    },
-  };
+  close(): Promise<void> {
+    return this.#wakes.close(); // the clients are the caller's
+  }
 }
