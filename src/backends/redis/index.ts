@@ -17,6 +17,9 @@ import { decoded, type Grant, type Script } from './script.js';
 import { ACQUIRE, CACHE_GET, CACHE_SET, EXTEND, HANDOVER, INSPECT, RELEASE, type Holder } from './scripts.js';
 import { WakeChannel } from './wake.js';
 import type { CacheEntry, CacheStore } from '../../recipes/stampede.js';
+import type { RateStore } from '../shared/gcra.js';
+import type { PoolStore } from '../shared/pools.js';
+import { plainBackend } from '../shared/plain.js';
 
 export { keysFor, type LockKeys } from './keys.js';
 
@@ -56,44 +59,64 @@ export function lockInfo(key: string, reply: { mode: LockInfo['mode']; holders: 
 }
 
 export function redisBackend(options: RedisBackendOptions): LockBackend {
-  const o = checkOptionNames(options, ['client', 'prefix', 'fair', 'queueTimeout', 'commandTimeout'], 'redisBackend()');
-  if (o.fair !== undefined && typeof o.fair !== 'boolean') throw new LockArgumentError('redisBackend(): fair must be a boolean');
-  const queueTimeout = msOption('redisBackend()', 'queueTimeout', o.queueTimeout, 3_000, 10);
-  const queueMs = o.fair === true ? queueTimeout : 0;
-  const timeout = msOption('redisBackend()', 'commandTimeout', o.commandTimeout, 5_000, 1);
-  const prefix = prefixOption('redisBackend()', o.prefix, 'locksmith:');
-  const redis: RedisAdapter = adapt(o.client);
-  /** One script call, its reply decoded, failed after `ms` without an answer (see commandTimeout). */
-  function call<R>(s: Script<R>, key: string, keys: string[], args: (string | number)[], ms = timeout): Promise<R> {
-    return decoded(
-      s,
-      key,
-      withTimeout(redis.run(s, keys, args), ms, () => new Error(`Redis did not answer within ${ms} ms`)),
-    );
-  }
-  const wakes = new WakeChannel([redis], wakeChannel(prefix));
+  return plainBackend(new RedisBackend(options));
+}
+
+class RedisBackend implements LockBackend {
+  readonly name = 'redis';
+  readonly capabilities = { shared: true, wake: true, fencing: true, expiry: 'ttl' } as const;
+  readonly rate: RateStore;
+  readonly pools: PoolStore;
+  readonly #queueMs: number;
+  readonly #timeout: number;
+  readonly #prefix: string;
+  readonly #redis: RedisAdapter;
+  readonly #wakes: WakeChannel;
   /**
    * By lease key, the plain exclusive waiter that will try again when woken: the last one refused
    * while a wait on the key was armed here. The core lets only the head of a key's local queue wait
    * on the backend, and it arms its wait before each try; an owner refused with no wait armed may be
    * queued behind it, and a lease handed to it would sit idle. A release here hands it the lease.
    */
-  const waiters = new Map<string, { owner: string; ttl: number }>();
+  readonly #waiters = new Map<string, { owner: string; ttl: number }>();
   /**
    * Handovers whose waiter has not asked again yet, by lease key. `fence` settles with the release's
    * reply: the waiter's fence, or null when it got nothing (the release found no lease of its own, or failed).
    */
-  const handovers = new Map<string, { owner: string; ttl: number; sent: number; fence: Promise<bigint | null> }>();
+  readonly #handovers = new Map<string, { owner: string; ttl: number; sent: number; fence: Promise<bigint | null> }>();
   /**
    * Leases whose release needs more than the exclusive holder's script: shared leases granted here,
    * and waiters refused here that left something on the server (an intent, a place in line). Entries
    * go with the release (or, for a waiter, with its grant), so the set is bounded by live requests.
    */
-  const longRelease = new Set<string>();
-  const every = (k: LockKeys): string[] =>
-    queueMs ? [k.lease, k.waiting, k.shared, k.intents, k.queue, k.queueExp] : [k.lease, k.waiting, k.shared, k.intents];
+  readonly #longRelease = new Set<string>();
+  /** One script call (bound: the rate and pool stores take it). */
+  readonly #call = <R>(s: Script<R>, key: string, keys: string[], args: (string | number)[], ms = this.#timeout): Promise<R> =>
+    decoded(
+      s,
+      key,
+      withTimeout(this.#redis.run(s, keys, args), ms, () => new Error(`Redis did not answer within ${ms} ms`)),
+    );
 
-  function acquireAny(req: AcquireRequest, ms: number): Promise<Exclude<Grant, { granted: 'long' }>> {
+  constructor(options: RedisBackendOptions) {
+    const o = checkOptionNames(options, ['client', 'prefix', 'fair', 'queueTimeout', 'commandTimeout'], 'redisBackend()');
+    if (o.fair !== undefined && typeof o.fair !== 'boolean') throw new LockArgumentError('redisBackend(): fair must be a boolean');
+    const queueTimeout = msOption('redisBackend()', 'queueTimeout', o.queueTimeout, 3_000, 10);
+    this.#queueMs = o.fair === true ? queueTimeout : 0;
+    this.#timeout = msOption('redisBackend()', 'commandTimeout', o.commandTimeout, 5_000, 1);
+    this.#prefix = prefixOption('redisBackend()', o.prefix, 'locksmith:');
+    this.#redis = adapt(o.client);
+    this.#wakes = new WakeChannel([this.#redis], wakeChannel(this.#prefix));
+    const prefix = this.#prefix;
+    this.rate = redisRate(this.#call, (name) => keysFor(prefix, name).rate);
+    this.pools = redisPools(this.#call, prefix);
+  }
+
+  #every(k: LockKeys): string[] {
+    return this.#queueMs ? [k.lease, k.waiting, k.shared, k.intents, k.queue, k.queueExp] : [k.lease, k.waiting, k.shared, k.intents];
+  }
+
+  #acquireAny(req: AcquireRequest, ms: number): Promise<Exclude<Grant, { granted: 'long' }>> {
     const args = [
       req.owner,
       req.ttl,
@@ -101,18 +124,18 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
       req.limit ?? 0,
       req.writerPreference ? '1' : '0',
       req.intent ?? 0,
-      req.queue ? queueMs : -queueMs,
+      req.queue ? this.#queueMs : -this.#queueMs,
     ];
-    return call(ACQUIRE_ANY, req.key, every(keysFor(prefix, req.key)), args, ms);
+    return this.#call(ACQUIRE_ANY, req.key, this.#every(keysFor(this.#prefix, req.key)), args, ms);
   }
 
   /** A handover made to `owner` by this instance's release, when it is still good. */
-  async function handedTo(lease: string, owner: string): Promise<AcquireResult | undefined> {
-    const handed = handovers.get(lease);
+  async #handedTo(lease: string, owner: string): Promise<AcquireResult | undefined> {
+    const handed = this.#handovers.get(lease);
     if (handed?.owner !== owner) return undefined;
-    handovers.delete(lease);
+    this.#handovers.delete(lease);
     // An attempt refused just before the handover may have recorded the waiter again.
-    if (waiters.get(lease)?.owner === owner) waiters.delete(lease);
+    if (this.#waiters.get(lease)?.owner === owner) this.#waiters.delete(lease);
     const fence = await handed.fence;
     // The server started the lease's ttl after the release was sent, so counting from then errs
     // early. A grant kept waiting for long is renewed by a plain acquire instead (same owner: same
@@ -122,85 +145,79 @@ export function redisBackend(options: RedisBackendOptions): LockBackend {
   }
 
   /** Gives the lease of `owner` straight to `next`, this instance's waiter (see HANDOVER). */
-  function handOver(lease: string, key: string, owner: string, next: { owner: string; ttl: number }): Promise<boolean> {
+  #handOver(lease: string, key: string, owner: string, next: { owner: string; ttl: number }): Promise<boolean> {
     const sent = performance.now();
-    const reply = call(HANDOVER, key, [lease], [owner, next.owner, next.ttl]);
-    handovers.set(lease, { owner: next.owner, ttl: next.ttl, sent, fence: reply.catch(() => null) });
+    const reply = this.#call(HANDOVER, key, [lease], [owner, next.owner, next.ttl]);
+    this.#handovers.set(lease, { owner: next.owner, ttl: next.ttl, sent, fence: reply.catch(() => null) });
     // The core nudges its own waiters; one of another Locksmith sharing this backend hears it here.
-    wakes.wake(lease);
+    this.#wakes.wake(lease);
     return reply.then((fence) => fence !== null);
   }
 
-  return {
-    name: 'redis',
-    capabilities: { shared: true, wake: true, fencing: true, expiry: 'ttl' },
-    rate: redisRate(call, (name) => keysFor(prefix, name).rate),
-    pools: redisPools(call, prefix),
+  async acquire(req: AcquireRequest): Promise<AcquireResult> {
+    const lease = leaseKey(this.#prefix, req.key);
+    const handed = this.#handovers.size > 0 ? await this.#handedTo(lease, req.owner) : undefined;
+    if (handed) return handed;
+    const plain = req.mode === 'exclusive' && !req.intent && !this.#queueMs;
+    this.#redis.batch(); // see release
+    const armed = this.#wakes.has(lease);
+    const ms = Math.min(this.#timeout, req.ttl);
+    // The plain exclusive case sends only its lease key, owner and ttl: every key and argument costs
+    // time on both sides. One that meets readers is sent again with every key.
+    const first: Grant = plain ? await this.#call(ACQUIRE, req.key, [lease], [req.owner, req.ttl], ms) : { granted: 'long' };
+    const reply = first.granted === 'long' ? await this.#acquireAny(req, ms) : first;
+    if (reply.granted === true) {
+      if (this.#waiters.size > 0 && this.#waiters.get(lease)?.owner === req.owner) this.#waiters.delete(lease);
+      if (req.mode === 'shared') this.#longRelease.add(leaseOf(lease, req.owner));
+      else if (this.#longRelease.size > 0) this.#longRelease.delete(leaseOf(lease, req.owner));
+      return { granted: true, fence: reply.fence };
+    }
+    if (!plain && req.mode === 'exclusive' && (req.intent || (this.#queueMs && req.queue)))
+      this.#longRelease.add(leaseOf(lease, req.owner));
+    if (armed && req.queue && plain) this.#waiters.set(lease, { owner: req.owner, ttl: req.ttl });
+    return { granted: false, retryAfter: reply.retryAfter };
+  }
 
-    async acquire(req: AcquireRequest): Promise<AcquireResult> {
-      const lease = leaseKey(prefix, req.key);
-      const handed = handovers.size > 0 ? await handedTo(lease, req.owner) : undefined;
-      if (handed) return handed;
-      const plain = req.mode === 'exclusive' && !req.intent && !queueMs;
-      redis.batch(); // see release
-      const armed = wakes.has(lease);
-      const ms = Math.min(timeout, req.ttl);
-      // The plain exclusive case sends only its lease key, owner and ttl: every key and argument costs
-      // time on both sides. One that meets readers is sent again with every key.
-      const first: Grant = plain ? await call(ACQUIRE, req.key, [lease], [req.owner, req.ttl], ms) : { granted: 'long' };
-      const reply = first.granted === 'long' ? await acquireAny(req, ms) : first;
-      if (reply.granted === true) {
-        if (waiters.size > 0 && waiters.get(lease)?.owner === req.owner) waiters.delete(lease);
-        if (req.mode === 'shared') longRelease.add(leaseOf(lease, req.owner));
-        else if (longRelease.size > 0) longRelease.delete(leaseOf(lease, req.owner));
-        return { granted: true, fence: reply.fence };
-      }
-      if (!plain && req.mode === 'exclusive' && (req.intent || (queueMs && req.queue))) longRelease.add(leaseOf(lease, req.owner));
-      if (armed && req.queue && plain) waiters.set(lease, { owner: req.owner, ttl: req.ttl });
-      return { granted: false, retryAfter: reply.retryAfter };
-    },
+  extend(key: string, owner: string, ttl: number): Promise<boolean> {
+    const lease = leaseKey(this.#prefix, key);
+    const ms = Math.min(this.#timeout, ttl);
+    if (this.#longRelease.size > 0 && this.#longRelease.has(leaseOf(lease, owner)))
+      return this.#call(EXTEND_SHARED, key, [lease, keysFor(this.#prefix, key).shared], [owner, ttl], ms);
+    return this.#call(EXTEND, key, [lease], [owner, ttl], ms);
+  }
 
-    extend(key, owner, ttl) {
-      const lease = leaseKey(prefix, key);
-      const ms = Math.min(timeout, ttl);
-      if (longRelease.size > 0 && longRelease.has(leaseOf(lease, owner)))
-        return call(EXTEND_SHARED, key, [lease, keysFor(prefix, key).shared], [owner, ttl], ms);
-      return call(EXTEND, key, [lease], [owner, ttl], ms);
-    },
+  release(key: string, owner: string): Promise<boolean> {
+    const lease = leaseKey(this.#prefix, key);
+    // Commands sent in the same tick leave in one write: fewer system calls when many locks are busy
+    // (their replies come back together and are answered together), and a waiter here, nudged by
+    // the core as this release leaves, sends its attempt along. Measured (bench/redis.ts, case B)
+    // against corking only when calls are in flight, which was slower.
+    this.#redis.batch();
+    const next = this.#waiters.size > 0 ? this.#waiters.get(lease) : undefined;
+    if (next) this.#waiters.delete(lease);
+    // A waiter giving up: what it was handed (if anything) goes with this release, sent after the handover.
+    if (this.#handovers.size > 0 && this.#handovers.get(lease)?.owner === owner) this.#handovers.delete(lease);
+    if (this.#longRelease.size > 0 && this.#longRelease.delete(leaseOf(lease, owner)))
+      return this.#call(RELEASE_ANY, key, this.#every(keysFor(this.#prefix, key)), [owner]);
+    if (next && next.owner !== owner) return this.#handOver(lease, key, owner, next);
+    return this.#call(RELEASE, key, [lease], [owner]);
+  }
 
-    release(key, owner) {
-      const lease = leaseKey(prefix, key);
-      // Commands sent in the same tick leave in one write: fewer system calls when many locks are busy
-      // (their replies come back together and are answered together), and a waiter here, nudged by
-      // the core as this release leaves, sends its attempt along. Measured (bench/redis.ts, case B)
-      // against corking only when calls are in flight, which was slower.
-      redis.batch();
-      const next = waiters.size > 0 ? waiters.get(lease) : undefined;
-      if (next) waiters.delete(lease);
-      // A waiter giving up: what it was handed (if anything) goes with this release, sent after the handover.
-      if (handovers.size > 0 && handovers.get(lease)?.owner === owner) handovers.delete(lease);
-      if (longRelease.size > 0 && longRelease.delete(leaseOf(lease, owner)))
-        return call(RELEASE_ANY, key, every(keysFor(prefix, key)), [owner]);
-      if (next && next.owner !== owner) return handOver(lease, key, owner, next);
-      return call(RELEASE, key, [lease], [owner]);
-    },
+  async inspect(key: string): Promise<LockInfo | null> {
+    const k = keysFor(this.#prefix, key);
+    return lockInfo(key, await this.#call(INSPECT, key, [k.lease, k.shared], []));
+  }
 
-    async inspect(key): Promise<LockInfo | null> {
-      const k = keysFor(prefix, key);
-      return lockInfo(key, await call(INSPECT, key, [k.lease, k.shared], []));
-    },
+  waitForChange(key: string, signal: AbortSignal): Promise<void> {
+    return this.#wakes.wait(leaseKey(this.#prefix, key), signal);
+  }
 
-    waitForChange(key, signal) {
-      return wakes.wait(leaseKey(prefix, key), signal);
-    },
-
-    async close() {
-      waiters.clear();
-      handovers.clear();
-      longRelease.clear();
-      await wakes.close();
-    },
-  };
+  async close(): Promise<void> {
+    this.#waiters.clear();
+    this.#handovers.clear();
+    this.#longRelease.clear();
+    await this.#wakes.close();
+  }
 }
 
 export interface RedisCacheStoreOptions {
