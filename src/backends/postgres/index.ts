@@ -12,10 +12,8 @@
 
 import type { AcquireRequest, AcquireResult, LockBackend, LockInfo } from '../../backend.js';
 import { LockAcquisitionError, LockArgumentError } from '../../errors.js';
-import { checkOptionNames } from '../../options.js';
-import { msOption } from '../shared/checks.js';
-import { isPool, isMissingRelation, run } from './client.js';
-import { ensureSequence, fenceSequence } from './fence.js';
+import { isMissingRelation, run } from './client.js';
+import { ensureSequence } from './fence.js';
 import { postgresRate } from './rate.js';
 import { postgresPools } from './pools.js';
 import { Holds, type Hold } from './holds.js';
@@ -26,79 +24,88 @@ import { Sessions, type ConnectBound } from './sessions.js';
 import { GRANT_PERMIT, GRANT_SHARED_UNLESS_INTENT, INSPECT } from './sql.js';
 import { Wakeup } from './wakeup.js';
 import { Names } from './names.js';
+import { checkOptions, type PostgresBackendOptions } from './options.js';
+import type { FenceSequence } from './fence.js';
+import type { RateStore } from '../shared/gcra.js';
+import type { PoolStore } from '../shared/pools.js';
+import { plainBackend } from '../shared/plain.js';
+
+export type { PostgresBackendOptions };
 
 export { advisoryKey } from './keys.js';
 export { MAX_SLOTS } from './inspect.js';
 export { withTransactionLock, type TransactionLockOptions, type TransactionLock } from './transaction.js';
 export type { PgClientLike, PgPoolLike, Row } from './client.js';
 
-export interface PostgresBackendOptions {
-  /** A pg `Pool`. Never ended by us; we keep at most a quarter of it (1 to 4 connections) for locks, plus one while anything waits. */
-  pool: unknown;
-  /** The fence sequence's schema (default "public"); the backend creates the sequence there. */
-  schema?: string;
-  /** The fence sequence (default "locksmith_fence"), created on first use (UNLOGGED); refused when another role owns it. */
-  sequence?: string;
-  /**
-   * The advisory key of a lock name (default: `advisoryKey`, a SHA-256 prefix). Give e.g.
-   * `(name) => BigInt(name)` to share keys with code that calls pg_advisory_lock(42) itself.
-   */
-  key?: (name: string) => bigint;
-  /** How long an acquire with no (or a longer) `wait` waits for a connection from the pool (default 5000 ms). */
-  connectTimeout?: number;
+export function postgresBackend(options: PostgresBackendOptions): LockBackend {
+  return plainBackend(new PostgresBackend(options));
 }
 
-export function postgresBackend(options: PostgresBackendOptions): LockBackend {
-  const o = checkOptionNames(options, ['pool', 'schema', 'sequence', 'key', 'connectTimeout'], 'postgresBackend()');
-  if (!isPool(o.pool)) throw new LockArgumentError('postgresBackend(): pool must be a pg Pool');
-  const seq = fenceSequence('postgresBackend()', o.schema, o.sequence);
-  if (o.key !== undefined && typeof o.key !== 'function')
-    throw new LockArgumentError('postgresBackend(): key must be a function from a lock name to a bigint');
-  const customKey = o.key as ((name: string) => bigint) | undefined;
-  const connectTimeout = msOption('postgresBackend()', 'connectTimeout', o.connectTimeout, 5_000, 1);
-
-  const lostListeners: ((key: string, owner: string, reason: unknown) => void)[] = [];
+class PostgresBackend implements LockBackend {
+  readonly name = 'postgres';
+  readonly capabilities = { shared: true, wake: true, fencing: true, expiry: 'ttl' } as const;
+  readonly rate: RateStore;
+  readonly pools: PoolStore;
+  readonly #seq: FenceSequence;
+  readonly #connectTimeout: number;
+  readonly #lostListeners: ((key: string, owner: string, reason: unknown) => void)[] = [];
   /** The session each name was last released on (reused next, for its prepared statements). */
-  const lastSession = new Map<string, Session>();
-  const names = new Names(customKey);
-  let closed = false;
-  let ready: Promise<void> | undefined;
+  readonly #lastSession = new Map<string, Session>();
+  readonly #names: Names;
+  readonly #sessions: Sessions;
+  readonly #wakeup: Wakeup;
+  readonly #holds: Holds;
+  readonly #questions: Questions;
+  #closed = false;
+  #ready: Promise<void> | undefined;
   /** `ready` settled well: attempts need not wait on it. */
-  let prepared = false;
+  #prepared = false;
+
+  constructor(options: PostgresBackendOptions) {
+    const { pool, seq, key, connectTimeout } = checkOptions(options);
+    this.#seq = seq;
+    this.#connectTimeout = connectTimeout;
+    this.#names = new Names(key);
+    this.#sessions = new Sessions({ pool, sequence: seq.regclass, onDeath: (session, reason) => this.#sessionDied(session, reason) });
+    this.#wakeup = new Wakeup({
+      connect: (bound) => this.#sessions.connect('(wake-up)', bound),
+      bound: { ms: connectTimeout, timeout: false },
+      onMessage: (payload) => this.#questions.heard(payload),
+    });
+    // With a pool of 3 or more, an instance that holds locks keeps its wake-up connection to answer
+    // inspect (a session, it, and one for the application's own queries).
+    const answering = (pool.options?.max ?? 10) >= 3;
+    this.#holds = new Holds(
+      (h) => void this.#unlock(h).catch(() => undefined),
+      (busy) => answering && this.#wakeup.holding(busy),
+    );
+    this.#questions = new Questions(
+      (payload) => this.#wakeup.say(payload),
+      (nameKey) => this.#holds.all().filter((h) => h.nameKey === nameKey),
+    );
+    // Rate buckets and pool members live in tables beside the fence sequence (identifiers checked by fenceSequence).
+    this.rate = postgresRate(pool as unknown as Parameters<typeof postgresRate>[0], `"${seq.schema}"."${seq.name}_rate"`);
+    this.pools = postgresPools(pool as unknown as Parameters<typeof postgresPools>[0], `"${seq.schema}"."${seq.name}_pool"`, (name) =>
+      this.#names.key(name),
+    );
+  }
 
   /** The lease on a session that died is gone: exactly the holds on it are lost. */
-  const sessionDied = (session: Session, reason: unknown): void => {
-    for (const h of holds.on(session)) {
-      if (!holds.remove(h)) continue;
-      wakeup.wake(h.nameKey);
-      for (const l of lostListeners) l(h.key, h.owner, reason);
+  #sessionDied(session: Session, reason: unknown): void {
+    for (const h of this.#holds.on(session)) {
+      if (!this.#holds.remove(h)) continue;
+      this.#wakeup.wake(h.nameKey);
+      for (const l of this.#lostListeners) l(h.key, h.owner, reason);
     }
-  };
-  const sessions = new Sessions({ pool: o.pool, sequence: seq.regclass, onDeath: sessionDied });
-  const wakeup = new Wakeup({
-    connect: (bound) => sessions.connect('(wake-up)', bound),
-    bound: { ms: connectTimeout, timeout: false },
-    onMessage: (payload) => questions.heard(payload),
-  });
-  // With a pool of 3 or more, an instance that holds locks keeps its wake-up connection to answer
-  // inspect (a session, it, and one for the application's own queries).
-  const answering = (o.pool.options?.max ?? 10) >= 3;
-  const holds = new Holds(
-    (h) => void unlock(h).catch(() => undefined),
-    (busy) => answering && wakeup.holding(busy),
-  );
-  const questions = new Questions(
-    (payload) => wakeup.say(payload),
-    (nameKey) => holds.all().filter((h) => h.nameKey === nameKey),
-  );
+  }
 
   /** The fence sequence, checked (and made) once per backend; again after it went missing. */
-  const prepare = (key: string, bound: ConnectBound): Promise<void> =>
-    (ready ??= (async () => {
-      const client = await sessions.connect(key, bound);
+  #prepare(key: string, bound: ConnectBound): Promise<void> {
+    return (this.#ready ??= (async () => {
+      const client = await this.#sessions.connect(key, bound);
       try {
-        await ensureSequence(client, seq, false);
-        prepared = true;
+        await ensureSequence(client, this.#seq, false);
+        this.#prepared = true;
         client.release();
       } catch (error) {
         // Never back to the pool after a failure: the connection may be the broken part.
@@ -106,27 +113,29 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
         throw error;
       }
     })().catch((error: unknown) => {
-      ready = undefined;
+      this.#ready = undefined;
       throw error;
     }));
+  }
 
   /** How long this request may wait for a pool connection, and what running out of it is. */
-  const boundOf = (req: AcquireRequest): ConnectBound =>
-    req.wait !== undefined && req.wait > 0 && req.wait <= connectTimeout
+  #boundOf(req: AcquireRequest): ConnectBound {
+    return req.wait !== undefined && req.wait > 0 && req.wait <= this.#connectTimeout
       ? { ms: req.wait, timeout: true }
-      : { ms: connectTimeout, timeout: false };
+      : { ms: this.#connectTimeout, timeout: false };
+  }
 
   /** Releases `h` on the server (it is out of the bookkeeping already); false when the session had lost it. */
-  async function unlock(h: Hold): Promise<boolean> {
-    if (lastSession.size >= 1024) lastSession.clear();
-    lastSession.set(h.key, h.session);
-    wakeup.wake(h.nameKey);
+  async #unlock(h: Hold): Promise<boolean> {
+    if (this.#lastSession.size >= 1024) this.#lastSession.clear();
+    this.#lastSession.set(h.key, h.session);
+    this.#wakeup.wake(h.nameKey);
     if (h.session.dead) return false;
-    return h.session.unlock(h.lockKey, h.mode === 'shared' && !h.permit, h.fence, names.text(h.nameKey), names.wait(h.nameKey));
+    return h.session.unlock(h.lockKey, h.mode === 'shared' && !h.permit, h.fence, this.#names.text(h.nameKey), this.#names.wait(h.nameKey));
   }
 
   /** Renews `h` for `ttl` ms: one round trip on its session proves it (and its locks) alive. */
-  async function renew(h: Hold, ttl: number): Promise<boolean> {
+  async #renew(h: Hold, ttl: number): Promise<boolean> {
     const start = performance.now();
     if (h.deadline <= start || h.session.dead) return false;
     try {
@@ -136,18 +145,18 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       if (h.session.dead) return false;
       throw error;
     }
-    if (h.session.dead || holds.get(h.key, h.owner) !== h) return false;
-    holds.extended(h, start + ttl);
+    if (h.session.dead || this.#holds.get(h.key, h.owner) !== h) return false;
+    this.#holds.extended(h, start + ttl);
     return true;
   }
 
   /** One grant attempt; runs alone per name (holds.serial). */
-  async function attempt(req: AcquireRequest, nameKey: bigint, again = false): Promise<AcquireResult> {
+  async #attempt(req: AcquireRequest, nameKey: bigint, again = false): Promise<AcquireResult> {
     const start = performance.now();
     const permit = req.limit !== undefined;
     let held = 0;
     const local = new Set<bigint>();
-    for (const h of holds.of(req.key)) {
+    for (const h of this.#holds.of(req.key)) {
       if (h.permit !== permit) continue;
       // Another owner of this process: its session would grant us its lock again (reentrancy).
       if (!permit && (req.mode === 'exclusive' || h.mode === 'exclusive')) return { granted: false };
@@ -155,13 +164,13 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
       local.add(h.lockKey);
     }
     if (permit && held >= req.limit!) return { granted: false };
-    const bound = boundOf(req);
-    if (!prepared) await prepare(req.key, bound);
-    const announcing = wakeup.announced(nameKey);
+    const bound = this.#boundOf(req);
+    if (!this.#prepared) await this.#prepare(req.key, bound);
+    const announcing = this.#wakeup.announced(nameKey);
     if (announcing) await announcing;
-    const last = lastSession.get(req.key);
-    if (last) lastSession.delete(req.key);
-    const session = await sessions.pick(req.ttl, req.key, bound, last);
+    const last = this.#lastSession.get(req.key);
+    if (last) this.#lastSession.delete(req.key);
+    const session = await this.#sessions.pick(req.ttl, req.key, bound, last);
     let fence: bigint | undefined;
     let lockKey = nameKey;
     try {
@@ -170,72 +179,84 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
           await session.query(
             GRANT_PERMIT,
             [
-              names
+              this.#names
                 .slots(nameKey, req.limit!)
                 .filter((k) => !local.has(k))
                 .map(String),
-              seq.regclass,
+              this.#seq.regclass,
             ],
             true,
           )
         )[0];
         if (row) [lockKey, fence] = [BigInt(row.k as string), BigInt(row.fence as string)];
       } else if (req.mode === 'shared' && req.writerPreference) {
-        const row = (await session.query(GRANT_SHARED_UNLESS_INTENT, [String(nameKey), String(intentKey(nameKey)), seq.regclass], true))[0];
+        const row = (
+          await session.query(GRANT_SHARED_UNLESS_INTENT, [String(nameKey), String(intentKey(nameKey)), this.#seq.regclass], true)
+        )[0];
         if (row) fence = BigInt(row.fence as string);
       } else fence = await session.try(nameKey, req.mode === 'shared');
     } catch (error) {
       // The sequence was dropped (or the database restored without it): make it again, once.
       if (isMissingRelation(error) && !again) {
-        ready = undefined;
-        prepared = false;
-        return attempt(req, nameKey, true);
+        this.#ready = undefined;
+        this.#prepared = false;
+        return this.#attempt(req, nameKey, true);
       }
       throw error;
     }
     if (fence === undefined) {
-      if (req.intent !== undefined && req.mode === 'exclusive') await wakeup.intend(req.key, nameKey, req.owner);
+      if (req.intent !== undefined && req.mode === 'exclusive') await this.#wakeup.intend(req.key, nameKey, req.owner);
       // Refused by another process while a waiter of ours listened only locally: it announces itself
       // now, and the caller tries again at once (a release between that try and this is not missed).
-      const late = wakeup.late(nameKey);
+      const late = this.#wakeup.late(nameKey);
       if (late) {
         await late;
         return { granted: false, retryAfter: 0 };
       }
       return { granted: false };
     }
-    holds.add({ key: req.key, owner: req.owner, mode: req.mode, session, lockKey, nameKey, fence, permit, deadline: start + req.ttl });
-    if (req.intent !== undefined) void wakeup.unintend(req.key, nameKey, req.owner);
+    this.#holds.add({
+      key: req.key,
+      owner: req.owner,
+      mode: req.mode,
+      session,
+      lockKey,
+      nameKey,
+      fence,
+      permit,
+      deadline: start + req.ttl,
+    });
+    if (req.intent !== undefined) void this.#wakeup.unintend(req.key, nameKey, req.owner);
     return { granted: true, fence };
   }
 
-  async function acquire(req: AcquireRequest): Promise<AcquireResult> {
-    if (closed) throw new LockAcquisitionError('the postgres backend is closed', { key: req.key });
-    const nameKey = names.key(req.key);
+  async acquire(req: AcquireRequest): Promise<AcquireResult> {
+    if (this.#closed) throw new LockAcquisitionError('the postgres backend is this.#closed', { key: req.key });
+    const nameKey = this.#names.key(req.key);
     if (req.limit !== undefined && req.limit > MAX_SLOTS) {
       throw new LockArgumentError(
         `"${req.key}": the postgres backend offers semaphores of at most ${MAX_SLOTS} permits (one advisory key each)`,
         { key: req.key },
       );
     }
-    const mine = holds.get(req.key, req.owner);
+    const mine = this.#holds.get(req.key, req.owner);
     if (mine) {
       if (mine.mode !== req.mode) return { granted: false };
-      return (await renew(mine, req.ttl)) ? { granted: true, fence: mine.fence } : { granted: false };
+      return (await this.#renew(mine, req.ttl)) ? { granted: true, fence: mine.fence } : { granted: false };
     }
-    return holds.serial(req.key, () => attempt(req, nameKey));
+    return this.#holds.serial(req.key, () => this.#attempt(req, nameKey));
   }
 
-  async function release(key: string, owner: string): Promise<boolean> {
-    const h = holds.get(key, owner);
+  async release(key: string, owner: string): Promise<boolean> {
+    const h = this.#holds.get(key, owner);
     if (!h) {
       // A waiter giving up: withdraw its writer intent, if it announced one.
-      await wakeup.unintend(key, names.key(key), owner);
+      await this.#wakeup.unintend(key, this.#names.key(key), owner);
       return false;
     }
-    holds.remove(h);
+    this.#holds.remove(h);
     try {
-      return await unlock(h);
+      return await this.#unlock(h);
     } catch (error) {
       // The session ended (and with it the lock): nothing to release. Anything else is unconfirmed,
       // and the session has been closed for it (session.ts), which frees the lock on the server.
@@ -244,21 +265,21 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
     }
   }
 
-  async function extend(key: string, owner: string, ttl: number): Promise<boolean> {
-    const h = holds.get(key, owner);
-    return h ? renew(h, ttl) : false;
+  async extend(key: string, owner: string, ttl: number): Promise<boolean> {
+    const h = this.#holds.get(key, owner);
+    return h ? this.#renew(h, ttl) : false;
   }
 
-  async function inspect(key: string): Promise<LockInfo | null> {
-    const nameKey = names.key(key);
-    const bound = { ms: connectTimeout, timeout: false };
-    if (!prepared) await prepare(key, bound);
-    const values = [names.inspected(nameKey), seq.regclass];
-    const session = sessions.any();
+  async inspect(key: string): Promise<LockInfo | null> {
+    const nameKey = this.#names.key(key);
+    const bound = { ms: this.#connectTimeout, timeout: false };
+    if (!this.#prepared) await this.#prepare(key, bound);
+    const values = [this.#names.inspected(nameKey), this.#seq.regclass];
+    const session = this.#sessions.any();
     let rows;
     if (session) rows = await session.query(INSPECT, values);
     else {
-      const client = await sessions.connect(key, bound);
+      const client = await this.#sessions.connect(key, bound);
       try {
         rows = await run(client, INSPECT, values);
         client.release();
@@ -267,37 +288,29 @@ export function postgresBackend(options: PostgresBackendOptions): LockBackend {
         throw error;
       }
     }
-    const found = holdersOf(key, nameKey, rows, holds.of(key), new Set(sessions.all.map((s) => s.pid)));
+    const found = holdersOf(key, nameKey, rows, this.#holds.of(key), new Set(this.#sessions.all.map((s) => s.pid)));
     if (!found) return null;
     if (found.remote.size > 0) {
-      const owners = await questions.ask(nameKey, found.remote);
+      const owners = await this.#questions.ask(nameKey, found.remote);
       for (const h of found.info.holders) h.owner = owners.get(String(h.fence)) ?? h.owner;
     }
     return found.info;
   }
 
-  return {
-    name: 'postgres',
-    capabilities: { shared: true, wake: true, fencing: true, expiry: 'ttl' },
-    // Rate buckets live in a table beside the fence sequence (identifiers checked by fenceSequence).
-    rate: postgresRate(o.pool as unknown as Parameters<typeof postgresRate>[0], `"${seq.schema}"."${seq.name}_rate"`),
-    pools: postgresPools(o.pool as unknown as Parameters<typeof postgresPools>[0], `"${seq.schema}"."${seq.name}_pool"`, (name) =>
-      names.key(name),
-    ),
-    acquire,
-    extend,
-    release,
-    inspect,
-    // A name held here exclusively is freed by a release of ours, which wakes its waiters locally.
-    waitForChange: (key, signal) =>
-      wakeup.wait(names.key(key), signal, ![...holds.of(key)].some((h) => h.mode === 'exclusive' && !h.permit)),
-    onLost: (l) => void lostListeners.push(l),
-    async close() {
-      if (closed) return;
-      closed = true;
-      // Locks still held end with their sessions (the core releases its leases before this).
-      holds.clear();
-      await Promise.all([sessions.close(), wakeup.close()]);
-    },
-  };
+  // A name held here exclusively is freed by a release of ours, which wakes its waiters locally.
+  waitForChange(key: string, signal: AbortSignal): Promise<void> {
+    return this.#wakeup.wait(this.#names.key(key), signal, ![...this.#holds.of(key)].some((h) => h.mode === 'exclusive' && !h.permit));
+  }
+
+  onLost(listener: (key: string, owner: string, reason: unknown) => void): void {
+    this.#lostListeners.push(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    // Locks still held end with their sessions (the core releases its leases before this).
+    this.#holds.clear();
+    await Promise.all([this.#sessions.close(), this.#wakeup.close()]);
+  }
 }
