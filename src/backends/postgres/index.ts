@@ -12,7 +12,7 @@
 
 import type { AcquireRequest, AcquireResult, LockBackend, LockInfo } from '../../backend.js';
 import { LockAcquisitionError, LockArgumentError } from '../../errors.js';
-import { isMissingRelation, run } from './client.js';
+import { isMissingRelation } from './client.js';
 import { ensureSequence } from './fence.js';
 import { postgresRate } from './rate.js';
 import { postgresPools } from './pools.js';
@@ -274,20 +274,7 @@ class PostgresBackend implements LockBackend {
     const nameKey = this.#names.key(key);
     const bound = { ms: this.#connectTimeout, timeout: false };
     if (!this.#prepared) await this.#prepare(key, bound);
-    const values = [this.#names.inspected(nameKey), this.#seq.regclass];
-    const session = this.#sessions.any();
-    let rows;
-    if (session) rows = await session.query(INSPECT, values);
-    else {
-      const client = await this.#sessions.connect(key, bound);
-      try {
-        rows = await run(client, INSPECT, values);
-        client.release();
-      } catch (error) {
-        client.release(true);
-        throw error;
-      }
-    }
+    const rows = await this.#sessions.read(key, INSPECT, [this.#names.inspected(nameKey), this.#seq.regclass], bound);
     const found = holdersOf(key, nameKey, rows, this.#holds.of(key), new Set(this.#sessions.all.map((s) => s.pid)));
     if (!found) return null;
     if (found.remote.size > 0) {

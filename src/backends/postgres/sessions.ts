@@ -16,9 +16,9 @@
 import { randomBytes } from 'node:crypto';
 import { LockAcquisitionError, LockTimeoutError } from '../../errors.js';
 import { withTimeout } from '../../core/time.js';
-import { run, type PgClientLike, type PgPoolLike } from './client.js';
+import { run, type PgClientLike, type PgPoolLike, type Row } from './client.js';
 import { Session } from './session.js';
-import { OPEN_SESSION } from './sql.js';
+import { OPEN_SESSION, type Statement } from './sql.js';
 
 /** How long a session that holds nothing stays for the next lock before going back to the pool. */
 const LINGER_MS = 1_000;
@@ -114,6 +114,22 @@ export class Sessions {
   /** Any live session (for inspect), or undefined. */
   any(): Session | undefined {
     return least(this.#live.filter((s) => !s.retiring && !s.dead));
+  }
+
+  /** Runs one read on a live session when there is one, else on a pool connection of its own (inspect). */
+  async read(key: string, statement: Statement, values: unknown[], bound: ConnectBound): Promise<Row[]> {
+    const session = this.any();
+    if (session) return session.query(statement, values);
+    const client = await this.connect(key, bound);
+    try {
+      const rows = await run(client, statement, values);
+      client.release();
+      return rows;
+    } catch (error) {
+      // Never back to the pool after a failure: the connection may be the broken part.
+      client.release(true);
+      throw error;
+    }
   }
 
   /** A connection from the pool within `bound`, or a clear error naming the pool. */
