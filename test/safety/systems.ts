@@ -649,6 +649,9 @@ function etcdNode(member: EtcdMember, cluster: EtcdCluster): ServerNode {
       if (!keepData) throw new Error('an etcd member restarts with its data only');
       await member.start();
       await cluster.ready();
+      // ready() asks only the members that run: one that could not come back (its port taken by
+      // another test's server meanwhile) would otherwise pass as healed.
+      if (!member.running) throw new Error(`etcd member ${member.name} did not come back (${member.exit})`);
     },
     pause: () => member.pause(),
     resume: () => member.resume(),
