@@ -21,6 +21,7 @@ import { LockAcquisitionError } from '../../errors.js';
 import { gcra, type RateDecision, type RateRequest, type RateStore } from '../shared/gcra.js';
 import type { CallOptions, EtcdClient, KeyValue } from './client.js';
 import { CMP, TARGET, escapeName } from './keys.js';
+import { PerKey } from '../shared/serial.js';
 
 /** Races lost in a row to other processes' takes before a take gives up. */
 const RACES = 50;
@@ -39,8 +40,8 @@ const ABSENT: Seen = { tat: undefined, revision: '0' };
 
 export class EtcdRates implements RateStore {
   readonly #seen = new Map<string, Seen>();
-  /** Per bucket: the end of the chain of this instance's takes. */
-  readonly #tails = new Map<string, Promise<unknown>>();
+  /** This instance's takes, one at a time per bucket. */
+  readonly #takes = new PerKey();
   /** Lease ids by the end of their window (epoch ms). */
   readonly #leases = new Map<number, Promise<string>>();
 
@@ -51,14 +52,7 @@ export class EtcdRates implements RateStore {
   ) {}
 
   take(request: RateRequest): Promise<RateDecision> {
-    const key = request.key;
-    const run = (this.#tails.get(key) ?? Promise.resolve()).then(() => this.#take(request));
-    const tail = run.catch(() => undefined);
-    this.#tails.set(key, tail);
-    void tail.then(() => {
-      if (this.#tails.get(key) === tail) this.#tails.delete(key);
-    });
-    return run;
+    return this.#takes.run(request.key, () => this.#take(request));
   }
 
   async reset(key: string): Promise<void> {

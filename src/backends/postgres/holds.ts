@@ -10,6 +10,7 @@
 
 import type { LeaseMode } from '../../backend.js';
 import type { Session } from './session.js';
+import { PerKey } from '../shared/serial.js';
 
 export interface Hold {
   readonly key: string;
@@ -28,7 +29,7 @@ export interface Hold {
 
 export class Holds {
   readonly #byKey = new Map<string, Map<string, Hold>>();
-  readonly #serial = new Map<string, Promise<unknown>>();
+  readonly #serial = new PerKey();
   readonly #onExpire: (hold: Hold) => void;
   readonly #onBusy: (busy: boolean) => void;
   #timer: NodeJS.Timeout | undefined;
@@ -86,16 +87,8 @@ export class Holds {
   }
 
   /** Runs `attempt` after any attempt on `key` already in flight from this process. */
-  async serial<T>(key: string, attempt: () => Promise<T>): Promise<T> {
-    const before = this.#serial.get(key);
-    const mine: Promise<T> = before ? before.then(attempt, attempt) : attempt();
-    const tail = mine.catch(() => undefined);
-    this.#serial.set(key, tail);
-    try {
-      return await mine;
-    } finally {
-      if (this.#serial.get(key) === tail) this.#serial.delete(key);
-    }
+  serial<T>(key: string, attempt: () => Promise<T>): Promise<T> {
+    return this.#serial.run(key, attempt);
   }
 
   clear(): void {

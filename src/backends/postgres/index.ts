@@ -102,16 +102,8 @@ class PostgresBackend implements LockBackend {
   /** The fence sequence, checked (and made) once per backend; again after it went missing. */
   #prepare(key: string, bound: ConnectBound): Promise<void> {
     return (this.#ready ??= (async () => {
-      const client = await this.#sessions.connect(key, bound);
-      try {
-        await ensureSequence(client, this.#seq, false);
-        this.#prepared = true;
-        client.release();
-      } catch (error) {
-        // Never back to the pool after a failure: the connection may be the broken part.
-        client.release(true);
-        throw error;
-      }
+      await this.#sessions.using(key, bound, (client) => ensureSequence(client, this.#seq, false));
+      this.#prepared = true;
     })().catch((error: unknown) => {
       this.#ready = undefined;
       throw error;

@@ -117,14 +117,18 @@ export class Sessions {
   }
 
   /** Runs one read on a live session when there is one, else on a pool connection of its own (inspect). */
-  async read(key: string, statement: Statement, values: unknown[], bound: ConnectBound): Promise<Row[]> {
+  read(key: string, statement: Statement, values: unknown[], bound: ConnectBound): Promise<Row[]> {
     const session = this.any();
-    if (session) return session.query(statement, values);
+    return session ? session.query(statement, values) : this.using(key, bound, (client) => run(client, statement, values));
+  }
+
+  /** Runs `use` on a pool connection of its own, which goes back to the pool afterwards. */
+  async using<T>(key: string, bound: ConnectBound, use: (client: PgClientLike) => Promise<T>): Promise<T> {
     const client = await this.connect(key, bound);
     try {
-      const rows = await run(client, statement, values);
+      const result = await use(client);
       client.release();
-      return rows;
+      return result;
     } catch (error) {
       // Never back to the pool after a failure: the connection may be the broken part.
       client.release(true);
