@@ -6,7 +6,7 @@
 
 import { Mutex } from 'async-mutex';
 // The built package, as users run it (npm run bench builds first).
-import { Locksmith } from 'fencelock';
+import { Locksmith, type Lock } from 'fencelock';
 import { memoryBackend } from 'fencelock/memory';
 import { handoff, median, rounds, table } from './stats.js';
 
@@ -15,9 +15,14 @@ const HANDOFFS = Number(process.env.BENCH_HANDOFFS ?? 5_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const WORKERS = 16;
 
+/**
+ * Each library as its users write it: take a hold, then free it. Both halves are plain calls, with no
+ * wrapper that one contender pays for and the other does not.
+ */
 interface Contender {
   name: string;
-  take: (key: string) => Promise<() => unknown>;
+  take: (key: string) => Promise<unknown>;
+  free: (hold: never) => unknown;
   close?: () => Promise<void>;
 }
 
@@ -25,10 +30,8 @@ async function locksmith(name: string, lib: { Locksmith: typeof Locksmith; memor
   const locks = new lib.Locksmith(lib.memoryBackend(), { ttl: 30_000, wait: 60_000 });
   return {
     name,
-    take: async (key) => {
-      const lock = await locks.acquire(key);
-      return () => lock.release();
-    },
+    take: (key) => locks.acquire(key),
+    free: (lock: Lock) => lock.release(),
     close: () => locks.close(),
   };
 }
@@ -36,7 +39,11 @@ async function locksmith(name: string, lib: { Locksmith: typeof Locksmith; memor
 async function contenders(): Promise<Contender[]> {
   const mutexes = new Map<string, Mutex>();
   const list: Contender[] = [
-    { name: 'async-mutex', take: (key) => (mutexes.get(key) ?? mutexes.set(key, new Mutex()).get(key)!).acquire() },
+    {
+      name: 'async-mutex',
+      take: (key) => (mutexes.get(key) ?? mutexes.set(key, new Mutex()).get(key)!).acquire(),
+      free: (release: () => void) => release(),
+    },
     await locksmith('locksmith', { Locksmith, memoryBackend }),
   ];
   const baseline = process.env.BENCH_BASELINE;
@@ -48,9 +55,15 @@ async function contenders(): Promise<Contender[]> {
   return list;
 }
 
+/** A hold's release, as the shared handoff harness takes it (the same wrapping for every contender). */
+const releaser =
+  (c: Contender) =>
+  (key: string): Promise<() => unknown> =>
+    c.take(key).then((hold) => () => c.free(hold as never));
+
 async function uncontended(c: Contender): Promise<number> {
   const t0 = performance.now();
-  for (let i = 0; i < N; i++) await (await c.take('bench'))();
+  for (let i = 0; i < N; i++) await c.free((await c.take('bench')) as never);
   return N / ((performance.now() - t0) / 1000);
 }
 
@@ -58,7 +71,7 @@ export async function benchMemory(): Promise<Record<string, string | number>[]> 
   const list = await contenders();
   console.error(`memory backend vs async-mutex (N=${N}, handoffs=${HANDOFFS}, workers=${WORKERS}, rounds=${ROUNDS})`);
   const warm = async (): Promise<void> => {
-    for (const c of list) for (let i = 0; i < 5_000; i++) await (await c.take('bench'))();
+    for (const c of list) for (let i = 0; i < 5_000; i++) await c.free((await c.take('bench')) as never);
   };
   const A = await rounds(
     list.map((c) => () => uncontended(c)),
@@ -68,7 +81,7 @@ export async function benchMemory(): Promise<Record<string, string | number>[]> 
   const gaps = list.map(() => ({ p50: [] as number[], p99: [] as number[] }));
   const C = await rounds(
     list.map((c, i) => async () => {
-      const h = await handoff(WORKERS, HANDOFFS, () => c.take('bench:handoff'));
+      const h = await handoff(WORKERS, HANDOFFS, () => releaser(c)('bench:handoff'));
       gaps[i]!.p50.push(h.p50);
       gaps[i]!.p99.push(h.p99);
       return h.ops;

@@ -1,6 +1,7 @@
 // A Lock is the caller's handle on a lease. Reentrant acquires share one lease through several handles,
 // and the backend lease is released when the last handle is.
 
+import { performance } from 'node:perf_hooks';
 import type { LeaseMode } from './backend.js';
 import { LockExpiredError, LockReleaseError } from './errors.js';
 import { checkTtl } from './options.js';

@@ -118,20 +118,27 @@ export function checkOptionNames(options: unknown, allowed: readonly string[], w
   return options as Record<string, unknown>;
 }
 
-/** A lone UTF-16 surrogate: paired ones are one code point under the u flag, so they never match. */
-const LONE_SURROGATE = /\p{Cs}/u;
+// String.prototype.isWellFormed (Node 20+; not in the ES2022 lib this package compiles against).
+const isWellFormed = (String.prototype as unknown as { isWellFormed: (this: string) => boolean }).isWellFormed;
+
+/**
+ * No lone UTF-16 surrogate. UTF-8 cannot encode one: every client sends U+FFFD for it, so '\uD800'
+ * and '\uDBFF' would be one name on a server while they are two here.
+ */
+export function wellFormed(s: string): boolean {
+  return isWellFormed.call(s);
+}
 
 export function checkKey(key: unknown, where = 'key'): string {
   if (typeof key !== 'string') {
     throw new LockArgumentError(`${where} must be a string, got ${describe(key)}`);
   }
   if (key.length === 0) throw new LockArgumentError(`${where} must not be empty`);
-  // UTF-8 cannot encode a lone surrogate: every client sends U+FFFD for it, so '\uD800' and '\uDBFF'
-  // would be one lock on the server while they are two names here.
-  if (LONE_SURROGATE.test(key)) {
+  if (!wellFormed(key)) {
     throw new LockArgumentError(`${where} must be well-formed UTF-16 (this one has a lone surrogate)`, { key: key.slice(0, 64) });
   }
-  const bytes = Buffer.byteLength(key, 'utf8');
+  // A UTF-16 unit is at most 3 UTF-8 bytes, so a short key needs no counting.
+  const bytes = key.length * 3 <= MAX_KEY_BYTES ? 0 : Buffer.byteLength(key, 'utf8');
   if (bytes > MAX_KEY_BYTES) {
     throw new LockArgumentError(`${where} is ${bytes} bytes; the limit is ${MAX_KEY_BYTES}`, { key: key.slice(0, 64) });
   }
@@ -178,7 +185,7 @@ export function checkOwner(value: unknown, key?: string): string {
     value.length > MAX_OWNER_LENGTH ||
     // eslint-disable-next-line no-control-regex
     /[\u0000-\u001f\u007f]/.test(value) ||
-    LONE_SURROGATE.test(value)
+    !wellFormed(value)
   ) {
     throw new LockArgumentError(
       `owner must be a non-empty, well-formed string of at most ${MAX_OWNER_LENGTH} characters without control characters, got ${describe(value)}`,

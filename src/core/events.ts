@@ -30,9 +30,19 @@ export class Events {
   readonly #emitter = new EventEmitter();
   readonly #logger: Logger | undefined;
   readonly #warned = new Set<ErrorKind>();
+  /**
+   * Listeners per event, kept as they come and go (once() listeners too): read on every grant and
+   * release, where the emitter's listenerCount() was a measurable part of an in-process lock.
+   */
+  readonly #listening = new Map<string | symbol, number>();
 
   constructor(logger: Logger | undefined) {
     this.#logger = logger;
+    const count = (event: string | symbol, by: number): void => {
+      this.#listening.set(event, (this.#listening.get(event) ?? 0) + by);
+    };
+    this.#emitter.on('newListener', (event: string | symbol) => count(event, 1));
+    this.#emitter.on('removeListener', (event: string | symbol) => count(event, -1));
   }
 
   on<E extends keyof LocksmithEvents>(event: E, listener: LocksmithEvents[E]): void {
@@ -49,7 +59,7 @@ export class Events {
 
   /** Someone listens for `event` (callers skip building a payload nobody reads). */
   heard(event: keyof LocksmithEvents): boolean {
-    return this.#emitter.listenerCount(event) > 0;
+    return (this.#listening.get(event) ?? 0) > 0;
   }
 
   /** Emits `event`; a throwing listener is reported, never thrown into the lock machinery. */

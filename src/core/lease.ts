@@ -2,6 +2,7 @@
 // deadline and the watchdog), its renewals, and the events it causes. Callers never see it: they hold
 // Lock handles (src/lock.ts), several of them when a lease is re-entered.
 
+import { performance } from 'node:perf_hooks';
 import type { LeaseMode, LockBackend } from '../backend.js';
 import { LockAcquisitionError, LockError, LockExpiredError, LockOwnershipError, LockReleaseError } from '../errors.js';
 import { extendChannel, lostChannel, releaseChannel, trace, traced, type LockTraceContext } from './channels.js';
@@ -41,7 +42,8 @@ export class Lease implements Renewable, Expiring {
   #controller: AbortController | undefined;
   #lostReason: LockExpiredError | undefined;
   #watchdog: Watchdog | undefined;
-  #watched = false;
+  /** Kept by Deadlines (Expiring): watched while 0 or more. */
+  deadlineIndex = -1;
   /** The extension on its way to the backend, if any: a release waits for it (see release()). */
   #extending: Promise<boolean> | undefined;
   readonly #host: LeaseHost;
@@ -77,7 +79,6 @@ export class Lease implements Renewable, Expiring {
   }
   // Deadlines' view (Expiring).
   expire(): void {
-    this.#watched = false;
     this.lose(new LockExpiredError(`the lease on "${this.key}" expired after ${this.ttl} ms without renewal`, { key: this.key }));
   }
 
@@ -99,11 +100,8 @@ export class Lease implements Renewable, Expiring {
 
   #setValidity(start: number, validity: number): void {
     this.deadline = start + validity;
-    if (this.#watched) this.#host.deadlines.moved(this);
-    else {
-      this.#watched = true;
-      this.#host.deadlines.watch(this);
-    }
+    if (this.deadlineIndex >= 0) this.#host.deadlines.moved(this);
+    else this.#host.deadlines.watch(this);
   }
 
   #goneError(message: string, cause?: unknown): LockExpiredError {
@@ -147,8 +145,7 @@ export class Lease implements Renewable, Expiring {
 
   #stopClocks(): void {
     this.#watchdog?.stop();
-    if (this.#watched) this.#host.deadlines.unwatch(this);
-    this.#watched = false;
+    this.#host.deadlines.unwatch(this);
   }
 
   #passTurn(): void {

@@ -1,6 +1,7 @@
 // Getting a grant: the first try, this process's queue of exclusive waiters, the one wait loop, and
 // the withdrawal of whatever a waiter that gives up left on the backend.
 
+import { performance } from 'node:perf_hooks';
 import type { AcquireRequest, AcquireResult, LeaseMode, LockBackend } from '../backend.js';
 import { LockAcquisitionError, LockError, LockTimeoutError } from '../errors.js';
 import type { Backoff, ResolvedAcquire } from '../options.js';
@@ -30,7 +31,7 @@ export interface LeaseSpec {
 }
 
 type Granted = AcquireResult & { granted: true };
-type Refused = AcquireResult & { granted: false };
+export type Refused = AcquireResult & { granted: false };
 
 export interface Obtained {
   grant: Granted;
@@ -167,10 +168,10 @@ export class Obtainer implements Listeners {
     }
   }
 
-  /** `signal`: the caller's (with the closing in it), if it gave one. */
-  async obtain(spec: LeaseSpec, owner: string, signal: AbortSignal | undefined): Promise<Obtained> {
+  /** What a lease spec asks of the backend. */
+  request(spec: LeaseSpec, owner: string): AcquireRequest {
     const { options } = spec;
-    const request: AcquireRequest = {
+    return {
       key: spec.key,
       owner,
       ttl: options.ttl,
@@ -182,21 +183,28 @@ export class Obtainer implements Listeners {
       rw: spec.writer === undefined ? undefined : options.policy,
       wait: options.wait,
     };
-    const began = performance.now();
-    // Exclusive waiters queue locally (TurnQueue); a newcomer joins the queue rather than barging past it.
-    const queueing = request.mode === 'exclusive' && options.wait > 0;
-    let refusal: Refused | undefined;
-    if (!(queueing && this.#turns.busy(request.key))) {
-      const first = await this.#attempt(request);
-      if (first.granted) return { grant: first, start: began, waited: 0 };
-      refusal = first;
-    }
+  }
+
+  /**
+   * Whether the first attempt may go out now. Exclusive waiters queue locally (TurnQueue): a
+   * newcomer joins the queue rather than barging past it.
+   */
+  mayTry(request: AcquireRequest): boolean {
+    return !(request.mode === 'exclusive' && request.queue && this.#turns.busy(request.key));
+  }
+
+  /**
+   * After a refused first attempt (or none, see mayTry): waits for a grant. `began`: when the first
+   * attempt was sent; `signal`: the caller's (with the closing in it), if it gave one.
+   */
+  async obtain(request: AcquireRequest, refusal: Refused | undefined, began: number, signal: AbortSignal | undefined): Promise<Obtained> {
+    const queueing = request.mode === 'exclusive' && request.queue === true;
     this.#enter(request.key);
     let turn: Turn | undefined;
     let obtained: Obtained | undefined;
     try {
       this.#closing.throwIfAborted();
-      if (queueing) turn = await this.#turns.enter(request.key, options.wait, signal);
+      if (queueing) turn = await this.#turns.enter(request.key, request.wait ?? 0, signal);
       if (turn) request.head = true;
       obtained = await this.#wait(request, refusal, turn, began, signal);
       // Where the backend keeps the line (fifo), the next waiter here joins it while this one holds.
@@ -264,13 +272,18 @@ export class Obtainer implements Listeners {
     try {
       return await this.#backend.acquire(request);
     } catch (error) {
-      this.#counters.failures += 1;
-      throw error instanceof LockError
-        ? error
-        : new LockAcquisitionError(`could not acquire "${request.key}": the ${this.#backend.name} backend failed`, {
-            key: request.key,
-            cause: error,
-          });
+      throw this.failure(error, request);
     }
+  }
+
+  /** A failed attempt, counted and explained (the engine's first attempt uses it too). */
+  failure(error: unknown, request: AcquireRequest): LockError {
+    this.#counters.failures += 1;
+    return error instanceof LockError
+      ? error
+      : new LockAcquisitionError(`could not acquire "${request.key}": the ${this.#backend.name} backend failed`, {
+          key: request.key,
+          cause: error,
+        });
   }
 }

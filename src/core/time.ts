@@ -1,5 +1,6 @@
 // Promise helpers for time, shared by the core and the backends.
 
+import { performance } from 'node:perf_hooks';
 import { Deadlines, type Expiring } from './deadlines.js';
 
 /**
@@ -39,6 +40,7 @@ export function withTimeout<T>(pending: Promise<T>, ms: number, expired: () => E
     let over = false;
     const bound: Expiring = {
       deadline: performance.now() + ms,
+      deadlineIndex: -1,
       expire: () => {
         over = true;
         reject(expired());

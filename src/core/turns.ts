@@ -3,6 +3,7 @@
 // (a thundering herd), and the releasing task, running first, could take the lock straight back
 // (barging) and starve the rest.
 
+import { performance } from 'node:perf_hooks';
 import type { Deadlines, Expiring } from './deadlines.js';
 import { timeout } from './waiting.js';
 
@@ -53,6 +54,7 @@ export class TurnQueue {
       };
       const entry: Queued = {
         deadline: since + wait,
+        deadlineIndex: -1,
         admit: () => {
           settle();
           resolve({ queued: true, leave: () => this.#next(key) });

@@ -7,6 +7,7 @@
 // (Deadlines), not a timer, an AbortController and a subscription of its own. Those cost most of an
 // in-process handoff (measured, bench/memory.ts).
 
+import { performance } from 'node:perf_hooks';
 import type { Backoff } from '../options.js';
 import { LockTimeoutError } from '../errors.js';
 import type { Deadlines, Expiring } from './deadlines.js';
@@ -64,7 +65,7 @@ export async function waitLoop<T>(plan: WaitPlan, first: Refusal, attempt: Attem
   // The round in progress ends when woken by a change, by its timer, or by an abort.
   let resolveRound: () => void = () => undefined;
   const wakeUp = (): void => resolveRound();
-  const round: Expiring & { deadline: number } = { deadline: 0, expire: wakeUp };
+  const round: Expiring & { deadline: number } = { deadline: 0, deadlineIndex: -1, expire: wakeUp };
   signal?.addEventListener('abort', wakeUp, { once: true });
   try {
     for (let n = 1; ; n++) {

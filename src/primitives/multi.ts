@@ -2,6 +2,7 @@
 // two callers asking for overlapping sets can never hold one each and wait for the other's. On any
 // failure everything taken so far is released, newest first, before the error is thrown.
 
+import { performance } from 'node:perf_hooks';
 import { LockArgumentError, LockReleaseError } from '../errors.js';
 import type { Lock } from '../lock.js';
 import type { Engine } from '../core/engine.js';

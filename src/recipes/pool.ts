@@ -8,6 +8,7 @@
 // On a backend with no pool store (Redlock: a quorum of sets is not one list) the members live in
 // this Pool object, given with the `members` option, and waiters elsewhere are not woken by changes.
 
+import { performance } from 'node:perf_hooks';
 import { LockAcquisitionError, LockArgumentError, LockError, LockTimeoutError } from '../errors.js';
 import { MemberSets, type PoolStore } from '../backends/shared/pools.js';
 import { checkBoolean, checkKey, checkOptionNames, checkSignal, checkTtl, checkWait } from '../options.js';

@@ -4,6 +4,7 @@
 // the tokens (the backend says when) and tries again; it never polls faster than the refill, and it
 // gives up at once, refused, when the wait it was given cannot cover the time to the tokens.
 
+import { performance } from 'node:perf_hooks';
 import type { RateDecision, RateStore } from '../backends/shared/gcra.js';
 import { LockAcquisitionError, LockArgumentError } from '../errors.js';
 import { checkKey, checkOptionNames, checkWait } from '../options.js';

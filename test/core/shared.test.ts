@@ -4,6 +4,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { settleWithin, withTimeout } from '../../src/core/time.js';
+import { Deadlines, type Expiring } from '../../src/core/deadlines.js';
+import { until } from '../support/until.js';
 import { msOption, prefixOption } from '../../src/backends/shared/checks.js';
 import { Wakers } from '../../src/backends/shared/wakers.js';
 import { LockArgumentError } from '../../src/index.js';
@@ -46,6 +48,67 @@ describe('Wakers', () => {
     ac.abort();
     await aborted;
     assert.equal(w.has('k'), false);
+  });
+});
+
+describe('Deadlines', () => {
+  const entry = (name: string, inMs: number, fired: string[], then?: () => void): Expiring & { deadline: number } => ({
+    deadline: performance.now() + inMs,
+    deadlineIndex: -1,
+    expire: () => {
+      fired.push(name);
+      then?.();
+    },
+  });
+
+  test('only what is due expires, each once; unwatched entries never do', async () => {
+    const d = new Deadlines<Expiring>();
+    const fired: string[] = [];
+    const [a, b, c, e] = [entry('a', 20, fired), entry('b', 40, fired), entry('c', 30, fired), entry('e', 60_000, fired)];
+    for (const x of [a, b, c, e]) d.watch(x);
+    d.watch(a); // a second watch of the same entry changes nothing
+    d.unwatch(c);
+    d.unwatch(c);
+    assert.equal(d.size, 3);
+    await until(() => fired.length === 2);
+    assert.deepEqual(fired, ['a', 'b']);
+    assert.deepEqual([...d], [e]);
+    assert.equal(a.deadlineIndex, -1);
+    d.unwatch(e);
+    assert.equal(d.size, 0);
+  });
+
+  test('an expiry may unwatch others and watch new entries, which still expire on time', async () => {
+    const d = new Deadlines<Expiring>();
+    const fired: string[] = [];
+    const late = entry('late', 10, fired);
+    const spared = entry('spared', 15, fired);
+    const first = entry('first', 5, fired, () => {
+      d.unwatch(spared);
+      late.deadline = performance.now() + 10;
+      d.watch(late);
+    });
+    const other = entry('other', 60_000, fired);
+    d.watch(other);
+    d.watch(first);
+    d.watch(spared);
+    await until(() => fired.includes('late'));
+    assert.deepEqual(fired, ['first', 'late']);
+    assert.deepEqual([...d], [other]);
+    d.unwatch(other);
+  });
+
+  test('iteration is a snapshot: expiring what it yields skips nothing', () => {
+    const d = new Deadlines<Expiring>();
+    const all = Array.from({ length: 5 }, (_, i) => entry(String(i), 60_000, []));
+    for (const x of all) d.watch(x);
+    const seen: Expiring[] = [];
+    for (const x of d) {
+      seen.push(x);
+      d.unwatch(x);
+    }
+    assert.equal(seen.length, 5);
+    assert.equal(d.size, 0);
   });
 });
 

@@ -3,6 +3,7 @@
 // ttl passes without an extend is deleted here (one timer for all, the core's Deadlines), so a lock
 // does not outlive its ttl while its process runs, and not its session lease once the process is gone.
 
+import { performance } from 'node:perf_hooks';
 import { Deadlines } from '../../core/deadlines.js';
 import type { Lease } from './session.js';
 
@@ -21,6 +22,8 @@ export class Hold {
   deadline: number;
   /** Failed deletes of a key left behind (its release or its expiry failed), for the backoff. */
   retries = 0;
+  /** Kept by the Deadlines that watch it (Expiring). */
+  deadlineIndex = -1;
   readonly #expire: (hold: Hold) => void;
 
   constructor(

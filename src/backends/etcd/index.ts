@@ -4,6 +4,7 @@
 // holder key's create revision: etcd's global revision, monotonic across restarts and leader
 // changes with no clock involved. An uncontended acquire is one transaction, a release one more.
 
+import { performance } from 'node:perf_hooks';
 import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo } from '../../backend.js';
 import { LockArgumentError } from '../../errors.js';
 import type { CallOptions, KVClient } from './client.js';

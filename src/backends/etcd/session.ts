@@ -6,6 +6,7 @@
 // locks away, so the session is declared lost there (not at etcd3's 2×TTL) and a fresh lease is
 // granted for later locks. An answer of TTL 0 (revoked or expired) is a loss at once.
 
+import { performance } from 'node:perf_hooks';
 import type { CallOptions, KeepAliveStream, LeaseClient } from './client.js';
 
 export interface Lease {

@@ -2,6 +2,7 @@
 // another user planted (fstat: a regular file, ours, or our group's when `mode` shares it), created
 // with `mode` (default 0600), the header page allocated before it is mapped (native/header.h).
 
+import { performance } from 'node:perf_hooks';
 import { closeSync, constants, fchmodSync, fstatSync, lstatSync, openSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { sleep } from '../../core/time.js';

@@ -2,16 +2,14 @@
 
 import { createHash } from 'node:crypto';
 import { LockArgumentError } from '../../errors.js';
-
-/** A lone UTF-16 surrogate: paired ones are one code point under the u flag, so they never match. */
-const LONE_SURROGATE = /\p{Cs}/u;
+import { wellFormed } from '../../options.js';
 
 /**
  * Refuses a name with a lone surrogate: UTF-8 cannot encode one, so it would become U+FFFD and
  * '\uD800' and '\uDBFF' would collapse into one lock.
  */
 export function checkName(key: string): void {
-  if (LONE_SURROGATE.test(key)) {
+  if (!wellFormed(key)) {
     throw new LockArgumentError('the file backend needs lock names that are well-formed UTF-16 (this one has a lone surrogate)', {
       key: key.slice(0, 64),
     });

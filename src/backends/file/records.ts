@@ -2,6 +2,7 @@
 // reader or permit holder, for inspect(). Owners are only ever Map keys and array items, never
 // property names ('__proto__' is an owner like any other). Read and rewritten under META.
 
+import { performance } from 'node:perf_hooks';
 import { readSync, writeSync } from 'node:fs';
 import { sleep } from '../../core/time.js';
 import { LockAcquisitionError } from '../../errors.js';

@@ -2,6 +2,7 @@
 // It is the reference implementation of the backend contract, and what tests of the layers above use.
 // Several Locksmith instances may share one store to act like separate processes.
 
+import { performance } from 'node:perf_hooks';
 import type { AcquireRequest, AcquireResult, LockBackend, LockInfo, LeaseMode } from '../../backend.js';
 import { LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';

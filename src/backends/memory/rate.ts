@@ -2,6 +2,7 @@
 // again holds nothing worth keeping, so it is dropped: on its next take, or in a pass over all buckets
 // whenever their number has doubled since the last pass (amortized O(1), and no timer).
 
+import { performance } from 'node:perf_hooks';
 import { gcra, type RateDecision, type RateRequest } from '../shared/gcra.js';
 
 /** Epoch ms that never steps back with the wall clock (rates must not jump when NTP adjusts it). */

@@ -8,6 +8,7 @@
 // timer (set to the earliest deadline), whether or not its holder still runs renewals; extend and
 // release then find nothing and return false.
 
+import { performance } from 'node:perf_hooks';
 import type { LeaseMode } from '../../backend.js';
 import type { Session } from './session.js';
 import { PerKey } from '../shared/serial.js';

@@ -10,6 +10,7 @@
 // them and, with few distinct ttls, exactly it: the lock is then gone within that time of the last
 // statement its session sent. A dead process's locks go at once, with its connections.
 
+import { performance } from 'node:perf_hooks';
 import type { AcquireRequest, AcquireResult, LockBackend, LockInfo } from '../../backend.js';
 import { LockAcquisitionError, LockArgumentError } from '../../errors.js';
 import { isMissingRelation } from './client.js';

@@ -7,6 +7,7 @@
 // not known here (Infinity). Another program's advisory lock on the key is shown as `pid:<pid>`.
 // Nothing of this costs a grant or a release anything: only inspect pays.
 
+import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import type { LeaseHolder, LockInfo } from '../../backend.js';
 import { settleWithin } from '../../core/time.js';

@@ -15,6 +15,7 @@
 // idle that long, and so frees every lock on it. A session ended any way (terminated, network cut,
 // idle timeout, restart) is reported once through `onDeath`: exactly the locks on it are lost.
 
+import { performance } from 'node:perf_hooks';
 import { LockAcquisitionError } from '../../errors.js';
 import { isConnectionError, isMissingRelation, run, type PgClientLike, type Row } from './client.js';
 import { GRANT, GRANT_BATCH, PING, RELEASE, RELEASE_BATCH, RESTORE, SET_IDLE, type Statement } from './sql.js';

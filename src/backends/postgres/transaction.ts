@@ -2,6 +2,7 @@
 // at COMMIT or ROLLBACK, so nothing can leak it. It takes no connection of its own: it runs on the
 // client that holds the transaction, in the middle of whatever the caller is doing there.
 
+import { performance } from 'node:perf_hooks';
 import { LockArgumentError, LockTimeoutError } from '../../errors.js';
 import { checkKey, checkOptionNames, checkWait } from '../../options.js';
 import { ensureSequence, fenceSequence, type FenceSequence } from './fence.js';

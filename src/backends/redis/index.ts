@@ -3,6 +3,7 @@
 // case) has one key, its lease, which expires with it (see lua.ts). Releases publish the lock's lease
 // key on one channel; the backend keeps one subscriber connection for all its waiters.
 
+import { performance } from 'node:perf_hooks';
 import type { AcquireRequest, AcquireResult, LockBackend, LockInfo } from '../../backend.js';
 import { LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';

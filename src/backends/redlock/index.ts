@@ -4,6 +4,7 @@
 // was granted is released on every node at once. Fences: see scripts.ts. A release publishes on each
 // node where someone was refused, and waiters listen on every node, so they are woken, not polling.
 
+import { performance } from 'node:perf_hooks';
 import type { AcquireRequest, AcquireResult, LockBackend, LockInfo } from '../../backend.js';
 import { LockAcquisitionError, LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
