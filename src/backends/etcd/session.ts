@@ -1,10 +1,11 @@
 // Liveness, as etcd's concurrency.Session: one lease per backend instance, every lock key attached to
-// it, kept alive over one keep-alive stream every ttl/3. What matters for safety is how long the lease
-// is *known* to live: etcd starts a keep-alive's TTL when the request arrives, which is after we sent
-// it, so the lease lives at least until (send time + TTL) on our monotonic clock. That instant is
-// `validUntil`; once it passes with no answer, the server may have expired the lease and given our
-// locks away, so the session is declared lost there (not at etcd3's 2×TTL) and a fresh lease is
-// granted for later locks. An answer of TTL 0 (revoked or expired) is a loss at once.
+// it, kept alive over one keep-alive stream (two while one does not answer) every ttl/3. What matters
+// for safety is how long the lease is *known* to live: etcd starts a keep-alive's TTL when the request
+// arrives, which is after we sent it, so the lease lives at least until (send time + TTL) on our
+// monotonic clock. That instant is `validUntil`; once it passes with no answer, the server may have
+// expired the lease and given our locks away, so the session is declared lost there (not at etcd3's
+// 2×TTL) and a fresh lease is granted for later locks. An answer of TTL 0 (revoked or expired) is a
+// loss at once.
 
 import type { CallOptions, KeepAliveStream, LeaseClient } from './client.js';
 import { retryDelay } from './retry.js';
