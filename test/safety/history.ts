@@ -41,14 +41,15 @@ export type Entry =
   | (ClientBase & { op: 'acquire'; phase: 'invoke' })
   /** `until`: when the lease's validity ends as the client knows it (µs); null = no ttl. */
   | (ClientBase & { op: 'acquire'; phase: 'ok'; fence: string; until: number | null })
-  | (ClientBase & { op: 'acquire'; phase: 'fail'; error: string })
+  /** `error`: the code (or name); `message`: the message with its causes, to tell why it failed. */
+  | (ClientBase & { op: 'acquire'; phase: 'fail'; error: string; message?: string })
   /** A renewal landed: the client now believes it holds the lease until `until`. */
   | (ClientBase & { op: 'extend'; until: number | null })
   /** The library signalled the lease lost (lock.signal aborted). */
-  | (ClientBase & { op: 'lost'; error: string })
+  | (ClientBase & { op: 'lost'; error: string; message?: string })
   | (ClientBase & { op: 'read' | 'write' | 'release'; phase: 'invoke'; value?: number })
   | (ClientBase & { op: 'read' | 'write' | 'release'; phase: 'ok'; value?: number; accepted?: boolean })
-  | (ClientBase & { op: 'read' | 'write' | 'release'; phase: 'fail'; error: string })
+  | (ClientBase & { op: 'read' | 'write' | 'release'; phase: 'fail'; error: string; message?: string })
   /** The resource's decision, at the moment it took it: the authority on what was accepted. */
   | (ClientBase & { op: 'serve'; action: 'read' | 'write'; fence: string; accepted: boolean; value: number; seq: number })
   /** A fault began (`start`) or healed (`heal`); liveness is measured from each heal. `struck`: the session it struck. */

@@ -676,13 +676,7 @@ registerSystem({
     // The session lease lives on the cluster: the holder reconnects and still releases its own.
     'reset-links': { holderKeepsLease: true },
   },
-  // Not in the CI run by default: a clean-clone CI run saw majority-loss recover in 4.9 s (bound 3 s)
-  // under the load of the other test files, though it passes alone (4 of 4) and in full etcd runs.
-  unavailable: async () =>
-    (await hasEtcd()) ??
-    (process.env.SAFETY_ETCD === '1'
-      ? undefined
-      : 'etcd runs only with SAFETY_ETCD=1 (under two minutes): SAFETY_ETCD=1 npm run test:safety -- --backend etcd'),
+  unavailable: hasEtcd,
   async create({ dir }) {
     const cluster = await EtcdCluster.start();
     // Each client reaches every member through proxies of its own, cut off (or slowed) together.

@@ -36,6 +36,19 @@ export function errorCode(error: unknown): string {
   return String(error);
 }
 
+/** The message and its chain of causes: the code says that an acquire failed, this says why. */
+function errorMessage(error: unknown): string {
+  const parts: string[] = [];
+  for (let e = error, depth = 0; e !== undefined && depth < 4; depth++) {
+    parts.push(e instanceof Error ? `${e.name}: ${e.message}` : JSON.stringify(e));
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return parts.join(' <- ');
+}
+
+/** A failure entry's fields: the code the checks look at, and the message for whoever reads the history. */
+const failure = (error: unknown): { error: string; message: string } => ({ error: errorCode(error), message: errorMessage(error) });
+
 /**
  * Runs the client's tasks until `signal` aborts; `onReady` fires once every task has its resource
  * connection. Connections go into `connections` so an emulated crash can cut them.
@@ -128,8 +141,8 @@ async function session(t: Task, session: string): Promise<boolean> {
       );
       record({ op: 'release', phase: 'ok', client, session });
     } catch (error) {
-      if (!entered) record({ op: 'acquire', phase: 'fail', client, session, error: errorCode(error) });
-      else record({ op: 'release', phase: 'fail', client, session, error: errorCode(error) });
+      if (!entered) record({ op: 'acquire', phase: 'fail', client, session, ...failure(error) });
+      else record({ op: 'release', phase: 'fail', client, session, ...failure(error) });
       if (error instanceof LockError || t.signal.aborted) return !entered && error instanceof LockAcquisitionError;
       throw error;
     } finally {
@@ -141,7 +154,7 @@ async function session(t: Task, session: string): Promise<boolean> {
   try {
     lock = await locks.acquire(config.key, { ...options, autoRenew: t.style === 'acquire+renew' });
   } catch (error) {
-    record({ op: 'acquire', phase: 'fail', client, session, error: errorCode(error) });
+    record({ op: 'acquire', phase: 'fail', client, session, ...failure(error) });
     return error instanceof LockAcquisitionError;
   }
   held(t, lock, session);
@@ -153,7 +166,7 @@ async function session(t: Task, session: string): Promise<boolean> {
       await lock.release();
       record({ op: 'release', phase: 'ok', client, session });
     } catch (error) {
-      record({ op: 'release', phase: 'fail', client, session, error: errorCode(error) });
+      record({ op: 'release', phase: 'fail', client, session, ...failure(error) });
     }
     forget(t, session);
   }
@@ -164,7 +177,7 @@ function held(t: Task, lock: Lock, session: string): void {
   const { client, history } = t;
   t.owners.set(lock.owner, { client, session });
   history.record({ op: 'acquire', phase: 'ok', client, session, fence: lock.fence.toString(), until: monoFromEpoch(lock.expiresAt) });
-  lock.signal.addEventListener('abort', () => history.record({ op: 'lost', client, session, error: errorCode(lock.signal.reason) }), {
+  lock.signal.addEventListener('abort', () => history.record({ op: 'lost', client, session, ...failure(lock.signal.reason) }), {
     once: true,
   });
 }

@@ -73,6 +73,10 @@ export class EtcdMember {
       '50',
       '--election-timeout',
       '500',
+      // Pre-vote, as etcd 3.5 and later do by default (3.4 does not): without it, two members
+      // restarted together after a majority loss took up to four elections (2.4 s under load) to
+      // agree on a leader, where with it they take one.
+      '--pre-vote=true',
       '--log-level',
       'error',
     ];

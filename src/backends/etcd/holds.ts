@@ -57,17 +57,6 @@ export class Hold {
   }
 }
 
-/**
- * How long after a failed delete (a release's, or a cleanup's) of keys left behind to try again:
- * until it goes through, the key holds everyone back. Soon, since a call that failed on one member
- * (killed, or without a leader during an election) usually goes through on the next; backing off to
- * one call's timeout, counted from when the failed call was sent: a call that waited out its
- * deadline has waited enough, and is tried again at once.
- */
-export function cleanupDelay(retries: number, sent: number, timeout: number): number {
-  return Math.max(0, Math.min(timeout, 25 * 2 ** retries) - (performance.now() - sent));
-}
-
 export class Holds {
   readonly #byId = new Map<string, Hold>();
   readonly #deadlines = new Deadlines<Hold>();
