@@ -3,7 +3,6 @@
 // ttl passes without an extend is deleted here (one timer for all, the core's Deadlines), so a lock
 // does not outlive its ttl while its process runs, and not its session lease once the process is gone.
 
-import { performance } from 'node:perf_hooks';
 import { Deadlines } from '../../core/deadlines.js';
 import type { Lease } from './session.js';
 

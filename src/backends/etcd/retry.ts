@@ -1,6 +1,8 @@
 // When to try again a call whose failure leaves keys that hold everyone back: a release or a cleanup
 // of keys left behind (holds.ts), and the revocation of a lost session lease (session.ts).
 
+import { performance } from 'node:perf_hooks';
+
 /**
  * How long after a failed call to try again. Soon, since a call that failed on one member (killed, or
  * without a leader during an election) usually goes through on the next; backing off to one call's
