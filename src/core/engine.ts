@@ -8,7 +8,7 @@ import { setMaxListeners } from 'node:events';
 import type { AcquireResult, LeaseMode, LockBackend } from '../backend.js';
 import { DeadlockError, LockAcquisitionError, LockArgumentError, LockError, LockExpiredError } from '../errors.js';
 import { Lock } from '../lock.js';
-import { checkFunction, checkKey, resolveAcquire, type ResolvedDefaults } from '../options.js';
+import { checkFunction, checkKey, resolveAcquire, type ResolvedAcquire, type ResolvedDefaults } from '../options.js';
 import { acquireChannel, trace, traced, type LockTraceContext } from './channels.js';
 import { Events, type ErrorKind, type LockEvent } from './events.js';
 import { Lease, type LeaseHost } from './lease.js';
@@ -42,6 +42,8 @@ export class Engine {
   /** Leases of known owners (explicit or scoped), for reentrancy. */
   readonly #holds = new HoldRegistry<Lease>();
   readonly #closing = new AbortController();
+  /** Resolved options of calls made without any, per kind of call (see #withoutOptions). */
+  readonly #plain = new Map<CallShape, ResolvedAcquire>();
   readonly #obtainer: Obtainer;
   readonly #host: LeaseHost;
   #closed = false;
@@ -90,12 +92,24 @@ export class Engine {
   take(call: CallShape, key: unknown, options: unknown, shape: Omit<LeaseSpec, 'key' | 'options'>): Promise<Lock> {
     try {
       const k = checkKey(key);
-      const opts = resolveAcquire(k, options, call.allowed, call.name, this.defaults, call.scoped || this.defaults.autoRenew);
-      if (call.wait !== undefined) opts.wait = call.wait;
+      const opts = options === undefined ? this.#withoutOptions(call) : this.#resolve(call, k, options);
       return this.lease({ key: k, mode: shape.mode, options: opts, limit: shape.limit, writer: shape.writer });
     } catch (error) {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
+  }
+
+  #resolve(call: CallShape, key: string, options: unknown): ResolvedAcquire {
+    const opts = resolveAcquire(key, options, call.allowed, call.name, this.defaults, call.scoped || this.defaults.autoRenew);
+    if (call.wait !== undefined) opts.wait = call.wait;
+    return opts;
+  }
+
+  /** A call made with no options (most are) gets the defaults, resolved once per kind of call. */
+  #withoutOptions(call: CallShape): ResolvedAcquire {
+    let opts = this.#plain.get(call);
+    if (!opts) this.#plain.set(call, (opts = Object.freeze(this.#resolve(call, '', undefined))));
+    return opts;
   }
 
   /** Runs `fn` holding the lock from `take`, inside an async scope that reentrant acquires see. */

@@ -9,16 +9,11 @@ import { checkOptionNames } from '../../options.js';
 import { Wakers } from '../shared/wakers.js';
 import { MemoryRates } from './rate.js';
 import { MemberSets } from '../shared/pools.js';
-
-interface Holder {
-  fence: bigint;
-  /** performance.now() ms. */
-  deadline: number;
-}
+import { Holders } from './holders.js';
 
 interface Entry {
   mode: LeaseMode;
-  holders: Map<string, Holder>;
+  holders: Holders;
   /** Writers waiting (owner → deadline), which writer-preferring readers let go first. */
   intents: Map<string, number> | undefined;
 }
@@ -55,13 +50,7 @@ export class MemoryStore {
   #live(key: string, now: number): Entry | undefined {
     const entry = this.#entries.get(key);
     if (!entry) return undefined;
-    let expired = false;
-    for (const [owner, h] of entry.holders) {
-      if (h.deadline <= now) {
-        entry.holders.delete(owner);
-        expired = true;
-      }
-    }
+    const expired = entry.holders.size > 0 && entry.holders.dropExpired(now);
     if (entry.intents) {
       for (const [owner, deadline] of entry.intents) if (deadline <= now) entry.intents.delete(owner);
       if (entry.intents.size === 0) entry.intents = undefined;
@@ -84,7 +73,7 @@ export class MemoryStore {
       return { granted: false, retryAfter: this.#retryAfter(entry, now) };
     }
     if (!entry) {
-      entry = { mode: req.mode, holders: new Map(), intents: undefined };
+      entry = { mode: req.mode, holders: new Holders(), intents: undefined };
       this.#entries.set(req.key, entry);
       this.#sweep();
     }
@@ -104,8 +93,7 @@ export class MemoryStore {
   }
 
   #retryAfter(entry: Entry, now: number): number {
-    let soonest = Infinity;
-    for (const h of entry.holders.values()) soonest = Math.min(soonest, h.deadline - now);
+    let soonest = entry.holders.soonest() - now;
     for (const d of entry.intents?.values() ?? []) soonest = Math.min(soonest, d - now);
     return Math.max(1, Math.ceil(soonest));
   }
@@ -136,7 +124,7 @@ export class MemoryStore {
     return {
       key,
       mode: entry.mode,
-      holders: [...entry.holders].map(([owner, h]) => ({ owner, fence: h.fence, expiresAt: Math.floor(wall + (h.deadline - now)) })),
+      holders: entry.holders.list().map(([owner, h]) => ({ owner, fence: h.fence, expiresAt: Math.floor(wall + (h.deadline - now)) })),
     };
   }
 
