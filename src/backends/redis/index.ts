@@ -14,7 +14,7 @@ import { keysFor, leaseKey, wakeChannel, type LockKeys } from './keys.js';
 import { redisRate } from './rate.js';
 import { redisPools } from './pools.js';
 import { ACQUIRE_ANY, EXTEND_SHARED, RELEASE_ANY } from './rw-scripts.js';
-import { decoded, type Grant, type Script } from './script.js';
+import { decoded, replyOf, type Grant, type Script } from './script.js';
 import { ACQUIRE, CACHE_GET, CACHE_SET, EXTEND, HANDOVER, INSPECT, RELEASE, type Holder } from './scripts.js';
 import { WakeChannel } from './wake.js';
 import type { CacheEntry, CacheStore } from '../../recipes/stampede.js';
@@ -93,11 +93,7 @@ class RedisBackend implements LockBackend {
   readonly #longRelease = new Set<string>();
   /** One script call (bound: the rate and pool stores take it). */
   readonly #call = <R>(s: Script<R>, key: string, keys: string[], args: (string | number)[], ms = this.#timeout): Promise<R> =>
-    decoded(
-      s,
-      key,
-      withTimeout(this.#redis.run(s, keys, args), ms, () => new Error(`Redis did not answer within ${ms} ms`)),
-    );
+    withTimeout(this.#redis.run(s, keys, args), ms, () => new Error(`Redis did not answer within ${ms} ms`), undefined, replyOf(s, key));
 
   constructor(options: RedisBackendOptions) {
     const o = checkOptionNames(options, ['client', 'prefix', 'fair', 'queueTimeout', 'commandTimeout'], 'redisBackend()');

@@ -4,6 +4,7 @@
 
 import { createHash } from 'node:crypto';
 import { LockAcquisitionError } from '../../errors.js';
+import type { Settle } from '../../core/time.js';
 
 export interface Script<R> {
   /** For messages: what the script does ("acquire", "release", ...). */
@@ -37,10 +38,10 @@ function describe(reply: unknown): string {
 const isReplyError = (error: unknown): error is Error =>
   error instanceof Error && (error.name === 'ReplyError' || error.name === 'ErrorReply');
 
-/** `reply`, decoded by `s`; a reply error or a bad reply become a LockAcquisitionError about `key`. */
-export function decoded<R>(s: Script<R>, key: string, reply: Promise<unknown>): Promise<R> {
-  return reply.then(
-    (raw) => {
+/** A reply decoded by `s`; a reply error or a bad reply become a LockAcquisitionError about `key`. */
+export function replyOf<R>(s: Script<R>, key: string): Settle<unknown, R> {
+  return {
+    value(raw) {
       try {
         return s.decode(raw);
       } catch (error) {
@@ -50,9 +51,20 @@ export function decoded<R>(s: Script<R>, key: string, reply: Promise<unknown>): 
         });
       }
     },
+    error(error) {
+      if (!isReplyError(error)) return error;
+      return new LockAcquisitionError(`"${key}": Redis refused ${s.name}: ${error.message}`, { key, cause: error });
+    },
+  };
+}
+
+/** `reply`, decoded by `s` (see replyOf). */
+export function decoded<R>(s: Script<R>, key: string, reply: Promise<unknown>): Promise<R> {
+  const settle = replyOf(s, key);
+  return reply.then(
+    (raw) => settle.value(raw),
     (error: unknown) => {
-      if (!isReplyError(error)) throw error;
-      throw new LockAcquisitionError(`"${key}": Redis refused ${s.name}: ${error.message}`, { key, cause: error });
+      throw settle.error(error);
     },
   );
 }
