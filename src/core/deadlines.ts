@@ -41,10 +41,12 @@ export class Deadlines<L extends Expiring> {
     return [...this.#watched].values();
   }
 
+  /** Watches `lease`; one already watched is only looked at again, as by moved(). */
   watch(lease: L): void {
-    if (lease.deadlineIndex >= 0) return;
-    lease.deadlineIndex = this.#watched.length;
-    this.#watched.push(lease);
+    if (lease.deadlineIndex < 0) {
+      lease.deadlineIndex = this.#watched.length;
+      this.#watched.push(lease);
+    }
     if (lease.deadline < this.#armedFor) this.#arm(lease.deadline);
   }
 
