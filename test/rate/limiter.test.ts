@@ -104,8 +104,11 @@ function worstExcess(takes: [number, number][], rate: number): number {
 }
 
 describe('rate limiter: four processes', () => {
-  const RATE = 100;
   const BURST = 10;
+  // etcd runs at half the rate: a bucket there takes one write round trip per take, and under CI's
+  // load four processes cannot offer 100 takes a second to it (the test would then measure the
+  // offered load, not the limiter; a CI run saw 90.5-92.5/s). What it checks is the same.
+  const rateOf = (kind: string): number => (kind === 'etcd' ? 50 : 100);
   const MS = 5_000;
   let node: RedisNode;
   let cluster: RedisNode[];
@@ -128,7 +131,7 @@ describe('rate limiter: four processes', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const processes = async (kind: string, target: () => string): Promise<[number, number][][]> => {
+  const processes = async (kind: string, target: () => string, RATE: number): Promise<[number, number][][]> => {
     const name = `rate:${randomUUID()}`;
     const child = join(import.meta.dirname, 'child.ts');
     const outs = await Promise.all(
@@ -151,7 +154,8 @@ describe('rate limiter: four processes', () => {
     ['etcd', () => etcd.endpoints.join(',')],
   ] as const) {
     test(`${kind}: never more than burst + rate × time, and the rate holds within 5 %`, async () => {
-      const each = await processes(kind, target);
+      const RATE = rateOf(kind);
+      const each = await processes(kind, target, RATE);
       const takes = each.flat();
       const excess = worstExcess(takes, RATE);
       assert.ok(excess <= BURST, `${excess.toFixed(2)} takes over the rate in some window (burst ${BURST})`);
