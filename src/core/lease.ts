@@ -100,8 +100,8 @@ export class Lease implements Renewable, Expiring {
 
   #setValidity(start: number, validity: number): void {
     this.deadline = start + validity;
-    if (this.deadlineIndex >= 0) this.#host.deadlines.moved(this);
-    else this.#host.deadlines.watch(this);
+    // Watching a lease already watched only looks at its new deadline.
+    this.#host.deadlines.watch(this);
   }
 
   #goneError(message: string, cause?: unknown): LockExpiredError {

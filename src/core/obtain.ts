@@ -31,7 +31,7 @@ export interface LeaseSpec {
 }
 
 type Granted = AcquireResult & { granted: true };
-export type Refused = AcquireResult & { granted: false };
+type Refused = AcquireResult & { granted: false };
 
 export interface Obtained {
   grant: Granted;
@@ -60,6 +60,9 @@ interface Watch {
 
 /** Reason given when a watch ends: preallocated, as abort() without one builds a DOMException. */
 const ENDED = Object.freeze({ reason: 'no more waiters' });
+
+/** An exclusive request that may wait takes its turn in this process's queue on the key (TurnQueue). */
+const queues = (request: AcquireRequest): boolean => request.mode === 'exclusive' && request.queue === true;
 
 export class Obtainer implements Listeners {
   readonly #backend: LockBackend;
@@ -190,7 +193,7 @@ export class Obtainer implements Listeners {
    * newcomer joins the queue rather than barging past it.
    */
   mayTry(request: AcquireRequest): boolean {
-    return !(request.mode === 'exclusive' && request.queue && this.#turns.busy(request.key));
+    return !(queues(request) && this.#turns.busy(request.key));
   }
 
   /**
@@ -198,7 +201,7 @@ export class Obtainer implements Listeners {
    * attempt was sent; `signal`: the caller's (with the closing in it), if it gave one.
    */
   async obtain(request: AcquireRequest, refusal: Refused | undefined, began: number, signal: AbortSignal | undefined): Promise<Obtained> {
-    const queueing = request.mode === 'exclusive' && request.queue === true;
+    const queueing = queues(request);
     this.#enter(request.key);
     let turn: Turn | undefined;
     let obtained: Obtained | undefined;
