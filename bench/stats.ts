@@ -93,7 +93,7 @@ export async function rounds(
   contenders: readonly (() => Promise<number>)[],
   count: number,
   warm?: () => Promise<void>,
-): Promise<{ ops: number[]; ratio: number[] }> {
+): Promise<{ ops: number[]; ratio: number[]; ratioTo: (j: number) => number[] }> {
   await warm?.();
   const ops: number[][] = contenders.map(() => []);
   const ratios: number[][] = contenders.map(() => []);
@@ -106,7 +106,38 @@ export async function rounds(
       ratios[i]!.push(v / round[0]!);
     }
   }
-  return { ops: ops.map(median), ratio: ratios.map(median) };
+  // Per contender, the median of its per-round ratio to contender j (a peer, say), taken within rounds too.
+  const ratioTo = (j: number): number[] => ops.map((mine) => median(mine.map((v, r) => v / ops[j]![r]!)));
+  return { ops: ops.map(median), ratio: ratios.map(median), ratioTo };
+}
+
+/**
+ * Sequential work, contenders interleaved op by op: in each of `count` rounds, every contender does
+ * `ops` operations one at a time, taking turns (in a fresh random order each round), each operation
+ * timed on its own. A sequential op is one round trip, whose latency on a shared VM comes in spells
+ * longer than one op and shorter than a round; taking turns op by op puts every contender in the
+ * same spells, which rounds of one contender at a time cannot. Same result shape as rounds().
+ */
+export async function interleaved(
+  contenders: readonly (() => Promise<unknown>)[],
+  count: number,
+  ops: number,
+): Promise<{ ops: number[]; ratio: number[]; ratioTo: (j: number) => number[] }> {
+  const per: number[][] = contenders.map(() => []);
+  for (let r = 0; r < count; r++) {
+    const order = contenders.map((_, i) => i).sort(() => Math.random() - 0.5);
+    const spent = contenders.map(() => 0);
+    for (let k = 0; k < ops; k++) {
+      for (const i of order) {
+        const t0 = performance.now();
+        await contenders[i]!();
+        spent[i]! += performance.now() - t0;
+      }
+    }
+    for (const [i, ms] of spent.entries()) per[i]!.push(ops / (ms / 1000));
+  }
+  const ratioTo = (j: number): number[] => per.map((mine) => median(mine.map((v, r) => v / per[j]![r]!)));
+  return { ops: per.map(median), ratio: ratioTo(0), ratioTo };
 }
 
 /** A and B for every contender (see rounds), `rounds` times each. */

@@ -91,6 +91,8 @@ export class RateLimiter {
 
   /** Takes `cost` tokens if the bucket has them (waiting up to `wait` for them); never throws for a refusal. */
   async take(options?: TakeOptions): Promise<RateDecision> {
+    // The common take asks for one token now: nothing to check, and nothing to wait for.
+    if (options === undefined) return this.#counted(await this.#take(1, false));
     const o = checkOptionNames(options, ['cost', 'wait', 'signal'], 'take()');
     const cost = this.#cost(o.cost);
     const wait = o.wait === undefined ? 0 : checkWait(o.wait, this.name);
@@ -105,6 +107,10 @@ export class RateLimiter {
       await pause(decision.retryAfter, signal);
       decision = await this.#take(cost, false);
     }
+    return this.#counted(decision);
+  }
+
+  #counted(decision: RateDecision): RateDecision {
     if (decision.allowed) this.#stats.allowed += 1;
     else this.#stats.refused += 1;
     return decision;
@@ -134,10 +140,13 @@ export class RateLimiter {
     return cost;
   }
 
-  #take(cost: number, peek: boolean): Promise<RateDecision> {
-    return this.#store
-      .take({ key: this.name, limit: this.limit, interval: this.interval, burst: this.burst, cost, peek })
-      .catch((error: unknown) => this.#failed(error));
+  async #take(cost: number, peek: boolean): Promise<RateDecision> {
+    // try/await, not .catch(): one promise fewer on every take.
+    try {
+      return await this.#store.take({ key: this.name, limit: this.limit, interval: this.interval, burst: this.burst, cost, peek });
+    } catch (error) {
+      this.#failed(error);
+    }
   }
 
   #failed(error: unknown): never {

@@ -228,3 +228,53 @@ describe('rate store: file, on a shared host', () => {
     }
   });
 });
+
+describe('rate store: redis, a key that is not a bucket', () => {
+  test('is an error naming the limiter, and is never overwritten', async () => {
+    const client = new Redis(node.port, '127.0.0.1');
+    const rate = redisBackend({ client }).rate!;
+    try {
+      const cases: [string, () => Promise<unknown>][] = [
+        ['no-expiry', () => client.set('locksmith:{no-expiry}:rate', '0.5')],
+        ['not-a-number', () => client.set('locksmith:{not-a-number}:rate', 'hello', 'PX', 60_000)],
+        ['a-list', () => client.rpush('locksmith:{a-list}:rate', 'x')],
+      ];
+      for (const [name, plant] of cases) {
+        await plant();
+        const before = await client.dump(`locksmith:{${name}}:rate`);
+        for (const peek of [false, true]) {
+          await assert.rejects(rate.take(req(name, { peek })), (error: Error) => {
+            assert.equal(error.name, 'LockAcquisitionError');
+            assert.match(error.message, new RegExp(`"${name}": Redis refused rate (take|peek)`));
+            return true;
+          });
+        }
+        assert.deepEqual(await client.dump(`locksmith:{${name}}:rate`), before, `${name} untouched`);
+      }
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  test('a rate of many tokens a ms keeps its fractions: the burst, then one token per T', async () => {
+    const client = new Redis(node.port, '127.0.0.1');
+    const rate = redisBackend({ client }).rate!;
+    try {
+      // T = 0.3 ms: every take's TAT falls between Redis's ms ticks.
+      const fast = { limit: 10, interval: 3, burst: 1_000 };
+      assert.equal((await rate.take(req('fine', fast))).remaining, 999);
+      const t0 = performance.now();
+      const decisions = await Promise.all(Array.from({ length: 2_000 }, () => rate.take(req('fine', fast))));
+      const elapsed = performance.now() - t0;
+      const allowed = decisions.filter((d) => d.allowed).length;
+      // The rest of the burst, plus one token per 0.3 ms while the takes ran (and one more for the
+      // ms the server's clock rounds to), never more.
+      assert.ok(allowed >= 999, `allowed ${allowed}`);
+      assert.ok(allowed <= 999 + Math.ceil(elapsed / 0.3) + 4, `allowed ${allowed} in ${elapsed.toFixed(1)} ms`);
+      const refused = decisions.find((d) => !d.allowed);
+      assert.ok(refused && refused.retryAfter === 1, `a refusal waits one ms, not more: ${JSON.stringify(refused)}`);
+    } finally {
+      client.disconnect();
+    }
+  });
+});

@@ -10,7 +10,7 @@ import { checkOptionNames } from '../../options.js';
 import { withTimeout } from '../../core/time.js';
 import { msOption, prefixOption } from '../shared/checks.js';
 import { adapt, type RedisAdapter } from './client.js';
-import { keysFor, leaseKey, wakeChannel, type LockKeys } from './keys.js';
+import { keysFor, leaseKey, rateKey, wakeChannel, type LockKeys } from './keys.js';
 import { redisRate } from './rate.js';
 import { redisPools } from './pools.js';
 import { ACQUIRE_ANY, EXTEND_SHARED, RELEASE_ANY } from './rw-scripts.js';
@@ -105,7 +105,7 @@ class RedisBackend implements LockBackend {
     this.#redis = adapt(o.client);
     this.#wakes = new WakeChannel([this.#redis], wakeChannel(this.#prefix));
     const prefix = this.#prefix;
-    this.rate = redisRate(this.#call, (name) => keysFor(prefix, name).rate);
+    this.rate = redisRate(this.#call, (name) => rateKey(prefix, name));
     this.pools = redisPools(this.#call, prefix);
   }
 

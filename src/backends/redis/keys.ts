@@ -44,5 +44,8 @@ const tagOf = (prefix: string, name: string): string =>
 /** keysFor(prefix, name).lease alone, for the common path. */
 export const leaseKey = (prefix: string, name: string): string => `${tagOf(prefix, name)}:lease`;
 
+/** keysFor(prefix, name).rate alone, for a rate limiter's every take. */
+export const rateKey = (prefix: string, name: string): string => `${tagOf(prefix, name)}:rate`;
+
 /** The wake channel of a prefix: releases publish the lease key there. */
 export const wakeChannel = (prefix: string): string => `${prefix}wake`;

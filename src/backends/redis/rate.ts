@@ -1,48 +1,69 @@
 // Rate-limiter buckets on Redis: GCRA (backends/shared/gcra.ts) in one script on the server's clock,
 // one round trip per take. The bucket key carries the lock name's hash tag (Cluster-safe) and expires
 // when the bucket is full again, so a limiter left alone leaves nothing behind.
+//
+// The key's expiry is the bucket's TAT, rounded up to Redis's ms clock, and its value the rounding
+// (the "slack", 0 ≤ slack < 1 ms): TAT − now = PTTL − slack. So the server's clock is read by the
+// PTTL the script needs anyway, with no TIME (a table of two strings to parse) on every take, and
+// every time a script deals in is relative: the reply is "ms from now", turned into epoch ms on the
+// client's clock, as the file backend does. One integer comes back, not an array.
 
 import type { RateDecision, RateRequest, RateStore } from '../shared/gcra.js';
-import { BadReply, defineScript, type Script } from './script.js';
+import { defineScript, integer, type Script } from './script.js';
 
 /**
- * One GCRA step. KEYS[1] the bucket: its TAT, epoch ms on the server's clock, as a decimal string.
- * ARGV[1] T, ms per token; ARGV[2] the tolerance τ = burst × T, ms; ARGV[3] cost; ARGV[4] '1' to peek.
- * Replies {allowed 1|0, remaining tokens, retryAfter ms, resetAt epoch ms}.
+ * One GCRA take. KEYS[1] the bucket. ARGV[1] the increment cost × T (ms; T = interval / limit, the
+ * time one token takes to come back); ARGV[2] the tolerance τ = burst × T (ms). Replies, in µs
+ * rounded up: the TAT after the take, from now (≥ 1), when allowed; -1 - the TAT from now when refused.
+ * A key that is not a bucket (no expiry, another type, a value that is no number) is an error, never
+ * overwritten.
  */
 export const RATE_TAKE = `
-local t = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
-local base = math.max(tonumber(redis.call('GET', KEYS[1]) or '0') or 0, now)
-local nxt = base + t * cost
-local eps = 1e-6
-local allowed = nxt - now <= tolerance + eps
-local after = base
-if allowed and ARGV[4] ~= '1' then
-  after = nxt
-  -- A number argument goes over as its exact decimal (%.17g), with no string.format to pay for.
-  redis.call('SET', KEYS[1], nxt, 'PX', math.max(1, math.ceil(nxt - now)))
-end
-local remaining = math.max(0, math.floor((tolerance - (after - now)) / t + eps))
-local retry = 0
-if not allowed then retry = math.max(1, math.ceil(nxt - tolerance - now)) end
-return {allowed and 1 or 0, remaining, retry, math.ceil(after)}
+local ttl = redis.call('PTTL', KEYS[1])
+local d = 0
+if ttl >= 0 then d = math.max(ttl - tonumber(redis.call('GET', KEYS[1])), 0)
+elseif ttl == -1 then return redis.error_reply('ERR locksmith: ' .. KEYS[1] .. ' has no expiry: not a rate bucket') end
+local nxt = d + tonumber(ARGV[1])
+if nxt > tonumber(ARGV[2]) + 1e-6 then return -1 - math.ceil(d * 1000) end
+local px = math.ceil(nxt)
+redis.call('SET', KEYS[1], px - nxt, 'PX', px)
+return math.ceil(nxt * 1000)
+`;
+
+/** RATE_TAKE's look without the take: same keys, arguments and replies, the TAT from now moving nothing. */
+export const RATE_PEEK = `
+local ttl = redis.call('PTTL', KEYS[1])
+local d = 0
+if ttl >= 0 then d = math.max(ttl - tonumber(redis.call('GET', KEYS[1])), 0)
+elseif ttl == -1 then return redis.error_reply('ERR locksmith: ' .. KEYS[1] .. ' has no expiry: not a rate bucket') end
+if d + tonumber(ARGV[1]) > tonumber(ARGV[2]) + 1e-6 then return -1 - math.ceil(d * 1000) end
+return math.ceil(d * 1000)
 `;
 
 /** Forgets a bucket. KEYS[1] the bucket. */
 export const RATE_RESET = `return redis.call('DEL', KEYS[1])`;
 
-function decode(reply: unknown): RateDecision {
-  if (!Array.isArray(reply) || reply.length !== 4) throw new BadReply(reply);
-  const [allowed, remaining, retryAfter, resetAt] = reply.map(Number) as [number, number, number, number];
-  return { allowed: allowed === 1, remaining, retryAfter, resetAt };
-}
-
-const TAKE = defineScript('rate take', RATE_TAKE, decode);
+/** The reply, as is: the decision needs the request too (see decide). */
+const TAKE = defineScript('rate take', RATE_TAKE, integer);
+const PEEK = defineScript('rate peek', RATE_PEEK, integer);
 const RESET = defineScript('rate reset', RATE_RESET, () => undefined);
+
+const EPSILON = 1e-6;
+
+/** The decision from a reply of RATE_TAKE or RATE_PEEK (see there), for request `r`. */
+export function decide(r: RateRequest, reply: number): RateDecision {
+  const t = r.interval / r.limit;
+  const tolerance = t * r.burst;
+  const allowed = reply >= 0;
+  // The TAT from now, ms: after the take when allowed, else as it stays.
+  const after = (allowed ? reply : -1 - reply) / 1000;
+  return {
+    allowed,
+    remaining: Math.max(0, Math.floor((tolerance - after) / t + EPSILON)),
+    retryAfter: allowed ? 0 : Math.max(1, Math.ceil(after + t * r.cost - tolerance)),
+    resetAt: Math.ceil(Date.now() + after),
+  };
+}
 
 /** The backend's script call: `key` names the lock in errors. */
 type Call = <R>(s: Script<R>, key: string, keys: string[], args: (string | number)[]) => Promise<R>;
@@ -50,9 +71,9 @@ type Call = <R>(s: Script<R>, key: string, keys: string[], args: (string | numbe
 /** The rate store of a Redis backend: `call` runs a script (with the backend's timeout), `bucket` names the key. */
 export function redisRate(call: Call, bucket: (name: string) => string): RateStore {
   return {
-    take(r: RateRequest) {
+    async take(r: RateRequest) {
       const t = r.interval / r.limit;
-      return call(TAKE, r.key, [bucket(r.key)], [t, t * r.burst, r.cost, r.peek ? '1' : '0']);
+      return decide(r, await call(r.peek ? PEEK : TAKE, r.key, [bucket(r.key)], [t * r.cost, t * r.burst]));
     },
     async reset(key: string) {
       await call(RESET, key, [bucket(key)], []);
