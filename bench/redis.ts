@@ -1,9 +1,9 @@
 // Redis backend vs the raw commands and peer libraries, on one redis-server started here, in one run.
-//   A: sequential acquire+release, each on a new key (3000 in all, in 15 rounds; see rounds() in
-//      stats.ts), with the client's CPU per pair
+//   A: sequential acquire+release, each on a new key (3000 in all, in 15 rounds, the contenders
+//      taking turns pair by pair: see interleaved() in stats.ts), with the client's CPU per pair
 //   B: 64 concurrent workers, each on its own key (19200 in all, in 15 rounds)
 //   C: 16 workers on one key, each holding it 1 ms: throughput and the release → next-acquire gap
-//   and the server's time per pair (INFO commandstats) for the raw floor and for us.
+//   and the server's CPU per pair (INFO cpu) for the raw floor and for us.
 // BENCH_CLIENT picks the client every contender shares: ioredis6 (default: RESP3, its defaults),
 // ioredis5, or node-redis (5; the peers need ioredis, so only the raw floor and us run).
 // Run: npm run bench:redis (builds first; the library is the built package, as users run it)
@@ -18,7 +18,7 @@ import { Mutex } from 'redis-semaphore';
 import { Locksmith } from 'fencelock';
 import { redisBackend } from 'fencelock/redis';
 import { RedisNode } from '../test/support/redis.js';
-import { distinctKeys, handoff, median, rounds, table, type Take } from './stats.js';
+import { distinctKeys, handoff, interleaved, rounds, table, type Take } from './stats.js';
 
 const ROUNDS = 15;
 const A_OPS = Math.round(Number(process.env.BENCH_A ?? 3_000) / ROUNDS); // per round
@@ -67,14 +67,19 @@ async function polling(grant: () => Promise<boolean>): Promise<void> {
   for (let delay = 1; !(await grant()); delay = Math.min(delay * 2, 10)) await new Promise((r) => setTimeout(r, delay));
 }
 
-/** Server µs per acquire+release, from INFO commandstats over `n` sequential pairs. */
+/**
+ * The server's CPU µs per acquire+release (INFO cpu, its user + system time) over `n` sequential
+ * pairs: what it spends on them, reading and writing included. (INFO commandstats counts a script's
+ * commands both on their own and inside its EVALSHA.)
+ */
 async function serverTime(admin: Redis5, take: Take, n = 3_000): Promise<number> {
-  await admin.config('RESETSTAT');
+  const cpu = async (): Promise<number> => {
+    const info = await admin.info('cpu');
+    return (Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1]) + Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1])) * 1e6;
+  };
+  const before = await cpu();
   for (let i = 0; i < n; i++) await (await take(`bench:s:${randomUUID()}`))();
-  const stats = await admin.info('commandstats');
-  let usec = 0;
-  for (const m of stats.matchAll(/^cmdstat_(\w+):calls=(\d+),usec=(\d+)/gm)) if (m[1] !== 'config' && m[1] !== 'info') usec += Number(m[3]);
-  return usec / n;
+  return ((await cpu()) - before) / n;
 }
 
 export async function benchRedis(): Promise<Record<string, string | number>[]> {
@@ -113,21 +118,19 @@ export async function benchRedis(): Promise<Record<string, string | number>[]> {
       ['locksmith', ours],
     ];
     if (FLAVOR !== 'node-redis') contenders.push(...(await peers(conn)));
-    const cpu: number[][] = contenders.map(() => []);
-    const A = await rounds(
+    for (const [, take] of contenders) for (let j = 0; j < 300; j++) await (await take(`bench:w:${j}`))();
+    // CPU per pair: process.cpuUsage() around each pair (its own cost, the same for every contender, included).
+    const cpu = contenders.map(() => ({ us: 0, pairs: 0 }));
+    const A = await interleaved(
       contenders.map(([, take], i) => async () => {
         const c0 = process.cpuUsage();
-        const t0 = performance.now();
-        for (let j = 0; j < A_OPS; j++) await (await take(`bench:a:${randomUUID()}`))();
-        const ops = A_OPS / ((performance.now() - t0) / 1000);
+        await (await take(`bench:a:${randomUUID()}`))();
         const used = process.cpuUsage(c0);
-        cpu[i]!.push((used.user + used.system) / A_OPS);
-        return ops;
+        cpu[i]!.us += used.user + used.system;
+        cpu[i]!.pairs += 1;
       }),
       ROUNDS,
-      async () => {
-        for (const [, take] of contenders) for (let j = 0; j < 300; j++) await (await take(`bench:w:${j}`))();
-      },
+      A_OPS,
     );
     const B = await rounds(
       contenders.map(
@@ -152,8 +155,8 @@ export async function benchRedis(): Promise<Record<string, string | number>[]> {
         contender: name,
         'A seq ops/s': A.ops[i]!,
         'A vs raw': A.ratio[i]!,
-        'A CPU µs/pair': median(cpu[i]!),
-        'server µs/pair': server[i] ?? NaN,
+        'A CPU µs/pair': cpu[i]!.us / cpu[i]!.pairs,
+        'server CPU µs/pair': server[i] ?? NaN,
         'B 64 keys ops/s': B.ops[i]!,
         'B vs raw': B.ratio[i]!,
         'C ops/s': c.ops,

@@ -314,6 +314,31 @@ describe('redis backend', () => {
     await locks.close();
   });
 
+  test('commands made in one tick leave in writes of 8, and every one is answered', async () => {
+    const client = io(node);
+    const backend = redisBackend({ client });
+    await client.ping();
+    // Count the socket's writes (a corked stream hands its buffered chunks to _writev at once).
+    const stream = (client as unknown as { stream: { _writev?: (chunks: unknown[], cb: unknown) => void } }).stream;
+    const writev = stream._writev!.bind(stream);
+    const writes: number[] = [];
+    stream._writev = (chunks, cb) => {
+      writes.push(chunks.length);
+      writev(chunks, cb);
+    };
+    try {
+      const req = (i: number) => ({ key: `batch:${i}`, owner: `o${i}`, ttl: 5_000, mode: 'exclusive' as const });
+      const grants = await Promise.all(Array.from({ length: 40 }, (_, i) => backend.acquire(req(i))));
+      assert.ok(grants.every((g) => g.granted));
+      assert.deepEqual(writes, [8, 8, 8, 8, 8], `writes of ${writes.join(', ')}`);
+      const released = await Promise.all(Array.from({ length: 40 }, (_, i) => backend.release(`batch:${i}`, `o${i}`)));
+      assert.ok(released.every(Boolean));
+    } finally {
+      stream._writev = writev;
+      await backend.close();
+    }
+  });
+
   test('owners may contain newlines: a prefix of the holder is not the holder', async () => {
     const backend = redisBackend({ client: io(node) });
     const req = { key: 'owner:newline', ttl: 5_000, mode: 'exclusive' as const };

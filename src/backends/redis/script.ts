@@ -96,8 +96,12 @@ export function fence(reply: unknown): bigint {
 /** What an acquire script answers: a grant, a refusal, or (plain requests only) "ask again with every key". */
 export type Grant = { granted: true; fence: bigint } | { granted: false; retryAfter: number | undefined } | { granted: 'long' };
 
-/** An acquire's reply: the fence (> 0), -1 - retry-after ms when refused (so -1: unknown), or 0 for "long". */
+/**
+ * An acquire's reply: the fence (> 0, a number or its digits), -1 - retry-after ms when refused (so -1:
+ * unknown), or 0 for "long".
+ */
 export function grant(reply: unknown): Grant {
+  if (typeof reply === 'string') return { granted: true, fence: fence(reply) };
   const n = integer(reply);
   if (n > 0) return { granted: true, fence: BigInt(n) };
   if (n === 0) return { granted: 'long' };

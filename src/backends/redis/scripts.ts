@@ -7,7 +7,7 @@ import { BadReply, defineScript, fence, flag, grant, integer } from './script.js
 
 /**
  * ACQUIRE (plain exclusive). KEYS[1]: lease. ARGV[1]: owner, ARGV[2]: ttl ms. Returns the fence when
- * granted (the holder asking again keeps its fence, with a fresh ttl); -1 - retry-after ms when
+ * granted (as digits when the lock was free; the holder asking again keeps its fence, with a fresh ttl); -1 - retry-after ms when
  * another holds it (and marks the lease, so its release wakes us); 0 when readers hold it (ask again
  * with every key: ACQUIRE_ANY).
  */
@@ -16,11 +16,12 @@ export const ACQUIRE = defineScript(
   `
 local lease, owner = KEYS[1], ARGV[1]
 local held = redis.call('GET', lease)
--- The common case first, with nothing defined: a free lock is GET, TIME and SET.
+-- The common case first, with nothing defined: a free lock is GET, TIME and SET. The fence, the
+-- clock in µs, is written from TIME's two strings and replied as digits: no number is formatted.
 if not held then
   local t = redis.call('TIME')
-  local fence = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  redis.call('SET', lease, owner .. '\\n' .. string.format('%d', fence), 'PX', ARGV[2])
+  local fence = t[1] .. string.rep('0', 6 - #t[2]) .. t[2]
+  redis.call('SET', lease, owner .. '\\n' .. fence, 'PX', ARGV[2])
   return fence
 end
 ${HOLDER}${SETTLE}${FENCE}

@@ -9,7 +9,7 @@
 // (SYNC) before the lock is used. A release keeps the node's fence ("\n<fence>") for the rest of the
 // lease's life, so the next grant there goes on above it.
 
-import { FENCE, HOLDER, HOLDER_ONLY, SETTLE } from '../redis/lua.js';
+import { FENCE, HOLDER, HOLDER_ONLY, isHolder, SETTLE } from '../redis/lua.js';
 import { defineScript, flag, grant } from '../redis/script.js';
 
 /**
@@ -19,8 +19,22 @@ import { defineScript, flag, grant } from '../redis/script.js';
  */
 export const ACQUIRE_PROPOSED = defineScript(
   'acquire',
-  `${HOLDER}${SETTLE}${FENCE}
+  `
 local lease, owner, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2])
+-- The common case first, with nothing defined (a function defined is a closure made on every run):
+-- a free lock with no fence kept takes the proposal, written as it came, or the clock, written from
+-- TIME's two strings. No number is formatted.
+local value = redis.call('GET', lease)
+if not value then
+  local t = redis.call('TIME')
+  local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local proposed = tonumber(ARGV[3])
+  local fence = ARGV[3]
+  if not (proposed > clock and proposed <= clock + ttl * 500) then fence = t[1] .. string.rep('0', 6 - #t[2]) .. t[2] end
+  redis.call('SET', lease, owner .. '\\n' .. fence, 'PX', ttl)
+  return fence
+end
+${HOLDER}${SETTLE}${FENCE}
 local settled, last = settle(lease, owner, ttl)
 if settled then return settled end
 local fence = next_fence(last)
@@ -40,8 +54,17 @@ return fence
  */
 export const RELEASE_KEEP = defineScript(
   'release',
-  `${HOLDER}${HOLDER_ONLY}redis.call('SET', lease, '\\n' .. fence_of(held), 'KEEPTTL')
-if is_marked(held) then wake(lease) end
+  `
+local lease, owner = KEYS[1], ARGV[1]
+local held = redis.call('GET', lease)
+if not held or not ${isHolder('held', 'owner')} then return 0 end
+local fence = string.sub(held, #owner + 2)
+-- Someone was refused meanwhile (the value ends with the mark "w"): wake them; the fence kept is digits.
+if string.byte(held, -1) == 119 then
+  fence = string.sub(fence, 1, -2)
+  redis.call('PUBLISH', string.match(lease, '^[^{]*') .. 'wake', lease)
+end
+redis.call('SET', lease, '\\n' .. fence, 'KEEPTTL')
 return 1
 `,
   flag,
