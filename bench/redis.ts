@@ -1,6 +1,6 @@
 // Redis backend vs the raw commands and peer libraries, on one redis-server started here, in one run.
-//   A: sequential acquire+release, each on a new key (3000 in all, in 15 rounds, the contenders
-//      taking turns pair by pair: see interleaved() in stats.ts), with the client's CPU per pair
+//   A: sequential acquire+release, each on a new key (3000 in all, in 15 rounds; see rounds() in
+//      stats.ts), with the client's CPU per pair
 //   B: 64 concurrent workers, each on its own key (19200 in all, in 15 rounds)
 //   C: 16 workers on one key, each holding it 1 ms: throughput and the release → next-acquire gap
 //   and the server's CPU per pair (INFO cpu) for the raw floor and for us.
@@ -18,7 +18,7 @@ import { Mutex } from 'redis-semaphore';
 import { Locksmith } from 'fencelock';
 import { redisBackend } from 'fencelock/redis';
 import { RedisNode } from '../test/support/redis.js';
-import { distinctKeys, handoff, interleaved, rounds, table, type Take } from './stats.js';
+import { distinctKeys, handoff, median, rounds, table, type Take } from './stats.js';
 
 const ROUNDS = 15;
 const A_OPS = Math.round(Number(process.env.BENCH_A ?? 3_000) / ROUNDS); // per round
@@ -118,19 +118,24 @@ export async function benchRedis(): Promise<Record<string, string | number>[]> {
       ['locksmith', ours],
     ];
     if (FLAVOR !== 'node-redis') contenders.push(...(await peers(conn)));
-    for (const [, take] of contenders) for (let j = 0; j < 300; j++) await (await take(`bench:w:${j}`))();
-    // CPU per pair: process.cpuUsage() around each pair (its own cost, the same for every contender, included).
-    const cpu = contenders.map(() => ({ us: 0, pairs: 0 }));
-    const A = await interleaved(
+    const cpu: number[][] = contenders.map(() => []);
+    // Rounds of one contender at a time: taking turns pair by pair (interleaved()) would run six
+    // libraries' code in turn, so every pair would start with cold caches, and the deepest code
+    // path would pay most for it.
+    const A = await rounds(
       contenders.map(([, take], i) => async () => {
         const c0 = process.cpuUsage();
-        await (await take(`bench:a:${randomUUID()}`))();
+        const t0 = performance.now();
+        for (let j = 0; j < A_OPS; j++) await (await take(`bench:a:${randomUUID()}`))();
+        const ops = A_OPS / ((performance.now() - t0) / 1000);
         const used = process.cpuUsage(c0);
-        cpu[i]!.us += used.user + used.system;
-        cpu[i]!.pairs += 1;
+        cpu[i]!.push((used.user + used.system) / A_OPS);
+        return ops;
       }),
       ROUNDS,
-      A_OPS,
+      async () => {
+        for (const [, take] of contenders) for (let j = 0; j < 300; j++) await (await take(`bench:w:${j}`))();
+      },
     );
     const B = await rounds(
       contenders.map(
@@ -155,7 +160,7 @@ export async function benchRedis(): Promise<Record<string, string | number>[]> {
         contender: name,
         'A seq ops/s': A.ops[i]!,
         'A vs raw': A.ratio[i]!,
-        'A CPU µs/pair': cpu[i]!.us / cpu[i]!.pairs,
+        'A CPU µs/pair': median(cpu[i]!),
         'server CPU µs/pair': server[i] ?? NaN,
         'B 64 keys ops/s': B.ops[i]!,
         'B vs raw': B.ratio[i]!,

@@ -116,7 +116,9 @@ export async function rounds(
  * `ops` operations one at a time, taking turns (in a fresh random order each round), each operation
  * timed on its own. A sequential op is one round trip, whose latency on a shared VM comes in spells
  * longer than one op and shorter than a round; taking turns op by op puts every contender in the
- * same spells, which rounds of one contender at a time cannot. Same result shape as rounds().
+ * same spells, which rounds of one contender at a time cannot. The price: every op starts with the
+ * caches warm for another library's code, which costs most the contender with the deepest code path
+ * (ours, against a raw script): a bias against us, never for us. Same result shape as rounds().
  */
 export async function interleaved(
   contenders: readonly (() => Promise<unknown>)[],
