@@ -147,6 +147,7 @@ export class Session {
     if (this.dead) return;
     this.dead = true;
     clearTimeout(this.#keepalive);
+    this.#keepalive = undefined;
     // Our listeners stay: a closed client may still report the write that failed, and an 'error'
     // nobody listens to would end the process.
     try {
@@ -163,6 +164,7 @@ export class Session {
   async retire(): Promise<void> {
     this.retiring = true;
     clearTimeout(this.#keepalive);
+    this.#keepalive = undefined;
     const { app, idle } = this.#settings.restore;
     try {
       await this.query(RESTORE, [app, idle]);
@@ -258,15 +260,25 @@ export class Session {
 
   /** Nothing queued: keep the session alive while it holds locks, else let the set retire it. */
   #idle(): void {
-    clearTimeout(this.#keepalive);
-    if (this.locks === 0) return this.#settings.onIdle(this);
-    const every = Math.max(1, Math.floor(this.idle / 3));
+    if (this.locks === 0) {
+      clearTimeout(this.#keepalive);
+      this.#keepalive = undefined;
+      return this.#settings.onIdle(this);
+    }
+    // One timer while locks are held, armed once and looked at when it fires, not one per statement.
+    if (this.#keepalive === undefined) this.#armKeepalive(Math.max(1, Math.floor(this.idle / 3)));
+  }
+
+  #armKeepalive(ms: number): void {
     this.#keepalive = setTimeout(() => {
-      if (this.dead || this.#busy || this.locks === 0) return this.#idle();
-      // A statement since the timer was set restarted the server's clock too.
-      if (performance.now() - this.#sent < every - 1) return this.#idle();
+      this.#keepalive = undefined;
+      if (this.dead || this.locks === 0) return;
+      const every = Math.max(1, Math.floor(this.idle / 3));
+      // A statement since the last one this timer saw restarted the server's clock too.
+      const quiet = performance.now() - this.#sent;
+      if (this.#busy || quiet < every - 1) return this.#armKeepalive(this.#busy ? every : every - quiet);
       this.ping().catch(() => undefined);
-    }, every);
+    }, ms);
     this.#keepalive.unref();
   }
 }

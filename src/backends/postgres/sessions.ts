@@ -13,6 +13,7 @@
 // A busy session (requests queued behind the statement in flight) makes the set open another for
 // the same ttl in the background, while the request queues on the busy one and rides its next batch.
 
+import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { LockAcquisitionError, LockTimeoutError } from '../../errors.js';
 import { withTimeout } from '../../core/time.js';
@@ -61,7 +62,8 @@ export class Sessions {
   readonly #live: Session[] = [];
   /** Sessions being opened, with the ttl each is for. */
   readonly #opening = new Map<Promise<Session>, number>();
-  readonly #retire = new Map<Session, NodeJS.Timeout>();
+  /** Idle sessions' way back to the pool: since when each is idle, for how long it may linger. */
+  readonly #retire = new Map<Session, { timer: NodeJS.Timeout; since: number; linger: number }>();
   /** Sessions on their way back to the pool (close waits for them). */
   readonly #retiring = new Set<Promise<void>>();
   #closed = false;
@@ -80,31 +82,31 @@ export class Sessions {
   async pick(ttl: number, key: string, bound: ConnectBound, prefer?: Session): Promise<Session> {
     // The session that last held this name: a try there follows its release in order (elsewhere it
     // could reach the server first and be refused by our own lock).
-    if (prefer && !prefer.dead && !prefer.retiring && prefer.idle >= ttl) return this.#keep(prefer);
+    if (prefer && !prefer.dead && !prefer.retiring && prefer.idle >= ttl) return prefer;
     for (;;) {
       const live = this.#live.filter((s) => !s.retiring && !s.dead);
       const same = least(live, ttl);
       const room = live.length + this.#opening.size < this.max;
-      if (same && (same.load < 2 || !room)) return this.#keep(same);
+      if (same && (same.load < 2 || !room)) return same;
       if (same) {
         // Busy: another session for this ttl is opened for the requests after this one.
         this.#open(ttl, key, bound).catch(() => undefined);
-        return this.#keep(same);
+        return same;
       }
       // One opening for this ttl serves every request that comes meanwhile.
       const coming = [...this.#opening].find(([, t]) => t === ttl)?.[0];
       if (coming) {
         const session = await coming.catch(() => undefined);
-        if (session && !session.dead && !session.retiring) return this.#keep(session);
+        if (session && !session.dead && !session.retiring) return session;
         continue;
       }
-      if (room) return this.#keep(await this.#open(ttl, key, bound));
+      if (room) return this.#open(ttl, key, bound);
       const above = live.filter((s) => s.idle >= ttl).sort((a, b) => a.idle - b.idle)[0];
-      if (above) return this.#keep(above);
+      if (above) return above;
       const longest = live.sort((a, b) => b.idle - a.idle)[0];
       if (longest) {
         await longest.raise(ttl);
-        return this.#keep(longest);
+        return longest;
       }
       // Every slot is a session still opening: wait for one.
       await Promise.race(this.#opening.keys()).catch(() => undefined);
@@ -155,30 +157,53 @@ export class Sessions {
   forget(session: Session): void {
     const at = this.#live.indexOf(session);
     if (at >= 0) this.#live.splice(at, 1);
-    clearTimeout(this.#retire.get(session));
+    clearTimeout(this.#retire.get(session)?.timer);
     this.#retire.delete(session);
   }
 
-  /** Called by a session with nothing queued and no locks: give it back after a moment. */
+  /**
+   * Called by a session with nothing queued and no locks: give it back after a moment. One timer per
+   * idle spell, not per release: a session in use again keeps its timer, which looks when it fires
+   * (a process that locks one name at a time goes idle on every release).
+   */
   idle(session: Session): void {
-    if (this.#retire.has(session) || session.dead) return;
+    if (session.dead) return;
     const linger = this.#closed || (this.#o.pool.waitingCount ?? 0) > 0 ? 0 : Math.min(LINGER_MS, Math.floor(session.idle / 2));
-    const timer = setTimeout(() => {
-      this.#retire.delete(session);
-      if (session.locks > 0 || session.load > 0 || session.dead) return;
-      this.forget(session);
-      const retired = session.retire();
-      this.#retiring.add(retired);
-      void retired.finally(() => this.#retiring.delete(retired));
-    }, linger);
-    timer.unref();
-    this.#retire.set(session, timer);
+    const since = performance.now();
+    const armed = this.#retire.get(session);
+    if (armed && linger > 0) {
+      armed.since = since;
+      armed.linger = linger;
+      return;
+    }
+    if (armed) clearTimeout(armed.timer);
+    this.#armRetire(session, since, linger, linger);
+  }
+
+  #armRetire(session: Session, since: number, linger: number, ms: number): void {
+    const entry = {
+      since,
+      linger,
+      timer: setTimeout(() => {
+        if (this.#retire.get(session) !== entry) return;
+        this.#retire.delete(session);
+        if (session.locks > 0 || session.load > 0 || session.dead) return;
+        const left = entry.since + entry.linger - performance.now();
+        if (left >= 1) return this.#armRetire(session, entry.since, entry.linger, left);
+        this.forget(session);
+        const retired = session.retire();
+        this.#retiring.add(retired);
+        void retired.finally(() => this.#retiring.delete(retired));
+      }, ms),
+    };
+    entry.timer.unref();
+    this.#retire.set(session, entry);
   }
 
   async close(): Promise<void> {
     this.#closed = true;
     await Promise.allSettled(this.#opening.keys());
-    for (const timer of this.#retire.values()) clearTimeout(timer);
+    for (const { timer } of this.#retire.values()) clearTimeout(timer);
     this.#retire.clear();
     const live = this.#live.splice(0);
     await Promise.all(this.#retiring);
@@ -192,12 +217,6 @@ export class Sessions {
   }
 
   /** A session about to be used is not retired under its request. */
-  #keep(session: Session): Session {
-    clearTimeout(this.#retire.get(session));
-    this.#retire.delete(session);
-    return session;
-  }
-
   #open(ttl: number, key: string, bound: ConnectBound): Promise<Session> {
     const opening = (async () => {
       const client = await this.connect(key, bound);

@@ -13,6 +13,7 @@
 // (and so announces itself again on a new connection). When nothing waits for a moment, the
 // connection is closed (it LISTENs, so it is not given back to the pool for others' use).
 
+import { performance } from 'node:perf_hooks';
 import { Wakers } from '../shared/wakers.js';
 import { run, type PgClientLike } from './client.js';
 import { intentKey, waitKey } from './keys.js';
@@ -55,6 +56,8 @@ export class Wakeup {
   #tail: Promise<unknown> = Promise.resolve();
   /** This instance holds locks: the connection stays, to answer other instances' inspect. */
   #holding = false;
+  /** performance.now() when the connection last became unneeded (see #lingerThenClose). */
+  #unneededSince = 0;
 
   constructor(o: WakeupOptions) {
     this.#o = o;
@@ -135,8 +138,7 @@ export class Wakeup {
   holding(on: boolean): void {
     this.#holding = on;
     if (on) {
-      clearTimeout(this.#linger);
-      this.#connection().catch(() => undefined);
+      if (!this.#conn) this.#connection().catch(() => undefined);
     } else if (this.#announced.size === 0) this.#lingerThenClose();
   }
 
@@ -149,11 +151,11 @@ export class Wakeup {
     this.#closed = true;
     this.#wakers.wakeAll();
     clearTimeout(this.#linger);
+    this.#linger = undefined;
     await this.#drop();
   }
 
   #announce(key: bigint): Promise<unknown> {
-    clearTimeout(this.#linger);
     const id = String(key);
     const a = this.#announced.get(id);
     if (a) {
@@ -223,11 +225,24 @@ export class Wakeup {
     this.#wakers.wakeAll();
   }
 
+  /**
+   * Closes the connection once it has been unneeded for LINGER_MS. One timer, armed once and looked
+   * at when it fires, not one per release: a process that locks one name at a time goes from
+   * holding to not holding on every release. Needed again meanwhile, it stays.
+   */
   #lingerThenClose(): void {
-    clearTimeout(this.#linger);
+    this.#unneededSince = performance.now();
+    if (this.#linger === undefined) this.#armLinger(LINGER_MS);
+  }
+
+  #armLinger(ms: number): void {
     this.#linger = setTimeout(() => {
-      if (this.#announced.size === 0 && !this.#holding) void this.#drop();
-    }, LINGER_MS);
+      this.#linger = undefined;
+      if (this.#announced.size > 0 || this.#holding || this.#closed) return;
+      const left = this.#unneededSince + LINGER_MS - performance.now();
+      if (left >= 1) this.#armLinger(left);
+      else void this.#drop();
+    }, ms);
     this.#linger.unref();
   }
 
