@@ -37,7 +37,7 @@ export async function benchRate(): Promise<Record<string, string | number>[]> {
   try {
     const sha = (await client.script('LOAD', RATE_TAKE)) as string;
     const t = 1_000 / LIMIT;
-    const raw: Take = () => client.evalsha(sha, 1, 'bench:raw:{r}:rate', t, t * LIMIT, 1);
+    const raw: Take = () => client.evalsha(sha, 1, 'bench:raw:{r}:rate', t, t * LIMIT);
     const locks = new Locksmith(redisBackend({ client }));
     const limiter = locks.rateLimiter('bench:ours', { limit: LIMIT, interval: 1_000 });
     const ours: Take = () => limiter.take();

@@ -5,16 +5,17 @@
 // The key's expiry is the bucket's TAT, rounded up to Redis's ms clock, and its value the rounding
 // (the "slack", 0 ≤ slack < 1 ms): TAT − now = PTTL − slack. So the server's clock is read by the
 // PTTL the script needs anyway, with no TIME (a table of two strings to parse) on every take, and
-// every time a script deals in is relative: the reply is "µs from now", turned into epoch ms on the
-// client's clock, as the file backend does.
+// every time a script deals in is relative: the reply is the TAT from now in ns, one integer (not an
+// array: a table and a second number cost the script as much as its arithmetic), turned into the
+// decision and into epoch ms on the client's clock, as the file backend does.
 
 import type { RateDecision, RateRequest, RateStore } from '../shared/gcra.js';
-import { BadReply, defineScript, integer, type Script } from './script.js';
+import { defineScript, integer, type Script } from './script.js';
 
 /**
- * One GCRA take. KEYS[1] the bucket. ARGV[1] T, ms per token (interval / limit); ARGV[2] the
- * tolerance τ = burst × T, ms; ARGV[3] cost. Replies {tokens left, the TAT from now in µs rounded
- * up}: after the take when allowed; when refused, as it stays, with the tokens left as -1 - n.
+ * One GCRA take. KEYS[1] the bucket. ARGV[1] the increment cost × T (ms; T = interval / limit, the
+ * time one token takes to come back); ARGV[2] the tolerance τ = burst × T (ms). Replies, in ns
+ * rounded up: the TAT after the take, from now (≥ 1), when allowed; -1 - the TAT from now when refused.
  * A key that is not a bucket (no expiry, another type, a value that is no number) is an error, never
  * overwritten.
  */
@@ -23,49 +24,45 @@ local ttl = redis.call('PTTL', KEYS[1])
 local d = 0
 if ttl >= 0 then d = math.max(ttl - tonumber(redis.call('GET', KEYS[1])), 0)
 elseif ttl == -1 then return redis.error_reply('ERR locksmith: ' .. KEYS[1] .. ' has no expiry: not a rate bucket') end
-local t, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
-local nxt = d + t * tonumber(ARGV[3])
-if nxt > tolerance + 1e-6 then return {-1 - math.floor((tolerance - d) / t + 1e-6), math.ceil(d * 1000)} end
+local nxt = d + tonumber(ARGV[1])
+if nxt > tonumber(ARGV[2]) + 1e-6 then return -1 - math.ceil(d * 1000000) end
 local px = math.ceil(nxt)
 redis.call('SET', KEYS[1], px - nxt, 'PX', px)
-return {math.floor((tolerance - nxt) / t + 1e-6), math.ceil(nxt * 1000)}
+return math.ceil(nxt * 1000000)
 `;
 
-/** RATE_TAKE's look without the take: same keys, arguments and replies, the TAT staying where it is. */
+/** RATE_TAKE's look without the take: same keys, arguments and replies, the TAT from now moving nothing. */
 export const RATE_PEEK = `
 local ttl = redis.call('PTTL', KEYS[1])
 local d = 0
 if ttl >= 0 then d = math.max(ttl - tonumber(redis.call('GET', KEYS[1])), 0)
 elseif ttl == -1 then return redis.error_reply('ERR locksmith: ' .. KEYS[1] .. ' has no expiry: not a rate bucket') end
-local t, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
-local left = math.floor((tolerance - d) / t + 1e-6)
-if d + t * tonumber(ARGV[3]) > tolerance + 1e-6 then left = -1 - left end
-return {left, math.ceil(d * 1000)}
+if d + tonumber(ARGV[1]) > tonumber(ARGV[2]) + 1e-6 then return -1 - math.ceil(d * 1000000) end
+return math.ceil(d * 1000000)
 `;
 
 /** Forgets a bucket. KEYS[1] the bucket. */
 export const RATE_RESET = `return redis.call('DEL', KEYS[1])`;
 
-/** A reply of RATE_TAKE or RATE_PEEK, as is: the decision needs the request too (see decide). */
-function pair(reply: unknown): [number, number] {
-  if (!Array.isArray(reply) || reply.length !== 2) throw new BadReply(reply);
-  return [integer(reply[0]), integer(reply[1])];
-}
-
-const TAKE = defineScript('rate take', RATE_TAKE, pair);
-const PEEK = defineScript('rate peek', RATE_PEEK, pair);
+/** The reply, as is: the decision needs the request too (see decide). */
+const TAKE = defineScript('rate take', RATE_TAKE, integer);
+const PEEK = defineScript('rate peek', RATE_PEEK, integer);
 const RESET = defineScript('rate reset', RATE_RESET, () => undefined);
 
+const EPSILON = 1e-6;
+
 /** The decision from a reply of RATE_TAKE or RATE_PEEK (see there), for request `r`. */
-export function decide(r: RateRequest, [left, tat]: [number, number]): RateDecision {
-  const allowed = left >= 0;
-  // The TAT from now, ms (rounded up to the µs by the script: a retry is never early).
-  const after = tat / 1000;
+export function decide(r: RateRequest, reply: number): RateDecision {
   const t = r.interval / r.limit;
+  const tolerance = t * r.burst;
+  const allowed = reply >= 0;
+  // The TAT from now, ms: after the take when allowed, else as it stays. The script rounded it up
+  // to the ns, which may cost up to 1e-6 / T of a token: that much slack keeps a whole token whole.
+  const after = (allowed ? reply : -1 - reply) / 1_000_000;
   return {
     allowed,
-    remaining: Math.max(0, allowed ? left : -1 - left),
-    retryAfter: allowed ? 0 : Math.max(1, Math.ceil(after + t * r.cost - t * r.burst)),
+    remaining: Math.max(0, Math.floor((tolerance - after) / t + EPSILON + 1e-6 / t)),
+    retryAfter: allowed ? 0 : Math.max(1, Math.ceil(after + t * r.cost - tolerance)),
     resetAt: Math.ceil(Date.now() + after),
   };
 }
@@ -78,7 +75,7 @@ export function redisRate(call: Call, bucket: (name: string) => string): RateSto
   return {
     async take(r: RateRequest) {
       const t = r.interval / r.limit;
-      return decide(r, await call(r.peek ? PEEK : TAKE, r.key, [bucket(r.key)], [t, t * r.burst, r.cost]));
+      return decide(r, await call(r.peek ? PEEK : TAKE, r.key, [bucket(r.key)], [t * r.cost, t * r.burst]));
     },
     async reset(key: string) {
       await call(RESET, key, [bucket(key)], []);
