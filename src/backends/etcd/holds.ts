@@ -3,7 +3,6 @@
 // ttl passes without an extend is deleted here (one timer for all, the core's Deadlines), so a lock
 // does not outlive its ttl while its process runs, and not its session lease once the process is gone.
 
-import { performance } from 'node:perf_hooks';
 import { Deadlines } from '../../core/deadlines.js';
 import type { Lease } from './session.js';
 
@@ -55,17 +54,6 @@ export class Hold {
   expire(): void {
     this.#expire(this);
   }
-}
-
-/**
- * How long after a failed delete (a release's, or a cleanup's) of keys left behind to try again:
- * until it goes through, the key holds everyone back. Soon, since a call that failed on one member
- * (killed, or without a leader during an election) usually goes through on the next; backing off to
- * one call's timeout, counted from when the failed call was sent: a call that waited out its
- * deadline has waited enough, and is tried again at once.
- */
-export function cleanupDelay(retries: number, sent: number, timeout: number): number {
-  return Math.max(0, Math.min(timeout, 25 * 2 ** retries) - (performance.now() - sent));
 }
 
 export class Holds {

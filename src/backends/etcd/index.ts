@@ -8,7 +8,8 @@ import { performance } from 'node:perf_hooks';
 import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo } from '../../backend.js';
 import { LockArgumentError } from '../../errors.js';
 import type { CallOptions, KVClient } from './client.js';
-import { cleanupDelay, Hold, Holds } from './holds.js';
+import { Hold, Holds } from './holds.js';
+import { retryDelay } from './retry.js';
 import { decodeValue, encodeValue, keysFor } from './keys.js';
 import { exclusiveVerdict } from './mutex.js';
 import { Session, type Lease } from './session.js';
@@ -100,7 +101,7 @@ class EtcdBackend implements LockBackend {
         // Keys nobody will ever release must not stay: try again while their session lives.
         if (hold.fence === UNKNOWN && !hold.lease.lost && !this.#closed && !this.#holds.get(hold.name, hold.owner)) {
           hold.retries += 1;
-          hold.deadline = performance.now() + cleanupDelay(hold.retries, sent, this.#timeout);
+          hold.deadline = performance.now() + retryDelay(hold.retries, sent, this.#timeout);
           this.#holds.set(hold);
         }
       },
@@ -237,7 +238,7 @@ class EtcdBackend implements LockBackend {
     } catch (error) {
       // Its keys stay on the live session, and a waiter's would hold the line for ever: try again later.
       if (!hold.lease.lost && !this.#holds.get(key, owner)) {
-        this.#leftBehind(key, owner, hold.key, hold.lease, hold.slot, performance.now() + cleanupDelay(0, sent, this.#timeout));
+        this.#leftBehind(key, owner, hold.key, hold.lease, hold.slot, performance.now() + retryDelay(0, sent, this.#timeout));
       }
       throw error;
     }
