@@ -21,6 +21,8 @@ export class Hold {
   deadline: number;
   /** Failed deletes of a key left behind (its release or its expiry failed), for the backoff. */
   retries = 0;
+  /** An attempt of this slot went unanswered: a late create may still land, so its delete moves the guard (guard.ts). */
+  unsure: boolean;
   /** Kept by the Deadlines that watch it (Expiring). */
   deadlineIndex = -1;
   readonly #expire: (hold: Hold) => void;
@@ -36,6 +38,7 @@ export class Hold {
       limit: number;
       granted: boolean;
       deadline: number;
+      unsure?: boolean;
     },
     expire: (hold: Hold) => void,
   ) {
@@ -48,6 +51,7 @@ export class Hold {
     this.limit = fields.limit;
     this.granted = fields.granted;
     this.deadline = fields.deadline;
+    this.unsure = fields.unsure === true;
     this.#expire = expire;
   }
 
