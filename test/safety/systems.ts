@@ -676,14 +676,7 @@ registerSystem({
     // The session lease lives on the cluster: the holder reconnects and still releases its own.
     'reset-links': { holderKeepsLease: true },
   },
-  // Not in the CI run by default: a clean-clone CI run saw node-pause stall (no acquisition for 65 s
-  // after the paused member resumed, every acquire timing out), which runs of that fault alone have
-  // not reproduced. Majority loss recovers within its bound now (docs/backends/etcd.md).
-  unavailable: async () =>
-    (await hasEtcd()) ??
-    (process.env.SAFETY_ETCD === '1'
-      ? undefined
-      : 'etcd runs only with SAFETY_ETCD=1 (about two minutes): SAFETY_ETCD=1 npm run test:safety -- --backend etcd'),
+  unavailable: hasEtcd,
   async create({ dir }) {
     const cluster = await EtcdCluster.start();
     // Each client reaches every member through proxies of its own, cut off (or slowed) together.

@@ -3,7 +3,6 @@
 // ttl passes without an extend is deleted here (one timer for all, the core's Deadlines), so a lock
 // does not outlive its ttl while its process runs, and not its session lease once the process is gone.
 
-import { performance } from 'node:perf_hooks';
 import { Deadlines } from '../../core/deadlines.js';
 import type { Lease } from './session.js';
 
@@ -22,6 +21,8 @@ export class Hold {
   deadline: number;
   /** Failed deletes of a key left behind (its release or its expiry failed), for the backoff. */
   retries = 0;
+  /** An attempt of this slot went unanswered: a late create may still land, so its delete moves the guard (guard.ts). */
+  unsure: boolean;
   /** Kept by the Deadlines that watch it (Expiring). */
   deadlineIndex = -1;
   readonly #expire: (hold: Hold) => void;
@@ -37,6 +38,7 @@ export class Hold {
       limit: number;
       granted: boolean;
       deadline: number;
+      unsure?: boolean;
     },
     expire: (hold: Hold) => void,
   ) {
@@ -49,23 +51,13 @@ export class Hold {
     this.limit = fields.limit;
     this.granted = fields.granted;
     this.deadline = fields.deadline;
+    this.unsure = fields.unsure === true;
     this.#expire = expire;
   }
 
   expire(): void {
     this.#expire(this);
   }
-}
-
-/**
- * How long after a failed delete (a release's, or a cleanup's) of keys left behind to try again:
- * until it goes through, the key holds everyone back. Soon, since a call that failed on one member
- * (killed, or without a leader during an election) usually goes through on the next; backing off to
- * one call's timeout, counted from when the failed call was sent: a call that waited out its
- * deadline has waited enough, and is tried again at once.
- */
-export function cleanupDelay(retries: number, sent: number, timeout: number): number {
-  return Math.max(0, Math.min(timeout, 25 * 2 ** retries) - (performance.now() - sent));
 }
 
 export class Holds {

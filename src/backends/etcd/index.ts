@@ -8,12 +8,14 @@ import { performance } from 'node:perf_hooks';
 import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo } from '../../backend.js';
 import { LockArgumentError } from '../../errors.js';
 import type { CallOptions, KVClient } from './client.js';
-import { cleanupDelay, Hold, Holds } from './holds.js';
+import { Hold, Holds } from './holds.js';
+import { retryDelay } from './retry.js';
 import { decodeValue, encodeValue, keysFor } from './keys.js';
+import { Guards } from './guard.js';
 import { exclusiveVerdict } from './mutex.js';
 import { Session, type Lease } from './session.js';
 import { holdsShared, sharedVerdict } from './shared.js';
-import { deleteIf, deleteMine, enqueue, listKeys, listValues, rewrite, tryCreate, type Listing } from './txn.js';
+import { deleteIf, deleteMine, listKeys, listValues, rewrite, type Listing } from './txn.js';
 import { Wakeups } from './wake.js';
 import { LineNotes } from './line.js';
 import { EtcdPools } from './pools.js';
@@ -49,6 +51,7 @@ class EtcdBackend implements LockBackend {
   readonly #tried = new Set<string>();
   readonly #line = new LineNotes();
   readonly #session: Session;
+  readonly #guards: Guards;
   /** Expires a hold (bound once: holds keep it). */
   readonly #expire = (hold: Hold): void => this.#expired(hold);
   #closed = false;
@@ -59,6 +62,7 @@ class EtcdBackend implements LockBackend {
     this.#timeout = timeout;
     this.#root = Buffer.concat([client.prefix, Buffer.from(prefix, 'utf8')]);
     this.#kv = client.kv;
+    this.#guards = new Guards(this.#root);
     this.#wake = new Wakeups(client);
     this.pools = new EtcdPools(
       client,
@@ -86,21 +90,26 @@ class EtcdBackend implements LockBackend {
     this.#wake.disarm(hold.name, hold.owner);
     // The session lease is the fallback. A key of unknown revision is this owner's: no later attempt
     // of it replaced the hold, so nothing newer of it can be there.
+    const guard = hold.unsure ? this.#guards.of(hold.lease) : undefined;
     const sent = performance.now();
+    const keys = keysFor(this.#root, hold.name, tag(hold.lease, hold.slot));
     const deleting =
       hold.fence === UNKNOWN
-        ? deleteMine(this.#kv, keysFor(this.#root, hold.name, tag(hold.lease, hold.slot)), this.#call())
-        : deleteIf(this.#kv, hold.key, hold.fence, this.#call());
+        ? deleteMine(this.#kv, keys, this.#call(), false, guard).then((r) => r.revision)
+        : deleteIf(this.#kv, hold.key, hold.fence, this.#call(), guard);
     deleting.then(
-      () => {
+      (revision) => {
+        if (guard) this.#guards.saw(hold.lease, revision);
         if (this.#holds.get(hold.name, hold.owner)?.slot !== hold.slot) this.#holds.free(hold.name, hold.slot);
         this.#line.forget(hold.name, hold.owner);
       },
       () => {
-        // Keys nobody will ever release must not stay: try again while their session lives.
-        if (hold.fence === UNKNOWN && !hold.lease.lost && !this.#closed && !this.#holds.get(hold.name, hold.owner)) {
+        // Keys nobody will ever release must not stay: try again while their session lives (a key
+        // past its ttl is no longer granted, even while its delete is still to go through).
+        if (!hold.lease.lost && !this.#closed && !this.#holds.get(hold.name, hold.owner)) {
+          hold.granted = false;
           hold.retries += 1;
-          hold.deadline = performance.now() + cleanupDelay(hold.retries, sent, this.#timeout);
+          hold.deadline = performance.now() + retryDelay(hold.retries, sent, this.#timeout);
           this.#holds.set(hold);
         }
       },
@@ -108,9 +117,15 @@ class EtcdBackend implements LockBackend {
   }
 
   /** Notes keys an attempt or a release may have left on the live session, to delete at `deadline`. */
-  #leftBehind(name: string, owner: string, key: Buffer, lease: Lease, slot: number, deadline: number): void {
-    const fields = { name, owner, key, fence: UNKNOWN, lease, slot, limit: 0, granted: false, deadline };
+  #leftBehind(name: string, owner: string, key: Buffer, lease: Lease, slot: number, deadline: number, unsure: boolean): void {
+    const fields = { name, owner, key, fence: UNKNOWN, lease, slot, limit: 0, granted: false, deadline, unsure };
     this.#holds.set(new Hold(fields, this.#expire));
+  }
+
+  /** Forgets a hold whose key is gone; one a late create may still bring back waits for its guarded delete (guard.ts). */
+  #forget(hold: Hold, deadline: number): void {
+    if (hold.unsure && !hold.lease.lost) this.#leftBehind(hold.name, hold.owner, hold.key, hold.lease, hold.slot, deadline, true);
+    else this.#holds.delete(hold.name, hold.owner);
   }
 
   #checkTtl(ttl: number, key: string): void {
@@ -142,29 +157,30 @@ class EtcdBackend implements LockBackend {
       // The core wakes this waiter as a release here leaves: its answer tells where the waiter stands.
       await this.#line.settled(req.key);
       listing = this.#line.standing(known, this.#wake.heard(req.key, req.owner)) ?? (await listKeys(this.#kv, k, o));
-    } else listing = queue ? await enqueue(this.#kv, k, mode, value, lease.id, o) : await tryCreate(this.#kv, k, mode, value, lease.id, o);
+    } else listing = await this.#guards.create(this.#kv, queue, k, mode, value, lease, o);
     const verdict = mode === 'w' ? exclusiveVerdict(listing.entries, k.mine.w) : sharedVerdict(listing.entries, k.mine.r, limit);
     this.#line.seen(req.key, req.owner, verdict.granted ? undefined : verdict.me, listing);
     const me = verdict.me;
     const fields = { name: req.key, owner: req.owner, key: me?.key ?? k.mine[mode], fence: me?.create ?? UNKNOWN, lease, slot, limit };
+    const unsure = known?.unsure === true;
     let revision = listing.revision;
     if (me && verdict.granted) {
       // The lock is valid only as long as its session is known to live: a grant reports that (which
       // may be less than the ttl), and only one that would be very short waits for a keep-alive.
       if (lease.validUntil - start < req.ttl / 2) await this.#session.cover(lease, start + req.ttl);
-      this.#holds.set(new Hold({ ...fields, granted: true, deadline: start + req.ttl }, this.#expire));
+      this.#holds.set(new Hold({ ...fields, unsure, granted: true, deadline: start + req.ttl }, this.#expire));
       this.#tried.delete(id);
       this.#wake.disarm(req.key, req.owner);
       return { granted: true, fence: me.create, validity: Math.min(req.ttl, lease.validUntil - start) };
     }
-    if (!me && known) this.#holds.delete(req.key, req.owner); // its key is gone (expired): the next attempt queues again
+    if (!me && known) this.#forget(known, known.deadline); // its key is gone (expired): the next attempt queues again
     if (me && !queue) {
       // A one-off shared try that found itself past the limit takes its key back.
       revision = await deleteIf(this.#kv, me.key, me.create, o);
     } else if (me) {
       const wait = req.wait ?? Infinity;
       const deadline = wait === Infinity ? Infinity : start + wait + req.ttl;
-      this.#holds.set(new Hold({ ...fields, granted: false, deadline }, this.#expire));
+      this.#holds.set(new Hold({ ...fields, unsure, granted: false, deadline }, this.#expire));
     }
     if (req.queue && (!queue || !me)) this.#tried.add(id);
     // An attempt that left no key gives its slot back (in this same turn: a concurrent claim must not see it free).
@@ -186,10 +202,13 @@ class EtcdBackend implements LockBackend {
       return await this.#attempt(req, lease, known, slot);
     } catch (error) {
       // No answer is not "not written": a transaction that timed out may have created the key on
-      // the live session. Unless a later attempt of the owner records it, it goes after the ttl.
-      if (!this.#holds.get(req.key, req.owner)) {
+      // the live session, or may yet (guard.ts). Unless a later attempt of the owner records it, it
+      // goes after the ttl, and that delete moves the guard.
+      const held = this.#holds.get(req.key, req.owner);
+      if (held) held.unsure = true;
+      else {
         const key = keysFor(this.#root, req.key, tag(lease, slot)).mine[req.mode === 'exclusive' ? 'w' : 'r'];
-        this.#leftBehind(req.key, req.owner, key, lease, slot, performance.now() + req.ttl);
+        this.#leftBehind(req.key, req.owner, key, lease, slot, performance.now() + req.ttl, true);
       }
       throw error;
     }
@@ -206,7 +225,7 @@ class EtcdBackend implements LockBackend {
       this.#session.cover(hold.lease, start + ttl),
     ]);
     if (!ok || hold.lease.lost) {
-      this.#holds.delete(key, owner);
+      this.#forget(hold, performance.now());
       return false;
     }
     hold.deadline = start + ttl;
@@ -220,13 +239,15 @@ class EtcdBackend implements LockBackend {
     // Only this instance's own keys can be this owner's: with no hold here it has none.
     const hold = this.#holds.delete(key, owner, true);
     if (!hold) return false;
+    const guard = hold.unsure ? this.#guards.of(hold.lease) : undefined;
     const sent = performance.now();
     try {
       const deleted = await this.#line.releasing(
         key,
         // Its own slot is still counted: another means a waiter here, which the line saves a read.
-        deleteMine(this.#kv, keysFor(this.#root, key, tag(hold.lease, hold.slot)), this.#call(), this.#holds.count(key) > 1).then(
-          ({ deleted, after }) => {
+        deleteMine(this.#kv, keysFor(this.#root, key, tag(hold.lease, hold.slot)), this.#call(), this.#holds.count(key) > 1, guard).then(
+          ({ deleted, after, revision }) => {
+            if (guard) this.#guards.saw(hold.lease, revision);
             if (this.#holds.get(key, owner)?.slot !== hold.slot) this.#holds.free(key, hold.slot);
             this.#line.released(key, owner, after, this.#holds.busy(key));
             return deleted;
@@ -237,7 +258,7 @@ class EtcdBackend implements LockBackend {
     } catch (error) {
       // Its keys stay on the live session, and a waiter's would hold the line for ever: try again later.
       if (!hold.lease.lost && !this.#holds.get(key, owner)) {
-        this.#leftBehind(key, owner, hold.key, hold.lease, hold.slot, performance.now() + cleanupDelay(0, sent, this.#timeout));
+        this.#leftBehind(key, owner, hold.key, hold.lease, hold.slot, performance.now() + retryDelay(0, sent, this.#timeout), hold.unsure);
       }
       throw error;
     }

@@ -9,6 +9,7 @@
 
 import { performance } from 'node:perf_hooks';
 import type { CallOptions, KeepAliveStream, LeaseClient } from './client.js';
+import { retryDelay } from './retry.js';
 
 export interface Lease {
   readonly id: string;
@@ -17,30 +18,39 @@ export interface Lease {
   lost: boolean;
 }
 
+/** A keep-alive stream, with the send times of its keep-alives not answered yet (it answers in order). */
+interface Line {
+  readonly stream: KeepAliveStream;
+  readonly sent: number[];
+}
+
 type LossListener = (lease: Lease, reason: Error) => void;
 
-/** Attempts to revoke a lost lease (backing off to one TTL apart) before leaving it to expire. */
-const REVOKE_TRIES = 20;
+/** Attempts to revoke a lost lease (backing off to one call's timeout apart) before leaving it to expire. */
+const REVOKE_TRIES = 40;
 
 export class Session {
   readonly #leases: LeaseClient;
   readonly #ttlSeconds: number;
+  /** ms between keep-alives: a third of the TTL, as etcd's own clients. */
+  readonly #every: number;
   readonly #timeout: number;
   readonly #onLoss: LossListener;
   #current: Promise<Lease> | undefined;
-  #stream: KeepAliveStream | undefined;
-  /** Send times of keep-alives not answered yet (a stream answers in order). */
-  #sent: number[] = [];
+  /** The open keep-alive streams (one, or two while one does not answer). */
+  #lines: Line[] = [];
+  #opening: Promise<void> | undefined;
   #tick: NodeJS.Timeout | undefined;
   #expiry: NodeJS.Timeout | undefined;
   #waiters: { until: number; resolve: () => void }[] = [];
-  /** Timers of revocations of lost leases to try again. */
-  readonly #retries = new Set<NodeJS.Timeout>();
+  /** Lost leases whose revocation has not gone through yet: tries so far, calls in flight, the next try's timer. */
+  readonly #revoking = new Map<Lease, { tries: number; inFlight: number; timer: NodeJS.Timeout | undefined }>();
   #closed = false;
 
   constructor(leases: LeaseClient, ttlMs: number, timeout: number, onLoss: LossListener) {
     this.#leases = leases;
     this.#ttlSeconds = Math.ceil(ttlMs / 1000);
+    this.#every = Math.max(100, Math.floor((this.#ttlSeconds * 1000) / 3));
     this.#timeout = timeout;
     this.#onLoss = onLoss;
   }
@@ -57,7 +67,10 @@ export class Session {
       const granting = this.#leases.leaseGrant({ TTL: this.#ttlSeconds }, this.#options()).then((r) => {
         const lease: Lease = { id: r.ID, validUntil: sent + Number(r.TTL) * 1000, lost: false };
         if (this.#closed) void this.#revoke(lease);
-        else this.#start(lease);
+        else {
+          this.#start(lease);
+          this.#kickRevocations();
+        }
         return lease;
       });
       // A failed grant is forgotten so the next call asks again.
@@ -92,43 +105,65 @@ export class Session {
   }
 
   #start(lease: Lease): void {
-    const every = Math.max(100, Math.floor((this.#ttlSeconds * 1000) / 3));
-    this.#tick = setInterval(() => void this.#keepAlive(lease), every);
+    this.#tick = setInterval(() => void this.#keepAlive(lease), this.#every);
     this.#tick.unref();
     this.#armExpiry(lease);
+    // A grant that came back late leaves less than two intervals: the first keep-alive goes now, so
+    // that one lost to a member that does not answer still leaves time for a spare stream.
+    if (lease.validUntil - performance.now() < 2 * this.#every) void this.#keepAlive(lease);
   }
 
+  /**
+   * Sends a keep-alive on every open stream. A stream whose oldest keep-alive is unanswered for two
+   * intervals is given up (its member is gone or paused). And while every stream has one unanswered
+   * for half an interval, a spare is opened beside it (up to two; the client picks a member at
+   * random): a member that takes the stream but does not answer (one restarted after a majority loss
+   * and still catching up) would otherwise keep the lease until it is lost, and its keys with it,
+   * holding every waiter back; a merely slow link still answers on the first stream.
+   */
   async #keepAlive(lease: Lease): Promise<void> {
     if (lease.lost || this.#closed) return;
-    // A request unanswered for two intervals: the stream's member is gone or paused; start over (the
-    // client picks a member again). One interval would give up on a merely slow link.
-    const oldest = this.#sent[0];
-    if (oldest !== undefined && performance.now() - oldest > (this.#ttlSeconds * 2000) / 3) this.#drop();
+    const now = performance.now();
+    for (const line of [...this.#lines]) if (now - (line.sent[0] ?? now) > 2 * this.#every) this.#drop(line);
+    const stalled = this.#lines.every((line) => now - (line.sent[0] ?? now) >= this.#every / 2);
     try {
-      const stream = this.#stream ?? (await this.#open(lease));
-      this.#sent.push(performance.now());
-      stream.write({ ID: lease.id });
+      if (stalled && this.#lines.length < 2) await this.#open(lease);
     } catch {
-      this.#drop(); // the next tick tries again; validUntil decides the loss
+      // the next tick tries again; validUntil decides the loss
+    }
+    for (const line of this.#lines) {
+      line.sent.push(performance.now());
+      try {
+        line.stream.write({ ID: lease.id });
+      } catch {
+        this.#drop(line);
+      }
     }
   }
 
-  async #open(lease: Lease): Promise<KeepAliveStream> {
-    const stream = await this.#leases.leaseKeepAlive();
-    if (this.#stream) {
-      stream.end();
-      return this.#stream;
-    }
-    this.#stream = stream;
-    stream.on('data', (r) => this.#answered(lease, stream, r.TTL));
-    stream.on('error', () => this.#drop(stream));
-    stream.on('end', () => this.#drop(stream));
-    return stream;
+  /** Opens one more keep-alive stream (one at a time: a tick and a cover() may ask together). */
+  #open(lease: Lease): Promise<void> {
+    this.#opening ??= this.#leases.leaseKeepAlive().then(
+      (stream) => {
+        this.#opening = undefined;
+        if (lease.lost || this.#closed) return void stream.end();
+        const line: Line = { stream, sent: [] };
+        this.#lines.push(line);
+        stream.on('data', (r) => this.#answered(lease, line, r.TTL));
+        stream.on('error', () => this.#drop(line));
+        stream.on('end', () => this.#drop(line));
+      },
+      (error: unknown) => {
+        this.#opening = undefined;
+        throw error;
+      },
+    );
+    return this.#opening;
   }
 
-  #answered(lease: Lease, stream: KeepAliveStream, ttl: string): void {
-    if (stream !== this.#stream) return;
-    const sent = this.#sent.shift() ?? performance.now();
+  #answered(lease: Lease, line: Line, ttl: string): void {
+    if (!this.#lines.includes(line)) return;
+    const sent = line.sent.shift() ?? performance.now();
     if (Number(ttl) <= 0) return this.#lose(lease, new Error('etcd says the session lease expired or was revoked'));
     lease.validUntil = Math.max(lease.validUntil, sent + Number(ttl) * 1000);
     this.#armExpiry(lease);
@@ -137,13 +172,13 @@ export class Session {
     for (const w of ready) w.resolve();
   }
 
-  #drop(stream = this.#stream): void {
-    if (!stream || stream !== this.#stream) return;
-    this.#stream = undefined;
-    this.#sent = [];
+  #drop(line: Line): void {
+    const at = this.#lines.indexOf(line);
+    if (at < 0) return;
+    this.#lines.splice(at, 1);
     try {
-      stream.cancel?.();
-      stream.end();
+      line.stream.cancel?.();
+      line.stream.end();
     } catch {
       // already closed
     }
@@ -166,7 +201,7 @@ export class Session {
     if (this.#tick) clearInterval(this.#tick);
     if (this.#expiry) clearTimeout(this.#expiry);
     this.#tick = this.#expiry = undefined;
-    this.#drop();
+    for (const line of [...this.#lines]) this.#drop(line);
   }
 
   #lose(lease: Lease, reason: Error): void {
@@ -185,25 +220,38 @@ export class Session {
    * If the server still has a lost lease (we only lost touch), revoking it frees its keys now rather
    * than at its TTL, which etcd restarts whenever a new leader takes over: after a majority loss, a
    * lost session's keys would hold every waiter back for seconds after the cluster is back. So it is
-   * tried until it goes through or etcd no longer knows the lease, backing off to one TTL.
+   * tried until it goes through or etcd no longer knows the lease: again at once after a try that
+   * waited out its deadline (etcd holds a write while it has no leader), and at once when a new lease
+   * is granted (the cluster commits again), so the keys go within a round trip of the cluster's return.
    */
-  #revokeLost(lease: Lease, tries = 0): void {
+  #revokeLost(lease: Lease): void {
+    let pending = this.#revoking.get(lease);
+    if (!pending) this.#revoking.set(lease, (pending = { tries: 0, inFlight: 0, timer: undefined }));
+    clearTimeout(pending.timer);
+    pending.timer = undefined;
+    pending.inFlight += 1;
+    const sent = performance.now();
     this.#leases.leaseRevoke({ ID: lease.id }, this.#options()).then(
-      () => undefined,
+      () => {
+        clearTimeout(pending.timer);
+        this.#revoking.delete(lease);
+      },
       (error: unknown) => {
+        pending.inFlight -= 1;
+        pending.tries += 1;
         const gone = error instanceof Error && /lease not found|expired or revoked/.test(error.message);
-        if (gone || this.#closed || tries >= REVOKE_TRIES) return;
-        const timer = setTimeout(
-          () => {
-            this.#retries.delete(timer);
-            this.#revokeLost(lease, tries + 1);
-          },
-          Math.min(this.#ttlSeconds * 1000, 50 * 2 ** tries),
-        );
-        timer.unref();
-        this.#retries.add(timer);
+        if (gone || this.#closed || pending.tries >= REVOKE_TRIES) this.#revoking.delete(lease);
+        // Another try is under way (a kick sent one): it decides what comes next.
+        if (this.#revoking.get(lease) !== pending || pending.inFlight > 0 || pending.timer) return;
+        pending.timer = setTimeout(() => this.#revokeLost(lease), retryDelay(pending.tries, sent, this.#timeout));
+        pending.timer.unref();
       },
     );
+  }
+
+  /** The cluster answers again: every lost lease still to revoke is tried now, not at its next retry. */
+  #kickRevocations(): void {
+    for (const lease of [...this.#revoking.keys()]) this.#revokeLost(lease);
   }
 
   #revoke(lease: Lease): Promise<void> {
@@ -216,8 +264,8 @@ export class Session {
   /** Revokes the lease (deleting every key on it) and stops keeping it alive. */
   async close(): Promise<void> {
     this.#closed = true;
-    for (const timer of this.#retries) clearTimeout(timer);
-    this.#retries.clear();
+    for (const { timer } of this.#revoking.values()) clearTimeout(timer);
+    this.#revoking.clear();
     const current = this.#current;
     this.#current = undefined;
     this.#stop();

@@ -18,12 +18,32 @@ const absent = (key: Buffer, range_end?: Buffer): Compare => ({
   create_revision: 0,
 });
 
+/** A session lease's guard (guard.ts): every create compares its mod revision, cleanups of unknown outcomes move it. */
+export interface Guard {
+  key: Buffer;
+  /** Its mod revision as known here ("0": never written, as etcd reports an absent key). */
+  rev: string;
+  /** The session lease it lives on. */
+  lease: string;
+}
+
+/** The create's condition: no cleanup of an unknown outcome went through since the guard was read. */
+const unmoved = (guard: Guard): Compare => ({ key: guard.key, target: TARGET.MOD, result: CMP.EQUAL, mod_revision: guard.rev });
+
+/** A failure branch's first op: the guard as it is, so a create refused by the guard alone learns its revision. */
+const readGuard = (guard: Guard): RequestOp => ({ request_range: { key: guard.key, keys_only: true } });
+
+/** A cleanup's extra op: rewrites the guard, so every create sent before it fails if it lands after. */
+const moveGuard = (guard: Guard): RequestOp => ({ request_put: { key: guard.key, value: Buffer.alloc(0), lease: guard.lease } });
+
 export interface Listing {
   /** The transaction's compare held (it wrote what it meant to). */
   wrote: boolean;
   /** The store revision the listing was read at: a watch from the next one misses nothing. */
   revision: string;
   entries: Entry[];
+  /** A create that did not go through: the guard's revision, as its failure branch read it (guard.ts). */
+  guard?: string;
 }
 
 function entries(k: LockKeys, kvs: readonly KeyValue[]): Entry[] {
@@ -43,14 +63,25 @@ function listing(k: LockKeys, r: TxnResponse): Listing {
   };
 }
 
+/** A create's answer: the listing, and when it did not go through, the guard it read first (absent: "0"). */
+function created(k: LockKeys, r: TxnResponse): Listing {
+  const out = listing(k, r);
+  if (!r.succeeded) out.guard = r.responses[0]?.response_range?.kvs[0]?.mod_revision ?? '0';
+  return out;
+}
+
 /**
- * ENQUEUE: IF my key does not exist THEN put it (on the session lease) and list ELSE list.
- * Takes a place in line that stays until released: a waiter's key orders it FIFO by create revision.
+ * ENQUEUE: IF my key does not exist AND the guard has not moved THEN put it (on the session lease) and
+ * list ELSE read the guard and list. Takes a place in line that stays until released: a waiter's key
+ * orders it FIFO by create revision.
  */
-export async function enqueue(kv: KVClient, k: LockKeys, mode: Mode, value: Buffer, lease: string, o: CallOptions): Promise<Listing> {
+export async function enqueue(kv: KVClient, k: LockKeys, mode: Mode, value: Buffer, guard: Guard, o: CallOptions): Promise<Listing> {
   const mine = k.mine[mode];
-  const r = await kv.txn({ compare: [absent(mine)], success: [put(mine, value, lease), list(k)], failure: [list(k)] }, o);
-  return listing(k, r);
+  const r = await kv.txn(
+    { compare: [absent(mine), unmoved(guard)], success: [put(mine, value, guard.lease), list(k)], failure: [readGuard(guard), list(k)] },
+    o,
+  );
+  return created(k, r);
 }
 
 /** LIST: a waiter already in line only reads where it stands (a read, not a raft write). */
@@ -60,15 +91,17 @@ export async function listKeys(kv: KVClient, k: LockKeys, o: CallOptions): Promi
 }
 
 /**
- * TRY: IF no key of the name exists in [from, fromEnd) THEN put mine and list ELSE list. A one-off try
+ * TRY: IF no key of the name exists in [from, fromEnd) AND the guard has not moved THEN put mine and
+ * list ELSE read the guard and list. A one-off try
  * (or a writer that must not queue) leaves nothing behind when refused. Exclusive: from = the whole
  * name (free). Shared: from = the exclusive keys (no writer holds or waits).
  */
-export async function tryCreate(kv: KVClient, k: LockKeys, mode: Mode, value: Buffer, lease: string, o: CallOptions): Promise<Listing> {
+export async function tryCreate(kv: KVClient, k: LockKeys, mode: Mode, value: Buffer, guard: Guard, o: CallOptions): Promise<Listing> {
   const [from, to] = mode === 'w' ? [k.all, k.allEnd] : [k.writers, k.writersEnd];
   const mine = k.mine[mode];
-  const r = await kv.txn({ compare: [absent(from, to), absent(mine)], success: [put(mine, value, lease), list(k)], failure: [list(k)] }, o);
-  return listing(k, r);
+  const compare = [absent(from, to), absent(mine), unmoved(guard)];
+  const r = await kv.txn({ compare, success: [put(mine, value, guard.lease), list(k)], failure: [readGuard(guard), list(k)] }, o);
+  return created(k, r);
 }
 
 /** EXTEND: IF my key still has create revision `fence` and is on `lease` THEN rewrite its value (expiry) keeping the lease. */
@@ -83,27 +116,34 @@ export async function rewrite(kv: KVClient, key: Buffer, fence: bigint, lease: s
 
 /**
  * DELETE_IF: IF the key still has create revision `fence` THEN delete it (never a later key of the same
- * owner). The store revision after it, so a watch armed next does not hear this delete.
+ * owner). The store revision after it, so a watch armed next does not hear this delete. `guard`: the
+ * slot may still see a late create (guard.ts), so the guard moves either way.
  */
-export async function deleteIf(kv: KVClient, key: Buffer, fence: bigint, o: CallOptions): Promise<string> {
+export async function deleteIf(kv: KVClient, key: Buffer, fence: bigint, o: CallOptions, guard?: Guard): Promise<string> {
   const compare: Compare[] = [{ key, target: TARGET.CREATE, result: CMP.EQUAL, create_revision: fence.toString() }];
-  const r = await kv.txn({ compare, success: [{ request_delete_range: { key } }], failure: [] }, o);
+  const moved = guard ? [moveGuard(guard)] : [];
+  const r = await kv.txn({ compare, success: [{ request_delete_range: { key } }, ...moved], failure: moved }, o);
   return r.header.revision;
 }
 
 /**
  * RELEASE: delete both of the owner's keys (held or waiting), then (`listAfter`: when a waiter of this
  * same instance may be next) list the name's keys; how many went, and the line as the deletion left it.
+ * `guard`: the slot may still see a late create (guard.ts), so the guard moves in the same step.
  */
 export async function deleteMine(
   kv: KVClient,
   k: LockKeys,
   o: CallOptions,
   listAfter = false,
-): Promise<{ deleted: number; after: Listing }> {
-  const deletes: RequestOp[] = [{ request_delete_range: { key: k.mine.w } }, { request_delete_range: { key: k.mine.r } }];
-  const r = await kv.txn({ compare: [], success: listAfter ? [...deletes, list(k)] : deletes, failure: [] }, o);
-  return { deleted: r.responses.reduce((n, op) => n + Number(op.response_delete_range?.deleted ?? 0), 0), after: listing(k, r) };
+  guard?: Guard,
+): Promise<{ deleted: number; after: Listing; revision: string }> {
+  const ops: RequestOp[] = [{ request_delete_range: { key: k.mine.w } }, { request_delete_range: { key: k.mine.r } }];
+  if (guard) ops.push(moveGuard(guard));
+  if (listAfter) ops.push(list(k));
+  const r = await kv.txn({ compare: [], success: ops, failure: [] }, o);
+  const deleted = r.responses.reduce((n, op) => n + Number(op.response_delete_range?.deleted ?? 0), 0);
+  return { deleted, after: listing(k, r), revision: r.header.revision };
 }
 
 /** INSPECT: the name's keys with their values, oldest first. */
