@@ -216,7 +216,6 @@ export class Sessions {
     );
   }
 
-  /** A session about to be used is not retired under its request. */
   #open(ttl: number, key: string, bound: ConnectBound): Promise<Session> {
     const opening = (async () => {
       const client = await this.connect(key, bound);

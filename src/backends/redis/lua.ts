@@ -27,6 +27,15 @@
 export const isHolder = (held: string, owner: string): string =>
   `(string.sub(${held}, 1, #${owner} + 1) == ${owner} .. '\\n' and not string.find(${held}, '\\n', #${owner} + 2, true))`;
 
+/**
+ * The server clock in µs as digits, from a TIME reply held in `t` (an expression): seconds, then the
+ * µs padded to six digits. No number is formatted, which a script on the common path would pay for.
+ */
+export const clockDigits = (t: string): string => `${t}[1] .. string.rep('0', 6 - #${t}[2]) .. ${t}[2]`;
+
+/** The wake-up of a lease's waiters (a statement): its release publishes the lease key on the prefix's channel. */
+export const wakeOf = (lease: string): string => `redis.call('PUBLISH', string.match(${lease}, '^[^{]*') .. 'wake', ${lease})`;
+
 /** is_holder(held, owner), fence_of(held), is_marked(held), wake(lease), for the scripts off the common path. */
 export const HOLDER = `
 local function is_holder(held, owner)
@@ -41,7 +50,7 @@ local function is_marked(held)
   return string.byte(held, -1) == 119
 end
 local function wake(lease)
-  redis.call('PUBLISH', string.match(lease, '^[^{]*') .. 'wake', lease)
+  ${wakeOf('lease')}
 end
 `;
 

@@ -13,18 +13,24 @@ import type { RateDecision, RateRequest, RateStore } from '../shared/gcra.js';
 import { defineScript, integer, type Script } from './script.js';
 
 /**
+ * The start of RATE_TAKE and RATE_PEEK: leaves `d`, the bucket's TAT from now in ms (0 for a full
+ * bucket, whose key is gone), or errs on a key that is not a bucket.
+ */
+const TAT_FROM_NOW = `
+local ttl = redis.call('PTTL', KEYS[1])
+local d = 0
+if ttl >= 0 then d = math.max(ttl - tonumber(redis.call('GET', KEYS[1])), 0)
+elseif ttl == -1 then return redis.error_reply('ERR locksmith: ' .. KEYS[1] .. ' has no expiry: not a rate bucket') end
+`;
+
+/**
  * One GCRA take. KEYS[1] the bucket. ARGV[1] the increment cost × T (ms; T = interval / limit, the
  * time one token takes to come back); ARGV[2] the tolerance τ = burst × T (ms). Replies, in ns
  * rounded up: the TAT after the take, from now (≥ 1), when allowed; -1 - the TAT from now when refused.
  * A key that is not a bucket (no expiry, another type, a value that is no number) is an error, never
  * overwritten.
  */
-export const RATE_TAKE = `
-local ttl = redis.call('PTTL', KEYS[1])
-local d = 0
-if ttl >= 0 then d = math.max(ttl - tonumber(redis.call('GET', KEYS[1])), 0)
-elseif ttl == -1 then return redis.error_reply('ERR locksmith: ' .. KEYS[1] .. ' has no expiry: not a rate bucket') end
-local nxt = d + tonumber(ARGV[1])
+export const RATE_TAKE = `${TAT_FROM_NOW}local nxt = d + tonumber(ARGV[1])
 if nxt > tonumber(ARGV[2]) + 1e-6 then return -1 - math.ceil(d * 1000000) end
 local px = math.ceil(nxt)
 redis.call('SET', KEYS[1], px - nxt, 'PX', px)
@@ -32,12 +38,7 @@ return math.ceil(nxt * 1000000)
 `;
 
 /** RATE_TAKE's look without the take: same keys, arguments and replies, the TAT from now moving nothing. */
-export const RATE_PEEK = `
-local ttl = redis.call('PTTL', KEYS[1])
-local d = 0
-if ttl >= 0 then d = math.max(ttl - tonumber(redis.call('GET', KEYS[1])), 0)
-elseif ttl == -1 then return redis.error_reply('ERR locksmith: ' .. KEYS[1] .. ' has no expiry: not a rate bucket') end
-if d + tonumber(ARGV[1]) > tonumber(ARGV[2]) + 1e-6 then return -1 - math.ceil(d * 1000000) end
+export const RATE_PEEK = `${TAT_FROM_NOW}if d + tonumber(ARGV[1]) > tonumber(ARGV[2]) + 1e-6 then return -1 - math.ceil(d * 1000000) end
 return math.ceil(d * 1000000)
 `;
 

@@ -2,7 +2,7 @@
 // commands as it can: every command, key and argument is paid on each call, and the server runs
 // scripts one at a time. The lease value's forms are described in lua.ts.
 
-import { FENCE, HOLDER, HOLDER_ONLY, isHolder, SETTLE } from './lua.js';
+import { clockDigits, FENCE, HOLDER, HOLDER_ONLY, isHolder, SETTLE, wakeOf } from './lua.js';
 import { BadReply, defineScript, fence, flag, grant, integer } from './script.js';
 
 /**
@@ -20,7 +20,7 @@ local held = redis.call('GET', lease)
 -- clock in µs, is written from TIME's two strings and replied as digits: no number is formatted.
 if not held then
   local t = redis.call('TIME')
-  local fence = t[1] .. string.rep('0', 6 - #t[2]) .. t[2]
+  local fence = ${clockDigits('t')}
   redis.call('SET', lease, owner .. '\\n' .. fence, 'PX', ARGV[2])
   return fence
 end
@@ -43,7 +43,7 @@ local held = redis.call('GET', lease)
 if not held or not ${isHolder('held', 'owner')} then return 0 end
 redis.call('DEL', lease)
 -- Someone was refused meanwhile (the value ends with the mark "w"): wake them.
-if string.byte(held, -1) == 119 then redis.call('PUBLISH', string.match(lease, '^[^{]*') .. 'wake', lease) end
+if string.byte(held, -1) == 119 then ${wakeOf('lease')} end
 return 1
 `,
   flag,

@@ -9,7 +9,7 @@
 // (SYNC) before the lock is used. A release keeps the node's fence ("\n<fence>") for the rest of the
 // lease's life, so the next grant there goes on above it.
 
-import { FENCE, HOLDER, HOLDER_ONLY, isHolder, SETTLE } from '../redis/lua.js';
+import { clockDigits, FENCE, HOLDER, HOLDER_ONLY, isHolder, SETTLE, wakeOf } from '../redis/lua.js';
 import { defineScript, flag, grant } from '../redis/script.js';
 
 /**
@@ -30,7 +30,7 @@ if not value then
   local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
   local proposed = tonumber(ARGV[3])
   local fence = ARGV[3]
-  if not (proposed > clock and proposed <= clock + ttl * 500) then fence = t[1] .. string.rep('0', 6 - #t[2]) .. t[2] end
+  if not (proposed > clock and proposed <= clock + ttl * 500) then fence = ${clockDigits('t')} end
   redis.call('SET', lease, owner .. '\\n' .. fence, 'PX', ttl)
   return fence
 end
@@ -62,7 +62,7 @@ local fence = string.sub(held, #owner + 2)
 -- Someone was refused meanwhile (the value ends with the mark "w"): wake them; the fence kept is digits.
 if string.byte(held, -1) == 119 then
   fence = string.sub(fence, 1, -2)
-  redis.call('PUBLISH', string.match(lease, '^[^{]*') .. 'wake', lease)
+  ${wakeOf('lease')}
 end
 redis.call('SET', lease, '\\n' .. fence, 'KEEPTTL')
 return 1
