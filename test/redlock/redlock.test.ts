@@ -97,6 +97,20 @@ describe('redlock', () => {
     await third.release();
   });
 
+  test('a fence kept by a release goes on above it, and one at 2^53 is refused', async () => {
+    const locks = locksmith();
+    // A released lease keeps its fence as "\n<fence>" on each node. Ahead of every clock (and so of
+    // any proposal), the next fence is that one plus one, on every node alike.
+    await Promise.all(nodes.map((n) => n.cli('SET', 'locksmith:{kept}:lease', '\n9007199254740000', 'PX', '10000')));
+    const lock = await locks.acquire('kept');
+    assert.equal(lock.fence, 9007199254740001n);
+    await lock.release();
+    await Promise.all(nodes.map((n) => n.cli('SET', 'locksmith:{kept}:lease', '\n9007199254740993', 'PX', '10000')));
+    const error = await locks.acquire('kept').catch((e: unknown) => e);
+    assert.ok(error instanceof LockAcquisitionError, String(error));
+    assert.match(JSON.stringify(error.nodes), /2\^53/);
+  });
+
   test('a minority restarted empty does not let a second holder in', async () => {
     const [a, b] = [locksmith(), locksmith()];
     const lock = await a.acquire('no-split', { ttl: 10_000 });

@@ -11,7 +11,7 @@ import { checkOptionNames } from '../../options.js';
 import { msOption, prefixOption } from '../shared/checks.js';
 import { adapt, type RedisAdapter } from '../redis/client.js';
 import { lockInfo } from '../redis/index.js';
-import { keysFor, wakeChannel } from '../redis/keys.js';
+import { keysFor, leaseKey, wakeChannel } from '../redis/keys.js';
 import type { Grant } from '../redis/script.js';
 import { EXTEND, INSPECT } from '../redis/scripts.js';
 import { WakeChannel } from '../redis/wake.js';
@@ -52,7 +52,7 @@ class RedlockBackend implements LockBackend {
   readonly #timeout: number;
   readonly #prefix: string;
   readonly #drift: number;
-  readonly #checkDistinct: () => Promise<void>;
+  readonly #checkDistinct: () => Promise<void> | undefined;
   readonly #wakes: WakeChannel;
   /**
    * How far the nodes' clocks (µs) are ahead of performance.now() here, learned from fences the nodes
@@ -112,12 +112,13 @@ class RedlockBackend implements LockBackend {
 
   /** Release goes to every node; it is confirmed once a quorum confirms. */
   #releaseAll(key: string, owner: string, wait: 'quorum' | 'all'): Promise<Votes<boolean>> {
-    return this.#run(RELEASE_KEEP, [keysFor(this.#prefix, key).lease], [owner], wait === 'quorum' ? (released) => released : undefined);
+    return this.#run(RELEASE_KEEP, [leaseKey(this.#prefix, key)], [owner], wait === 'quorum' ? (released) => released : undefined);
   }
 
   async acquire(req: AcquireRequest): Promise<AcquireResult> {
-    await this.#checkDistinct();
-    const lease = keysFor(this.#prefix, req.key).lease;
+    const checking = this.#checkDistinct();
+    if (checking) await checking;
+    const lease = leaseKey(this.#prefix, req.key);
     const start = performance.now();
     const sent = nowUs();
     const proposed = this.#offset === undefined ? 0n : BigInt(sent + Math.round(this.#offset) + PROPOSAL_MARGIN_US);
@@ -152,7 +153,7 @@ class RedlockBackend implements LockBackend {
     // The core counts a renewed lease as valid for the full ttl from `start`. A node whose clock runs
     // fast by up to driftFactor would end a ttl-long lease before that, so the nodes are asked for
     // the drift allowance on top: they then outlive the holder's belief, as after an acquire.
-    const votes = await this.#run(EXTEND, [keysFor(this.#prefix, key).lease], [owner, Math.ceil(ttl + allowance)], (renewed) => renewed);
+    const votes = await this.#run(EXTEND, [leaseKey(this.#prefix, key)], [owner, Math.ceil(ttl + allowance)], (renewed) => renewed);
     // An extension that came back too late has no validity left to extend.
     if (yes(votes) >= this.#quorum && performance.now() - start < ttl - allowance) return true;
     if (failures(votes) > this.#nodes.length - this.#quorum)
@@ -198,7 +199,7 @@ class RedlockBackend implements LockBackend {
   }
 
   waitForChange(key: string, signal: AbortSignal): Promise<void> {
-    return this.#wakes.wait(keysFor(this.#prefix, key).lease, signal);
+    return this.#wakes.wait(leaseKey(this.#prefix, key), signal);
   }
 
   close(): Promise<void> {

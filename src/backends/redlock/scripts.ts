@@ -21,16 +21,27 @@ export const ACQUIRE_PROPOSED = defineScript(
   'acquire',
   `
 local lease, owner, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2])
--- The common case first, with nothing defined (a function defined is a closure made on every run):
--- a free lock with no fence kept takes the proposal, written as it came, or the clock, written from
--- TIME's two strings. No number is formatted.
+-- The common cases first, with nothing defined (a function defined is a closure made on every run):
+-- a free lock, or one released with its fence kept ("\\n<fence>", a lock taken again and again). The
+-- candidate is max(last + 1, the clock in µs); the proposal is taken when it is above it and at most
+-- ttl/2 ahead (once the lease and its kept fence are gone, a ttl after the grant, the clock alone is
+-- past every fence this node recorded for the name). The proposal is written as it came, the clock
+-- from TIME's two strings: a number is formatted only when the kept fence is ahead of the clock.
 local value = redis.call('GET', lease)
-if not value then
+if not value or string.byte(value) == 10 then
   local t = redis.call('TIME')
   local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local floor = clock
+  if value then
+    local last = tonumber(string.sub(value, 2))
+    if last >= 9007199254740991 then error({err = 'ERR locksmith: a stored fence is at or above 2^53; refusing to repeat it'}) end
+    if last >= clock then floor = last + 1 end
+  end
   local proposed = tonumber(ARGV[3])
   local fence = ARGV[3]
-  if not (proposed > clock and proposed <= clock + ttl * 500) then fence = ${clockDigits('t')} end
+  if not (proposed > floor and proposed <= floor + ttl * 500) then
+    fence = floor == clock and ${clockDigits('t')} or string.format('%d', floor)
+  end
   redis.call('SET', lease, owner .. '\\n' .. fence, 'PX', ttl)
   return fence
 end
@@ -39,8 +50,7 @@ local settled, last = settle(lease, owner, ttl)
 if settled then return settled end
 local fence = next_fence(last)
 local proposed = tonumber(ARGV[3])
--- At most ttl/2 ahead of this node's clock: once the lease and its kept fence are gone (a ttl after
--- the grant), the clock alone is past every fence this node ever recorded for the name.
+-- As above: at most ttl/2 ahead.
 if proposed > fence and proposed <= fence + ttl * 500 then fence = proposed end
 redis.call('SET', lease, owner .. '\\n' .. digits(fence), 'PX', ttl)
 return fence
