@@ -14,7 +14,7 @@
 import type { CallOptions, KVClient } from './client.js';
 import type { LockKeys, Mode } from './keys.js';
 import type { Lease } from './session.js';
-import { enqueue, tryCreate, type Guard, type Listing } from './txn.js';
+import { claim, enqueue, tryCreate, type Guard, type Listing } from './txn.js';
 
 export class Guards {
   readonly #root: Buffer;
@@ -49,7 +49,8 @@ export class Guards {
   async create(kv: KVClient, queue: boolean, k: LockKeys, mode: Mode, value: Buffer, lease: Lease, o: CallOptions): Promise<Listing> {
     for (let again = false; ; again = true) {
       const guard = this.of(lease);
-      const listing = await (queue ? enqueue : tryCreate)(kv, k, mode, value, guard, o);
+      const listing =
+        mode === 'w' ? await claim(kv, k, value, guard, queue, o) : await (queue ? enqueue : tryCreate)(kv, k, mode, value, guard, o);
       if (listing.guard === undefined || listing.guard === guard.rev || again) return listing;
       this.saw(lease, listing.guard);
     }

@@ -241,18 +241,18 @@ class EtcdBackend implements LockBackend {
     if (!hold) return false;
     const guard = hold.unsure ? this.#guards.of(hold.lease) : undefined;
     const sent = performance.now();
+    const keys = keysFor(this.#root, key, tag(hold.lease, hold.slot));
+    // Its own slot is still counted: another means a waiter here, which the line saves a read.
+    const listAfter = this.#holds.count(key) > 1;
     try {
       const deleted = await this.#line.releasing(
         key,
-        // Its own slot is still counted: another means a waiter here, which the line saves a read.
-        deleteMine(this.#kv, keysFor(this.#root, key, tag(hold.lease, hold.slot)), this.#call(), this.#holds.count(key) > 1, guard).then(
-          ({ deleted, after, revision }) => {
-            if (guard) this.#guards.saw(hold.lease, revision);
-            if (this.#holds.get(key, owner)?.slot !== hold.slot) this.#holds.free(key, hold.slot);
-            this.#line.released(key, owner, after, this.#holds.busy(key));
-            return deleted;
-          },
-        ),
+        deleteMine(this.#kv, keys, this.#call(), listAfter, guard, hold.fence === UNKNOWN ? undefined : hold.key).then((r) => {
+          if (guard) this.#guards.saw(hold.lease, r.revision);
+          if (this.#holds.get(key, owner)?.slot !== hold.slot) this.#holds.free(key, hold.slot);
+          this.#line.released(key, owner, r.after, this.#holds.busy(key));
+          return r.deleted;
+        }),
       );
       return deleted > 0 && hold.granted;
     } catch (error) {

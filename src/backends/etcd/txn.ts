@@ -2,7 +2,7 @@
 // place. A transaction's reads see its own writes, so "create my key, then list the name's keys by
 // create revision" answers in one trip whether the new key is first (etcd's Mutex does the same).
 
-import type { CallOptions, Compare, KeyValue, KVClient, RequestOp, TxnResponse } from './client.js';
+import type { CallOptions, Compare, KeyValue, KVClient, RequestOp, ResponseOp, TxnResponse } from './client.js';
 import { CMP, SORT, TARGET, parseEntry, type Entry, type LockKeys, type Mode } from './keys.js';
 
 /** The name's keys, oldest first (keys only: the rules need key, create revision and lease). */
@@ -71,9 +71,36 @@ function created(k: LockKeys, r: TxnResponse): Listing {
 }
 
 /**
- * ENQUEUE: IF my key does not exist AND the guard has not moved THEN put it (on the session lease) and
- * list ELSE read the guard and list. Takes a place in line that stays until released: a waiter's key
- * orders it FIFO by create revision.
+ * CLAIM (exclusive): IF no key of the name exists AND the guard has not moved THEN put mine: it is
+ * first, so granted, and its fence is the transaction's revision; nothing is listed, the common case
+ * sends and reads the least. ELSE read the guard, then `queue`: take a place in line, a nested
+ * transaction (etcd 3.3+): IF my key does not exist AND the guard has not moved THEN put it and list
+ * ELSE list; or (a one-off try, which leaves nothing behind when refused) only list.
+ */
+export async function claim(kv: KVClient, k: LockKeys, value: Buffer, guard: Guard, queue: boolean, o: CallOptions): Promise<Listing> {
+  const mine = k.mine.w;
+  const inLine: RequestOp = queue
+    ? { request_txn: { compare: [absent(mine), unmoved(guard)], success: [put(mine, value, guard.lease), list(k)], failure: [list(k)] } }
+    : list(k);
+  const r = await kv.txn(
+    { compare: [absent(k.all, k.allEnd), unmoved(guard)], success: [put(mine, value, guard.lease)], failure: [readGuard(guard), inLine] },
+    o,
+  );
+  const revision = r.header.revision;
+  if (r.succeeded)
+    return { wrote: true, revision, entries: [{ key: mine, mode: 'w', create: BigInt(revision), lease: guard.lease, value }] };
+  // The listing is the last op's answer, in the nested transaction when there is one.
+  const nested = r.responses[1]?.response_txn;
+  const last: ResponseOp | undefined = nested ? nested.responses[nested.responses.length - 1] : r.responses[1];
+  const out: Listing = { wrote: nested?.succeeded === true, revision, entries: entries(k, last?.response_range?.kvs ?? []) };
+  if (!out.wrote) out.guard = r.responses[0]?.response_range?.kvs[0]?.mod_revision ?? '0';
+  return out;
+}
+
+/**
+ * ENQUEUE (shared): IF my key does not exist AND the guard has not moved THEN put it (on the session
+ * lease) and list ELSE read the guard and list. Takes a place in line that stays until released: a
+ * waiter's key orders it FIFO by create revision.
  */
 export async function enqueue(kv: KVClient, k: LockKeys, mode: Mode, value: Buffer, guard: Guard, o: CallOptions): Promise<Listing> {
   const mine = k.mine[mode];
@@ -91,15 +118,12 @@ export async function listKeys(kv: KVClient, k: LockKeys, o: CallOptions): Promi
 }
 
 /**
- * TRY: IF no key of the name exists in [from, fromEnd) AND the guard has not moved THEN put mine and
- * list ELSE read the guard and list. A one-off try
- * (or a writer that must not queue) leaves nothing behind when refused. Exclusive: from = the whole
- * name (free). Shared: from = the exclusive keys (no writer holds or waits).
+ * TRY (shared): IF no exclusive key of the name exists AND the guard has not moved THEN put mine and
+ * list ELSE read the guard and list. A one-off try leaves nothing behind when refused.
  */
 export async function tryCreate(kv: KVClient, k: LockKeys, mode: Mode, value: Buffer, guard: Guard, o: CallOptions): Promise<Listing> {
-  const [from, to] = mode === 'w' ? [k.all, k.allEnd] : [k.writers, k.writersEnd];
   const mine = k.mine[mode];
-  const compare = [absent(from, to), absent(mine), unmoved(guard)];
+  const compare = [absent(k.writers, k.writersEnd), absent(mine), unmoved(guard)];
   const r = await kv.txn({ compare, success: [put(mine, value, guard.lease), list(k)], failure: [readGuard(guard), list(k)] }, o);
   return created(k, r);
 }
@@ -130,6 +154,7 @@ export async function deleteIf(kv: KVClient, key: Buffer, fence: bigint, o: Call
  * RELEASE: delete both of the owner's keys (held or waiting), then (`listAfter`: when a waiter of this
  * same instance may be next) list the name's keys; how many went, and the line as the deletion left it.
  * `guard`: the slot may still see a late create (guard.ts), so the guard moves in the same step.
+ * `only`: the owner's one key, when it is known (a hold whose fence is known); every op costs.
  */
 export async function deleteMine(
   kv: KVClient,
@@ -137,8 +162,10 @@ export async function deleteMine(
   o: CallOptions,
   listAfter = false,
   guard?: Guard,
+  only?: Buffer,
 ): Promise<{ deleted: number; after: Listing; revision: string }> {
-  const ops: RequestOp[] = [{ request_delete_range: { key: k.mine.w } }, { request_delete_range: { key: k.mine.r } }];
+  const mine = only ? [only] : [k.mine.w, k.mine.r];
+  const ops: RequestOp[] = mine.map((key) => ({ request_delete_range: { key } }));
   if (guard) ops.push(moveGuard(guard));
   if (listAfter) ops.push(list(k));
   const r = await kv.txn({ compare: [], success: ops, failure: [] }, o);
