@@ -36,3 +36,11 @@ export function waitKey(nameKey: bigint): bigint {
 export function intentKey(nameKey: bigint): bigint {
   return asKey(createHash('sha256').update(`i:${nameKey}`).digest());
 }
+
+/**
+ * The key a change of a pool's members holds for its transaction (pools.ts), so changes of one pool
+ * run one at a time across every instance. Derived as wait keys are, with its own first byte.
+ */
+export function poolKey(nameKey: bigint): bigint {
+  return asKey(createHash('sha256').update(`p:${nameKey}`).digest());
+}

@@ -1,15 +1,24 @@
 // Pool membership on PostgreSQL: one row per member in a table beside the fence sequence (logged:
-// membership is configuration, it must survive a crash of the server). Each change is one statement,
-// so one implicit transaction; one that can let a waiter in also sends the pool's wake-up, as a
-// release does (sql.ts RELEASE): a NOTIFY of the pool's name key, only when a waiter has announced
-// itself on the pool's wait key, delivered when the change commits.
+// membership is configuration, it must survive a crash of the server). Each change is one statement
+// in a transaction of its own that first takes the pool's transaction lock (keys.ts poolKey): a
+// statement sees what was committed when it started, so two adds that ran side by side would each
+// count the members without the other's and could together pass the pool's size. Under the lock, a
+// change starts after the one before it committed, and sees it. One that can let a waiter in also
+// sends the pool's wake-up, as a release does (sql.ts RELEASE): a NOTIFY of the pool's name key, only
+// when a waiter has announced itself on the pool's wait key, delivered when the change commits.
 
 import type { PoolStore } from '../shared/pools.js';
-import { waitKey } from './keys.js';
+import { poolKey, waitKey } from './keys.js';
 
 interface Queryable {
   query(config: { text: string; values?: unknown[] }): Promise<{ rows: Record<string, unknown>[] }>;
 }
+interface Connectable extends Queryable {
+  connect(): Promise<Queryable & { release(destroy?: boolean): void }>;
+}
+
+/** Serializes the changes of one pool until COMMIT: $1 the pool's poolKey (bigint). */
+const SERIALIZE = `SELECT pg_advisory_xact_lock($1::bigint)`;
 
 /** The table, made on first use by whoever gets there first ($ none). */
 const CREATE = (table: string): string => `CREATE TABLE IF NOT EXISTS ${table} (
@@ -25,8 +34,7 @@ const WAKE = (w: string, n: string): string =>
 /**
  * Adds the members not in yet, unless the pool would then have more than $3. $1 the pool, $2 the
  * members (text[], distinct), $3 the most members, $4 the pool's name key as text, $5 its wait key.
- * One row: added (-1: nothing added, it would not fit), woke. Two adds at once each count the
- * members committed before they started, so together they may pass $3 by at most their own sizes.
+ * One row: added (-1: nothing added, it would not fit), woke. Runs under SERIALIZE (see above).
  */
 const ADD = (table: string): string => `WITH fresh AS (
   SELECT m FROM unnest($2::text[]) AS m WHERE NOT EXISTS (SELECT 1 FROM ${table} t WHERE t.pool = $1 AND t.member = m)
@@ -63,20 +71,39 @@ const NOTIFY = `SELECT ${WAKE('$2', '$1')} AS woke`;
 const raced = (error: unknown): boolean => ['23505', '42P07'].includes((error as { code?: string }).code ?? '');
 
 /** The pool store of a PostgreSQL backend; `keyOf` is the backend's advisory key of a name. */
-export function postgresPools(pool: Queryable, table: string, keyOf: (name: string) => bigint): PoolStore {
+export function postgresPools(pool: Connectable, table: string, keyOf: (name: string) => bigint): PoolStore {
   let ready: Promise<void> | undefined;
-  /** The rows of a statement on the table, made first if need be. */
-  const q = async (text: string, values: unknown[]): Promise<Record<string, unknown>[]> => {
-    ready ??= pool.query({ text: CREATE(table) }).then(
+  /** The table, made first if need be. */
+  const made = (): Promise<void> =>
+    (ready ??= pool.query({ text: CREATE(table) }).then(
       () => undefined,
       (error: unknown) => {
         if (raced(error)) return;
         ready = undefined;
         throw error;
       },
-    );
-    await ready;
+    ));
+  /** The rows of a read of the table. */
+  const q = async (text: string, values: unknown[]): Promise<Record<string, unknown>[]> => {
+    await made();
     return (await pool.query({ text, values })).rows;
+  };
+  /** The rows of a change of pool `name`, in a transaction of its own under the pool's lock. */
+  const change = async (name: string, text: string, values: unknown[]): Promise<Record<string, unknown>[]> => {
+    await made();
+    const client = await pool.connect();
+    try {
+      await client.query({ text: 'BEGIN' });
+      await client.query({ text: SERIALIZE, values: [String(poolKey(keyOf(name)))] });
+      const rows = (await client.query({ text, values })).rows;
+      await client.query({ text: 'COMMIT' });
+      client.release();
+      return rows;
+    } catch (error) {
+      // Not back to the pool in the middle of a transaction, nor when the connection is the broken part.
+      client.release(true);
+      throw error;
+    }
   };
   const keys = (name: string): [string, string] => {
     const k = keyOf(name);
@@ -84,14 +111,14 @@ export function postgresPools(pool: Queryable, table: string, keyOf: (name: stri
   };
   return {
     async add(name, members, max) {
-      const added = Number((await q(ADD(table), [name, members, max, ...keys(name)]))[0]?.added);
+      const added = Number((await change(name, ADD(table), [name, members, max, ...keys(name)]))[0]?.added);
       return added < 0 ? null : added;
     },
     async remove(name, members) {
-      return Number((await q(REMOVE(table), [name, members]))[0]?.removed);
+      return Number((await change(name, REMOVE(table), [name, members]))[0]?.removed);
     },
     async assign(name, members) {
-      await q(ASSIGN(table), [name, members, ...keys(name)]);
+      await change(name, ASSIGN(table), [name, members, ...keys(name)]);
     },
     async members(name) {
       return (await q(MEMBERS(table), [name])).map((r) => String(r.member));
