@@ -4,6 +4,10 @@
 // exclusive one, so every process on the host sees one list. The last member's removal removes the file; whoever
 // opened it before checks, once it holds the lock, that it is still the file at the path.
 //
+// The record is rewritten in place (the lock is the file's: a new file renamed over it would not be
+// locked), so the list ends with a newline and is read up to it: a process killed between the write
+// and the truncate leaves the new list followed by the old one's tail, which is then ignored.
+//
 // Waking: a pool's waiters watch the lock file of the pool's key, as any waiter does (watch.ts), so a
 // change that can let one in opens that file for writing and closes it (the close is the event).
 // Reading the members makes that file if it is missing (read-only, which wakes nobody), so a waiter
@@ -87,8 +91,10 @@ export class FilePools implements PoolStore {
     if (size === 0) return new Set();
     const buffer = Buffer.alloc(size);
     const got = readSync(fd, buffer, 0, size, 0);
+    // Up to the newline; a record with none (the whole file) is one from before the newline was written.
+    const end = buffer.subarray(0, got).indexOf(0x0a);
     try {
-      const list = JSON.parse(buffer.toString('utf8', 0, got)) as unknown;
+      const list = JSON.parse(buffer.toString('utf8', 0, end < 0 ? got : end)) as unknown;
       if (Array.isArray(list) && list.every((m) => typeof m === 'string')) return new Set(list);
     } catch {
       // Reported below, as any record of another shape.
@@ -97,7 +103,7 @@ export class FilePools implements PoolStore {
   }
 
   #write(fd: number, set: Set<string>, pool: string): void {
-    const data = Buffer.from(JSON.stringify([...set]), 'utf8');
+    const data = Buffer.from(`${JSON.stringify([...set])}\n`, 'utf8');
     try {
       writeSync(fd, data, 0, data.length, 0);
       ftruncateSync(fd, data.length);
