@@ -22,6 +22,8 @@ export interface Hold {
   readonly lockKey: bigint;
   readonly nameKey: bigint;
   readonly fence: bigint;
+  /** The fence as the server sent it (the release sends it back). */
+  readonly fenceText: string;
   /** A semaphore permit (an exclusive lock on a slot key; the semaphore is shared). */
   readonly permit: boolean;
   /** performance.now() after which the lease is over unless extended. */

@@ -49,6 +49,8 @@ class PostgresBackend implements LockBackend {
   readonly pools: PoolStore;
   readonly #seq: FenceSequence;
   readonly #connectTimeout: number;
+  /** The bound of a request whose own wait does not bound its wait for a connection. */
+  readonly #bound: ConnectBound;
   readonly #lostListeners: ((key: string, owner: string, reason: unknown) => void)[] = [];
   /** The session each name was last released on (reused next, for its prepared statements). */
   readonly #lastSession = new Map<string, Session>();
@@ -66,6 +68,7 @@ class PostgresBackend implements LockBackend {
     const { pool, seq, key, connectTimeout } = checkOptions(options);
     this.#seq = seq;
     this.#connectTimeout = connectTimeout;
+    this.#bound = { ms: connectTimeout, timeout: false };
     this.#names = new Names(key);
     this.#sessions = new Sessions({ pool, sequence: seq.regclass, onDeath: (session, reason) => this.#sessionDied(session, reason) });
     this.#wakeup = new Wakeup({
@@ -85,10 +88,9 @@ class PostgresBackend implements LockBackend {
       (nameKey) => this.#holds.all().filter((h) => h.nameKey === nameKey),
     );
     // Rate buckets and pool members live in tables beside the fence sequence (identifiers checked by fenceSequence).
-    this.rate = postgresRate(pool as unknown as Parameters<typeof postgresRate>[0], `"${seq.schema}"."${seq.name}_rate"`);
-    this.pools = postgresPools(pool as unknown as Parameters<typeof postgresPools>[0], `"${seq.schema}"."${seq.name}_pool"`, (name) =>
-      this.#names.key(name),
-    );
+    const tables = pool as unknown as Parameters<typeof postgresPools>[0];
+    this.rate = postgresRate(tables, `"${seq.schema}"."${seq.name}_rate"`);
+    this.pools = postgresPools(tables, `"${seq.schema}"."${seq.name}_pool"`, (name) => this.#names.key(name));
   }
 
   /** The lease on a session that died is gone: exactly the holds on it are lost. */
@@ -113,9 +115,7 @@ class PostgresBackend implements LockBackend {
 
   /** How long this request may wait for a pool connection, and what running out of it is. */
   #boundOf(req: AcquireRequest): ConnectBound {
-    return req.wait !== undefined && req.wait > 0 && req.wait <= this.#connectTimeout
-      ? { ms: req.wait, timeout: true }
-      : { ms: this.#connectTimeout, timeout: false };
+    return req.wait !== undefined && req.wait > 0 && req.wait <= this.#connectTimeout ? { ms: req.wait, timeout: true } : this.#bound;
   }
 
   /** Releases `h` on the server (it is out of the bookkeeping already); false when the session had lost it. */
@@ -124,7 +124,9 @@ class PostgresBackend implements LockBackend {
     this.#lastSession.set(h.key, h.session);
     this.#wakeup.wake(h.nameKey);
     if (h.session.dead) return false;
-    return h.session.unlock(h.lockKey, h.mode === 'shared' && !h.permit, h.fence, this.#names.text(h.nameKey), this.#names.wait(h.nameKey));
+    const name = this.#names.text(h.nameKey);
+    const key = h.lockKey === h.nameKey ? name : String(h.lockKey);
+    return h.session.unlock(key, h.mode === 'shared' && !h.permit, h.fenceText, name, this.#names.wait(h.nameKey));
   }
 
   /** Renews `h` for `ttl` ms: one round trip on its session proves it (and its locks) alive. */
@@ -148,13 +150,13 @@ class PostgresBackend implements LockBackend {
     const start = performance.now();
     const permit = req.limit !== undefined;
     let held = 0;
-    const local = new Set<bigint>();
+    const local = permit ? new Set<bigint>() : undefined;
     for (const h of this.#holds.of(req.key)) {
       if (h.permit !== permit) continue;
       // Another owner of this process: its session would grant us its lock again (reentrancy).
       if (!permit && (req.mode === 'exclusive' || h.mode === 'exclusive')) return { granted: false };
       held += 1;
-      local.add(h.lockKey);
+      local?.add(h.lockKey);
     }
     if (permit && held >= req.limit!) return { granted: false };
     const bound = this.#boundOf(req);
@@ -164,7 +166,7 @@ class PostgresBackend implements LockBackend {
     const last = this.#lastSession.get(req.key);
     if (last) this.#lastSession.delete(req.key);
     const session = await this.#sessions.pick(req.ttl, req.key, bound, last);
-    let fence: bigint | undefined;
+    let fence: string | undefined;
     let lockKey = nameKey;
     try {
       if (permit) {
@@ -174,20 +176,20 @@ class PostgresBackend implements LockBackend {
             [
               this.#names
                 .slots(nameKey, req.limit!)
-                .filter((k) => !local.has(k))
+                .filter((k) => !local?.has(k))
                 .map(String),
               this.#seq.regclass,
             ],
             true,
           )
         )[0];
-        if (row) [lockKey, fence] = [BigInt(row.k as string), BigInt(row.fence as string)];
+        if (row) [lockKey, fence] = [BigInt(row.k as string), row.fence as string];
       } else if (req.mode === 'shared' && req.writerPreference) {
         const row = (
           await session.query(GRANT_SHARED_UNLESS_INTENT, [String(nameKey), String(intentKey(nameKey)), this.#seq.regclass], true)
         )[0];
-        if (row) fence = BigInt(row.fence as string);
-      } else fence = await session.try(nameKey, req.mode === 'shared');
+        if (row) fence = row.fence as string;
+      } else fence = await session.try(this.#names.text(nameKey), req.mode === 'shared');
     } catch (error) {
       // The sequence was dropped (or the database restored without it): make it again, once.
       if (isMissingRelation(error) && !again) {
@@ -208,6 +210,7 @@ class PostgresBackend implements LockBackend {
       }
       return { granted: false };
     }
+    const granted = BigInt(fence);
     this.#holds.add({
       key: req.key,
       owner: req.owner,
@@ -215,12 +218,13 @@ class PostgresBackend implements LockBackend {
       session,
       lockKey,
       nameKey,
-      fence,
+      fence: granted,
+      fenceText: fence,
       permit,
       deadline: start + req.ttl,
     });
     if (req.intent !== undefined) void this.#wakeup.unintend(req.key, nameKey, req.owner);
-    return { granted: true, fence };
+    return { granted: true, fence: granted };
   }
 
   async acquire(req: AcquireRequest): Promise<AcquireResult> {

@@ -18,8 +18,9 @@ function remember<K, T>(map: Map<K, T>, id: K, bound: number, make: () => T): T 
 
 export class Names {
   readonly #keys = new Map<string, bigint>();
-  readonly #texts = new Map<string, string>();
-  readonly #waits = new Map<bigint, bigint>();
+  readonly #texts = new Map<bigint, string>();
+  readonly #waits = new Map<bigint, string>();
+  readonly #inspected = new Map<bigint, string>();
   readonly #slots = new Map<string, bigint[]>();
 
   /** `custom`: the user's own name → key function (checked on every call: it is not ours). */
@@ -36,14 +37,14 @@ export class Names {
     return k;
   }
 
-  /** The name's key as text: the NOTIFY payload that wakes its waiters. */
+  /** The name's key as text, as statements take it (and the NOTIFY payload that wakes its waiters). */
   text(nameKey: bigint): string {
-    return remember(this.#texts, String(nameKey), 1024, () => String(nameKey));
+    return remember(this.#texts, nameKey, 1024, () => String(nameKey));
   }
 
-  /** The key its waiters hold shared while they wait. */
-  wait(nameKey: bigint): bigint {
-    return remember(this.#waits, nameKey, 1024, () => waitKey(nameKey));
+  /** The key its waiters hold shared while they wait, as text. */
+  wait(nameKey: bigint): string {
+    return remember(this.#waits, nameKey, 1024, () => String(waitKey(nameKey)));
   }
 
   /** A semaphore's slot keys. */
@@ -53,6 +54,6 @@ export class Names {
 
   /** The array literal of every key inspect looks at for the name. */
   inspected(nameKey: bigint): string {
-    return remember(this.#texts, `inspect:${nameKey}`, 1024, () => `{${inspectKeys(nameKey).join(',')}}`);
+    return remember(this.#inspected, nameKey, 1024, () => `{${inspectKeys(nameKey).join(',')}}`);
   }
 }

@@ -27,19 +27,23 @@ interface Waiting<T> {
   resolve(value: T): void;
   reject(error: unknown): void;
 }
-interface Try extends Waiting<bigint | undefined> {
+/** A try of `key` (as text); answered with the fence (as text) when granted. */
+interface Try extends Waiting<string | undefined> {
   kind: 'try';
-  key: bigint;
+  key: string;
   shared: boolean;
 }
-/** The release of a lock; `name` and `wait` are the name's key (as text) and wait key, for the wake-up. */
+/**
+ * The release of a lock; `name` and `wait` are the name's key and wait key, for the wake-up. Keys and
+ * fences travel as text, as the statements take them: converted once per name, not per statement.
+ */
 interface Unlock extends Waiting<boolean> {
   kind: 'unlock';
-  key: bigint;
+  key: string;
   shared: boolean;
-  fence: bigint;
+  fence: string;
   name: string;
-  wait: bigint;
+  wait: string;
 }
 /** Any other statement; `locks`: it may take locks (a failure other than a missing sequence ends the session). */
 interface Other extends Waiting<Row[]> {
@@ -112,24 +116,26 @@ export class Session {
     if (this.locks === 0 && this.load === 0) this.#idle();
   }
 
-  /** Tries `key` without waiting: its fence when granted, undefined when refused. */
-  try(key: bigint, shared: boolean): Promise<bigint | undefined> {
-    return this.#enqueue<bigint | undefined>((w) => ({ kind: 'try', key, shared, ...w }));
+  /** Tries `key` (as text) without waiting: its fence (as text) when granted, undefined when refused. */
+  try(key: string, shared: boolean): Promise<string | undefined> {
+    return this.#enqueue<string | undefined>((resolve, reject) => ({ kind: 'try', key, shared, resolve, reject }));
   }
 
   /** Releases `key` (and its marker, and wakes its waiters); false when the session did not hold it. */
-  unlock(key: bigint, shared: boolean, fence: bigint, name: string, wait: bigint): Promise<boolean> {
-    return this.#enqueue<boolean>((w) => ({ kind: 'unlock', key, shared, fence, name, wait, ...w }));
+  unlock(key: string, shared: boolean, fence: string, name: string, wait: string): Promise<boolean> {
+    return this.#enqueue<boolean>((resolve, reject) => ({ kind: 'unlock', key, shared, fence, name, wait, resolve, reject }));
   }
 
   query(statement: Statement, values: unknown[], locks = false): Promise<Row[]> {
-    return this.#enqueue<Row[]>((w) => ({ kind: 'other', statement, values, locks, ...w }));
+    return this.#enqueue<Row[]>((resolve, reject) => ({ kind: 'other', statement, values, locks, resolve, reject }));
   }
 
   /** Proves the session alive now (every lock on it then lives at least `idle` from the ping's arrival). */
   ping(): Promise<Row[]> {
     if (this.#ping) return this.#ping;
-    const pending = this.#enqueue<Row[]>((w) => (this.#pingRequest = { kind: 'other', statement: PING, values: [], locks: false, ...w }));
+    const pending = this.#enqueue<Row[]>(
+      (resolve, reject) => (this.#pingRequest = { kind: 'other', statement: PING, values: [], locks: false, resolve, reject }),
+    );
     // Sent at once (nothing was in flight): the next caller needs a ping of its own.
     if (this.#pingRequest) this.#ping = pending;
     return pending;
@@ -180,10 +186,10 @@ export class Session {
     this.client.release();
   }
 
-  #enqueue<T>(make: (w: Waiting<T>) => Request): Promise<T> {
+  #enqueue<T>(make: (resolve: Waiting<T>['resolve'], reject: Waiting<T>['reject']) => Request): Promise<T> {
     if (this.dead) return Promise.reject(new LockAcquisitionError('the session ended'));
     return new Promise<T>((resolve, reject) => {
-      this.#queue.push(make({ resolve, reject }));
+      this.#queue.push(make(resolve, reject));
       this.#pump();
     });
   }
@@ -227,31 +233,25 @@ export class Session {
     const sequence = this.#settings.sequence;
     if (batch.length === 1) {
       const t = batch[0]!;
-      const rows = await run(this.client, GRANT, [String(t.key), sequence, t.shared]);
+      const rows = await run(this.client, GRANT, [t.key, sequence, t.shared]);
       this.#taken += rows.length;
-      return t.resolve(rows[0] ? BigInt(rows[0].fence as string) : undefined);
+      return t.resolve(rows[0] ? (rows[0].fence as string) : undefined);
     }
-    const rows = await run(this.client, GRANT_BATCH, [batch.map((t) => String(t.key)), batch.map((t) => t.shared), sequence]);
+    const rows = await run(this.client, GRANT_BATCH, [batch.map((t) => t.key), batch.map((t) => t.shared), sequence]);
     this.#taken += rows.length;
-    const fences = new Map(rows.map((r) => [Number(r.i), BigInt(r.fence as string)]));
+    const fences = new Map(rows.map((r) => [Number(r.i), r.fence as string]));
     batch.forEach((t, i) => t.resolve(fences.get(i + 1)));
   }
 
   async #unlocks(batch: Unlock[]): Promise<void> {
     if (batch.length === 1) {
       const u = batch[0]!;
-      const rows = await run(this.client, RELEASE, [String(u.key), u.shared, String(u.fence), u.name, String(u.wait)]);
+      const rows = await run(this.client, RELEASE, [u.key, u.shared, u.fence, u.name, u.wait]);
       if (rows[0]?.ok === true) this.#taken -= 1;
       return u.resolve(rows[0]?.ok === true);
     }
     const column = <T>(f: (u: Unlock) => T): T[] => batch.map(f);
-    const values = [
-      column((u) => String(u.key)),
-      column((u) => u.shared),
-      column((u) => String(u.fence)),
-      column((u) => u.name),
-      column((u) => String(u.wait)),
-    ];
+    const values = [column((u) => u.key), column((u) => u.shared), column((u) => u.fence), column((u) => u.name), column((u) => u.wait)];
     const rows = await run(this.client, RELEASE_BATCH, values);
     const ok = new Map(rows.map((r) => [Number(r.i), r.ok === true]));
     for (const released of ok.values()) if (released) this.#taken -= 1;
@@ -260,12 +260,10 @@ export class Session {
 
   /** Nothing queued: keep the session alive while it holds locks, else let the set retire it. */
   #idle(): void {
-    if (this.locks === 0) {
-      clearTimeout(this.#keepalive);
-      this.#keepalive = undefined;
-      return this.#settings.onIdle(this);
-    }
-    // One timer while locks are held, armed once and looked at when it fires, not one per statement.
+    // One timer, armed once and looked at when it fires, not one per statement; nor one per lock:
+    // a process that takes one lock at a time has none between two, and the timer, left armed, finds
+    // none when it fires (or finds the next one, and keeps it alive).
+    if (this.locks === 0) return this.#settings.onIdle(this);
     if (this.#keepalive === undefined) this.#armKeepalive(Math.max(1, Math.floor(this.idle / 3)));
   }
 
