@@ -8,8 +8,9 @@ import { fileBackend } from '../../src/backends/file/index.js';
 import { redisBackend } from '../../src/backends/redis/index.js';
 import { redlockBackend } from '../../src/backends/redlock/index.js';
 import { etcdBackend } from '../../src/backends/etcd/index.js';
-import { Etcd3, isRecoverableError } from 'etcd3';
+import { Etcd3 } from 'etcd3';
 import type { LockBackend } from '../../src/index.js';
+import { faultHandling } from '../support/etcd-client.js';
 
 /**
  * What the systems pass: `{ kind: 'file', dir }`, `{ kind: 'redis', port, commandTimeout }`,
@@ -46,28 +47,6 @@ function closing(backend: LockBackend, clients: readonly Redis[]): LockBackend {
     },
   };
 }
-
-/** A cockatiel policy that runs each call once, as is (etcd3's own per member is a circuit breaker). */
-const NO_POLICY = {
-  execute: <T>(fn: (context: { signal: AbortSignal; attempt: number }) => T) =>
-    new Promise<T>((resolve) => resolve(fn({ signal: new AbortController().signal, attempt: 0 }))),
-} as never;
-
-/**
- * etcd3's default around a whole call: a call that failed for want of a connection (a killed member)
- * is sent again, to the next member of the call's shuffled list, at most twice more.
- */
-const NEXT_MEMBER = {
-  async execute<T>(fn: (context: { signal: AbortSignal; attempt: number }) => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await fn({ signal: new AbortController().signal, attempt });
-      } catch (error) {
-        if (attempt >= 2 || !(error instanceof Error) || !isRecoverableError(error)) throw error;
-      }
-    }
-  },
-} as never;
 
 const openers = new Map<string, Opener>([
   ['file', (spec) => fileBackend({ dir: String(spec.dir) })],
@@ -113,7 +92,7 @@ const openers = new Map<string, Opener>([
           'grpc.initial_reconnect_backoff_ms': 100,
           'grpc.max_reconnect_backoff_ms': 1_000,
         },
-        faultHandling: { host: () => NO_POLICY, global: NEXT_MEMBER },
+        faultHandling,
       });
       const backend = etcdBackend({ client, leaseTtl: Number(spec.leaseTtl), commandTimeout: Number(spec.commandTimeout) });
       return { ...backend, close: () => backend.close().finally(() => client.close()) };

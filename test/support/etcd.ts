@@ -1,12 +1,14 @@
 // A real 3-member etcd cluster for tests: each member on free ports in its own temp dir, never a
 // server the tests did not start. Members can be killed (SIGKILL), paused (SIGSTOP) and restarted on
-// their data; each runs under the guard of guard.ts, so none outlives the tests.
+// their data; each runs under the guard of guard.ts, so none outlives the tests. On request, each
+// member's peer traffic goes through a TCP proxy (proxy.ts), so a link between members can fail.
 
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3, type IOptions } from 'etcd3';
 import { signalGuarded, spawnGuarded, type Guarded } from './guard.js';
+import { TcpProxy } from './proxy.js';
 import { freePort } from './redis.js';
 
 const all = new Set<EtcdCluster>();
@@ -15,19 +17,36 @@ export class EtcdMember {
   readonly name: string;
   readonly clientPort: number;
   readonly peerPort: number;
+  /**
+   * Where the other members reach this one (EtcdCluster.start's peerProxies). Raft's streams are
+   * dialled by the receiver, so this proxy's answers carry every message this member sends.
+   */
+  readonly peerProxy: TcpProxy | undefined;
   readonly dir: string;
   #server: Guarded | undefined;
   #cluster: string;
   #token: string;
   #started = false;
 
-  constructor(name: string, clientPort: number, peerPort: number, dir: string, cluster: string, token: string) {
+  constructor(
+    name: string,
+    ports: { client: number; peer: number; proxy?: TcpProxy | undefined },
+    dir: string,
+    cluster: string,
+    token: string,
+  ) {
     this.name = name;
-    this.clientPort = clientPort;
-    this.peerPort = peerPort;
+    this.clientPort = ports.client;
+    this.peerPort = ports.peer;
+    this.peerProxy = ports.proxy;
     this.dir = dir;
     this.#cluster = cluster;
     this.#token = token;
+  }
+
+  /** The port the other members dial: the proxy's, if there is one. */
+  get advertisedPeerPort(): number {
+    return this.peerProxy?.port ?? this.peerPort;
   }
 
   get endpoint(): string {
@@ -45,6 +64,14 @@ export class EtcdMember {
     return `exit code ${proc?.exitCode ?? 'none'}, signal ${proc?.signalCode ?? 'none'}`;
   }
 
+  /** The sum of one of the member's gRPC counters for `method`, from its /metrics (e.g. grpc_server_handled_total, "Txn"). */
+  async grpcCount(counter: string, method: string): Promise<number> {
+    const text = await (await fetch(`http://${this.endpoint}/metrics`)).text();
+    let n = 0;
+    for (const m of text.matchAll(new RegExp(`^${counter}\\{[^}]*grpc_method="${method}"[^}]*\\} (\\d+)`, 'gm'))) n += Number(m[1]);
+    return n;
+  }
+
   /** Starts (again) on the same ports and data directory. */
   async start(): Promise<void> {
     const args = [
@@ -60,7 +87,7 @@ export class EtcdMember {
       '--listen-peer-urls',
       `http://127.0.0.1:${this.peerPort}`,
       '--initial-advertise-peer-urls',
-      `http://127.0.0.1:${this.peerPort}`,
+      `http://127.0.0.1:${this.advertisedPeerPort}`,
       '--initial-cluster',
       this.#cluster,
       '--initial-cluster-state',
@@ -112,13 +139,16 @@ export class EtcdCluster {
     this.dir = dir;
   }
 
-  static async start(size = 3): Promise<EtcdCluster> {
+  static async start(size = 3, { peerProxies = false } = {}): Promise<EtcdCluster> {
     // tmpfs when there is one: members fsync every write, and the tests are about protocol, not disks.
     const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'locksmith-etcd-'));
     const ports = await Promise.all(Array.from({ length: size * 2 }, () => freePort()));
+    const proxies = peerProxies ? await Promise.all(ports.slice(size).map((p) => TcpProxy.start(p))) : [];
     const names = Array.from({ length: size }, (_, i) => `m${i}`);
-    const initial = names.map((n, i) => `${n}=http://127.0.0.1:${ports[size + i]}`).join(',');
-    const members = names.map((n, i) => new EtcdMember(n, ports[i]!, ports[size + i]!, join(dir, n), initial, dir));
+    const initial = names.map((n, i) => `${n}=http://127.0.0.1:${proxies[i]?.port ?? ports[size + i]}`).join(',');
+    const members = names.map(
+      (n, i) => new EtcdMember(n, { client: ports[i]!, peer: ports[size + i]!, proxy: proxies[i] }, join(dir, n), initial, dir),
+    );
     const cluster = new EtcdCluster(members, dir);
     all.add(cluster);
     try {
@@ -194,6 +224,7 @@ export class EtcdCluster {
     for (const c of this.#clients) c.close();
     this.#clients.clear();
     await Promise.all(this.members.map((m) => m.kill()));
+    for (const m of this.members) await m.peerProxy?.close();
     all.delete(this);
     rmSync(this.dir, { recursive: true, force: true });
   }

@@ -1,11 +1,15 @@
 // A TCP proxy between a client and a real server, for fault tests: it can pass traffic, delay it (a
 // slow link: every chunk arrives `ms` late, in order), black-hole it (connections stay open and
-// nothing gets through either way, as behind a dead switch), or reset every connection at once (as
-// when keepalive finally gives up, or a balancer restarts).
+// nothing gets through either way, as behind a dead switch, or only the server's answers, as in an
+// asymmetric partition), reset every connection at once (as when keepalive finally gives up, or a
+// balancer restarts), or send new connections to another server (a balancer failing over).
 // Held bytes are delivered, in order, when traffic passes again: TCP retransmits rather than loses
 // them, so a healed partition looks like a long delay, never like a gap in the stream.
 
 import { connect, createServer, type Server, type Socket } from 'node:net';
+
+/** What a black hole holds: everything, or only what the server sends (the server hears the client, which never hears back). */
+export type Held = 'both' | 'answers';
 
 export class TcpProxy {
   readonly #server: Server;
@@ -15,11 +19,13 @@ export class TcpProxy {
    * hole). One queue per direction keeps the stream in order whatever the mode does meanwhile.
    */
   readonly #pending = new Map<Socket, { queue: { chunk: Buffer; due: number }[]; timer: NodeJS.Timeout | undefined }>();
-  #blackhole = false;
+  #blackhole: Held | undefined;
   #delay = 0;
+  #target: number;
 
   private constructor(targetPort: number) {
-    this.#server = createServer((client) => this.#accept(client, targetPort));
+    this.#target = targetPort;
+    this.#server = createServer((client) => this.#accept(client, this.#target));
   }
 
   /** Listens on a free port of 127.0.0.1 and forwards each connection to `targetPort` there. */
@@ -41,18 +47,23 @@ export class TcpProxy {
   }
 
   pass(): void {
-    this.#blackhole = false;
+    this.#blackhole = undefined;
     this.#delay = 0;
     this.#release();
   }
 
-  blackhole(): void {
-    this.#blackhole = true;
+  blackhole(held: Held = 'both'): void {
+    this.#blackhole = held;
+  }
+
+  /** Connections from now on go to `port`; open ones stay where they are (dropAll() ends them). */
+  retarget(port: number): void {
+    this.#target = port;
   }
 
   /** Every chunk from now on arrives `ms` late (both ways); what the black hole held leaves now. */
   delay(ms: number): void {
-    this.#blackhole = false;
+    this.#blackhole = undefined;
     this.#delay = ms;
     this.#release();
   }
@@ -68,8 +79,19 @@ export class TcpProxy {
     this.#pending.clear();
   }
 
+  /**
+   * Ends every connection and stops listening. A plain close, not a reset: this is teardown, and a
+   * reset of a socket whose other end has just died (a killed server) could leave its handle open
+   * with the event loop spinning on it.
+   */
   async close(): Promise<void> {
-    this.dropAll();
+    for (const [a, b] of this.#pairs) {
+      a.destroy();
+      b.destroy();
+    }
+    this.#pairs.clear();
+    for (const p of this.#pending.values()) clearTimeout(p.timer);
+    this.#pending.clear();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
@@ -88,15 +110,16 @@ export class TcpProxy {
       s.on('error', end);
       s.on('close', end);
     }
-    this.#forward(client, server);
-    this.#forward(server, client);
+    this.#forward(client, server, false);
+    this.#forward(server, client, true);
   }
 
-  #forward(from: Socket, to: Socket): void {
+  #forward(from: Socket, to: Socket, answers: boolean): void {
     from.on('data', (chunk: Buffer) => {
       const pending = this.#pending.get(to);
-      if (!pending && !this.#blackhole && this.#delay === 0) return void to.write(chunk);
-      const due = this.#blackhole ? Infinity : performance.now() + this.#delay;
+      const held = this.#blackhole === 'both' || (this.#blackhole === 'answers' && answers);
+      if (!pending && !held && this.#delay === 0) return void to.write(chunk);
+      const due = held ? Infinity : performance.now() + this.#delay;
       if (pending) pending.queue.push({ chunk, due });
       else this.#pending.set(to, { queue: [{ chunk, due }], timer: undefined });
       this.#drain(to);

@@ -2,10 +2,11 @@
 // server reach a state they cannot be told about.
 import { setTimeout as delay } from 'node:timers/promises';
 
-export async function until(condition: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+/** `every`: ms between looks (a condition that reads the servers' metrics asks less often). */
+export async function until(condition: () => boolean | Promise<boolean>, ms = 10_000, every = 5): Promise<void> {
   const deadline = performance.now() + ms;
   while (!(await condition())) {
     if (performance.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await delay(5);
+    await delay(every);
   }
 }
