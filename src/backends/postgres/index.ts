@@ -13,7 +13,7 @@
 import { performance } from 'node:perf_hooks';
 import type { AcquireRequest, AcquireResult, LockBackend, LockInfo } from '../../backend.js';
 import { LockAcquisitionError, LockArgumentError } from '../../errors.js';
-import { isMissingRelation } from './client.js';
+import { isMissingRelation, type PgClientLike } from './client.js';
 import { ensureSequence } from './fence.js';
 import { postgresRate } from './rate.js';
 import { postgresPools } from './pools.js';
@@ -89,8 +89,10 @@ class PostgresBackend implements LockBackend {
     );
     // Rate buckets and pool members live in tables beside the fence sequence (identifiers checked by fenceSequence).
     const tables = pool as unknown as Parameters<typeof postgresPools>[0];
-    this.rate = postgresRate(tables, `"${seq.schema}"."${seq.name}_rate"`);
-    this.pools = postgresPools(tables, `"${seq.schema}"."${seq.name}_pool"`, (name) => this.#names.key(name));
+    const table = (kind: string): string => `"${seq.schema}"."${seq.name}_${kind}"`;
+    this.rate = postgresRate(tables, table('rate'));
+    const using = <T>(name: string, use: (c: PgClientLike) => Promise<T>): Promise<T> => this.#sessions.using(name, this.#bound, use);
+    this.pools = postgresPools(tables, table('pool'), (name) => this.#names.key(name), using);
   }
 
   /** The lease on a session that died is gone: exactly the holds on it are lost. */

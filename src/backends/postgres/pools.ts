@@ -13,9 +13,8 @@ import { poolKey, waitKey } from './keys.js';
 interface Queryable {
   query(config: { text: string; values?: unknown[] }): Promise<{ rows: Record<string, unknown>[] }>;
 }
-interface Connectable extends Queryable {
-  connect(): Promise<Queryable & { release(destroy?: boolean): void }>;
-}
+/** Runs `use` on a pool connection of its own for pool `name` (Sessions.using: bounded, guarded, destroyed on failure). */
+type Using = <T>(name: string, use: (client: Queryable) => Promise<T>) => Promise<T>;
 
 /** Serializes the changes of one pool until COMMIT: $1 the pool's poolKey (bigint). */
 const SERIALIZE = `SELECT pg_advisory_xact_lock($1::bigint)`;
@@ -71,7 +70,7 @@ const NOTIFY = `SELECT ${WAKE('$2', '$1')} AS woke`;
 const raced = (error: unknown): boolean => ['23505', '42P07'].includes((error as { code?: string }).code ?? '');
 
 /** The pool store of a PostgreSQL backend; `keyOf` is the backend's advisory key of a name. */
-export function postgresPools(pool: Connectable, table: string, keyOf: (name: string) => bigint): PoolStore {
+export function postgresPools(pool: Queryable, table: string, keyOf: (name: string) => bigint, using: Using): PoolStore {
   let ready: Promise<void> | undefined;
   /** The table, made first if need be. */
   const made = (): Promise<void> =>
@@ -89,21 +88,16 @@ export function postgresPools(pool: Connectable, table: string, keyOf: (name: st
     return (await pool.query({ text, values })).rows;
   };
   /** The rows of a change of pool `name`, in a transaction of its own under the pool's lock. */
+  // A failure ends the connection (using() destroys it): never back to the pool mid-transaction.
   const change = async (name: string, text: string, values: unknown[]): Promise<Record<string, unknown>[]> => {
     await made();
-    const client = await pool.connect();
-    try {
+    return using(name, async (client) => {
       await client.query({ text: 'BEGIN' });
       await client.query({ text: SERIALIZE, values: [String(poolKey(keyOf(name)))] });
       const rows = (await client.query({ text, values })).rows;
       await client.query({ text: 'COMMIT' });
-      client.release();
       return rows;
-    } catch (error) {
-      // Not back to the pool in the middle of a transaction, nor when the connection is the broken part.
-      client.release(true);
-      throw error;
-    }
+    });
   };
   const keys = (name: string): [string, string] => {
     const k = keyOf(name);
