@@ -70,13 +70,7 @@ export class TcpProxy {
 
   /** Resets every open connection (the clients see ECONNRESET); new ones are still accepted. */
   dropAll(): void {
-    for (const [a, b] of this.#pairs) {
-      a.resetAndDestroy();
-      b.resetAndDestroy();
-    }
-    this.#pairs.clear();
-    for (const p of this.#pending.values()) clearTimeout(p.timer);
-    this.#pending.clear();
+    this.#endAll((s) => s.resetAndDestroy());
   }
 
   /**
@@ -85,14 +79,19 @@ export class TcpProxy {
    * with the event loop spinning on it.
    */
   async close(): Promise<void> {
+    this.#endAll((s) => s.destroy());
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  /** Ends both sides of every open connection with `end`, and drops what the black hole or a delay still held. */
+  #endAll(end: (s: Socket) => void): void {
     for (const [a, b] of this.#pairs) {
-      a.destroy();
-      b.destroy();
+      end(a);
+      end(b);
     }
     this.#pairs.clear();
     for (const p of this.#pending.values()) clearTimeout(p.timer);
     this.#pending.clear();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
   #accept(client: Socket, targetPort: number): void {

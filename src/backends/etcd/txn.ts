@@ -3,7 +3,7 @@
 // create revision" answers in one trip whether the new key is first (etcd's Mutex does the same).
 
 import type { CallOptions, Compare, KeyValue, KVClient, RequestOp, ResponseOp, TxnResponse } from './client.js';
-import { CMP, SORT, TARGET, parseEntry, type Entry, type LockKeys, type Mode } from './keys.js';
+import { CMP, SORT, TARGET, parseEntry, type Entry, type LockKeys } from './keys.js';
 
 /** The name's keys, oldest first (keys only: the rules need key, create revision and lease). */
 const list = (k: LockKeys): RequestOp => ({
@@ -102,8 +102,8 @@ export async function claim(kv: KVClient, k: LockKeys, value: Buffer, guard: Gua
  * lease) and list ELSE read the guard and list. Takes a place in line that stays until released: a
  * waiter's key orders it FIFO by create revision.
  */
-export async function enqueue(kv: KVClient, k: LockKeys, mode: Mode, value: Buffer, guard: Guard, o: CallOptions): Promise<Listing> {
-  const mine = k.mine[mode];
+export async function enqueue(kv: KVClient, k: LockKeys, value: Buffer, guard: Guard, o: CallOptions): Promise<Listing> {
+  const mine = k.mine.r;
   const r = await kv.txn(
     { compare: [absent(mine), unmoved(guard)], success: [put(mine, value, guard.lease), list(k)], failure: [readGuard(guard), list(k)] },
     o,
@@ -121,8 +121,8 @@ export async function listKeys(kv: KVClient, k: LockKeys, o: CallOptions): Promi
  * TRY (shared): IF no exclusive key of the name exists AND the guard has not moved THEN put mine and
  * list ELSE read the guard and list. A one-off try leaves nothing behind when refused.
  */
-export async function tryCreate(kv: KVClient, k: LockKeys, mode: Mode, value: Buffer, guard: Guard, o: CallOptions): Promise<Listing> {
-  const mine = k.mine[mode];
+export async function tryCreate(kv: KVClient, k: LockKeys, value: Buffer, guard: Guard, o: CallOptions): Promise<Listing> {
+  const mine = k.mine.r;
   const compare = [absent(k.writers, k.writersEnd), absent(mine), unmoved(guard)];
   const r = await kv.txn({ compare, success: [put(mine, value, guard.lease), list(k)], failure: [readGuard(guard), list(k)] }, o);
   return created(k, r);

@@ -33,6 +33,10 @@ export const isHolder = (held: string, owner: string): string =>
  */
 export const clockDigits = (t: string): string => `${t}[1] .. string.rep('0', 6 - #${t}[2]) .. ${t}[2]`;
 
+/** Refuses a stored fence `n` (a Lua number) at or above 2^53, where a Lua number repeats it (a statement). */
+export const refuseHuge = (n: string): string =>
+  `if ${n} >= 9007199254740991 then error({err = 'ERR locksmith: a stored fence is at or above 2^53; refusing to repeat it'}) end`;
+
 /** The wake-up of a lease's waiters (a statement): its release publishes the lease key on the prefix's channel. */
 export const wakeOf = (lease: string): string => `redis.call('PUBLISH', string.match(${lease}, '^[^{]*') .. 'wake', ${lease})`;
 
@@ -93,7 +97,7 @@ local function next_fence(last)
   local f = tonumber(t[1]) * 1000000 + tonumber(t[2])
   if last then
     local n = tonumber(last)
-    if n >= 9007199254740991 then error({err = 'ERR locksmith: a stored fence is at or above 2^53; refusing to repeat it'}) end
+    ${refuseHuge('n')}
     if n >= f then f = n + 1 end
   end
   return f

@@ -11,11 +11,11 @@ const RUN_ID = /^run_id:([0-9a-f]+)\s*$/m;
 const ASK_MS = 2_000;
 
 /**
- * A check to await (when it returns a promise) before each lock. The first call waits until every node has said who it is, or
- * a quorum has and `timeout` more has passed (a node down or paused must not hold the first lock up
- * for longer than it would hold up a vote); it rejects with a LockArgumentError when two nodes are
- * one server. Later calls cost nothing: nodes that had not answered are asked again in the
- * background, and a repeat found meanwhile fails the next call.
+ * A check to await (when it returns a promise) before each lock. The first call waits until every
+ * node has said who it is, or a quorum has and `timeout` more has passed (a node down or paused must
+ * not hold the first lock up for longer than it would hold up a vote); it rejects with a
+ * LockArgumentError when two nodes are one server. Later calls cost nothing: nodes that had not
+ * answered are asked again in the background, and a repeat found meanwhile fails the next call.
  */
 export function distinctServers(nodes: readonly RedisAdapter[], quorum: number, timeout: number): () => Promise<void> | undefined {
   const ids: (string | undefined)[] = nodes.map(() => undefined);
@@ -54,22 +54,23 @@ export function distinctServers(nodes: readonly RedisAdapter[], quorum: number, 
     return { all, enough };
   };
   let settled = false;
-  const check = async (): Promise<void> => {
-    if (!first) {
-      const { all, enough } = ask();
-      asking = all;
-      first = Promise.race([all, enough.then(() => sleep(timeout))]);
-      void first.then(() => (settled = true));
-    }
-    await first;
-    if (conflict) throw conflict;
-    if (!asking && ids.some((id) => id === undefined)) asking = ask().all;
-  };
-  // Once the first check is over, no promise per lock: undefined, or the conflict found meanwhile.
-  return () => {
-    if (!settled) return check();
+  /** After the first check: the conflict found meanwhile, if any; nodes that never answered are asked again. */
+  const after = (): Promise<void> | undefined => {
     if (conflict) return Promise.reject(conflict);
     if (!asking && ids.some((id) => id === undefined)) asking = ask().all;
     return undefined;
   };
+  const check = async (): Promise<void> => {
+    if (!first) {
+      const { all, enough } = ask();
+      asking = all;
+      // Neither ever rejects (ask() catches every node's failure).
+      first = Promise.race([all, enough.then(() => sleep(timeout))]);
+      void first.then(() => (settled = true));
+    }
+    await first;
+    await after();
+  };
+  // Once the first check is over, no promise per lock.
+  return () => (settled ? after() : check());
 }

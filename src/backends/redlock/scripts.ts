@@ -9,7 +9,7 @@
 // (SYNC) before the lock is used. A release keeps the node's fence ("\n<fence>") for the rest of the
 // lease's life, so the next grant there goes on above it.
 
-import { clockDigits, FENCE, HOLDER, HOLDER_ONLY, isHolder, SETTLE, wakeOf } from '../redis/lua.js';
+import { clockDigits, FENCE, HOLDER, HOLDER_ONLY, isHolder, refuseHuge, SETTLE, wakeOf } from '../redis/lua.js';
 import { defineScript, flag, grant } from '../redis/script.js';
 
 /**
@@ -34,7 +34,7 @@ if not value or string.byte(value) == 10 then
   local floor = clock
   if value then
     local last = tonumber(string.sub(value, 2))
-    if last >= 9007199254740991 then error({err = 'ERR locksmith: a stored fence is at or above 2^53; refusing to repeat it'}) end
+    ${refuseHuge('last')}
     if last >= clock then floor = last + 1 end
   end
   local proposed = tonumber(ARGV[3])
