@@ -165,6 +165,27 @@ describe('redlock', () => {
     assert.ok(gaps[5]! < 200, `median handoff ${gaps[5]!.toFixed(1)} ms (backoff would be 5000 ms)`);
   });
 
+  test('with 2 nodes down, a waiter blocked by one stray lease retries when it ends, not after its backoff', async () => {
+    // A release that reached only 2 of the 3 live nodes leaves one lease behind: the 3 live nodes must
+    // all grant, so the waiter is blocked by that lease alone and no release will ever wake it.
+    const a = locksmith();
+    locksmith(); // its five clients serve the waiter below
+    const stray = await a.acquire('stray', { ttl: 600 });
+    await Promise.all([nodes[0]!.kill(), nodes[1]!.kill()]);
+    const lease = 'locksmith:{stray}:lease';
+    await Promise.all([nodes[2]!.cli('DEL', lease), nodes[3]!.cli('DEL', lease)]);
+    const patient = new Locksmith(redlockBackend({ clients: clients.slice(-5), nodeTimeout: NODE_TIMEOUT }), {
+      backoff: { initial: 5_000, max: 5_000 },
+    });
+    open.push(patient);
+    const t0 = performance.now();
+    const lock = await patient.acquire('stray', { wait: 3_000 });
+    const took = performance.now() - t0;
+    assert.ok(lock.fence > stray.fence);
+    assert.ok(took < 1_200, `granted after ${took.toFixed(0)} ms (the stray lease had at most 600 ms left; the backoff is 5000)`);
+    await lock.release();
+  });
+
   test('read locks and semaphores are refused clearly, before any I/O', async () => {
     const a = locksmith();
     await assert.rejects(a.read('r'), LockArgumentError);

@@ -16,7 +16,7 @@ import type { Grant } from '../redis/script.js';
 import { EXTEND, INSPECT } from '../redis/scripts.js';
 import { WakeChannel } from '../redis/wake.js';
 import { distinctServers } from './distinct.js';
-import { ask, failures, outcomes, yes, type Votes } from './quorum.js';
+import { ask, failures, outcomes, quorumFreeIn, yes, type Votes } from './quorum.js';
 import { ACQUIRE_PROPOSED, RELEASE_KEEP, SYNC } from './scripts.js';
 import { plainBackend } from '../shared/plain.js';
 
@@ -35,6 +35,8 @@ export interface RedlockBackendOptions {
 const PROPOSAL_MARGIN_US = 2_000;
 const isGrant = (g: Grant): boolean => g.granted === true;
 const fenceOf = (g: Grant | undefined): bigint => (g?.granted === true ? g.fence : 0n);
+/** When a node could grant, ms: now if it did, when its lease ends if it refused, unknown if readers hold it. */
+const freeIn = (g: Grant): number | undefined => (g.granted === true ? 0 : g.granted === false ? g.retryAfter : undefined);
 const nowUs = (): number => Math.floor(performance.now() * 1000);
 
 /** The arguments of ask() after the nodes, the quorum and the timeout. */
@@ -141,10 +143,7 @@ class RedlockBackend implements LockBackend {
         },
       );
     }
-    const waits = votes.flatMap((v) =>
-      v?.ok === true && v.value.granted === false && v.value.retryAfter !== undefined ? [v.value.retryAfter] : [],
-    );
-    return { granted: false, retryAfter: waits.length >= this.#quorum ? waits.sort((a, b) => a - b)[this.#quorum - 1] : undefined };
+    return { granted: false, retryAfter: quorumFreeIn(votes, this.#quorum, freeIn) };
   }
 
   async extend(key: string, owner: string, ttl: number): Promise<boolean> {
@@ -166,7 +165,7 @@ class RedlockBackend implements LockBackend {
     const released = yes(votes);
     if (released >= this.#quorum) return true;
     if (failures(votes) > 0 && released > 0) {
-      throw new LockAcquisitionError(`"${key}": released on ${released} of ${this.#nodes.length} this.#nodes; the rest did not answer`, {
+      throw new LockAcquisitionError(`"${key}": released on ${released} of ${this.#nodes.length} nodes; the rest did not answer`, {
         key,
       });
     }

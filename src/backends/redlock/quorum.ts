@@ -64,6 +64,18 @@ export function ask<T>(
 export const yes = (votes: Votes<boolean>): number => votes.filter((v) => v?.ok === true && v.value).length;
 export const failures = (votes: Votes<unknown>): number => votes.filter((v) => v !== undefined && !v.ok).length;
 
+/**
+ * When a quorum could next grant, ms from now: a node that granted could at once, one that refused
+ * when the lease it holds ends, one that failed never as far as we know. Counting only refusals would
+ * leave a waiter without a time whenever nodes are down, and it would sleep its whole backoff while
+ * the one lease that stands between it and a quorum runs out (the safety suite's minority loss).
+ */
+export function quorumFreeIn<T>(votes: Votes<T>, quorum: number, freeIn: (value: T) => number | undefined): number | undefined {
+  const at = votes.map((v) => (v?.ok === true ? (freeIn(v.value) ?? Infinity) : Infinity)).sort((a, b) => a - b);
+  const t = at[quorum - 1];
+  return t === undefined || t === Infinity ? undefined : t;
+}
+
 /** Per-node outcomes for an error's `nodes`. */
 export function outcomes<T>(votes: Votes<T>, granted: (value: T) => boolean): NodeOutcome[] {
   return votes.map((v, i) =>
