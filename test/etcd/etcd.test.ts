@@ -77,6 +77,37 @@ describe('etcd backend', () => {
     }
   });
 
+  test('handoffs on a busy name share one watch stream: it is not opened again per waiter', async () => {
+    const locks = locksmith();
+    const key = name();
+    const streams = async (): Promise<number> => {
+      let n = 0;
+      for (const m of cluster.members) n += await m.grpcCount('grpc_server_started_total', 'Watch');
+      return n;
+    };
+    // Warm: the first wait opens the stream.
+    const first = await locks.acquire(key);
+    const warm = locks.acquire(key);
+    await delay(100);
+    await first.release();
+    await (await warm).release();
+    const before = await streams();
+    let handoffs = 0;
+    await Promise.all(
+      [0, 1, 2].map(async () => {
+        for (let i = 0; i < 10; i++) {
+          const lock = await locks.acquire(key);
+          await delay(2);
+          await lock.release();
+          handoffs += 1;
+        }
+      }),
+    );
+    assert.equal(handoffs, 30);
+    // etcd3 ends its stream when its last watch goes; each waiter's watch would open a new one.
+    assert.ok((await streams()) - before <= 1, `${(await streams()) - before} watch streams opened for ${handoffs} handoffs`);
+  });
+
   test('bad options are refused before any I/O; a ttl past the session lease is refused', async () => {
     const client = cluster.client();
     for (const bad of [

@@ -63,7 +63,7 @@ class EtcdBackend implements LockBackend {
     this.#root = Buffer.concat([client.prefix, Buffer.from(prefix, 'utf8')]);
     this.#kv = client.kv;
     this.#guards = new Guards(this.#root);
-    this.#wake = new Wakeups(client);
+    this.#wake = new Wakeups(client, this.#root);
     this.pools = new EtcdPools(
       client,
       this.#root,

@@ -3,6 +3,11 @@
 // listing, so a delete between that read and the watch's creation is still delivered. All watches
 // share the client's one watch stream; there is at most one per waiting owner, gone when it is
 // granted, gives up, or its watch fires.
+//
+// etcd3 ends its watch stream when the last watcher goes and opens a new one for the next watch: on
+// one contended name that is a stream per handoff (HTTP/2 stream set-up and reset, a CANCELLED
+// error with its stack, a new watch stream on the server). One idle watch, on a key no lock uses and
+// nothing writes, keeps the stream open from the first wait until close().
 
 import { Wakers } from '../shared/wakers.js';
 import type { EtcdClient, Watcher } from './client.js';
@@ -22,10 +27,25 @@ export class Wakeups {
   readonly #watches = new Map<string, Armed>();
   /** Owners (same ids) whose watch on one key heard that key deleted, not yet asked about (heard()). */
   readonly #heard = new Set<string>();
+  /** `<root>%wake`: never a lock's key (a name's '%' is escaped) and never written. */
+  readonly #anchorKey: Buffer;
+  #anchor: Watcher | undefined;
   #closed = false;
 
-  constructor(client: EtcdClient) {
+  constructor(client: EtcdClient, root: Buffer) {
     this.#client = client;
+    this.#anchorKey = Buffer.concat([root, Buffer.from('%wake')]);
+  }
+
+  /** The idle watch that keeps the client's watch stream open (see the top of this file). */
+  #anchored(): void {
+    if (this.#anchor) return;
+    const anchor = this.#client.watch().key(this.#anchorKey.subarray(this.#client.prefix.length)).only('delete').watcher();
+    // Cancelled by etcd (it never should be): the next arm() makes another.
+    anchor.on('error', () => {
+      if (this.#anchor === anchor) this.#anchor = undefined;
+    });
+    this.#anchor = anchor;
   }
 
   /** Resolves on the next wake-up of `name`, or when `signal` aborts. */
@@ -49,6 +69,7 @@ export class Wakeups {
     const target = key ? key.toString('hex') : `*${range.start.toString('hex')}`;
     if (this.#watches.get(id)?.target === target) return;
     this.disarm(name, owner);
+    this.#anchored();
     let builder = this.#client.watch();
     builder = key ? builder.key(key.subarray(ns)) : builder.inRange({ start: range.start.subarray(ns), end: range.end.subarray(ns) });
     const watcher = builder
@@ -87,6 +108,8 @@ export class Wakeups {
     this.#closed = true;
     this.#heard.clear();
     for (const { name, owner } of [...this.#watches.values()]) this.disarm(name, owner);
+    this.#anchor?.cancel().catch(() => undefined);
+    this.#anchor = undefined;
     this.#wakers.wakeAll();
   }
 }
