@@ -108,6 +108,58 @@ describe('etcd backend', () => {
     assert.ok((await streams()) - before <= 1, `${(await streams()) - before} watch streams opened for ${handoffs} handoffs`);
   });
 
+  test('a waiter behind a key of its own session is woken without a watch: release, expiry, another Locksmith, a lost session', async () => {
+    // Waiters that missed a wake-up would poll only every 5 s.
+    const slow = { backoff: { initial: 5_000, max: 5_000 } };
+    const client = cluster.client();
+    const backend = etcdBackend({ client, leaseTtl: 3_000, commandTimeout: 1_000 });
+    const [one, two] = [
+      new Locksmith(backend, { ttl: 2_000, wait: 8_000, ...slow }),
+      new Locksmith(backend, { ttl: 2_000, wait: 8_000, ...slow }),
+    ];
+    for (const l of [one, two]) l.on('error', () => undefined);
+    closers.push(
+      () => two.close().catch(() => undefined),
+      () => one.close().catch(() => undefined),
+      () => client.close(),
+    );
+    const watches = async (): Promise<number> => {
+      let n = 0;
+      for (const m of cluster.members) n += await m.grpcCount('grpc_server_started_total', 'Watch');
+      return n;
+    };
+    const timed = async (what: string, waiter: Promise<Lock>, bound: number, cause: () => Promise<unknown>): Promise<Lock> => {
+      await delay(150); // in line behind the holder
+      const t0 = performance.now();
+      await cause();
+      const lock = await waiter;
+      const took = performance.now() - t0;
+      assert.ok(took < bound, `${what}: granted ${took.toFixed(0)} ms later`);
+      return lock;
+    };
+    const key = name();
+    const streamsBefore = await watches();
+    // Released in another Locksmith on the same backend.
+    let held = await one.acquire(key);
+    held = await timed('release', two.acquire(key), 500, () => held.release());
+    // Expired (never released) in the same Locksmith.
+    const next = await timed('expiry', two.acquire(key), 2_000 + 800, () => Promise.resolve());
+    assert.ok(next.fence > held.fence);
+    // The session revoked on the server: holder and waiter lose their keys; the waiter starts again on a new session.
+    const waiting = one.acquire(key, { wait: 15_000 });
+    await delay(150);
+    const lease = (await client.getAll().prefix(`locksmith/${key}/`).exec()).kvs[0]!.lease;
+    const t0 = performance.now();
+    await (client as unknown as { leaseClient: { leaseRevoke(r: { ID: string }): Promise<unknown> } }).leaseClient.leaseRevoke({
+      ID: lease,
+    });
+    const after = await waiting;
+    assert.ok(performance.now() - t0 < 4_500, `lost session: granted ${(performance.now() - t0).toFixed(0)} ms later`);
+    await after.release();
+    // None of it needed a watch of its own (the handoffs on one name all stayed in this process).
+    assert.ok((await watches()) - streamsBefore <= 1);
+  });
+
   test('bad options are refused before any I/O; a ttl past the session lease is refused', async () => {
     const client = cluster.client();
     for (const bad of [

@@ -76,6 +76,8 @@ class EtcdBackend implements LockBackend {
         this.#wake.disarm(hold.name, hold.owner);
         this.#line.forget(hold.name, hold.owner);
         if (hold.granted) for (const listener of this.#lossListeners) listener(hold.name, hold.owner, reason);
+        // Its waiters here, whose keys went with the session, try again on a new one (they watch no key of it).
+        else this.#wake.wake(hold.name);
       }
     });
   }
@@ -102,6 +104,7 @@ class EtcdBackend implements LockBackend {
         if (guard) this.#guards.saw(hold.lease, revision);
         if (this.#holds.get(hold.name, hold.owner)?.slot !== hold.slot) this.#holds.free(hold.name, hold.slot);
         this.#line.forget(hold.name, hold.owner);
+        this.#wake.wake(hold.name); // a waiter here behind this key does not watch it
       },
       () => {
         // Keys nobody will ever release must not stay: try again while their session lives (a key
@@ -185,7 +188,11 @@ class EtcdBackend implements LockBackend {
     if (req.queue && (!queue || !me)) this.#tried.add(id);
     // An attempt that left no key gives its slot back (in this same turn: a concurrent claim must not see it free).
     if (this.#holds.get(req.key, req.owner)?.slot !== slot) this.#holds.free(req.key, slot);
-    this.#wake.arm(req.key, req.owner, verdict.watch, { start: k.all, end: k.allEnd }, revision);
+    // A key before ours on our own session goes only by this instance's release or expiry, which wake
+    // waiters here, or with the session, which takes ours too: no watch (on a busy name, a watch
+    // created and cancelled per handoff).
+    if (me && verdict.watch?.lease === lease.id) this.#wake.disarm(req.key, req.owner);
+    else this.#wake.arm(req.key, req.owner, verdict.watch?.key, { start: k.all, end: k.allEnd }, revision);
     return { granted: false };
   }
 
@@ -250,7 +257,11 @@ class EtcdBackend implements LockBackend {
         deleteMine(this.#kv, keys, this.#call(), listAfter, guard, hold.fence === UNKNOWN ? undefined : hold.key).then((r) => {
           if (guard) this.#guards.saw(hold.lease, r.revision);
           if (this.#holds.get(key, owner)?.slot !== hold.slot) this.#holds.free(key, hold.slot);
-          this.#line.released(key, owner, r.after, this.#holds.busy(key));
+          const busy = this.#holds.busy(key);
+          this.#line.released(key, owner, r.after, busy);
+          // The core wakes its own waiters as a release leaves; these are for those of another
+          // Locksmith on this backend, which watch no key of this session.
+          if (busy) this.#wake.wake(key);
           return r.deleted;
         }),
       );

@@ -9,8 +9,8 @@ export interface Verdict {
   granted: boolean;
   /** The caller's own key as listed (absent: it has none, a refused try). */
   me: Entry | undefined;
-  /** Refused: the key whose deletion may let the caller in; undefined: any key of the name. */
-  watch: Buffer | undefined;
+  /** Refused: the entry whose deletion may let the caller in; undefined: any key of the name. */
+  watch: Entry | undefined;
 }
 
 const position = (entries: readonly Entry[], mine: Buffer): number => entries.findIndex((e) => e.key.equals(mine));
@@ -19,7 +19,7 @@ const position = (entries: readonly Entry[], mine: Buffer): number => entries.fi
 export function exclusiveVerdict(entries: readonly Entry[], mine: Buffer): Verdict {
   const at = position(entries, mine);
   if (at < 0) return { granted: false, me: undefined, watch: undefined };
-  return { granted: at === 0, me: entries[at], watch: entries[at - 1]?.key };
+  return { granted: at === 0, me: entries[at], watch: entries[at - 1] };
 }
 
 export { position };

@@ -19,5 +19,5 @@ export function sharedVerdict(entries: readonly Entry[], mine: Buffer, limit: nu
   if (holdsShared(entries, at, limit)) return { granted: true, me, watch: undefined };
   let writer: Entry | undefined;
   for (let i = at - 1; i >= 0 && !writer; i--) if (entries[i]!.mode === 'w') writer = entries[i];
-  return { granted: false, me, watch: writer?.key };
+  return { granted: false, me, watch: writer };
 }
