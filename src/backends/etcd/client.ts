@@ -62,6 +62,7 @@ export interface CallOptions {
 export interface KVClient {
   txn(request: { compare: Compare[]; success: RequestOp[]; failure: RequestOp[] }, options?: CallOptions): Promise<TxnResponse>;
   range(request: RangeRequest, options?: CallOptions): Promise<{ header: Header; kvs: KeyValue[] }>;
+  deleteRange(request: { key: Buffer }, options?: CallOptions): Promise<{ header: Header; deleted: string }>;
 }
 
 export interface KeepAliveStream {
@@ -107,6 +108,7 @@ export function asClient(value: unknown): EtcdClient {
     typeof c !== 'object' ||
     !Buffer.isBuffer(c.prefix) ||
     typeof c.kv?.txn !== 'function' ||
+    typeof c.kv.deleteRange !== 'function' ||
     typeof c.leaseClient?.leaseGrant !== 'function' ||
     typeof c.watch !== 'function'
   ) {

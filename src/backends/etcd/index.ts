@@ -2,7 +2,7 @@
 // (session.ts), a key per holder or waiter under the lock's name, the lowest create revision holds
 // (mutex.ts, shared.ts), a waiter watches the key just before its own (wake.ts), and the fence is the
 // holder key's create revision: etcd's global revision, monotonic across restarts and leader
-// changes with no clock involved. An uncontended acquire is one transaction, a release one more.
+// changes with no clock involved. An uncontended acquire is one transaction, a release one delete.
 
 import { performance } from 'node:perf_hooks';
 import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo } from '../../backend.js';

@@ -164,6 +164,12 @@ export async function deleteMine(
   guard?: Guard,
   only?: Buffer,
 ): Promise<{ deleted: number; after: Listing; revision: string }> {
+  if (only && !guard && !listAfter) {
+    // One key and nothing else: a DeleteRange, not a transaction of one delete, which cost 3-11 %
+    // more per acquire+release (measured: a create transaction and the two deletes in turn).
+    const r = await kv.deleteRange({ key: only }, o);
+    return { deleted: Number(r.deleted), after: { wrote: true, revision: r.header.revision, entries: [] }, revision: r.header.revision };
+  }
   const mine = only ? [only] : [k.mine.w, k.mine.r];
   const ops: RequestOp[] = mine.map((key) => ({ request_delete_range: { key } }));
   if (guard) ops.push(moveGuard(guard));
