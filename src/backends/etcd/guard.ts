@@ -46,11 +46,19 @@ export class Guards {
   }
 
   /** Claims (exclusive), or enqueues or tries (shared) (txn.ts); once more if a cleanup here moved the guard under it. */
-  async create(kv: KVClient, queue: boolean, k: LockKeys, mode: Mode, value: Buffer, lease: Lease, o: CallOptions): Promise<Listing> {
+  async create(
+    kv: KVClient,
+    queue: 'now' | 'after' | 'no',
+    k: LockKeys,
+    mode: Mode,
+    value: Buffer,
+    lease: Lease,
+    o: CallOptions,
+  ): Promise<Listing> {
     for (let again = false; ; again = true) {
       const guard = this.of(lease);
       const listing =
-        mode === 'w' ? await claim(kv, k, value, guard, queue, o) : await (queue ? enqueue : tryCreate)(kv, k, value, guard, o);
+        mode === 'w' ? await claim(kv, k, value, guard, queue, o) : await (queue !== 'no' ? enqueue : tryCreate)(kv, k, value, guard, o);
       if (listing.guard === undefined || listing.guard === guard.rev || again) return listing;
       this.saw(lease, listing.guard);
     }
