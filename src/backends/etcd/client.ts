@@ -38,15 +38,12 @@ export interface RequestOp {
   request_range?: RangeRequest;
   request_put?: { key: Buffer; value: Buffer; lease?: string; ignore_lease?: boolean };
   request_delete_range?: { key: Buffer; range_end?: Buffer };
-  /** A nested transaction (etcd 3.3 and later). */
-  request_txn?: { compare: Compare[]; success: RequestOp[]; failure: RequestOp[] };
 }
 
 export interface ResponseOp {
   response_range?: { kvs: KeyValue[] } | null;
   response_put?: unknown;
   response_delete_range?: { deleted: string } | null;
-  response_txn?: { succeeded: boolean; responses: ResponseOp[] } | null;
 }
 
 export interface TxnResponse {

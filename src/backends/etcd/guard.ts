@@ -45,10 +45,14 @@ export class Guards {
     if (BigInt(rev) > BigInt(known.rev)) known.rev = rev;
   }
 
-  /** Claims (exclusive), or enqueues or tries (shared) (txn.ts); once more if a cleanup here moved the guard under it. */
+  /**
+   * Takes the name or a place in line (txn.ts), once more if a cleanup here moved the guard under it.
+   * `how`: 'line' enqueues at once (a name known busy), 'expect-free' claims and enqueues when refused,
+   * 'try' leaves nothing behind when refused.
+   */
   async create(
     kv: KVClient,
-    queue: 'now' | 'after' | 'no',
+    how: 'line' | 'expect-free' | 'try',
     k: LockKeys,
     mode: Mode,
     value: Buffer,
@@ -58,7 +62,11 @@ export class Guards {
     for (let again = false; ; again = true) {
       const guard = this.of(lease);
       const listing =
-        mode === 'w' ? await claim(kv, k, value, guard, queue, o) : await (queue !== 'no' ? enqueue : tryCreate)(kv, k, value, guard, o);
+        how === 'line'
+          ? await enqueue(kv, k, value, guard, o, k.mine[mode])
+          : mode === 'w'
+            ? await claim(kv, k, value, guard, how === 'expect-free', o)
+            : await (how === 'try' ? tryCreate : enqueue)(kv, k, value, guard, o);
       if (listing.guard === undefined || listing.guard === guard.rev || again) return listing;
       this.saw(lease, listing.guard);
     }

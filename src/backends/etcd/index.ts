@@ -161,10 +161,10 @@ class EtcdBackend implements LockBackend {
       await this.#line.settled(req.key);
       listing = this.#line.standing(known, this.#wake.heard(req.key, req.owner)) ?? (await listKeys(this.#kv, k, o));
     } else {
-      // Another key of the name here means it is busy: take the place in line in the same transaction.
+      // Another key of the name here, or a refusal before: busy, so take the place in line at once.
       // Otherwise expect it free, and send the least (claim() in txn.ts).
-      const inLine = !queue ? 'no' : this.#holds.count(req.key) > 1 || this.#tried.has(id) ? 'now' : 'after';
-      listing = await this.#guards.create(this.#kv, inLine, k, mode, value, lease, o);
+      const how = !queue ? 'try' : this.#holds.count(req.key) > 1 || this.#tried.has(id) ? 'line' : 'expect-free';
+      listing = await this.#guards.create(this.#kv, how, k, mode, value, lease, o);
     }
     const verdict = mode === 'w' ? exclusiveVerdict(listing.entries, k.mine.w) : sharedVerdict(listing.entries, k.mine.r, limit);
     this.#line.seen(req.key, req.owner, verdict.granted ? undefined : verdict.me, listing);

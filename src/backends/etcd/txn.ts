@@ -2,7 +2,7 @@
 // place. A transaction's reads see its own writes, so "create my key, then list the name's keys by
 // create revision" answers in one trip whether the new key is first (etcd's Mutex does the same).
 
-import type { CallOptions, Compare, KeyValue, KVClient, RequestOp, ResponseOp, TxnResponse } from './client.js';
+import type { CallOptions, Compare, KeyValue, KVClient, RequestOp, TxnResponse } from './client.js';
 import { CMP, SORT, TARGET, parseEntry, type Entry, type LockKeys } from './keys.js';
 
 /** The name's keys, oldest first (keys only: the rules need key, create revision and lease). */
@@ -71,43 +71,25 @@ function created(k: LockKeys, r: TxnResponse): Listing {
 }
 
 /**
- * CLAIM (exclusive): IF no key of the name exists AND the guard has not moved THEN put mine: it is
- * first, so granted, and its fence is the transaction's revision; nothing is listed, the common case
- * sends and reads the least. ELSE read the guard, then:
- * - `queue` 'now': take a place in line, a nested transaction (etcd 3.3+): IF my key does not exist
- *   AND the guard has not moved THEN put it and list ELSE list;
- * - 'after' (a waiter that expects the name free) or 'no' (a one-off try, which leaves nothing behind
- *   when refused): only list; 'after' then takes its place in line in a second transaction (ENQUEUE
- *   of the exclusive key). A nested branch rides along on every claim that sends it, used or not:
- *   its bytes cost the uncontended acquire+release about 3 % (measured, same process).
+ * CLAIM (exclusive, when the name is expected free): IF no key of the name exists AND the guard has
+ * not moved THEN put mine: it is first, so granted, and its fence is the transaction's revision;
+ * nothing is listed, the common case sends and reads the least. ELSE read the guard and list. `queue`:
+ * refused by a holder (not by a moved guard, which the caller reads again first), take a place in
+ * line in a second transaction (ENQUEUE of the exclusive key); otherwise (a one-off try) leave
+ * nothing behind. A name known to be busy goes straight to ENQUEUE (guard.ts): an enqueue branch
+ * sent along on every claim, used or not, cost the uncontended acquire+release 2-3 % (measured).
  */
-export async function claim(
-  kv: KVClient,
-  k: LockKeys,
-  value: Buffer,
-  guard: Guard,
-  queue: 'now' | 'after' | 'no',
-  o: CallOptions,
-): Promise<Listing> {
+export async function claim(kv: KVClient, k: LockKeys, value: Buffer, guard: Guard, queue: boolean, o: CallOptions): Promise<Listing> {
   const mine = k.mine.w;
-  const inLine: RequestOp =
-    queue === 'now'
-      ? { request_txn: { compare: [absent(mine), unmoved(guard)], success: [put(mine, value, guard.lease), list(k)], failure: [list(k)] } }
-      : list(k);
   const r = await kv.txn(
-    { compare: [absent(k.all, k.allEnd), unmoved(guard)], success: [put(mine, value, guard.lease)], failure: [readGuard(guard), inLine] },
+    { compare: [absent(k.all, k.allEnd), unmoved(guard)], success: [put(mine, value, guard.lease)], failure: [readGuard(guard), list(k)] },
     o,
   );
   const revision = r.header.revision;
   if (r.succeeded)
     return { wrote: true, revision, entries: [{ key: mine, mode: 'w', create: BigInt(revision), lease: guard.lease, value }] };
-  // The listing is the last op's answer, in the nested transaction when there is one.
-  const nested = r.responses[1]?.response_txn;
-  const last: ResponseOp | undefined = nested ? nested.responses[nested.responses.length - 1] : r.responses[1];
-  const out: Listing = { wrote: nested?.succeeded === true, revision, entries: entries(k, last?.response_range?.kvs ?? []) };
-  if (!out.wrote) out.guard = r.responses[0]?.response_range?.kvs[0]?.mod_revision ?? '0';
-  // Refused by a holder, not by a moved guard (the caller reads that one again first): take the place in line now.
-  if (queue === 'after' && out.guard === guard.rev) return enqueue(kv, k, value, guard, o, mine);
+  const out = created(k, r);
+  if (queue && out.guard === guard.rev) return enqueue(kv, k, value, guard, o, mine);
   return out;
 }
 
