@@ -46,15 +46,19 @@ describe('etcd backend', () => {
   }
   const name = (): string => `etcd:${randomUUID()}`;
 
-  /** Range RPCs the members have answered (etcd's own gRPC metrics): a waiter's read of the line. */
-  async function rangeReads(): Promise<number> {
+  /** One of etcd's own gRPC counters for `method`, summed over the members. */
+  async function grpcTotal(counter: string, method: string): Promise<number> {
     let n = 0;
-    for (const endpoint of cluster.endpoints) {
-      const text = await (await fetch(`http://${endpoint}/metrics`)).text();
-      for (const m of text.matchAll(/^grpc_server_handled_total\{[^}]*grpc_method="Range"[^}]*\} (\d+)/gm)) n += Number(m[1]);
-    }
+    for (const m of cluster.members) n += await m.grpcCount(counter, method);
     return n;
   }
+  /** Range RPCs the members have answered: a waiter's read of the line. */
+  const rangeReads = (): Promise<number> => grpcTotal('grpc_server_handled_total', 'Range');
+  /** Watch streams the members have opened. */
+  const watchStreams = (): Promise<number> => grpcTotal('grpc_server_started_total', 'Watch');
+  /** Resolves once `key` has `n` keys in line (held or waiting). */
+  const inLine = (client: Etcd3, key: string, n: number): Promise<unknown> =>
+    until(async () => (await client.getAll().prefix(`locksmith/${key}/`).keys()).length === n);
 
   test('the next waiter takes over with no read of its own: in this process from the release, elsewhere from its watch', async () => {
     const raw = cluster.client();
@@ -78,20 +82,17 @@ describe('etcd backend', () => {
   });
 
   test('handoffs on a busy name share one watch stream: it is not opened again per waiter', async () => {
+    const raw = cluster.client();
+    closers.push(() => raw.close());
     const locks = locksmith();
     const key = name();
-    const streams = async (): Promise<number> => {
-      let n = 0;
-      for (const m of cluster.members) n += await m.grpcCount('grpc_server_started_total', 'Watch');
-      return n;
-    };
     // Warm: the first wait opens the stream.
     const first = await locks.acquire(key);
     const warm = locks.acquire(key);
-    await delay(100);
+    await inLine(raw, key, 2);
     await first.release();
     await (await warm).release();
-    const before = await streams();
+    const before = await watchStreams();
     let handoffs = 0;
     await Promise.all(
       [0, 1, 2].map(async () => {
@@ -105,7 +106,8 @@ describe('etcd backend', () => {
     );
     assert.equal(handoffs, 30);
     // etcd3 ends its stream when its last watch goes; each waiter's watch would open a new one.
-    assert.ok((await streams()) - before <= 1, `${(await streams()) - before} watch streams opened for ${handoffs} handoffs`);
+    const opened = (await watchStreams()) - before;
+    assert.ok(opened <= 1, `${opened} watch streams opened for ${handoffs} handoffs`);
   });
 
   test('a waiter behind a key of its own session is woken without a watch: release, expiry, another Locksmith, a lost session', async () => {
@@ -123,13 +125,9 @@ describe('etcd backend', () => {
       () => one.close().catch(() => undefined),
       () => client.close(),
     );
-    const watches = async (): Promise<number> => {
-      let n = 0;
-      for (const m of cluster.members) n += await m.grpcCount('grpc_server_started_total', 'Watch');
-      return n;
-    };
+    const key = name();
     const timed = async (what: string, waiter: Promise<Lock>, bound: number, cause: () => Promise<unknown>): Promise<Lock> => {
-      await delay(150); // in line behind the holder
+      await inLine(client, key, 2); // behind the holder
       const t0 = performance.now();
       await cause();
       const lock = await waiter;
@@ -137,8 +135,7 @@ describe('etcd backend', () => {
       assert.ok(took < bound, `${what}: granted ${took.toFixed(0)} ms later`);
       return lock;
     };
-    const key = name();
-    const streamsBefore = await watches();
+    const streamsBefore = await watchStreams();
     // Released in another Locksmith on the same backend.
     let held = await one.acquire(key);
     held = await timed('release', two.acquire(key), 500, () => held.release());
@@ -147,7 +144,7 @@ describe('etcd backend', () => {
     assert.ok(next.fence > held.fence);
     // The session revoked on the server: holder and waiter lose their keys; the waiter starts again on a new session.
     const waiting = one.acquire(key, { wait: 15_000 });
-    await delay(150);
+    await inLine(client, key, 2);
     const lease = (await client.getAll().prefix(`locksmith/${key}/`).exec()).kvs[0]!.lease;
     const t0 = performance.now();
     await (client as unknown as { leaseClient: { leaseRevoke(r: { ID: string }): Promise<unknown> } }).leaseClient.leaseRevoke({
@@ -157,7 +154,7 @@ describe('etcd backend', () => {
     assert.ok(performance.now() - t0 < 4_500, `lost session: granted ${(performance.now() - t0).toFixed(0)} ms later`);
     await after.release();
     // None of it needed a watch of its own (the handoffs on one name all stayed in this process).
-    assert.ok((await watches()) - streamsBefore <= 1);
+    assert.ok((await watchStreams()) - streamsBefore <= 1);
   });
 
   test('bad options are refused before any I/O; a ttl past the session lease is refused', async () => {
