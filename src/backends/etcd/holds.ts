@@ -6,6 +6,9 @@
 import { Deadlines } from '../../core/deadlines.js';
 import type { Lease } from './session.js';
 
+/** The fence of a key an attempt may have written without an answer. */
+export const UNKNOWN = -1n;
+
 export class Hold {
   readonly name: string;
   readonly owner: string;
@@ -62,6 +65,8 @@ export class Hold {
 
 export class Holds {
   readonly #byId = new Map<string, Hold>();
+  /** The same holds by name (a name's holders and waiters here). */
+  readonly #byName = new Map<string, Set<Hold>>();
   readonly #deadlines = new Deadlines<Hold>();
   /** Slots in use per name: by a hold, or by an attempt in flight. */
   readonly #slots = new Map<string, Set<number>>();
@@ -97,6 +102,17 @@ export class Holds {
     return this.#slots.get(name)?.size ?? 0;
   }
 
+  /** The first of `name`'s holds here that `test` accepts. */
+  find(name: string, test: (hold: Hold) => boolean): Hold | undefined {
+    for (const hold of this.#byName.get(name) ?? []) if (test(hold)) return hold;
+    return undefined;
+  }
+
+  #unindex(hold: Hold): void {
+    const named = this.#byName.get(hold.name);
+    if (named?.delete(hold) && named.size === 0) this.#byName.delete(hold.name);
+  }
+
   get(name: string, owner: string): Hold | undefined {
     return this.#byId.get(`${name}\n${owner}`);
   }
@@ -113,10 +129,14 @@ export class Holds {
     }
     if (old) {
       this.#deadlines.unwatch(old);
+      this.#unindex(old);
       if (old.slot !== hold.slot) this.free(old.name, old.slot);
     }
     this.#use(hold.name, hold.slot);
     this.#byId.set(id, hold);
+    let named = this.#byName.get(hold.name);
+    if (!named) this.#byName.set(hold.name, (named = new Set()));
+    named.add(hold);
     this.#deadlines.watch(hold);
     return hold;
   }
@@ -131,6 +151,7 @@ export class Holds {
     if (hold) {
       this.#byId.delete(id);
       this.#deadlines.unwatch(hold);
+      this.#unindex(hold);
       if (!keepSlot) this.free(name, hold.slot);
     }
     return hold;

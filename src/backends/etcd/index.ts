@@ -8,14 +8,16 @@ import { performance } from 'node:perf_hooks';
 import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo } from '../../backend.js';
 import { LockArgumentError } from '../../errors.js';
 import type { CallOptions, KVClient } from './client.js';
-import { Hold, Holds } from './holds.js';
+import { Hold, Holds, UNKNOWN } from './holds.js';
 import { retryDelay } from './retry.js';
-import { decodeValue, encodeValue, keysFor } from './keys.js';
+import { decodeValue, encodeValue, keysFor, tag } from './keys.js';
 import { Guards } from './guard.js';
 import { exclusiveVerdict } from './mutex.js';
 import { Session, type Lease } from './session.js';
 import { holdsShared, sharedVerdict } from './shared.js';
 import { deleteIf, deleteMine, listKeys, listValues, rewrite, type Listing } from './txn.js';
+import { Handoffs } from './handoff.js';
+import { Cleanup } from './cleanup.js';
 import { Wakeups } from './wake.js';
 import { LineNotes } from './line.js';
 import { EtcdPools } from './pools.js';
@@ -24,12 +26,6 @@ import { checkOptions, type EtcdBackendOptions } from './options.js';
 import { plainBackend } from '../shared/plain.js';
 
 export type { EtcdBackendOptions };
-
-/** The fence of a key an attempt may have written without an answer. */
-const UNKNOWN = -1n;
-
-/** A slot's key tail: the session lease's id and the slot. */
-const tag = (lease: Lease, slot: number): string => `${lease.id}.${slot}`;
 
 export function etcdBackend(options: EtcdBackendOptions): LockBackend {
   return plainBackend(new EtcdBackend(options));
@@ -52,8 +48,8 @@ class EtcdBackend implements LockBackend {
   readonly #line = new LineNotes();
   readonly #session: Session;
   readonly #guards: Guards;
-  /** Expires a hold (bound once: holds keep it). */
-  readonly #expire = (hold: Hold): void => this.#expired(hold);
+  readonly #cleanup: Cleanup;
+  readonly #handoffs: Handoffs;
   #closed = false;
 
   constructor(options: EtcdBackendOptions) {
@@ -64,6 +60,10 @@ class EtcdBackend implements LockBackend {
     this.#kv = client.kv;
     this.#guards = new Guards(this.#root);
     this.#wake = new Wakeups(client, this.#root);
+    const parts = { kv: this.#kv, root: this.#root, holds: this.#holds, guards: this.#guards, call: () => this.#call() };
+    const closed = (): boolean => this.#closed;
+    this.#cleanup = new Cleanup({ ...parts, wake: this.#wake, line: this.#line, timeout, closed });
+    this.#handoffs = new Handoffs({ ...parts, cleanup: this.#cleanup });
     this.pools = new EtcdPools(
       client,
       this.#root,
@@ -76,59 +76,15 @@ class EtcdBackend implements LockBackend {
         this.#wake.disarm(hold.name, hold.owner);
         this.#line.forget(hold.name, hold.owner);
         if (hold.granted) for (const listener of this.#lossListeners) listener(hold.name, hold.owner, reason);
-        // Its waiters here, whose keys went with the session, try again on a new one (they watch no key of it).
-        else this.#wake.wake(hold.name);
+        // Its waiters here, whose keys went with the session or which its release was to carry
+        // (handoff.ts), try again on a new one (they watch no key of it).
+        this.#wake.wake(hold.name);
       }
     });
   }
 
   #call(ms = this.#timeout): CallOptions {
     return { deadline: Date.now() + ms };
-  }
-
-  /** A hold's ttl ran out here: its key goes (if it is still the same key), waking the next in line. */
-  #expired(hold: Hold): void {
-    this.#holds.delete(hold.name, hold.owner, true);
-    this.#wake.disarm(hold.name, hold.owner);
-    // The session lease is the fallback. A key of unknown revision is this owner's: no later attempt
-    // of it replaced the hold, so nothing newer of it can be there.
-    const guard = hold.unsure ? this.#guards.of(hold.lease) : undefined;
-    const sent = performance.now();
-    const keys = keysFor(this.#root, hold.name, tag(hold.lease, hold.slot));
-    const deleting =
-      hold.fence === UNKNOWN
-        ? deleteMine(this.#kv, keys, this.#call(), false, guard).then((r) => r.revision)
-        : deleteIf(this.#kv, hold.key, hold.fence, this.#call(), guard);
-    deleting.then(
-      (revision) => {
-        if (guard) this.#guards.saw(hold.lease, revision);
-        if (this.#holds.get(hold.name, hold.owner)?.slot !== hold.slot) this.#holds.free(hold.name, hold.slot);
-        this.#line.forget(hold.name, hold.owner);
-        this.#wake.wake(hold.name); // a waiter here behind this key does not watch it
-      },
-      () => {
-        // Keys nobody will ever release must not stay: try again while their session lives (a key
-        // past its ttl is no longer granted, even while its delete is still to go through).
-        if (!hold.lease.lost && !this.#closed && !this.#holds.get(hold.name, hold.owner)) {
-          hold.granted = false;
-          hold.retries += 1;
-          hold.deadline = performance.now() + retryDelay(hold.retries, sent, this.#timeout);
-          this.#holds.set(hold);
-        }
-      },
-    );
-  }
-
-  /** Notes keys an attempt or a release may have left on the live session, to delete at `deadline`. */
-  #leftBehind(name: string, owner: string, key: Buffer, lease: Lease, slot: number, deadline: number, unsure: boolean): void {
-    const fields = { name, owner, key, fence: UNKNOWN, lease, slot, limit: 0, granted: false, deadline, unsure };
-    this.#holds.set(new Hold(fields, this.#expire));
-  }
-
-  /** Forgets a hold whose key is gone; one a late create may still bring back waits for its guarded delete (guard.ts). */
-  #forget(hold: Hold, deadline: number): void {
-    if (hold.unsure && !hold.lease.lost) this.#leftBehind(hold.name, hold.owner, hold.key, hold.lease, hold.slot, deadline, true);
-    else this.#holds.delete(hold.name, hold.owner);
   }
 
   #checkTtl(ttl: number, key: string): void {
@@ -155,6 +111,12 @@ class EtcdBackend implements LockBackend {
       (req.head === true || this.#tried.has(id) || known !== undefined);
     const value = encodeValue(Date.now() + req.ttl, limit, req.owner);
     const o = this.#call(Math.min(this.#timeout, req.ttl));
+    if (queue && !known && mode === 'w' && this.#handoffs.defer(req, lease, k, value, start)) {
+      this.#holds.free(req.key, slot);
+      this.#wake.disarm(req.key, req.owner);
+      return { granted: false };
+    }
+    if (queue) this.#handoffs.withdraw(req.key, req.owner);
     let listing: Listing;
     if (queue && known && !known.granted && known.fence !== UNKNOWN) {
       // The core wakes this waiter as a release here leaves: its answer tells where the waiter stands.
@@ -176,19 +138,19 @@ class EtcdBackend implements LockBackend {
       // The lock is valid only as long as its session is known to live: a grant reports that (which
       // may be less than the ttl), and only one that would be very short waits for a keep-alive.
       if (lease.validUntil - start < req.ttl / 2) await this.#session.cover(lease, start + req.ttl);
-      this.#holds.set(new Hold({ ...fields, unsure, granted: true, deadline: start + req.ttl }, this.#expire));
+      this.#holds.set(new Hold({ ...fields, unsure, granted: true, deadline: start + req.ttl }, this.#cleanup.expire));
       this.#tried.delete(id);
       this.#wake.disarm(req.key, req.owner);
       return { granted: true, fence: me.create, validity: Math.min(req.ttl, lease.validUntil - start) };
     }
-    if (!me && known) this.#forget(known, known.deadline); // its key is gone (expired): the next attempt queues again
+    if (!me && known) this.#cleanup.forget(known, known.deadline); // its key is gone (expired): the next attempt queues again
     if (me && !queue) {
       // A one-off shared try that found itself past the limit takes its key back.
       revision = await deleteIf(this.#kv, me.key, me.create, o);
     } else if (me) {
       const wait = req.wait ?? Infinity;
       const deadline = wait === Infinity ? Infinity : start + wait + req.ttl;
-      this.#holds.set(new Hold({ ...fields, unsure, granted: false, deadline }, this.#expire));
+      this.#holds.set(new Hold({ ...fields, unsure, granted: false, deadline }, this.#cleanup.expire));
     }
     if (req.queue && (!queue || !me)) this.#tried.add(id);
     // An attempt that left no key gives its slot back (in this same turn: a concurrent claim must not see it free).
@@ -203,6 +165,8 @@ class EtcdBackend implements LockBackend {
 
   async acquire(req: AcquireRequest): Promise<AcquireResult> {
     this.#checkTtl(req.ttl, req.key);
+    // A release on its way carries this waiter (handoff.ts): its answer tells where the waiter stands.
+    if (this.#handoffs.carried(req.key, req.owner)) await this.#line.settled(req.key);
     const lease = await this.#session.lease();
     let known = this.#holds.get(req.key, req.owner);
     if (known && known.lease !== lease) {
@@ -220,7 +184,7 @@ class EtcdBackend implements LockBackend {
       if (held) held.unsure = true;
       else {
         const key = keysFor(this.#root, req.key, tag(lease, slot)).mine[req.mode === 'exclusive' ? 'w' : 'r'];
-        this.#leftBehind(req.key, req.owner, key, lease, slot, performance.now() + req.ttl, true);
+        this.#cleanup.leftBehind(req.key, req.owner, key, lease, slot, performance.now() + req.ttl, true);
       }
       throw error;
     }
@@ -237,7 +201,8 @@ class EtcdBackend implements LockBackend {
       this.#session.cover(hold.lease, start + ttl),
     ]);
     if (!ok || hold.lease.lost) {
-      this.#forget(hold, performance.now());
+      this.#cleanup.forget(hold, performance.now());
+      if (this.#handoffs.has(key)) this.#wake.wake(key); // its release will not carry a waiter now
       return false;
     }
     hold.deadline = start + ttl;
@@ -248,6 +213,9 @@ class EtcdBackend implements LockBackend {
   async release(key: string, owner: string): Promise<boolean> {
     this.#tried.delete(`${key}\n${owner}`);
     this.#wake.disarm(key, owner);
+    this.#handoffs.withdraw(key, owner);
+    // A waiter that gives up while a release on its way creates its key: that answer first.
+    if (this.#handoffs.carried(key, owner)) await this.#line.settled(key);
     // Only this instance's own keys can be this owner's: with no hold here it has none.
     const hold = this.#holds.delete(key, owner, true);
     if (!hold) return false;
@@ -255,14 +223,17 @@ class EtcdBackend implements LockBackend {
     const sent = performance.now();
     const keys = keysFor(this.#root, key, tag(hold.lease, hold.slot));
     // Its own slot is still counted: another means a waiter here, which the line saves a read.
-    const listAfter = this.#holds.count(key) > 1;
+    const listAfter = this.#holds.count(key) > 1 || this.#handoffs.has(key);
+    // A waiter here may be carried along (handoff.ts): woken either way, it enqueues itself if not.
+    const carrying = this.#handoffs.release(hold, keys);
     try {
+      const sending = carrying ?? deleteMine(this.#kv, keys, this.#call(), listAfter, guard, hold.fence === UNKNOWN ? undefined : hold.key);
       const deleted = await this.#line.releasing(
         key,
-        deleteMine(this.#kv, keys, this.#call(), listAfter, guard, hold.fence === UNKNOWN ? undefined : hold.key).then((r) => {
+        sending.then((r) => {
           if (guard) this.#guards.saw(hold.lease, r.revision);
           if (this.#holds.get(key, owner)?.slot !== hold.slot) this.#holds.free(key, hold.slot);
-          const busy = this.#holds.busy(key);
+          const busy = this.#holds.busy(key) || carrying !== undefined || this.#handoffs.has(key);
           this.#line.released(key, owner, r.after, busy);
           // The core wakes its own waiters as a release leaves; these are for those of another
           // Locksmith on this backend, which watch no key of this session.
@@ -274,7 +245,15 @@ class EtcdBackend implements LockBackend {
     } catch (error) {
       // Its keys stay on the live session, and a waiter's would hold the line for ever: try again later.
       if (!hold.lease.lost && !this.#holds.get(key, owner)) {
-        this.#leftBehind(key, owner, hold.key, hold.lease, hold.slot, performance.now() + retryDelay(0, sent, this.#timeout), hold.unsure);
+        this.#cleanup.leftBehind(
+          key,
+          owner,
+          hold.key,
+          hold.lease,
+          hold.slot,
+          performance.now() + retryDelay(0, sent, this.#timeout),
+          hold.unsure,
+        );
       }
       throw error;
     }
@@ -310,6 +289,7 @@ class EtcdBackend implements LockBackend {
     this.#holds.clear();
     this.#tried.clear();
     this.#line.clear();
+    this.#handoffs.clear();
     await this.#session.close();
   }
 }

@@ -41,6 +41,9 @@ export function rangeEnd(prefix: Buffer): Buffer {
 
 export const escapeName = (name: string): string => (/[%/]/.test(name) ? name.replace(/[%/]/g, (c) => (c === '%' ? '%25' : '%2F')) : name);
 
+/** A slot's key tail: the session lease's id and the slot. */
+export const tag = (lease: { id: string }, slot: number): string => `${lease.id}.${slot}`;
+
 /** The keys of `name`, and of the slot `tag` ("<lease>.<slot>"; empty when only the name matters). */
 export function keysFor(root: Buffer, name: string, tag: string): LockKeys {
   const all = Buffer.concat([root, Buffer.from(`${escapeName(name)}/`, 'utf8')]);

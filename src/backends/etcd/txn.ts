@@ -174,6 +174,34 @@ export async function deleteMine(
   return { deleted, after: listing(k, r), revision: r.header.revision };
 }
 
+/**
+ * HANDOFF (handoff.ts): IF the next waiter's key does not exist AND the guard of its session has not
+ * moved THEN delete my key, put the waiter's (on the session lease) and list ELSE delete my key, read
+ * the guard and list. One raft write hands the lock on and puts the next waiter of this instance in
+ * line; the listing tells it where it stands, as a release's listing does.
+ */
+export async function handOff(
+  kv: KVClient,
+  k: LockKeys,
+  mine: Buffer,
+  next: { key: Buffer; value: Buffer },
+  guard: Guard,
+  o: CallOptions,
+): Promise<{ deleted: number; after: Listing; revision: string }> {
+  const gone: RequestOp = { request_delete_range: { key: mine } };
+  const r = await kv.txn(
+    {
+      compare: [absent(next.key), unmoved(guard)],
+      success: [gone, put(next.key, next.value, guard.lease), list(k)],
+      failure: [gone, readGuard(guard), list(k)],
+    },
+    o,
+  );
+  const after = listing(k, r);
+  if (!r.succeeded) after.guard = r.responses[1]?.response_range?.kvs[0]?.mod_revision ?? '0';
+  return { deleted: Number(r.responses[0]?.response_delete_range?.deleted ?? 0), after, revision: r.header.revision };
+}
+
 /** INSPECT: the name's keys with their values, oldest first. */
 export async function listValues(kv: KVClient, k: LockKeys, o: CallOptions): Promise<Entry[]> {
   const r = await kv.range({ key: k.all, range_end: k.allEnd, sort_order: SORT.ASCEND, sort_target: SORT.BY_CREATE }, o);
