@@ -175,6 +175,54 @@ describe('etcd backend', () => {
     assert.ok((await watchStreams()) - streamsBefore <= 1);
   });
 
+  test('a waiter carried by a release: giving up meanwhile, or the release answer lost, leaves no key behind', async () => {
+    const raw = cluster.client();
+    closers.push(() => raw.close());
+    const keysOf = async (key: string): Promise<number> => (await raw.getAll().prefix(`locksmith/${key}/`).keys()).length;
+    // Aborted in the same tick as the release that creates its key.
+    const locks = locksmith();
+    const key = name();
+    const held = await locks.acquire(key);
+    const ac = new AbortController();
+    const waiting = locks.acquire(key, { signal: ac.signal });
+    await deferred(locks);
+    const released = held.release();
+    ac.abort(new Error('gave up'));
+    await assert.rejects(waiting, /gave up/);
+    await released;
+    await until(async () => (await keysOf(key)) === 0, 3_000);
+    assert.ok(await locks.tryAcquire(key).then((l) => l?.release().then(() => true)), 'the name is free');
+
+    // The release commits but its answer never comes: the carried waiter's key is there, unknown here.
+    const member = cluster.members[0]!;
+    const proxy = await TcpProxy.start(member.clientPort);
+    closers.push(() => proxy.close());
+    const far = locksmith({}, {}, cluster.client({ hosts: `http://127.0.0.1:${proxy.port}` }));
+    const key2 = name();
+    const first = await far.acquire(key2);
+    // The waiter's own attempt goes into the black hole too, and may fail with it.
+    const second = far.acquire(key2).catch((error: unknown) => {
+      assert.ok(error instanceof LockAcquisitionError, String(error));
+      return undefined;
+    });
+    await deferred(far);
+    proxy.blackhole('answers');
+    await assert.rejects(first.release());
+    // It committed: the holder's key went, the waiter's came.
+    await until(async () => {
+      const kvs = (await raw.getAll().prefix(`locksmith/${key2}/`).exec()).kvs;
+      return kvs.length === 1 && BigInt(kvs[0]!.create_revision) > first.fence;
+    });
+    proxy.pass();
+    const next = await second;
+    if (next) assert.ok(next.fence > first.fence);
+    await next?.release();
+    // Its key, of unknown outcome here, goes by its release or at its ttl (5 s).
+    await until(async () => (await keysOf(key2)) === 0, 8_000);
+    const again = await far.acquire(key2, { wait: 0 });
+    await again.release();
+  });
+
   test('bad options are refused before any I/O; a ttl past the session lease is refused', async () => {
     const client = cluster.client();
     for (const bad of [
