@@ -141,7 +141,7 @@ describe('keys', () => {
     const role = `ls_app_${process.pid}`;
     const other = `ls_other_${process.pid}`;
     await db.query(
-      `CREATE ROLE ${role} LOGIN; CREATE ROLE ${other}; CREATE SCHEMA planted AUTHORIZATION ${other}; GRANT USAGE, CREATE ON SCHEMA planted TO ${role}`,
+      `CREATE ROLE ${role} LOGIN; CREATE ROLE ${other}; CREATE SCHEMA planted AUTHORIZATION ${other}; GRANT USAGE, CREATE ON SCHEMA planted TO ${role}; CREATE SCHEMA ${role} AUTHORIZATION ${role}`,
     );
     try {
       await db.query(
@@ -155,6 +155,26 @@ describe('keys', () => {
         return true;
       });
       await app.close();
+      // The tables beside it likewise: planted by the other role, they are refused before any use.
+      await db.query(
+        `SET ROLE ${other}; CREATE TABLE planted.locksmith_fence_rate (key text PRIMARY KEY, tat float8, allowed boolean); CREATE TABLE planted.locksmith_fence_pool (pool text, member text, PRIMARY KEY (pool, member)); GRANT ALL ON ALL TABLES IN SCHEMA planted TO ${role}`,
+      );
+      const backend = postgresBackend({ pool, schema: 'planted' });
+      const take = { key: 'k', limit: 10, interval: 1_000, burst: 10, cost: 1, peek: false };
+      for (const use of [() => backend.rate!.take(take), () => backend.pools!.members('p'), () => backend.pools!.add('p', ['m'], 5)]) {
+        await assert.rejects(use(), (e: unknown) => {
+          assert.ok(e instanceof LockAcquisitionError, String(e));
+          assert.match(e.message, /locksmith_fence_(rate|pool) exists but belongs to another role/);
+          return true;
+        });
+      }
+      const members = await db.query('SELECT count(*)::int AS n FROM planted.locksmith_fence_pool');
+      assert.deepEqual(members.rows, [{ n: 0 }], 'no member was added');
+      // Tables of its own it makes and uses.
+      const own = postgresBackend({ pool, schema: role });
+      assert.equal((await own.rate!.take(take)).allowed, true);
+      assert.equal(await own.pools!.add('p', ['m'], 5), 1);
+      await Promise.all([backend.close(), own.close()]);
       await pool.end();
     } finally {
       await db.query(`DROP SCHEMA planted CASCADE; DROP OWNED BY ${role}; DROP ROLE ${role}; DROP ROLE ${other}`);

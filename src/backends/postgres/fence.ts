@@ -1,10 +1,11 @@
 // The fence sequence: schema-qualified (option `schema`, default public), created by the backend on
 // first use, and refused when it exists but belongs to another role. A sequence found through
 // search_path, or one another role owns, could be setval'd backwards by someone else, and fences
-// would then repeat.
+// would then repeat. The same goes for the tables beside it (rate buckets, pool members): another
+// role's table would let that role lift a limit or add a member.
 
 import { LockAcquisitionError, LockArgumentError } from '../../errors.js';
-import { CREATE_SEQUENCE, NAME_SEQUENCE, SEQUENCE_OWNER } from './sql.js';
+import { CREATE_SEQUENCE, NAME_SEQUENCE, RELATION_OWNER } from './sql.js';
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
@@ -34,14 +35,55 @@ interface Queryable {
 
 /** Whether it exists, and if so that it is a sequence of ours; throws when it is not. */
 async function owned(q: Queryable, seq: FenceSequence): Promise<boolean> {
-  const row = (await q.query({ text: SEQUENCE_OWNER, values: [seq.schema, seq.name] })).rows[0];
+  return ownedRelation(q, {
+    schema: seq.schema,
+    name: seq.name,
+    kind: 'S',
+    what: 'the fence sequence',
+    risk: 'fences from it could be set back',
+  });
+}
+
+/** A table the backend keeps beside the fence sequence (rate buckets, pool members). */
+export interface SideTable {
+  schema: string;
+  name: string;
+  /** Both parts double-quoted, as a statement names it. */
+  quoted: string;
+}
+
+/** The table `<sequence>_<kind>` in the sequence's schema (identifiers checked by fenceSequence). */
+export function sideTable(seq: FenceSequence, kind: 'rate' | 'pool'): SideTable {
+  const name = `${seq.name}_${kind}`;
+  return { schema: seq.schema, name, quoted: `"${seq.schema}"."${name}"` };
+}
+
+/**
+ * Whether the relation exists, and if so that it is of `kind` and owned by the role we connect as;
+ * throws when it is not (`risk`: what another owner could do with it).
+ */
+async function ownedRelation(
+  q: Queryable,
+  r: { schema: string; name: string; kind: 'S' | 'r'; what: string; risk: string },
+): Promise<boolean> {
+  const row = (await q.query({ text: RELATION_OWNER, values: [r.schema, r.name] })).rows[0];
   if (!row) return false;
-  if (row.kind !== 'S' || row.mine !== true) {
+  if (row.kind !== r.kind || row.mine !== true) {
+    const why = row.kind !== r.kind ? `is not a ${r.kind === 'S' ? 'sequence' : 'table'}` : 'belongs to another role';
     throw new LockAcquisitionError(
-      `the fence sequence ${seq.schema}.${seq.name} exists but ${row.kind !== 'S' ? 'is not a sequence' : 'belongs to another role'}: fences from it could be set back by someone else; drop it or choose another schema/sequence`,
+      `${r.what} ${r.schema}.${r.name} exists but ${why}: ${r.risk} by someone else; drop it or choose another schema/sequence`,
     );
   }
   return true;
+}
+
+/**
+ * After its CREATE TABLE IF NOT EXISTS (which keeps a table someone else made): the side table is
+ * ours, or this throws. `what` and `risk` word the refusal.
+ */
+export async function checkSideTable(q: Queryable, t: SideTable, what: string, risk: string): Promise<void> {
+  if (!(await ownedRelation(q, { schema: t.schema, name: t.name, kind: 'r', what, risk })))
+    throw new LockAcquisitionError(`${what} ${t.schema}.${t.name} could not be created`);
 }
 
 /**

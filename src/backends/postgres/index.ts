@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import type { AcquireRequest, AcquireResult, LockBackend, LockInfo } from '../../backend.js';
 import { LockAcquisitionError, LockArgumentError } from '../../errors.js';
 import { isMissingRelation, type PgClientLike } from './client.js';
-import { ensureSequence } from './fence.js';
+import { ensureSequence, sideTable } from './fence.js';
 import { postgresRate } from './rate.js';
 import { postgresPools } from './pools.js';
 import { Holds, type Hold } from './holds.js';
@@ -89,10 +89,9 @@ class PostgresBackend implements LockBackend {
     );
     // Rate buckets and pool members live in tables beside the fence sequence (identifiers checked by fenceSequence).
     const tables = pool as unknown as Parameters<typeof postgresPools>[0];
-    const table = (kind: string): string => `"${seq.schema}"."${seq.name}_${kind}"`;
-    this.rate = postgresRate(tables, table('rate'));
+    this.rate = postgresRate(tables, sideTable(seq, 'rate'));
     const using = <T>(name: string, use: (c: PgClientLike) => Promise<T>): Promise<T> => this.#sessions.using(name, this.#bound, use);
-    this.pools = postgresPools(tables, table('pool'), (name) => this.#names.key(name), using);
+    this.pools = postgresPools(tables, sideTable(seq, 'pool'), (name) => this.#names.key(name), using);
   }
 
   /** The lease on a session that died is gone: exactly the holds on it are lost. */

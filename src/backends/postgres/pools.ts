@@ -9,6 +9,7 @@
 
 import type { PoolStore } from '../shared/pools.js';
 import { poolKey, waitKey } from './keys.js';
+import { checkSideTable, type SideTable } from './fence.js';
 
 interface Queryable {
   query(config: { text: string; values?: unknown[] }): Promise<{ rows: Record<string, unknown>[] }>;
@@ -70,18 +71,21 @@ const NOTIFY = `SELECT ${WAKE('$2', '$1')} AS woke`;
 const raced = (error: unknown): boolean => ['23505', '42P07'].includes((error as { code?: string }).code ?? '');
 
 /** The pool store of a PostgreSQL backend; `keyOf` is the backend's advisory key of a name. */
-export function postgresPools(pool: Queryable, table: string, keyOf: (name: string) => bigint, using: Using): PoolStore {
+export function postgresPools(pool: Queryable, side: SideTable, keyOf: (name: string) => bigint, using: Using): PoolStore {
+  const table = side.quoted;
   let ready: Promise<void> | undefined;
-  /** The table, made first if need be. */
+  /** The table, made first if need be; one another role made would let it add members (fence.ts). */
   const made = (): Promise<void> =>
-    (ready ??= pool.query({ text: CREATE(table) }).then(
-      () => undefined,
-      (error: unknown) => {
-        if (raced(error)) return;
+    (ready ??= pool
+      .query({ text: CREATE(table) })
+      .catch((error: unknown) => {
+        if (!raced(error)) throw error;
+      })
+      .then(() => checkSideTable(pool, side, 'the pool table', 'its members could be changed'))
+      .catch((error: unknown) => {
         ready = undefined;
         throw error;
-      },
-    ));
+      }));
   /** The rows of a read of the table. */
   const q = async (text: string, values: unknown[]): Promise<Record<string, unknown>[]> => {
     await made();

@@ -195,10 +195,12 @@ export const CREATE_SEQUENCE = `DO $$BEGIN
 END$$`;
 
 /**
- * Whether the fence sequence is a sequence owned by the role we connect as: another role's could be
- * setval'd backwards by it. $1 schema, $2 name. One row (kind, mine) when the relation exists.
+ * What a relation the backend makes is (kind: 'S' sequence, 'r' table) and whether the role we
+ * connect as owns it: another role's fence sequence could be setval'd backwards by it, and its rate
+ * or pool table written (a limit lifted, a member added). $1 schema, $2 name. One row (kind, mine)
+ * when the relation exists.
  */
-export const SEQUENCE_OWNER = `SELECT c.relkind::text AS kind, c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) AS mine
+export const RELATION_OWNER = `SELECT c.relkind::text AS kind, c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) AS mine
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1::text AND c.relname = $2::text`;
 
 /**
