@@ -120,11 +120,11 @@ class PostgresBackend implements LockBackend {
   }
 
   /** Releases `h` on the server (it is out of the bookkeeping already); false when the session had lost it. */
-  async #unlock(h: Hold): Promise<boolean> {
+  #unlock(h: Hold): Promise<boolean> {
     if (this.#lastSession.size >= 1024) this.#lastSession.clear();
     this.#lastSession.set(h.key, h.session);
     this.#wakeup.wake(h.nameKey);
-    if (h.session.dead) return false;
+    if (h.session.dead) return Promise.resolve(false);
     const name = this.#names.text(h.nameKey);
     const key = h.lockKey === h.nameKey ? name : String(h.lockKey);
     return h.session.unlock(key, h.mode === 'shared' && !h.permit, h.fenceText, name, this.#names.wait(h.nameKey));
@@ -166,7 +166,8 @@ class PostgresBackend implements LockBackend {
     if (announcing) await announcing;
     const last = this.#lastSession.get(req.key);
     if (last) this.#lastSession.delete(req.key);
-    const session = await this.#sessions.pick(req.ttl, req.key, bound, last);
+    const picked = this.#sessions.pick(req.ttl, req.key, bound, last);
+    const session = picked instanceof Promise ? await picked : picked;
     let fence: string | undefined;
     let lockKey = nameKey;
     try {
@@ -228,21 +229,30 @@ class PostgresBackend implements LockBackend {
     return { granted: true, fence: granted };
   }
 
-  async acquire(req: AcquireRequest): Promise<AcquireResult> {
-    if (this.#closed) throw new LockAcquisitionError('the postgres backend is this.#closed', { key: req.key });
-    const nameKey = this.#names.key(req.key);
-    if (req.limit !== undefined && req.limit > MAX_SLOTS) {
-      throw new LockArgumentError(
-        `"${req.key}": the postgres backend offers semaphores of at most ${MAX_SLOTS} permits (one advisory key each)`,
-        { key: req.key },
-      );
+  // Not async: an async function that returns the attempt's promise would settle two ticks after it.
+  acquire(req: AcquireRequest): Promise<AcquireResult> {
+    let nameKey: bigint;
+    try {
+      if (this.#closed) throw new LockAcquisitionError('the postgres backend is closed', { key: req.key });
+      nameKey = this.#names.key(req.key);
+      if (req.limit !== undefined && req.limit > MAX_SLOTS) {
+        throw new LockArgumentError(
+          `"${req.key}": the postgres backend offers semaphores of at most ${MAX_SLOTS} permits (one advisory key each)`,
+          { key: req.key },
+        );
+      }
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
     const mine = this.#holds.get(req.key, req.owner);
-    if (mine) {
-      if (mine.mode !== req.mode) return { granted: false };
-      return (await this.#renew(mine, req.ttl)) ? { granted: true, fence: mine.fence } : { granted: false };
-    }
+    if (mine) return this.#again(mine, req);
     return this.#holds.serial(req.key, () => this.#attempt(req, nameKey));
+  }
+
+  /** An owner that holds the name already: the same mode is a renewal, another a refusal. */
+  async #again(mine: Hold, req: AcquireRequest): Promise<AcquireResult> {
+    if (mine.mode !== req.mode) return { granted: false };
+    return (await this.#renew(mine, req.ttl)) ? { granted: true, fence: mine.fence } : { granted: false };
   }
 
   async release(key: string, owner: string): Promise<boolean> {

@@ -204,58 +204,73 @@ export class Session {
     const batch = this.#queue.splice(0, n);
     if (first === this.#pingRequest) this.#ping = this.#pingRequest = undefined;
     this.#sent = performance.now();
-    void this.#send(batch).finally(() => {
+    const next = (): void => {
       this.#busy = false;
       this.#pump();
-    });
+    };
+    this.#send(batch).then(next, next);
   }
 
-  async #send(batch: Request[]): Promise<void> {
+  /**
+   * Sends one batch and settles its requests; never rejects. Written as one chain on pg's own promise
+   * rather than async functions calling each other: on every grant and release, each layer of those
+   * was one more promise to make and settle (the pair is latency-bound, and every µs of ours is in it).
+   */
+  #send(batch: Request[]): Promise<void> {
     const first = batch[0]!;
+    let sent: Promise<void>;
     try {
       if (first.kind === 'other') {
-        const rows = await run(this.client, first.statement, first.values);
-        if (first.locks) this.#taken += rows.length;
-        first.resolve(rows);
-      } else if (first.kind === 'try') await this.#tries(batch as Try[]);
-      else await this.#unlocks(batch as Unlock[]);
+        sent = run(this.client, first.statement, first.values).then((rows) => {
+          if (first.locks) this.#taken += rows.length;
+          first.resolve(rows);
+        });
+      } else sent = first.kind === 'try' ? this.#tries(batch as Try[]) : this.#unlocks(batch as Unlock[]);
     } catch (error) {
+      sent = Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+    return sent.catch((error: unknown) => {
       for (const r of batch) r.reject(error);
       // A failed try or release may have left a lock we do not know of (a session lock survives its
       // statement's failure): only ending the session makes sure. A missing sequence fails a grant
       // before its lock (sql.ts), and a ping or a setting holds nothing.
       const harmless = first.kind === 'other' ? !first.locks || isMissingRelation(error) : first.kind === 'try' && isMissingRelation(error);
       if (isConnectionError(error) || !harmless) this.die(error);
-    }
+    });
   }
 
-  async #tries(batch: Try[]): Promise<void> {
+  #tries(batch: Try[]): Promise<void> {
     const sequence = this.#settings.sequence;
     if (batch.length === 1) {
       const t = batch[0]!;
-      const rows = await run(this.client, GRANT, [t.key, sequence, t.shared]);
-      this.#taken += rows.length;
-      return t.resolve(rows[0] ? (rows[0].fence as string) : undefined);
+      return this.client.query({ name: GRANT.name, text: GRANT.text, values: [t.key, sequence, t.shared] }).then(({ rows }) => {
+        this.#taken += rows.length;
+        t.resolve(rows[0] ? (rows[0].fence as string) : undefined);
+      });
     }
-    const rows = await run(this.client, GRANT_BATCH, [batch.map((t) => t.key), batch.map((t) => t.shared), sequence]);
-    this.#taken += rows.length;
-    const fences = new Map(rows.map((r) => [Number(r.i), r.fence as string]));
-    batch.forEach((t, i) => t.resolve(fences.get(i + 1)));
+    return run(this.client, GRANT_BATCH, [batch.map((t) => t.key), batch.map((t) => t.shared), sequence]).then((rows) => {
+      this.#taken += rows.length;
+      const fences = new Map(rows.map((r) => [Number(r.i), r.fence as string]));
+      batch.forEach((t, i) => t.resolve(fences.get(i + 1)));
+    });
   }
 
-  async #unlocks(batch: Unlock[]): Promise<void> {
+  #unlocks(batch: Unlock[]): Promise<void> {
     if (batch.length === 1) {
       const u = batch[0]!;
-      const rows = await run(this.client, RELEASE, [u.key, u.shared, u.fence, u.name, u.wait]);
-      if (rows[0]?.ok === true) this.#taken -= 1;
-      return u.resolve(rows[0]?.ok === true);
+      const values = [u.key, u.shared, u.fence, u.name, u.wait];
+      return this.client.query({ name: RELEASE.name, text: RELEASE.text, values }).then(({ rows }) => {
+        if (rows[0]?.ok === true) this.#taken -= 1;
+        u.resolve(rows[0]?.ok === true);
+      });
     }
     const column = <T>(f: (u: Unlock) => T): T[] => batch.map(f);
     const values = [column((u) => u.key), column((u) => u.shared), column((u) => u.fence), column((u) => u.name), column((u) => u.wait)];
-    const rows = await run(this.client, RELEASE_BATCH, values);
-    const ok = new Map(rows.map((r) => [Number(r.i), r.ok === true]));
-    for (const released of ok.values()) if (released) this.#taken -= 1;
-    batch.forEach((u, i) => u.resolve(ok.get(i + 1) === true));
+    return run(this.client, RELEASE_BATCH, values).then((rows) => {
+      const ok = new Map(rows.map((r) => [Number(r.i), r.ok === true]));
+      for (const released of ok.values()) if (released) this.#taken -= 1;
+      batch.forEach((u, i) => u.resolve(ok.get(i + 1) === true));
+    });
   }
 
   /** Nothing queued: keep the session alive while it holds locks, else let the set retire it. */

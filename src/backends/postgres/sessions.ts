@@ -79,10 +79,15 @@ export class Sessions {
   }
 
   /** A session for a lock of `ttl` ms (see the placement rules above). */
-  async pick(ttl: number, key: string, bound: ConnectBound, prefer?: Session): Promise<Session> {
+  pick(ttl: number, key: string, bound: ConnectBound, prefer?: Session): Session | Promise<Session> {
     // The session that last held this name: a try there follows its release in order (elsewhere it
-    // could reach the server first and be refused by our own lock).
+    // could reach the server first and be refused by our own lock). Returned as it is, not in a
+    // promise: the caller then awaits nothing (the common case of a name locked again and again).
     if (prefer && !prefer.dead && !prefer.retiring && prefer.idle >= ttl) return prefer;
+    return this.#pick(ttl, key, bound);
+  }
+
+  async #pick(ttl: number, key: string, bound: ConnectBound): Promise<Session> {
     for (;;) {
       const live = this.#live.filter((s) => !s.retiring && !s.dead);
       const same = least(live, ttl);
