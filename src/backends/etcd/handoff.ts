@@ -15,7 +15,7 @@ import type { AcquireRequest } from '../../backend.js';
 import type { Cleanup } from './cleanup.js';
 import type { CallOptions, KVClient } from './client.js';
 import type { Guards } from './guard.js';
-import { Hold, type Holds } from './holds.js';
+import { Hold, waitEnd, type Holds } from './holds.js';
 import { keysFor, tag, type LockKeys } from './keys.js';
 import type { Lease } from './session.js';
 import { handOff } from './txn.js';
@@ -73,9 +73,7 @@ export class Handoffs {
     if (!this.#p.holds.find(req.key, (h) => h.owner !== req.owner && carrier(h, lease, k.writers))) return false;
     const there = this.#waiting.get(req.key);
     if (there && there.owner !== req.owner) return false;
-    const wait = req.wait ?? Infinity;
-    const deadline = wait === Infinity ? Infinity : start + wait + req.ttl;
-    this.#waiting.set(req.key, { owner: req.owner, value, ttl: req.ttl, deadline });
+    this.#waiting.set(req.key, { owner: req.owner, value, ttl: req.ttl, deadline: waitEnd(req, start) });
     return true;
   }
 

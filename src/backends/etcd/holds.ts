@@ -9,6 +9,15 @@ import type { Lease } from './session.js';
 /** The fence of a key an attempt may have written without an answer. */
 export const UNKNOWN = -1n;
 
+/**
+ * When a waiter's key, made by an attempt started at `start` (performance.now() ms), goes if nobody
+ * releases it: the end of its wait plus its ttl (Infinity: it waits as long as its session lives).
+ */
+export const waitEnd = (req: { wait?: number | undefined; ttl: number }, start: number): number => {
+  const wait = req.wait ?? Infinity;
+  return wait === Infinity ? Infinity : start + wait + req.ttl;
+};
+
 export class Hold {
   readonly name: string;
   readonly owner: string;

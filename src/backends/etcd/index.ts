@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import type { AcquireRequest, AcquireResult, LeaseHolder, LockBackend, LockInfo } from '../../backend.js';
 import { LockArgumentError } from '../../errors.js';
 import type { CallOptions, KVClient } from './client.js';
-import { Hold, Holds, UNKNOWN } from './holds.js';
+import { Hold, Holds, UNKNOWN, waitEnd } from './holds.js';
 import { retryDelay } from './retry.js';
 import { decodeValue, encodeValue, keysFor, tag } from './keys.js';
 import { Guards } from './guard.js';
@@ -148,9 +148,7 @@ class EtcdBackend implements LockBackend {
       // A one-off shared try that found itself past the limit takes its key back.
       revision = await deleteIf(this.#kv, me.key, me.create, o);
     } else if (me) {
-      const wait = req.wait ?? Infinity;
-      const deadline = wait === Infinity ? Infinity : start + wait + req.ttl;
-      this.#holds.set(new Hold({ ...fields, unsure, granted: false, deadline }, this.#cleanup.expire));
+      this.#holds.set(new Hold({ ...fields, unsure, granted: false, deadline: waitEnd(req, start) }, this.#cleanup.expire));
     }
     if (req.queue && (!queue || !me)) this.#tried.add(id);
     // An attempt that left no key gives its slot back (in this same turn: a concurrent claim must not see it free).

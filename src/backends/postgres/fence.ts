@@ -77,11 +77,17 @@ async function ownedRelation(
   return true;
 }
 
+/** Another session created the same relation at the same moment (IF NOT EXISTS does not cover a race). */
+const raced = (error: unknown): boolean => ['23505', '42P07'].includes((error as { code?: string } | null)?.code ?? '');
+
 /**
- * After its CREATE TABLE IF NOT EXISTS (which keeps a table someone else made): the side table is
- * ours, or this throws. `what` and `risk` word the refusal.
+ * Runs the side table's `create` (CREATE TABLE IF NOT EXISTS, which keeps a table someone else made)
+ * and then makes sure the table is ours, or throws. `what` and `risk` word the refusal.
  */
-export async function checkSideTable(q: Queryable, t: SideTable, what: string, risk: string): Promise<void> {
+export async function ensureSideTable(q: Queryable, t: SideTable, create: string, what: string, risk: string): Promise<void> {
+  await q.query({ text: create }).catch((error: unknown) => {
+    if (!raced(error)) throw error;
+  });
   if (!(await ownedRelation(q, { schema: t.schema, name: t.name, kind: 'r', what, risk })))
     throw new LockAcquisitionError(`${what} ${t.schema}.${t.name} could not be created`);
 }
@@ -109,8 +115,7 @@ export async function ensureSequence(q: Queryable, seq: FenceSequence, inTransac
     await q.query({ text: rollback }).catch(() => undefined);
     if (inTransaction) await q.query({ text: commit }).catch(() => undefined);
     // Another process created it at the same moment (the catalog's unique index): it exists now.
-    const code = (error as { code?: string }).code;
-    if (code !== '23505' && code !== '42P07') throw error;
+    if (!raced(error)) throw error;
   }
   if (!(await owned(q, seq))) throw new LockAcquisitionError(`the fence sequence ${seq.schema}.${seq.name} could not be created`);
   return created;

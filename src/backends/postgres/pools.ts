@@ -9,7 +9,7 @@
 
 import type { PoolStore } from '../shared/pools.js';
 import { poolKey, waitKey } from './keys.js';
-import { checkSideTable, type SideTable } from './fence.js';
+import { ensureSideTable, type SideTable } from './fence.js';
 
 interface Queryable {
   query(config: { text: string; values?: unknown[] }): Promise<{ rows: Record<string, unknown>[] }>;
@@ -67,25 +67,16 @@ const MEMBERS = (table: string): string => `SELECT member FROM ${table} WHERE po
 /** Wakes a pool's waiters with no change: $1 its name key as text, $2 its wait key. */
 const NOTIFY = `SELECT ${WAKE('$2', '$1')} AS woke`;
 
-/** Another session made the table at the same moment (IF NOT EXISTS does not cover a race). */
-const raced = (error: unknown): boolean => ['23505', '42P07'].includes((error as { code?: string }).code ?? '');
-
 /** The pool store of a PostgreSQL backend; `keyOf` is the backend's advisory key of a name. */
 export function postgresPools(pool: Queryable, side: SideTable, keyOf: (name: string) => bigint, using: Using): PoolStore {
   const table = side.quoted;
   let ready: Promise<void> | undefined;
   /** The table, made first if need be; one another role made would let it add members (fence.ts). */
   const made = (): Promise<void> =>
-    (ready ??= pool
-      .query({ text: CREATE(table) })
-      .catch((error: unknown) => {
-        if (!raced(error)) throw error;
-      })
-      .then(() => checkSideTable(pool, side, 'the pool table', 'its members could be changed'))
-      .catch((error: unknown) => {
-        ready = undefined;
-        throw error;
-      }));
+    (ready ??= ensureSideTable(pool, side, CREATE(table), 'the pool table', 'its members could be changed').catch((error: unknown) => {
+      ready = undefined;
+      throw error;
+    }));
   /** The rows of a read of the table. */
   const q = async (text: string, values: unknown[]): Promise<Record<string, unknown>[]> => {
     await made();

@@ -4,7 +4,7 @@
 // A bucket that is full again is garbage: every SWEEP_EVERY-th take of a backend also deletes those.
 
 import { gcra, type RateDecision, type RateRequest, type RateStore } from '../shared/gcra.js';
-import { checkSideTable, type SideTable } from './fence.js';
+import { ensureSideTable, type SideTable } from './fence.js';
 
 interface Queryable {
   query(config: { name?: string; text: string; values?: unknown[] }): Promise<{ rows: Record<string, unknown>[] }>;
@@ -59,28 +59,16 @@ function decide(r: RateRequest, now: number, tat: number, allowed: boolean): Rat
   };
 }
 
-/** Another session made the table at the same moment (IF NOT EXISTS does not cover a race). */
-const raced = (error: unknown): boolean => ['23505', '42P07'].includes((error as { code?: string }).code ?? '');
-
 export function postgresRate(pool: Queryable, side: SideTable): RateStore {
   const table = side.quoted;
   let ready: Promise<void> | undefined;
   let takes = 0;
   const created = (): Promise<void> =>
-    (ready ??= pool
-      .query({ text: CREATE(table) })
-      .catch((error: unknown) => {
-        if (!raced(error)) throw error;
-      })
-      // One another role made would let it lift any limit (fence.ts).
-      .then(() => checkSideTable(pool, side, 'the rate table', 'its buckets could be reset'))
-      .then(
-        () => undefined,
-        (error: unknown) => {
-          ready = undefined;
-          throw error;
-        },
-      ));
+    // One another role made would let it lift any limit (fence.ts).
+    (ready ??= ensureSideTable(pool, side, CREATE(table), 'the rate table', 'its buckets could be reset').catch((error: unknown) => {
+      ready = undefined;
+      throw error;
+    }));
   return {
     async take(r) {
       await created();
