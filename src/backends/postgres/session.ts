@@ -18,6 +18,7 @@
 import { performance } from 'node:perf_hooks';
 import { LockAcquisitionError } from '../../errors.js';
 import { isConnectionError, isMissingRelation, run, type PgClientLike, type Row } from './client.js';
+import { canRunLean, runLean, runPlain, type Param, type TextRow } from './lean.js';
 import { GRANT, GRANT_BATCH, PING, RELEASE, RELEASE_BATCH, RESTORE, SET_IDLE, type Statement } from './sql.js';
 
 /** Requests one batched statement carries at most (a bound on its size, not on throughput). */
@@ -80,6 +81,8 @@ export class Session {
    */
   #taken = 0;
   readonly #settings: SessionSettings;
+  /** Runs a grant or a release (lean.ts): rows as text. */
+  readonly #exec: (client: PgClientLike, statement: Statement, values: Param[]) => Promise<TextRow[]>;
   readonly #queue: Request[] = [];
   #busy = false;
   #sent = performance.now();
@@ -95,6 +98,7 @@ export class Session {
     this.pid = client.processID ?? -1;
     this.idle = idle;
     this.#settings = settings;
+    this.#exec = canRunLean(client) ? runLean : runPlain;
     client.on('error', this.#onError);
     client.on('end', this.#onEnd);
   }
@@ -243,14 +247,17 @@ export class Session {
     const sequence = this.#settings.sequence;
     if (batch.length === 1) {
       const t = batch[0]!;
-      return this.client.query({ name: GRANT.name, text: GRANT.text, values: [t.key, sequence, t.shared] }).then(({ rows }) => {
+      // One row (fence) when granted.
+      return this.#exec(this.client, GRANT, [t.key, sequence, t.shared]).then((rows) => {
         this.#taken += rows.length;
-        t.resolve(rows[0] ? (rows[0].fence as string) : undefined);
+        t.resolve(rows[0]?.[0] ?? undefined);
       });
     }
-    return run(this.client, GRANT_BATCH, [batch.map((t) => t.key), batch.map((t) => t.shared), sequence]).then((rows) => {
+    // Rows (i, fence), one per lock granted.
+    const values = [batch.map((t) => t.key), batch.map((t) => t.shared), sequence];
+    return this.#exec(this.client, GRANT_BATCH, values).then((rows) => {
       this.#taken += rows.length;
-      const fences = new Map(rows.map((r) => [Number(r.i), r.fence as string]));
+      const fences = new Map(rows.map((r) => [Number(r[0]), r[1] ?? undefined]));
       batch.forEach((t, i) => t.resolve(fences.get(i + 1)));
     });
   }
@@ -258,16 +265,18 @@ export class Session {
   #unlocks(batch: Unlock[]): Promise<void> {
     if (batch.length === 1) {
       const u = batch[0]!;
-      const values = [u.key, u.shared, u.fence, u.name, u.wait];
-      return this.client.query({ name: RELEASE.name, text: RELEASE.text, values }).then(({ rows }) => {
-        if (rows[0]?.ok === true) this.#taken -= 1;
-        u.resolve(rows[0]?.ok === true);
+      // One row (ok).
+      return this.#exec(this.client, RELEASE, [u.key, u.shared, u.fence, u.name, u.wait]).then((rows) => {
+        const ok = rows[0]?.[0] === 't';
+        if (ok) this.#taken -= 1;
+        u.resolve(ok);
       });
     }
-    const column = <T>(f: (u: Unlock) => T): T[] => batch.map(f);
+    // Rows (i, ok), one per release.
+    const column = <T extends string | boolean>(f: (u: Unlock) => T): T[] => batch.map(f);
     const values = [column((u) => u.key), column((u) => u.shared), column((u) => u.fence), column((u) => u.name), column((u) => u.wait)];
-    return run(this.client, RELEASE_BATCH, values).then((rows) => {
-      const ok = new Map(rows.map((r) => [Number(r.i), r.ok === true]));
+    return this.#exec(this.client, RELEASE_BATCH, values).then((rows) => {
+      const ok = new Map(rows.map((r) => [Number(r[0]), r[1] === 't']));
       for (const released of ok.values()) if (released) this.#taken -= 1;
       batch.forEach((u, i) => u.resolve(ok.get(i + 1) === true));
     });
