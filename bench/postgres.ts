@@ -2,7 +2,8 @@
 // Every contender gets a pool of its own with the same settings (max 10), so one's idle connections
 // never starve another's round.
 //   A: sequential acquire+release on one key (raw: pg_try_advisory_lock + pg_advisory_unlock as
-//      prepared statements on one pinned connection, the floor the issue sets)
+//      prepared statements on one connection kept checked out, the floor the issue sets), with this
+//      process and the server processes of the bench's database on one CPU (pin.ts)
 //   B: 64 concurrent workers, each on its own key, pool max 10 (raw: each acquire checks a connection
 //      out of the pool and keeps it until its unlock, as a session lock must)
 //   The fenced floor adds the fence (nextval) to the raw statements, the least a fenced grant sends.
@@ -15,10 +16,14 @@ import type pg from 'pg';
 import { Locksmith } from 'fencelock';
 import { postgresBackend } from 'fencelock/postgres';
 import { createDatabase } from '../test/support/postgres.js';
-import { abcRow, alternating, handoff, table, type Take } from './stats.js';
+import { oneCpu, type Pinning } from './pin.js';
+import { abcRow, distinctKeys, handoff, rounds, sequential, table, type Take } from './stats.js';
 
-const A_OPS = Number(process.env.BENCH_A ?? 3_000) / 5; // per round
-const B_OPS = Number(process.env.BENCH_B ?? 6_400) / 5;
+const ROUNDS = 9;
+// Per round. A round of A lasts about 50 ms on one CPU; shorter ones (600 pairs) measured the same
+// build 3-4 % lower against the raw pair, with more spread.
+const A_OPS = Math.round(Number(process.env.BENCH_A ?? 9_000) / ROUNDS);
+const B_OPS = Math.round(Number(process.env.BENCH_B ?? 11_520) / ROUNDS / 64) * 64;
 const C_OPS = Number(process.env.BENCH_C ?? 500);
 const B_WORKERS = 64;
 const POOL = { max: 10 };
@@ -50,7 +55,32 @@ function raw(pool: pg.Pool, pinned: Client, name: string, text: string, key: (lo
   };
 }
 
-export async function benchPostgres(): Promise<Record<string, string | number>[]> {
+/**
+ * A then B for every contender (see rounds in stats.ts), 9 rounds each: A with this process and the
+ * server processes of the bench's own database on one CPU (pin.ts), B on every CPU. Each starts warm.
+ */
+async function pinnedA(takes: Take[], pinning: Pinning): Promise<{ a: number[]; b: number[]; aRatio: number[]; bRatio: number[] }> {
+  const warm = async (): Promise<void> => {
+    // Long enough for the optimizing compiler to have compiled every contender's path.
+    for (const take of takes) for (let i = 0; i < 2_000; i++) await (await take('bench:a'))();
+  };
+  const A = await rounds(
+    takes.map((take) => async () => {
+      await pinning.pin();
+      return sequential(take, A_OPS);
+    }),
+    ROUNDS,
+    warm,
+  );
+  await pinning.unpin();
+  const B = await rounds(
+    takes.map((take) => () => distinctKeys(take, B_OPS, B_WORKERS)),
+    ROUNDS,
+  );
+  return { a: A.ops, b: B.ops, aRatio: A.ratio, bRatio: B.ratio };
+}
+
+export async function benchPostgres(): Promise<{ rows: Record<string, string | number>[]; pinned: boolean }> {
   const db = await createDatabase();
   const [rawPool, fencedPool, oursPool] = [db.pool(POOL), db.pool(POOL), db.pool(POOL)];
   try {
@@ -66,6 +96,12 @@ export async function benchPostgres(): Promise<Record<string, string | number>[]
     const tryText = 'SELECT 1 AS ok WHERE pg_try_advisory_lock($1)';
     const fencedText = "SELECT nextval('bench_fence')::text AS v WHERE pg_try_advisory_lock($1)";
     const locks = new Locksmith(postgresBackend({ pool: oursPool }), { ttl: TTL, wait: 60_000 });
+    // The server processes of this database's connections: the bench's own, nobody else's.
+    const pinning = await oneCpu(async () =>
+      (await rawPinned.query('SELECT pid FROM pg_stat_activity WHERE datname = current_database()')).rows.map(
+        (r: { pid: number }) => r.pid,
+      ),
+    );
     const ours: Take = async (key) => {
       const lock = await locks.acquire(key);
       return () => lock.release();
@@ -91,10 +127,9 @@ export async function benchPostgres(): Promise<Record<string, string | number>[]
     ];
     // A and B for the first three (the queueing raw row repeats the polling one there); C for all,
     // once each, after A and B (long and latency-bound).
-    const ab = await alternating(
+    const ab = await pinnedA(
       contenders.slice(0, 3).map((c) => c[1]),
-      { ops: A_OPS },
-      { ops: B_OPS, workers: B_WORKERS },
+      pinning,
     );
     const rows: Record<string, string | number>[] = [];
     for (const [i, [name, , contended]] of contenders.entries()) {
@@ -111,12 +146,14 @@ export async function benchPostgres(): Promise<Record<string, string | number>[]
     await locks.close();
     rawPinned.release();
     fencedPinned.release();
-    return rows;
+    return { rows, pinned: pinning.pinned };
   } finally {
     await db.drop();
   }
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  console.log(table(await benchPostgres()));
+  const { rows, pinned } = await benchPostgres();
+  console.log(pinned ? 'A on one CPU (bench/pin.ts)' : 'A unpinned (no taskset, or not allowed to pin the server)');
+  console.log(table(rows));
 }

@@ -114,9 +114,28 @@ describe('keys', () => {
     await db.query(`SELECT setval('public.locksmith_fence', 1)`);
     const after = await locks.acquire('reset');
     assert.ok(after.fence > before.fence, `${after.fence} after ${before.fence}`);
+    // The grant's marker moved with its fence: inspect reads the new one, and no marker is left on the old.
+    assert.equal((await locks.inspect('reset'))?.holders[0]?.fence, after.fence);
+    const markers = async (): Promise<number> =>
+      Number(
+        (
+          (
+            await db.query(`SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)
+          ).rows[0] as { n: string }
+        ).n,
+      );
+    assert.equal(await markers(), 1);
     const next = await locks.acquire('reset:other');
     assert.ok(next.fence > after.fence, 'and it counts on from there');
     await Promise.all([after.release(), next.release()]);
+    assert.equal(await markers(), 0);
+    // Two instances that both meet the reset: each fence above every one before, none twice.
+    await db.query(`SELECT setval('public.locksmith_fence', 1)`);
+    const both = await Promise.all([locks, locksmith(db.pool({ max: 2 }))].map((l, i) => l.acquire(`reset:${i}`)));
+    for (const l of both) assert.ok(l.fence > next.fence, `${l.fence} after ${next.fence}`);
+    assert.notEqual(both[0]!.fence, both[1]!.fence);
+    await Promise.all(both.map((l) => l.release()));
   });
 
   test('a dropped fence sequence is made again by the next grant', async () => {

@@ -18,34 +18,13 @@
 import { performance } from 'node:perf_hooks';
 import { LockAcquisitionError } from '../../errors.js';
 import { isConnectionError, isMissingRelation, run, type PgClientLike, type Row } from './client.js';
-import { canRunLean, runLean, runPlain, type Param, type TextRow } from './lean.js';
-import { GRANT, GRANT_BATCH, PING, RELEASE, RELEASE_BATCH, RESTORE, SET_IDLE, type Statement } from './sql.js';
+import { sendTries, sendUnlocks, type Runner, type Try, type Unlock, type Waiting } from './grants.js';
+import { canRunLean, runLean, runPlain } from './lean.js';
+import { PING, RESTORE, SET_IDLE, type Statement } from './sql.js';
 
 /** Requests one batched statement carries at most (a bound on its size, not on throughput). */
 const MAX_BATCH = 256;
 
-interface Waiting<T> {
-  resolve(value: T): void;
-  reject(error: unknown): void;
-}
-/** A try of `key` (as text); answered with the fence (as text) when granted. */
-interface Try extends Waiting<string | undefined> {
-  kind: 'try';
-  key: string;
-  shared: boolean;
-}
-/**
- * The release of a lock; `name` and `wait` are the name's key and wait key, for the wake-up. Keys and
- * fences travel as text, as the statements take them: converted once per name, not per statement.
- */
-interface Unlock extends Waiting<boolean> {
-  kind: 'unlock';
-  key: string;
-  shared: boolean;
-  fence: string;
-  name: string;
-  wait: string;
-}
 /** Any other statement; `locks`: it may take locks (a failure other than a missing sequence ends the session). */
 interface Other extends Waiting<Row[]> {
   kind: 'other';
@@ -80,9 +59,12 @@ export class Session {
    * bookkeeping may learn of a grant a moment later): a session that holds any is never given back.
    */
   #taken = 0;
+  readonly #count = (change: number): void => {
+    this.#taken += change;
+  };
   readonly #settings: SessionSettings;
-  /** Runs a grant or a release (lean.ts): rows as text. */
-  readonly #exec: (client: PgClientLike, statement: Statement, values: Param[]) => Promise<TextRow[]>;
+  /** Runs a grant or a release on this session (lean.ts): rows as text. */
+  readonly #run: Runner;
   readonly #queue: Request[] = [];
   #busy = false;
   #sent = performance.now();
@@ -98,7 +80,8 @@ export class Session {
     this.pid = client.processID ?? -1;
     this.idle = idle;
     this.#settings = settings;
-    this.#exec = canRunLean(client) ? runLean : runPlain;
+    const exec = canRunLean(client) ? runLean : runPlain;
+    this.#run = (statement, values) => exec(client, statement, values);
     client.on('error', this.#onError);
     client.on('end', this.#onEnd);
   }
@@ -229,7 +212,8 @@ export class Session {
           if (first.locks) this.#taken += rows.length;
           first.resolve(rows);
         });
-      } else sent = first.kind === 'try' ? this.#tries(batch as Try[]) : this.#unlocks(batch as Unlock[]);
+      } else if (first.kind === 'try') sent = sendTries(this.#run, this.#settings.sequence, batch as Try[], this.#count);
+      else sent = sendUnlocks(this.#run, batch as Unlock[], this.#count);
     } catch (error) {
       sent = Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
@@ -240,45 +224,6 @@ export class Session {
       // before its lock (sql.ts), and a ping or a setting holds nothing.
       const harmless = first.kind === 'other' ? !first.locks || isMissingRelation(error) : first.kind === 'try' && isMissingRelation(error);
       if (isConnectionError(error) || !harmless) this.die(error);
-    });
-  }
-
-  #tries(batch: Try[]): Promise<void> {
-    const sequence = this.#settings.sequence;
-    if (batch.length === 1) {
-      const t = batch[0]!;
-      // One row (fence) when granted.
-      return this.#exec(this.client, GRANT, [t.key, sequence, t.shared]).then((rows) => {
-        this.#taken += rows.length;
-        t.resolve(rows[0]?.[0] ?? undefined);
-      });
-    }
-    // Rows (i, fence), one per lock granted.
-    const values = [batch.map((t) => t.key), batch.map((t) => t.shared), sequence];
-    return this.#exec(this.client, GRANT_BATCH, values).then((rows) => {
-      this.#taken += rows.length;
-      const fences = new Map(rows.map((r) => [Number(r[0]), r[1] ?? undefined]));
-      batch.forEach((t, i) => t.resolve(fences.get(i + 1)));
-    });
-  }
-
-  #unlocks(batch: Unlock[]): Promise<void> {
-    if (batch.length === 1) {
-      const u = batch[0]!;
-      // One row (ok).
-      return this.#exec(this.client, RELEASE, [u.key, u.shared, u.fence, u.name, u.wait]).then((rows) => {
-        const ok = rows[0]?.[0] === 't';
-        if (ok) this.#taken -= 1;
-        u.resolve(ok);
-      });
-    }
-    // Rows (i, ok), one per release.
-    const column = <T extends string | boolean>(f: (u: Unlock) => T): T[] => batch.map(f);
-    const values = [column((u) => u.key), column((u) => u.shared), column((u) => u.fence), column((u) => u.name), column((u) => u.wait)];
-    return this.#exec(this.client, RELEASE_BATCH, values).then((rows) => {
-      const ok = new Map(rows.map((r) => [Number(r[0]), r[1] === 't']));
-      for (const released of ok.values()) if (released) this.#taken -= 1;
-      batch.forEach((u, i) => u.resolve(ok.get(i + 1) === true));
     });
   }
 

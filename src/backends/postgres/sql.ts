@@ -39,19 +39,35 @@ export const FENCE_FLOOR = 1_577_836_800_000_000n;
 export const CHANNEL = 'locksmith_wake';
 
 /**
- * A grant of one lock without waiting. $1 the advisory key (bigint), $2 the fence sequence
- * (regclass text), $3 shared (boolean: a read) or exclusive. One row (fence) when granted, none when
- * refused. The fence comes first (a subquery the planner may neither flatten nor push the filter
- * into, OFFSET 0), then the filter: the try, and only when it took the lock (CASE decides in order),
- * the marker (void, cast to text: ''). One scan and one filter, where a lateral per step cost a tenth
- * of the pair (measured: bench/postgres.ts A).
+ * A grant of one lock without waiting, the statement on every lock's path. $1 the advisory key
+ * (bigint), $2 the fence sequence (regclass text), $3 shared (boolean: a read) or exclusive. One row
+ * (fence) when granted, none when refused. The fence comes first (a subquery the planner may neither
+ * flatten nor push the filter into, OFFSET 0), then the filter: the try, and only when it took the
+ * lock (CASE decides in order), the marker (void, cast to text: ''). It carries no reset guard (the
+ * other grants' CASE on the floor, which cost the pair 2.7 µs of server time): the session sees a
+ * fence below FENCE_FLOOR in the reply and sends REFENCE before anyone learns of it.
  */
 export const GRANT = statement(
   'grant',
   `SELECT f.fence::text AS fence
-FROM (SELECT CASE WHEN n.v >= 1577836800000000 THEN n.v ELSE (SELECT CASE WHEN rs.v >= 1577836800000000 THEN rs.v ELSE setval($2::regclass, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) END FROM (SELECT nextval($2::regclass) AS v FROM (SELECT pg_advisory_xact_lock(-7308604897068083014) AS l) rl OFFSET 0) rs) END AS fence
-      FROM (SELECT nextval($2::regclass) AS v OFFSET 0) n OFFSET 0) f
+FROM (SELECT nextval($2::regclass) AS fence OFFSET 0) f
 WHERE CASE WHEN CASE WHEN $3::boolean THEN pg_try_advisory_lock_shared($1::bigint) ELSE pg_try_advisory_lock($1::bigint) END
+  THEN pg_advisory_lock_shared((($1::bigint # f.fence) >> 32)::int4, (($1::bigint # f.fence) << 32 >> 32)::int4)::text = '' ELSE false END`,
+);
+
+/**
+ * A new fence for a lock GRANT took with one from a reset sequence (below FENCE_FLOOR), and its
+ * marker moved to it. The lock is held meanwhile, so no other grant of the key comes between; the
+ * reset is the other grants' (under the transaction lock, only when a fresh nextval is still below).
+ * $1 the advisory key (bigint), $2 the fence sequence (regclass text), $3 the fence GRANT gave
+ * (bigint). One row (fence); none when the session held no marker for it.
+ */
+export const REFENCE = statement(
+  'refence',
+  `SELECT f.fence::text AS fence
+FROM (SELECT CASE WHEN rs.v >= 1577836800000000 THEN rs.v ELSE setval($2::regclass, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) END AS fence
+      FROM (SELECT nextval($2::regclass) AS v FROM (SELECT pg_advisory_xact_lock(-7308604897068083014) AS l) rl OFFSET 0) rs OFFSET 0) f
+WHERE CASE WHEN pg_advisory_unlock_shared((($1::bigint # $3::bigint) >> 32)::int4, (($1::bigint # $3::bigint) << 32 >> 32)::int4)
   THEN pg_advisory_lock_shared((($1::bigint # f.fence) >> 32)::int4, (($1::bigint # f.fence) << 32 >> 32)::int4)::text = '' ELSE false END`,
 );
 
