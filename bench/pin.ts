@@ -10,7 +10,8 @@
 // wake-up, and A compares the work each does, client and server.
 //
 // It needs `taskset` (util-linux) and the right to set the server processes' affinity (root, or the
-// server's user); without either, A runs unpinned and the table says so. BENCH_PIN=0 turns it off.
+// server's user); without either, A runs unpinned and the table says so. BENCH_PIN=0 turns it off
+// where a bench pins by default (PostgreSQL), BENCH_PIN=1 on where it does not (Redis).
 
 import { execFile } from 'node:child_process';
 import { availableParallelism } from 'node:os';
@@ -46,11 +47,12 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Pinning of this process and of the servers `pids()` lists (their processes, one per connection for PostgreSQL). */
-export async function oneCpu(pids: () => Promise<number[]>): Promise<Pinning> {
+/** Pinning of this process and of the servers `pids()` lists (their processes, one per connection for PostgreSQL); `byDefault` when BENCH_PIN is unset. */
+export async function oneCpu(pids: () => Promise<number[]>, byDefault: boolean): Promise<Pinning> {
   const all = `0-${availableParallelism() - 1}`;
   const touched = new Set<number>([process.pid]);
-  let pinned = process.env.BENCH_PIN !== '0' && availableParallelism() > 1 && (await affinity(process.pid, all));
+  const wanted = process.env.BENCH_PIN === undefined || process.env.BENCH_PIN === '' ? byDefault : process.env.BENCH_PIN !== '0';
+  let pinned = wanted && availableParallelism() > 1 && (await affinity(process.pid, all));
   const unpin = async (): Promise<void> => {
     for (const pid of touched) await affinity(pid, all);
   };

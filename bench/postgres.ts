@@ -97,10 +97,12 @@ export async function benchPostgres(): Promise<{ rows: Record<string, string | n
     const fencedText = "SELECT nextval('bench_fence')::text AS v WHERE pg_try_advisory_lock($1)";
     const locks = new Locksmith(postgresBackend({ pool: oursPool }), { ttl: TTL, wait: 60_000 });
     // The server processes of this database's connections: the bench's own, nobody else's.
-    const pinning = await oneCpu(async () =>
-      (await rawPinned.query('SELECT pid FROM pg_stat_activity WHERE datname = current_database()')).rows.map(
-        (r: { pid: number }) => r.pid,
-      ),
+    const pinning = await oneCpu(
+      async () =>
+        (await rawPinned.query('SELECT pid FROM pg_stat_activity WHERE datname = current_database()')).rows.map(
+          (r: { pid: number }) => r.pid,
+        ),
+      true,
     );
     const ours: Take = async (key) => {
       const lock = await locks.acquire(key);

@@ -1,5 +1,5 @@
 // Redis backend vs the raw commands and peer libraries, on one redis-server started here, in one run.
-//   A: sequential acquire+release, each on a new key (3000 in all, in 15 rounds; see rounds() in
+//   A: sequential acquire+release, each on a new key (15000 in all, in 15 rounds; see rounds() in
 //      stats.ts), with the client's CPU per pair
 //   B: 64 concurrent workers, each on its own key (19200 in all, in 15 rounds)
 //   C: 16 workers on one key, each holding it 1 ms: throughput and the release → next-acquire gap
@@ -18,10 +18,16 @@ import { Mutex } from 'redis-semaphore';
 import { Locksmith } from 'fencelock';
 import { redisBackend } from 'fencelock/redis';
 import { RedisNode } from '../test/support/redis.js';
+import { oneCpu } from './pin.js';
 import { distinctKeys, handoff, median, rounds, table, type Take } from './stats.js';
 
+/** Whether the last benchRedis() ran A on one CPU. */
+let pinnedA = false;
+
 const ROUNDS = 15;
-const A_OPS = Math.round(Number(process.env.BENCH_A ?? 3_000) / ROUNDS); // per round
+// Per round: 1000 pairs. Rounds of 200 measured ours 0.50-0.66x on one CPU where rounds of 2000
+// measured 0.79x: the six libraries' garbage and compilations land on whoever runs next.
+const A_OPS = Math.round(Number(process.env.BENCH_A ?? 15_000) / ROUNDS);
 const B_OPS = Math.round(Number(process.env.BENCH_B ?? 19_200) / ROUNDS / 64) * 64; // per round
 const C_OPS = Number(process.env.BENCH_C ?? 1_000);
 const TTL = 10_000;
@@ -122,8 +128,13 @@ export async function benchRedis(): Promise<Record<string, string | number>[]> {
     // Rounds of one contender at a time: taking turns pair by pair (interleaved()) would run six
     // libraries' code in turn, so every pair would start with cold caches, and the deepest code
     // path would pay most for it.
+    // A on one CPU with the server when BENCH_PIN=1 (pin.ts): one redis-server serves every
+    // contender, so unpinned, all share its placement; pinned, A compares the work each does.
+    const serverPid = Number(/process_id:(\d+)/.exec(await admin.info('server'))?.[1]);
+    const pinning = await oneCpu(() => Promise.resolve([serverPid]), false);
     const A = await rounds(
       contenders.map(([, take], i) => async () => {
+        await pinning.pin();
         const c0 = process.cpuUsage();
         const t0 = performance.now();
         for (let j = 0; j < A_OPS; j++) await (await take(`bench:a:${randomUUID()}`))();
@@ -134,9 +145,12 @@ export async function benchRedis(): Promise<Record<string, string | number>[]> {
       }),
       ROUNDS,
       async () => {
-        for (const [, take] of contenders) for (let j = 0; j < 300; j++) await (await take(`bench:w:${j}`))();
+        // Long enough for the optimizing compiler to have compiled every contender's path.
+        for (const [, take] of contenders) for (let j = 0; j < 2_000; j++) await (await take(`bench:w:${j}`))();
       },
     );
+    await pinning.unpin();
+    pinnedA = pinning.pinned;
     const B = await rounds(
       contenders.map(
         ([, take]) =>
@@ -213,5 +227,7 @@ async function peers(conn: () => Promise<Raw>): Promise<[string, Take][]> {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(`client: ${FLAVOR}`);
-  console.log(table(await benchRedis()));
+  const rows = await benchRedis();
+  console.log(pinnedA ? 'A on one CPU (BENCH_PIN=1, bench/pin.ts)' : 'A unpinned');
+  console.log(table(rows));
 }

@@ -34,6 +34,8 @@ interface Corkable {
 interface IoRedisLike {
   status?: string;
   stream?: Corkable;
+  /** Commands sent and not yet answered (ioredis's own queue; a Cluster has none). */
+  commandQueue?: { length: number };
   evalsha(sha: string, numKeys: number, ...rest: (string | number)[]): Promise<unknown>;
   info(section: string): Promise<string>;
   eval(source: string, numKeys: number, ...rest: (string | number)[]): Promise<unknown>;
@@ -108,6 +110,10 @@ function ioredis(client: IoRedisLike): RedisAdapter {
       }
       const stream = client.stream;
       if (client.status !== 'ready' || !stream?.writable) return;
+      // Nothing in flight: this command likely has the tick to itself (a lone acquire or release).
+      // Written at once it saves a cork, a deferred uncork and the buffered write; a second command
+      // made in this tick finds this one in flight and corks for the rest.
+      if (client.commandQueue?.length === 0) return;
       stream.cork();
       corked = stream;
       held = 0;

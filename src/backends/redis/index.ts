@@ -186,9 +186,9 @@ class RedisBackend implements LockBackend {
   release(key: string, owner: string): Promise<boolean> {
     const lease = leaseKey(this.#prefix, key);
     // Commands sent in the same tick leave together, in writes of a few (client.ts): fewer system
-    // calls when many locks are busy (their replies come back together and are answered together),
-    // and a waiter here, nudged by the core as this release leaves, sends its attempt along.
-    // Measured (bench/redis.ts, case B) against corking only when calls are in flight, which was slower.
+    // calls when many locks are busy (their replies come back together and are answered together).
+    // A command made with nothing in flight leaves at once (a lone release, or the first of a tick's);
+    // a waiter here, nudged by the core as this release leaves, follows it in the tick's next write.
     this.#redis.batch();
     const next = this.#waiters.size > 0 ? this.#waiters.get(lease) : undefined;
     if (next) this.#waiters.delete(lease);
