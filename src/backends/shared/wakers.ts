@@ -33,9 +33,9 @@ export class Wakers {
     });
   }
 
-  /** Someone waits on `key` here. */
+  /** Someone waits on `key` here. (Looked at first: the size, so a key nobody waits on is not hashed.) */
   has(key: string): boolean {
-    return this.#sets.has(key);
+    return this.#sets.size > 0 && this.#sets.has(key);
   }
 
   /** Keys with waiters, for a caller that must find out for each whether it changed. */
@@ -45,6 +45,7 @@ export class Wakers {
 
   /** Wakes every waiter on `key`; they are gone afterwards (a waiter that wants more adds itself again). */
   wake(key: string): void {
+    if (this.#sets.size === 0) return;
     const set = this.#sets.get(key);
     if (!set) return;
     this.#sets.delete(key);
