@@ -16,8 +16,8 @@ import type pg from 'pg';
 import { Locksmith } from 'fencelock';
 import { postgresBackend } from 'fencelock/postgres';
 import { createDatabase } from '../test/support/postgres.js';
-import { oneCpu, type Pinning } from './pin.js';
-import { abcRow, distinctKeys, handoff, rounds, sequential, table, type Take } from './stats.js';
+import { oneCpu } from './pin.js';
+import { abcRow, alternating, handoff, table, type Take } from './stats.js';
 
 const ROUNDS = 9;
 // Per round. A round of A lasts about 50 ms on one CPU; shorter ones (600 pairs) measured the same
@@ -53,31 +53,6 @@ function raw(pool: pg.Pool, pinned: Client, name: string, text: string, key: (lo
       await new Promise((r) => setTimeout(r, delay));
     }
   };
-}
-
-/**
- * A then B for every contender (see rounds in stats.ts), 9 rounds each: A with this process and the
- * server processes of the bench's own database on one CPU (pin.ts), B on every CPU. Each starts warm.
- */
-async function pinnedA(takes: Take[], pinning: Pinning): Promise<{ a: number[]; b: number[]; aRatio: number[]; bRatio: number[] }> {
-  const warm = async (): Promise<void> => {
-    // Long enough for the optimizing compiler to have compiled every contender's path.
-    for (const take of takes) for (let i = 0; i < 2_000; i++) await (await take('bench:a'))();
-  };
-  const A = await rounds(
-    takes.map((take) => async () => {
-      await pinning.pin();
-      return sequential(take, A_OPS);
-    }),
-    ROUNDS,
-    warm,
-  );
-  await pinning.unpin();
-  const B = await rounds(
-    takes.map((take) => () => distinctKeys(take, B_OPS, B_WORKERS)),
-    ROUNDS,
-  );
-  return { a: A.ops, b: B.ops, aRatio: A.ratio, bRatio: B.ratio };
 }
 
 export async function benchPostgres(): Promise<{ rows: Record<string, string | number>[]; pinned: boolean }> {
@@ -129,9 +104,13 @@ export async function benchPostgres(): Promise<{ rows: Record<string, string | n
     ];
     // A and B for the first three (the queueing raw row repeats the polling one there); C for all,
     // once each, after A and B (long and latency-bound).
-    const ab = await pinnedA(
+    // A on one CPU (pin.ts), after 2000 pairs each: long enough for the optimizing compiler to have
+    // compiled every contender's path.
+    const ab = await alternating(
       contenders.slice(0, 3).map((c) => c[1]),
-      pinning,
+      { ops: A_OPS, warm: 2_000, pinning },
+      { ops: B_OPS, workers: B_WORKERS },
+      ROUNDS,
     );
     const rows: Record<string, string | number>[] = [];
     for (const [i, [name, , contended]] of contenders.entries()) {

@@ -21,9 +21,6 @@ import { RedisNode } from '../test/support/redis.js';
 import { oneCpu } from './pin.js';
 import { distinctKeys, handoff, median, rounds, table, type Take } from './stats.js';
 
-/** Whether the last benchRedis() ran A on one CPU. */
-let pinnedA = false;
-
 const ROUNDS = 15;
 // Per round: 1000 pairs. Rounds of 200 measured ours 0.50-0.66x on one CPU where rounds of 2000
 // measured 0.79x: the six libraries' garbage and compilations land on whoever runs next.
@@ -88,7 +85,7 @@ async function serverTime(admin: Redis5, take: Take, n = 3_000): Promise<number>
   return ((await cpu()) - before) / n;
 }
 
-export async function benchRedis(): Promise<Record<string, string | number>[]> {
+export async function benchRedis(): Promise<{ rows: Record<string, string | number>[]; pinned: boolean }> {
   const node = await RedisNode.start();
   const conns: Raw[] = [];
   const conn = async (): Promise<Raw> => {
@@ -150,7 +147,6 @@ export async function benchRedis(): Promise<Record<string, string | number>[]> {
       },
     );
     await pinning.unpin();
-    pinnedA = pinning.pinned;
     const B = await rounds(
       contenders.map(
         ([, take]) =>
@@ -184,7 +180,7 @@ export async function benchRedis(): Promise<Record<string, string | number>[]> {
       });
     }
     await locks.close();
-    return rows;
+    return { rows, pinned: pinning.pinned };
   } finally {
     for (const c of conns) await c.close();
     admin.disconnect();
@@ -227,7 +223,7 @@ async function peers(conn: () => Promise<Raw>): Promise<[string, Take][]> {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(`client: ${FLAVOR}`);
-  const rows = await benchRedis();
-  console.log(pinnedA ? 'A on one CPU (BENCH_PIN=1, bench/pin.ts)' : 'A unpinned');
+  const { rows, pinned } = await benchRedis();
+  console.log(pinned ? 'A on one CPU (BENCH_PIN=1, bench/pin.ts)' : 'A unpinned');
   console.log(table(rows));
 }

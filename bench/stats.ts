@@ -1,5 +1,7 @@
 // Small helpers shared by the benchmarks: percentiles and a fixed-width table.
 
+import type { Pinning } from './pin.js';
+
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
@@ -142,21 +144,28 @@ export async function interleaved(
   return { ops: per.map(median), ratio: ratioTo(0), ratioTo };
 }
 
-/** A and B for every contender (see rounds), `rounds` times each. */
+/**
+ * A and B for every contender (see rounds), `rounds` times each. A starts after `a.warm` pairs each
+ * (default 300); with `a.pinning` (pin.ts), A runs on one CPU and B on every CPU.
+ */
 export async function alternating(
   takes: readonly Take[],
-  a: { ops: number },
+  a: { ops: number; warm?: number; pinning?: Pinning },
   b: { ops: number; workers: number },
   count = 9,
 ): Promise<{ a: number[]; b: number[]; aRatio: number[]; bRatio: number[] }> {
   const warm = async (): Promise<void> => {
-    for (const take of takes) for (let i = 0; i < 300; i++) await (await take('bench:a'))();
+    for (const take of takes) for (let i = 0; i < (a.warm ?? 300); i++) await (await take('bench:a'))();
   };
   const A = await rounds(
-    takes.map((take) => () => sequential(take, a.ops)),
+    takes.map((take) => async () => {
+      await a.pinning?.pin();
+      return sequential(take, a.ops);
+    }),
     count,
     warm,
   );
+  await a.pinning?.unpin();
   const B = await rounds(
     takes.map((take) => () => distinctKeys(take, b.ops, b.workers)),
     count,
