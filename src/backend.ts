@@ -107,8 +107,12 @@ export interface LockBackend {
   acquire(request: AcquireRequest): Promise<AcquireResult>;
   /** Resets the lease's ttl; false when `owner` holds no lease on `key`. */
   extend(key: string, owner: string, ttl: number): Promise<boolean>;
-  /** Ends `owner`'s lease (and any announced intent); false when it held none. */
-  release(key: string, owner: string): Promise<boolean>;
+  /**
+   * Ends `owner`'s lease (and any announced intent); false when it held none. `fence`, when given, is
+   * the fence the lease was granted: a backend may use it to find the lease in fewer steps, never to
+   * decide whose it is (the owner does that).
+   */
+  release(key: string, owner: string, fence?: bigint): Promise<boolean>;
   /** The live leases on `key`, or null when it is free. */
   inspect(key: string): Promise<LockInfo | null>;
   /**

@@ -223,7 +223,7 @@ export class Lease implements Renewable, Expiring {
       // owner check makes this harmless if someone else has it.
       // The next local waiter in line runs after this task, so after the release below is sent.
       this.#passTurn();
-      const pending = this.#host.backend.release(this.key, this.owner);
+      const pending = this.#host.backend.release(this.key, this.owner, this.fence);
       // The release is on its way: a waiter in this process may try now. On a shared connection its
       // attempt goes out after the release and usually gets the lock one round trip sooner.
       this.#host.releasing(this.key);

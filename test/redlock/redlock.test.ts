@@ -111,6 +111,40 @@ describe('redlock', () => {
     assert.match(JSON.stringify(error.nodes), /2\^53/);
   });
 
+  test('a release keeps each node its own fence, and a fence passed with another owner releases nothing', async () => {
+    const set = nodes.map((n) => {
+      const c = new Redis(n.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+      clients.push(c);
+      return c;
+    });
+    const backend = redlockBackend({ clients: set, nodeTimeout: NODE_TIMEOUT });
+    const locks = new Locksmith(backend, { ttl: 5_000, wait: 0 });
+    open.push(locks);
+    // Nodes may record fences below the lock's: one that chose its own and was not raised (the
+    // quorum had the lock's fence already), one where a waiter was refused meanwhile (marked "w").
+    const lease = 'locksmith:{own-fence}:lease';
+    const lock = await locks.acquire('own-fence');
+    const values = async (): Promise<string[]> => Promise.all(nodes.map(async (n) => (await n.cli('GET', lease)).replace(/\n$/, '')));
+    await Promise.all(set.map((c) => c.ping())); // the grant has run on every node, stragglers too
+    const below = [lock.fence - 7n, lock.fence - 5n];
+    const own = (f: bigint): string => `${lock.owner}\n${f}`;
+    const granted: string[] = [own(lock.fence), own(lock.fence), own(lock.fence), `${own(below[0]!)}w`, own(below[1]!)];
+    await Promise.all(nodes.map((n, i) => n.cli('SET', lease, granted[i]!, 'KEEPTTL')));
+    const held = await values();
+    // The fence names a lease, never its owner: another owner passing it releases nothing.
+    assert.equal(await backend.release('own-fence', 'intruder', lock.fence), false);
+    assert.equal(await backend.release('own-fence', `${lock.owner}\n${lock.fence}`, lock.fence), false);
+    assert.deepEqual(await values(), held);
+    await lock.release();
+    const kept = [lock.fence, lock.fence, lock.fence, ...below].map((f) => `\n${f}`);
+    assert.deepEqual(await values(), kept);
+    // Without a fence (a withdrawn attempt), the owner alone finds the lease.
+    const again = await locks.acquire('own-fence');
+    assert.ok(again.fence > lock.fence);
+    assert.equal(await backend.release('own-fence', again.owner), true);
+    assert.equal(await locks.inspect('own-fence'), null);
+  });
+
   test('a minority restarted empty does not let a second holder in', async () => {
     const [a, b] = [locksmith(), locksmith()];
     const lock = await a.acquire('no-split', { ttl: 10_000 });

@@ -7,6 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import type { AcquireRequest, AcquireResult, LockBackend, LockInfo } from '../../backend.js';
 import { LockAcquisitionError, LockArgumentError } from '../../errors.js';
+import { Deadlines } from '../../core/deadlines.js';
 import { checkOptionNames } from '../../options.js';
 import { msOption, prefixOption } from '../shared/checks.js';
 import { adapt, type RedisAdapter } from '../redis/client.js';
@@ -16,7 +17,7 @@ import type { Grant } from '../redis/script.js';
 import { EXTEND, INSPECT } from '../redis/scripts.js';
 import { WakeChannel } from '../redis/wake.js';
 import { distinctServers } from './distinct.js';
-import { ask, failures, outcomes, quorumFreeIn, yes, type Votes } from './quorum.js';
+import { ask, failures, outcomes, quorumFreeIn, yes, type Cluster, type Votes } from './quorum.js';
 import { ACQUIRE_PROPOSED, RELEASE_KEEP, SYNC } from './scripts.js';
 import { plainBackend } from '../shared/plain.js';
 
@@ -39,8 +40,8 @@ const fenceOf = (g: Grant | undefined): bigint => (g?.granted === true ? g.fence
 const freeIn = (g: Grant): number | undefined => (g.granted === true ? 0 : g.granted === false ? g.retryAfter : undefined);
 const nowUs = (): number => Math.floor(performance.now() * 1000);
 
-/** The arguments of ask() after the nodes, the quorum and the timeout. */
-type AskArgs<T> = Parameters<typeof ask<T>> extends [unknown, unknown, unknown, ...infer R] ? R : never;
+/** The arguments of ask() after the cluster. */
+type AskArgs<T> = Parameters<typeof ask<T>> extends [unknown, ...infer R] ? R : never;
 
 export function redlockBackend(options: RedlockBackendOptions): LockBackend {
   return plainBackend(new RedlockBackend(options));
@@ -52,6 +53,7 @@ class RedlockBackend implements LockBackend {
   readonly #nodes: RedisAdapter[];
   readonly #quorum: number;
   readonly #timeout: number;
+  readonly #cluster: Cluster;
   readonly #prefix: string;
   readonly #drift: number;
   readonly #checkDistinct: () => Promise<void> | undefined;
@@ -77,12 +79,13 @@ class RedlockBackend implements LockBackend {
     this.#drift = driftFactor;
     this.#nodes = (o.clients as unknown[]).map((c) => adapt(c));
     this.#quorum = Math.floor(this.#nodes.length / 2) + 1;
+    this.#cluster = { nodes: this.#nodes, quorum: this.#quorum, timeout: this.#timeout, deadlines: new Deadlines() };
     this.#checkDistinct = distinctServers(this.#nodes, this.#quorum, this.#timeout);
     this.#wakes = new WakeChannel(this.#nodes, wakeChannel(this.#prefix));
   }
 
   #run<T>(...a: AskArgs<T>): Promise<Votes<T>> {
-    return ask(this.#nodes, this.#quorum, this.#timeout, ...a);
+    return ask(this.#cluster, ...a);
   }
 
   /** The quorum's fence, recorded on a quorum of nodes before it is returned; null when that failed. */
@@ -99,22 +102,22 @@ class RedlockBackend implements LockBackend {
     const granted = votes.filter((v) => v?.ok === true && isGrant(v.value)).length;
     let known = granted - behind.length;
     if (known < this.#quorum) {
-      const synced = await Promise.all(
-        behind.map((i) =>
-          this.#nodes[i]!.run(SYNC, [lease], [owner, String(token)]).then(
-            (r) => SYNC.decode(r),
-            () => false,
-          ),
-        ),
-      );
-      known += synced.filter(Boolean).length;
+      // Within the node timeout, as every call: a node that paused after granting must not hang us.
+      const synced = await ask({ ...this.#cluster, nodes: behind.map((i) => this.#nodes[i]!) }, SYNC, [lease], [owner, String(token)]);
+      known += yes(synced);
     }
     return known >= this.#quorum ? token : null;
   }
 
-  /** Release goes to every node; it is confirmed once a quorum confirms. */
-  #releaseAll(key: string, owner: string, wait: 'quorum' | 'all'): Promise<Votes<boolean>> {
-    return this.#run(RELEASE_KEEP, [leaseKey(this.#prefix, key)], [owner], wait === 'quorum' ? (released) => released : undefined);
+  /** Release goes to every node; it is confirmed once a quorum confirms. `fence`: the lock's, when known. */
+  #releaseAll(key: string, owner: string, fence: bigint | undefined, wait: 'quorum' | 'all'): Promise<Votes<boolean>> {
+    const granted = fence === undefined ? ['', ''] : [`${owner}\n${fence}`, `\n${fence}`];
+    return this.#run(
+      RELEASE_KEEP,
+      [leaseKey(this.#prefix, key)],
+      [owner, ...granted],
+      wait === 'quorum' ? (released) => released : undefined,
+    );
   }
 
   async acquire(req: AcquireRequest): Promise<AcquireResult> {
@@ -125,7 +128,12 @@ class RedlockBackend implements LockBackend {
     const sent = nowUs();
     const proposed = this.#offset === undefined ? 0n : BigInt(sent + Math.round(this.#offset) + PROPOSAL_MARGIN_US);
     // A node held by readers of a Redis backend on this name ("long") counts as a refusal.
-    const votes = await this.#run(ACQUIRE_PROPOSED, [lease], [req.owner, req.ttl, String(proposed)], isGrant);
+    const votes = await this.#run(
+      ACQUIRE_PROPOSED,
+      [lease],
+      [req.owner, req.ttl, String(proposed), proposed === 0n ? '' : `${req.owner}\n${proposed}`],
+      isGrant,
+    );
     const granted = votes.filter((v) => v?.ok === true && isGrant(v.value)).length;
     if (granted >= this.#quorum) {
       const fence = await this.#settleFence(lease, req.owner, votes, proposed, sent);
@@ -133,7 +141,7 @@ class RedlockBackend implements LockBackend {
       if (fence !== null && validity > 0) return { granted: true, fence, validity: Math.floor(validity) };
     }
     // No quorum (or no time left): hand back whatever was granted, on every node at once.
-    await this.#releaseAll(req.key, req.owner, 'all');
+    await this.#releaseAll(req.key, req.owner, undefined, 'all');
     if (failures(votes) > this.#nodes.length - this.#quorum) {
       throw new LockAcquisitionError(
         `"${req.key}": no quorum: ${failures(votes)} of ${this.#nodes.length} nodes failed (a majority of ${this.#quorum} must answer)`,
@@ -160,8 +168,8 @@ class RedlockBackend implements LockBackend {
     return false;
   }
 
-  async release(key: string, owner: string): Promise<boolean> {
-    const votes = await this.#releaseAll(key, owner, 'quorum');
+  async release(key: string, owner: string, fence?: bigint): Promise<boolean> {
+    const votes = await this.#releaseAll(key, owner, fence, 'quorum');
     const released = yes(votes);
     if (released >= this.#quorum) return true;
     if (failures(votes) > 0 && released > 0) {

@@ -1,5 +1,7 @@
 // Asking every Redlock node at once, and counting the answers as votes.
 
+import { performance } from 'node:perf_hooks';
+import type { Deadlines, Expiring } from '../../core/deadlines.js';
 import type { NodeOutcome } from '../../errors.js';
 import type { RedisAdapter } from '../redis/client.js';
 import type { Script } from '../redis/script.js';
@@ -8,41 +10,54 @@ export type Vote<T> = { ok: true; value: T } | { ok: false; timeout: boolean; er
 /** One vote per node; undefined where the node had not answered when the call settled. */
 export type Votes<T> = (Vote<T> | undefined)[];
 
+/** What every call of one backend shares: its nodes, the quorum, how long to wait for a node, and one timer. */
+export interface Cluster {
+  readonly nodes: readonly RedisAdapter[];
+  readonly quorum: number;
+  /** ms */
+  readonly timeout: number;
+  readonly deadlines: Deadlines<Expiring>;
+}
+
 /**
  * Runs `s` on every node at once; each answer, error or timeout is a vote. Resolves once a quorum of
  * answers `counts` (a quorum said yes: waiting for stragglers only adds latency) or every node has
- * voted. One timer serves all the nodes of a call.
+ * voted. The calls of a backend share one timer (Deadlines): a call that settles in time, as nearly
+ * all do, neither arms nor clears one.
  */
 export function ask<T>(
-  nodes: readonly RedisAdapter[],
-  quorum: number,
-  timeout: number,
+  cluster: Cluster,
   s: Script<T>,
   keys: string[],
   args: (string | number)[],
   counts?: (value: T) => boolean,
 ): Promise<Votes<T>> {
+  const { nodes, quorum, timeout, deadlines } = cluster;
   return new Promise((resolve) => {
-    const votes: Votes<T> = new Array<Vote<T> | undefined>(nodes.length).fill(undefined);
+    const votes: Votes<T> = new Array<Vote<T> | undefined>(nodes.length);
     let settled = 0;
     let ayes = 0;
     let done = false;
-    const finish = (): void => {
-      done = true;
-      clearTimeout(timer);
-      resolve(votes.slice());
-    };
     const vote = (i: number, v: Vote<T>): void => {
       if (done || votes[i] !== undefined) return;
       votes[i] = v;
       settled += 1;
       if (v.ok && counts?.(v.value)) ayes += 1;
-      if (settled === nodes.length || ayes >= quorum) finish();
+      if (settled === nodes.length || ayes >= quorum) {
+        // Votes that come later are not counted: the array handed out stays as it is.
+        done = true;
+        deadlines.unwatch(call);
+        resolve(votes);
+      }
     };
-    const timer = setTimeout(() => {
-      for (let i = 0; i < nodes.length; i++) vote(i, { ok: false, timeout: true, error: `no answer within ${timeout} ms` });
-    }, timeout);
-    timer.unref();
+    const call: Expiring = {
+      deadline: performance.now() + timeout,
+      deadlineIndex: -1,
+      expire() {
+        for (let i = 0; i < nodes.length; i++) vote(i, { ok: false, timeout: true, error: `no answer within ${timeout} ms` });
+      },
+    };
+    deadlines.watch(call);
     nodes.forEach((node, i) => {
       node.run(s, keys, args).then(
         (reply) => {

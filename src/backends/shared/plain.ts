@@ -13,7 +13,7 @@ export function plainBackend(b: LockBackend): LockBackend {
     ...(b.rate && { rate: b.rate }),
     acquire: (request) => b.acquire(request),
     extend: (key, owner, ttl) => b.extend(key, owner, ttl),
-    release: (key, owner) => b.release(key, owner),
+    release: (key, owner, fence) => b.release(key, owner, fence),
     inspect: (key) => b.inspect(key),
     ...(b.waitForChange && { waitForChange: (key: string, signal: AbortSignal) => b.waitForChange!(key, signal) }),
     ...(b.onLost && { onLost: (listener: Listener) => b.onLost!(listener) }),
