@@ -15,13 +15,17 @@ import { Redlock as SesameRedlock } from '@sesamecare-oss/redlock';
 import { Locksmith, LockTimeoutError } from 'fencelock';
 import { redisBackend } from 'fencelock/redis';
 import { redlockBackend } from 'fencelock/redlock';
+import { ACQUIRE_PROPOSED, RELEASE_KEEP } from '../src/backends/redlock/scripts.js';
 import { RedisNode } from '../test/support/redis.js';
 import { rounds, table } from './stats.js';
 
-const ROUNDS = 15;
-// 1000 per round: rounds of 100 measured ours 0.61-0.62x where rounds of 500 measured 0.70-0.72x
-// (five libraries in one process: their garbage and compilations land on whoever runs next).
-const OPS = Number(process.env.BENCH_N ?? 15_000);
+// 31 rounds of 1000. Per round, a contender's ratio to the raw floor ranges widely on this VM (ours
+// 0.52-1.55 in one run of 15 rounds: spells of a slow or fast host last about a round), so the
+// median of 15 moved by ±0.07 between runs of the same build; 31 rounds narrow that by √2. Rounds
+// stay at 1000: rounds of 100 measured ours 0.61-0.62x where rounds of 500 measured 0.70-0.72x (five
+// libraries in one process: their garbage and compilations land on whoever runs next).
+const ROUNDS = 31;
+const OPS = Number(process.env.BENCH_N ?? 31_000);
 const TTL = 10_000;
 const FLAVOR = process.env.BENCH_CLIENT ?? 'ioredis6';
 type Redis = Redis5;
@@ -53,6 +57,43 @@ function majority(promises: Promise<unknown>[], n: number): Promise<boolean> {
       );
     }
   });
+}
+
+/**
+ * The floor of a fence that lives in the lease, as the issue asks (no key outlives its lease by more
+ * than its ttl, fences rise across release, expiry and an empty restart): the library's own two
+ * scripts, sent to every node and done at a majority by a few lines, which propose the fence on the
+ * nodes' clock as the library does. What the library adds on top is its own code.
+ */
+async function bareScripts(nodes: Redis[]): Promise<Once> {
+  const load = (source: string): Promise<string[]> => Promise.all(nodes.map((c) => c.script('LOAD', source) as Promise<string>));
+  const [acquire, release] = [await load(ACQUIRE_PROPOSED.source), await load(RELEASE_KEEP.source)];
+  const lease = '{bench:rl-bare}:lease';
+  let ahead: number | undefined; // how far the nodes' clocks (µs) are ahead of performance.now()
+  let last = 0;
+  return async () => {
+    const owner = randomUUID();
+    const sent = performance.now() * 1000;
+    if (ahead !== undefined) last = Math.max(last + 2, Math.floor(sent + ahead) + 2_000);
+    const fence = ahead === undefined ? '0' : String(last);
+    const value = `${owner}\n${fence}`;
+    const took = (r: unknown): boolean => {
+      if (typeof r !== 'string') return false; // a refusal is a number
+      if (r !== fence) ahead = Math.max(ahead ?? -Infinity, Number(r) - sent);
+      return true;
+    };
+    if (
+      !(await majority(
+        nodes.map((c, i) => c.evalsha(acquire[i]!, 1, lease, owner, TTL, fence, value).then(took)),
+        3,
+      ))
+    )
+      throw new Error('bare: no quorum');
+    await majority(
+      nodes.map((c, i) => c.evalsha(release[i]!, 1, lease, owner, value, `\n${fence}`)),
+      3,
+    );
+  };
 }
 
 export async function benchRedlock(): Promise<Record<string, string | number>[]> {
@@ -97,6 +138,7 @@ export async function benchRedlock(): Promise<Record<string, string | number>[]>
         3,
       );
     };
+    const bareOnce = await bareScripts(raw);
     const locks = new Locksmith(redlockBackend({ clients: clients(), nodeTimeout: 200 }), { ttl: TTL, wait: 10_000 });
     const oursOnce: Once = async () => {
       const lock = await locks.acquire('bench:rl');
@@ -117,6 +159,7 @@ export async function benchRedlock(): Promise<Record<string, string | number>[]>
     const contenders: [string, Once][] = [
       ['raw 5-node floor', rawOnce],
       ['fenced 5-node floor', fencedOnce],
+      ['fence in the lease: our scripts, bare', bareOnce],
       ['locksmith redlock', oursOnce],
       ['redlock 4', redlockOnce],
       ['@sesamecare-oss/redlock', sesameOnce],

@@ -111,13 +111,9 @@ class RedlockBackend implements LockBackend {
 
   /** Release goes to every node; it is confirmed once a quorum confirms. `fence`: the lock's, when known. */
   #releaseAll(key: string, owner: string, fence: bigint | undefined, wait: 'quorum' | 'all'): Promise<Votes<boolean>> {
-    const granted = fence === undefined ? ['', ''] : [`${owner}\n${fence}`, `\n${fence}`];
-    return this.#run(
-      RELEASE_KEEP,
-      [leaseKey(this.#prefix, key)],
-      [owner, ...granted],
-      wait === 'quorum' ? (released) => released : undefined,
-    );
+    const digits = fence === undefined ? undefined : String(fence);
+    const args = digits === undefined ? [owner, '', ''] : [owner, `${owner}\n${digits}`, `\n${digits}`];
+    return this.#run(RELEASE_KEEP, [leaseKey(this.#prefix, key)], args, wait === 'quorum' ? (released) => released : undefined);
   }
 
   async acquire(req: AcquireRequest): Promise<AcquireResult> {
@@ -127,11 +123,12 @@ class RedlockBackend implements LockBackend {
     const start = performance.now();
     const sent = nowUs();
     const proposed = this.#offset === undefined ? 0n : BigInt(sent + Math.round(this.#offset) + PROPOSAL_MARGIN_US);
+    const digits = String(proposed);
     // A node held by readers of a Redis backend on this name ("long") counts as a refusal.
     const votes = await this.#run(
       ACQUIRE_PROPOSED,
       [lease],
-      [req.owner, req.ttl, String(proposed), proposed === 0n ? '' : `${req.owner}\n${proposed}`],
+      [req.owner, req.ttl, digits, proposed === 0n ? '' : `${req.owner}\n${digits}`],
       isGrant,
     );
     const granted = votes.filter((v) => v?.ok === true && isGrant(v.value)).length;
