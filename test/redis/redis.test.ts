@@ -352,6 +352,10 @@ describe('redis backend', () => {
     const req = { key: 'owner:newline', ttl: 5_000, mode: 'exclusive' as const };
     const held = await backend.acquire({ ...req, owner: 'a\nb' });
     assert.ok(held.granted);
+    if (!held.granted) return;
+    // The fence a release may pass names a lease, never its owner (before any refusal marks the lease).
+    for (const other of ['a', 'a\n', '\nb', 'b', `b\n${held.fence}`])
+      assert.equal(await backend.release('owner:newline', other, held.fence), false, JSON.stringify(other));
     for (const other of ['a', 'a\n', '\nb', 'b']) {
       assert.equal(await backend.release('owner:newline', other), false, JSON.stringify(other));
       assert.equal(await backend.extend('owner:newline', other, 5_000), false, JSON.stringify(other));
@@ -364,7 +368,12 @@ describe('redis backend', () => {
     );
     const again = await backend.acquire({ ...req, owner: 'a\nb' });
     assert.ok(again.granted && again.fence === held.fence, 'the holder itself re-enters with its fence');
-    assert.equal(await backend.release('owner:newline', 'a\nb'), true);
+    // With a fence that is not the lease's, the owner still decides; with its own, it is found at once.
+    assert.equal(await backend.release('owner:newline', 'a\nb', held.fence + 1n), true);
+    const next = await backend.acquire({ ...req, owner: 'a\nb' });
+    assert.ok(next.granted && next.fence > held.fence);
+    assert.equal(await backend.release('owner:newline', 'a\nb', next.fence), true);
+    assert.equal(await backend.inspect('owner:newline'), null);
     await backend.close();
   });
 

@@ -183,7 +183,7 @@ class RedisBackend implements LockBackend {
     return this.#call(EXTEND, key, [lease], [owner, ttl], ms);
   }
 
-  release(key: string, owner: string): Promise<boolean> {
+  release(key: string, owner: string, fence?: bigint): Promise<boolean> {
     const lease = leaseKey(this.#prefix, key);
     // Commands sent in the same tick leave together, in writes of a few (client.ts): fewer system
     // calls when many locks are busy (their replies come back together and are answered together).
@@ -197,7 +197,7 @@ class RedisBackend implements LockBackend {
     if (this.#longRelease.size > 0 && this.#longRelease.delete(leaseOf(lease, owner)))
       return this.#call(RELEASE_ANY, key, this.#every(keysFor(this.#prefix, key)), [owner]);
     if (next && next.owner !== owner) return this.#handOver(lease, key, owner, next);
-    return this.#call(RELEASE, key, [lease], [owner]);
+    return this.#call(RELEASE, key, [lease], [owner, fence === undefined ? '' : `${owner}\n${fence}`]);
   }
 
   async inspect(key: string): Promise<LockInfo | null> {

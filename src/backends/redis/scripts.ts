@@ -15,15 +15,12 @@ export const ACQUIRE = defineScript(
   'acquire',
   `
 local lease, owner = KEYS[1], ARGV[1]
-local held = redis.call('GET', lease)
--- The common case first, with nothing defined: a free lock is GET, TIME and SET. The fence, the
--- clock in µs, is written from TIME's two strings and replied as digits: no number is formatted.
-if not held then
-  local t = redis.call('TIME')
-  local fence = ${clockDigits('t')}
-  redis.call('SET', lease, owner .. '\\n' .. fence, 'PX', ARGV[2])
-  return fence
-end
+-- The common case first, with nothing defined: a free lock is TIME and SET NX. A free lock has no
+-- fence to go on (a release deletes the lease), so its fence is the clock in µs, written from TIME's
+-- two strings and replied as digits: no number is formatted. Anything else is settled below.
+local t = redis.call('TIME')
+local fence = ${clockDigits('t')}
+if redis.call('SET', lease, owner .. '\\n' .. fence, 'NX', 'PX', ARGV[2]) then return fence end
 ${HOLDER}${SETTLE}${FENCE}
 local settled, last = settle(lease, owner, ARGV[2])
 if settled then return settled end
@@ -34,13 +31,18 @@ return fence
   grant,
 );
 
-/** RELEASE (exclusive holder). KEYS[1]: lease. ARGV[1]: owner. 1 when its lease was removed, else 0. */
+/**
+ * RELEASE (exclusive holder). KEYS[1]: lease. ARGV[1]: owner, ARGV[2]: the lease's value as granted
+ * (owner, newline, fence; "" when unknown). 1 when its lease was removed, else 0.
+ */
 export const RELEASE = defineScript(
   'release',
   `
 local lease, owner = KEYS[1], ARGV[1]
 local held = redis.call('GET', lease)
-if not held or not ${isHolder('held', 'owner')} then return 0 end
+-- Compared whole first: the lease as it was granted (ARGV[2]; equal values name the same owner, a
+-- fence holding no newline), else the owner check.
+if not (held == ARGV[2] and held ~= '') and (not held or not ${isHolder('held', 'owner')}) then return 0 end
 redis.call('DEL', lease)
 -- Someone was refused meanwhile (the value ends with the mark "w"): wake them.
 if string.byte(held, -1) == 119 then ${wakeOf('lease')} end
