@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { redlockBackend } from '../../src/backends/redlock/index.js';
 import { LockAcquisitionError, LockArgumentError, Locksmith, LockTimeoutError } from '../../src/index.js';
 import { wakeGaps } from '../support/handoff.js';
+import { TcpProxy } from '../support/proxy.js';
 import { RedisNode, stopAll } from '../support/redis.js';
 
 const NODE_TIMEOUT = 100;
@@ -143,6 +144,35 @@ describe('redlock', () => {
     assert.ok(again.fence > lock.fence);
     assert.equal(await backend.release('own-fence', again.owner), true);
     assert.equal(await locks.inspect('own-fence'), null);
+  });
+
+  test('a node that pauses right after granting cannot hang the write-back of the fence', async () => {
+    const proxy = await TcpProxy.start(nodes[4]!.port);
+    try {
+      const set = nodes.map((n, i) => {
+        const c = new Redis(i === 4 ? proxy.port : n.port, '127.0.0.1', { maxRetriesPerRequest: 1, retryStrategy: () => 100 });
+        c.on('error', () => undefined);
+        clients.push(c);
+        return c;
+      });
+      const locks = new Locksmith(redlockBackend({ clients: set, nodeTimeout: NODE_TIMEOUT }), { ttl: 5_000, wait: 0 });
+      locks.on('error', () => undefined);
+      open.push(locks);
+      await (await locks.acquire('sync-pause')).release(); // the nodes said who they are; the clock offset is known
+      // Three nodes left, so all three must grant. Node 2 keeps a fence a minute ahead and grants
+      // above it; nodes 3 and 4 take the proposal and must be raised to that fence before the lock is
+      // used. Node 4 answers its grant and then nothing more.
+      await Promise.all([nodes[0]!.kill(), nodes[1]!.kill()]);
+      await nodes[2]!.cli('SET', 'locksmith:{sync-pause}:lease', `\n${BigInt(Date.now() + 60_000) * 1000n}`, 'PX', '10000');
+      proxy.blackholeAfterNextAnswer();
+      const t0 = performance.now();
+      const error = await locks.acquire('sync-pause').catch((e: unknown) => e);
+      const took = performance.now() - t0;
+      assert.ok(error instanceof LockTimeoutError || error instanceof LockAcquisitionError, String(error));
+      assert.ok(took < 2_000, `settled after ${took.toFixed(0)} ms (node timeout ${NODE_TIMEOUT} ms)`);
+    } finally {
+      await proxy.close();
+    }
   });
 
   test('a minority restarted empty does not let a second holder in', async () => {

@@ -20,6 +20,7 @@ export class TcpProxy {
    */
   readonly #pending = new Map<Socket, { queue: { chunk: Buffer; due: number }[]; timer: NodeJS.Timeout | undefined }>();
   #blackhole: Held | undefined;
+  #holdAfterAnswer = false;
   #delay = 0;
   #target: number;
 
@@ -48,12 +49,18 @@ export class TcpProxy {
 
   pass(): void {
     this.#blackhole = undefined;
+    this.#holdAfterAnswer = false;
     this.#delay = 0;
     this.#release();
   }
 
   blackhole(held: Held = 'both'): void {
     this.#blackhole = held;
+  }
+
+  /** Passes the server's next answer, then holds everything: a server that pauses right after it answered. */
+  blackholeAfterNextAnswer(): void {
+    this.#holdAfterAnswer = true;
   }
 
   /** Connections from now on go to `port`; open ones stay where they are (dropAll() ends them). */
@@ -117,6 +124,10 @@ export class TcpProxy {
     from.on('data', (chunk: Buffer) => {
       const pending = this.#pending.get(to);
       const held = this.#blackhole === 'both' || (this.#blackhole === 'answers' && answers);
+      if (answers && !held && this.#holdAfterAnswer) {
+        this.#holdAfterAnswer = false;
+        this.#blackhole = 'both';
+      }
       if (!pending && !held && this.#delay === 0) return void to.write(chunk);
       const due = held ? Infinity : performance.now() + this.#delay;
       if (pending) pending.queue.push({ chunk, due });
