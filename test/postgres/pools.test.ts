@@ -19,6 +19,33 @@ after(async () => {
   await destroyAll();
 });
 
+describe('postgres side tables', () => {
+  test('backends opening the rate and pool tables at the same moment all succeed', async () => {
+    // CREATE TABLE IF NOT EXISTS does not cover two sessions creating the same table at once: the
+    // loser fails on the catalog (a unique violation, or "type already exists"). Four processes
+    // starting a rate limiter together met it. Each round names fresh tables.
+    const rounds = 8;
+    const width = 6;
+    for (let round = 0; round < rounds; round++) {
+      const sequence = `race_${round}_${process.pid}`;
+      const racers = Array.from({ length: width }, () => postgresBackend({ pool: db.pool({ max: 2 }), sequence }));
+      backends.push(...racers);
+      const outcomes = await Promise.allSettled(
+        racers.flatMap((b) => [
+          b.rate!.take({ key: 'k', limit: 10, interval: 1_000, burst: 10, cost: 1, peek: false }),
+          b.pools!.members('p'),
+        ]),
+      );
+      const failed = outcomes.flatMap((o) => {
+        if (o.status === 'fulfilled') return [];
+        const reason = o.reason as Error & { cause?: Error };
+        return [(reason.cause ?? reason).message];
+      });
+      assert.deepEqual(failed, [], `round ${round}`);
+    }
+  });
+});
+
 describe('postgres pool store', () => {
   test('two instances adding at once never pass the size: one add fits, the other is refused', async () => {
     const [a, b] = [postgresBackend({ pool: db.pool({ max: 4 }) }), postgresBackend({ pool: db.pool({ max: 4 }) })];

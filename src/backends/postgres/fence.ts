@@ -77,8 +77,12 @@ async function ownedRelation(
   return true;
 }
 
-/** Another session created the same relation at the same moment (IF NOT EXISTS does not cover a race). */
-const raced = (error: unknown): boolean => ['23505', '42P07'].includes((error as { code?: string } | null)?.code ?? '');
+/**
+ * Another session created the same relation at the same moment (IF NOT EXISTS does not cover a
+ * race): the catalog's unique index (23505), the relation (42P07), or its row type (42710, "type
+ * already exists", as four processes starting a rate limiter together met).
+ */
+const raced = (error: unknown): boolean => ['23505', '42P07', '42710'].includes((error as { code?: string } | null)?.code ?? '');
 
 /**
  * Runs the side table's `create` (CREATE TABLE IF NOT EXISTS, which keeps a table someone else made)
