@@ -11,6 +11,7 @@ import { withTimeout } from '../../core/time.js';
 import { msOption, prefixOption } from '../shared/checks.js';
 import { adapt, type RedisAdapter } from './client.js';
 import { keysFor, leaseKey, rateKey, wakeChannel, type LockKeys } from './keys.js';
+import { leaseValue } from './lua.js';
 import { redisRate } from './rate.js';
 import { redisPools } from './pools.js';
 import { ACQUIRE_ANY, EXTEND_SHARED, RELEASE_ANY } from './rw-scripts.js';
@@ -197,7 +198,7 @@ class RedisBackend implements LockBackend {
     if (this.#longRelease.size > 0 && this.#longRelease.delete(leaseOf(lease, owner)))
       return this.#call(RELEASE_ANY, key, this.#every(keysFor(this.#prefix, key)), [owner]);
     if (next && next.owner !== owner) return this.#handOver(lease, key, owner, next);
-    return this.#call(RELEASE, key, [lease], [owner, fence === undefined ? '' : `${owner}\n${fence}`]);
+    return this.#call(RELEASE, key, [lease], [owner, fence === undefined ? '' : leaseValue(owner, fence)]);
   }
 
   async inspect(key: string): Promise<LockInfo | null> {

@@ -28,6 +28,16 @@ export const isHolder = (held: string, owner: string): string =>
   `(string.sub(${held}, 1, #${owner} + 1) == ${owner} .. '\\n' and not string.find(${held}, '\\n', #${owner} + 2, true))`;
 
 /**
+ * The lease as it was granted (a Lua expression over two variables): `granted` is the value the
+ * client was granted, "" when it does not know it. Equal values name the same owner, since a fence
+ * holds no newline; a value marked since ("w") falls to isHolder.
+ */
+export const isGranted = (held: string, granted: string): string => `(${held} == ${granted} and ${granted} ~= '')`;
+
+/** A lease's value as the scripts write it for `owner` and `fence`: what isGranted compares with. */
+export const leaseValue = (owner: string, fence: bigint | string): string => `${owner}\n${fence}`;
+
+/**
  * The server clock in µs as digits, from a TIME reply held in `t` (an expression): seconds, then the
  * µs padded to six digits. No number is formatted, which a script on the common path would pay for.
  */

@@ -2,7 +2,7 @@
 // commands as it can: every command, key and argument is paid on each call, and the server runs
 // scripts one at a time. The lease value's forms are described in lua.ts.
 
-import { clockDigits, FENCE, HOLDER, HOLDER_ONLY, isHolder, SETTLE, wakeOf } from './lua.js';
+import { clockDigits, FENCE, HOLDER, HOLDER_ONLY, isGranted, isHolder, SETTLE, wakeOf } from './lua.js';
 import { BadReply, defineScript, fence, flag, grant, integer } from './script.js';
 
 /**
@@ -40,9 +40,8 @@ export const RELEASE = defineScript(
   `
 local lease, owner = KEYS[1], ARGV[1]
 local held = redis.call('GET', lease)
--- Compared whole first: the lease as it was granted (ARGV[2]; equal values name the same owner, a
--- fence holding no newline), else the owner check.
-if not (held == ARGV[2] and held ~= '') and (not held or not ${isHolder('held', 'owner')}) then return 0 end
+-- Compared whole first (the lease as it was granted, ARGV[2]), else the owner check.
+if not ${isGranted('held', 'ARGV[2]')} and (not held or not ${isHolder('held', 'owner')}) then return 0 end
 redis.call('DEL', lease)
 -- Someone was refused meanwhile (the value ends with the mark "w"): wake them.
 if string.byte(held, -1) == 119 then ${wakeOf('lease')} end

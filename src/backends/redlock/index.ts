@@ -13,6 +13,7 @@ import { msOption, prefixOption } from '../shared/checks.js';
 import { adapt, type RedisAdapter } from '../redis/client.js';
 import { lockInfo } from '../redis/index.js';
 import { keysFor, leaseKey, wakeChannel } from '../redis/keys.js';
+import { leaseValue } from '../redis/lua.js';
 import type { Grant } from '../redis/script.js';
 import { EXTEND, INSPECT } from '../redis/scripts.js';
 import { WakeChannel } from '../redis/wake.js';
@@ -112,7 +113,7 @@ class RedlockBackend implements LockBackend {
   /** Release goes to every node; it is confirmed once a quorum confirms. `fence`: the lock's, when known. */
   #releaseAll(key: string, owner: string, fence: bigint | undefined, wait: 'quorum' | 'all'): Promise<Votes<boolean>> {
     const digits = fence === undefined ? undefined : String(fence);
-    const args = digits === undefined ? [owner, '', ''] : [owner, `${owner}\n${digits}`, `\n${digits}`];
+    const args = digits === undefined ? [owner, '', ''] : [owner, leaseValue(owner, digits), `\n${digits}`];
     return this.#run(RELEASE_KEEP, [leaseKey(this.#prefix, key)], args, wait === 'quorum' ? (released) => released : undefined);
   }
 
@@ -128,7 +129,7 @@ class RedlockBackend implements LockBackend {
     const votes = await this.#run(
       ACQUIRE_PROPOSED,
       [lease],
-      [req.owner, req.ttl, digits, proposed === 0n ? '' : `${req.owner}\n${digits}`],
+      [req.owner, req.ttl, digits, proposed === 0n ? '' : leaseValue(req.owner, digits)],
       isGrant,
     );
     const granted = votes.filter((v) => v?.ok === true && isGrant(v.value)).length;

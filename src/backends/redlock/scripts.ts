@@ -9,7 +9,7 @@
 // (SYNC) before the lock is used. A release keeps the node's fence ("\n<fence>") for the rest of the
 // lease's life, so the next grant there goes on above it.
 
-import { clockDigits, FENCE, HOLDER, HOLDER_ONLY, isHolder, refuseHuge, SETTLE, wakeOf } from '../redis/lua.js';
+import { clockDigits, FENCE, HOLDER, HOLDER_ONLY, isGranted, isHolder, refuseHuge, SETTLE, wakeOf } from '../redis/lua.js';
 import { defineScript, flag, grant } from '../redis/script.js';
 
 /**
@@ -75,8 +75,8 @@ export const RELEASE_KEEP = defineScript(
 local lease, owner = KEYS[1], ARGV[1]
 local held = redis.call('GET', lease)
 -- The common case, compared whole: this node recorded the lock's fence and no one was refused
--- meanwhile (no mark). Equal values name the same owner, since a fence holds no newline.
-if held == ARGV[2] and ARGV[2] ~= '' then
+-- meanwhile (no mark).
+if ${isGranted('held', 'ARGV[2]')} then
   redis.call('SET', lease, ARGV[3], 'KEEPTTL')
   return 1
 end
