@@ -100,10 +100,13 @@ local function settle(lease, owner, ttl)
 end
 `;
 
-/** next_fence(last): max(last + 1, server µs), `last` being digits or nil. Needs nothing else. */
+/**
+ * next_fence(last, t): max(last + 1, server µs), `last` being digits or nil, `t` a TIME reply the
+ * script already has (nil: asked here). Needs nothing else.
+ */
 export const FENCE = `
-local function next_fence(last)
-  local t = redis.call('TIME')
+local function next_fence(last, t)
+  t = t or redis.call('TIME')
   local f = tonumber(t[1]) * 1000000 + tonumber(t[2])
   if last then
     local n = tonumber(last)

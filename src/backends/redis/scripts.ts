@@ -24,7 +24,8 @@ if redis.call('SET', lease, owner .. '\\n' .. fence, 'NX', 'PX', ARGV[2]) then r
 ${HOLDER}${SETTLE}${FENCE}
 local settled, last = settle(lease, owner, ARGV[2])
 if settled then return settled end
-local fence = next_fence(last)
+-- The TIME read above serves: nothing else runs on the server during a script.
+local fence = next_fence(last, t)
 redis.call('SET', lease, owner .. '\\n' .. digits(fence), 'PX', ARGV[2])
 return fence
 `,
