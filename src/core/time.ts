@@ -30,29 +30,13 @@ export function settleWithin(pending: Promise<unknown>, ms: number): Promise<voi
 /** The bounds of every withTimeout() in flight: one timer for all (unref'd), not one per call. */
 const bounds = new Deadlines<Expiring>();
 
-/** How withTimeout passes on what `pending` settled with, when not as it is (see withTimeout). */
-export interface Settle<T, R> {
-  /** The value to resolve with; may throw, to reject instead. */
-  value(value: T): R;
-  /** The error to reject with. */
-  error(error: unknown): unknown;
-}
-
 /**
  * `pending`, or a rejection with `expired()` after `ms` (the bound alone keeps nothing alive: `pending`
  * does, if it is real I/O). A result that arrives too late goes to `late`
  * (e.g. a lock granted after its caller gave up, which must be handed back); a late failure is dropped.
- * `settle` maps the value and the error in the same step: a caller that would decode the result with
- * a then() of its own saves a promise per call (on a lock's every command, that shows).
  */
-export function withTimeout<T, R = T>(
-  pending: Promise<T>,
-  ms: number,
-  expired: () => Error,
-  late?: (value: T) => void,
-  settle?: Settle<T, R>,
-): Promise<R> {
-  return new Promise<R>((resolve, reject) => {
+export function withTimeout<T>(pending: Promise<T>, ms: number, expired: () => Error, late?: (value: T) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
     let over = false;
     const bound: Expiring = {
       deadline: performance.now() + ms,
@@ -67,21 +51,11 @@ export function withTimeout<T, R = T>(
       (value) => {
         bounds.unwatch(bound);
         if (over) late?.(value);
-        else if (!settle) resolve(value as unknown as R);
-        else {
-          try {
-            resolve(settle.value(value));
-          } catch (error) {
-            reject(error instanceof Error ? error : new Error(String(error)));
-          }
-        }
+        else resolve(value);
       },
       (error: unknown) => {
         bounds.unwatch(bound);
-        if (over) return;
-        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- settle.error returns the caller's error
-        if (settle) reject(settle.error(error));
-        else reject(error instanceof Error ? error : new Error(String(error)));
+        if (!over) reject(error instanceof Error ? error : new Error(String(error)));
       },
     );
   });

@@ -4,7 +4,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { Cluster } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
+import { Redis as Redis6 } from 'ioredis-v6';
+import { createClient } from 'redis';
+import { createClient as createClientV5 } from 'redis-v5';
 import { keysFor, redisBackend } from '../../src/backends/redis/index.js';
 import { LockAcquisitionError, LockArgumentError, LockExpiredError, Locksmith, LockTimeoutError } from '../../src/index.js';
 import { wakeGaps } from '../support/handoff.js';
@@ -406,6 +409,37 @@ describe('redis backend', () => {
     assert.equal(await backend.inspect(key), null);
     await backend.close();
   });
+  test('a server that lost its scripts is sent their source, on every client kind', async () => {
+    // EVALSHA answers NOSCRIPT after a restart or SCRIPT FLUSH; each call then sends the source once.
+    const admin = io(node);
+    const kinds: [string, () => Promise<unknown>][] = [
+      ['ioredis 5', async () => new Redis(node.port, '127.0.0.1')],
+      ['ioredis 6', async () => new Redis6(node.port, '127.0.0.1')],
+      ['node-redis 4', () => createClient({ url: `redis://127.0.0.1:${node.port}` }).connect()],
+      ['node-redis 5', () => createClientV5({ url: `redis://127.0.0.1:${node.port}` }).connect()],
+    ];
+    for (const [kind, open] of kinds) {
+      const client = (await open()) as { disconnect(): unknown };
+      const backend = redisBackend({ client, prefix: 'noscript:' });
+      try {
+        for (let round = 0; round < 2; round++) {
+          await admin.script('FLUSH');
+          const key = `${kind}:${round}`;
+          const grant = await backend.acquire({ key, owner: 'a', ttl: 5_000, mode: 'exclusive' });
+          assert.equal(grant.granted, true, kind);
+          await admin.script('FLUSH');
+          assert.equal(await backend.extend(key, 'a', 5_000), true, kind);
+          await admin.script('FLUSH');
+          assert.equal(await backend.release(key, 'a', grant.granted ? grant.fence : undefined), true, kind);
+          assert.equal(await backend.inspect(key), null, kind);
+        }
+      } finally {
+        await backend.close();
+        await client.disconnect();
+      }
+    }
+  });
+
   test('bad options are rejected before any I/O', () => {
     const client = io(node);
     for (const o of [

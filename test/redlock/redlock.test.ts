@@ -175,6 +175,21 @@ describe('redlock', () => {
     }
   });
 
+  test('nodes that lost their scripts are sent the source, and still vote', async () => {
+    const locks = locksmith();
+    for (let round = 0; round < 2; round++) {
+      // Every node, then a minority: each node answers NOSCRIPT on its own, at its own time.
+      const flushed = round === 0 ? nodes : nodes.slice(0, 2);
+      await Promise.all(flushed.map((n) => n.cli('SCRIPT', 'FLUSH')));
+      const lock = await locks.acquire(`noscript:${round}`);
+      await Promise.all(flushed.map((n) => n.cli('SCRIPT', 'FLUSH')));
+      await lock.extend();
+      await Promise.all(flushed.map((n) => n.cli('SCRIPT', 'FLUSH')));
+      await lock.release();
+      assert.equal(await locks.inspect(`noscript:${round}`), null);
+    }
+  });
+
   test('a minority restarted empty does not let a second holder in', async () => {
     const [a, b] = [locksmith(), locksmith()];
     const lock = await a.acquire('no-split', { ttl: 10_000 });

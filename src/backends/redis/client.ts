@@ -16,8 +16,10 @@ export interface RedisAdapter {
   readonly kind: 'ioredis' | 'node-redis';
   /** Holds this tick's commands back to leave in one write (see ioredis below); node-redis does so itself. */
   batch(): void;
-  /** EVALSHA, falling back to EVAL (which also caches the script) when the server lacks it. */
-  run(s: Script<unknown>, keys: string[], args: (string | number)[]): Promise<unknown>;
+  /** EVALSHA: the script by its SHA (NOSCRIPT when the server lacks it: callers then send eval()). */
+  evalsha(s: Script<unknown>, keys: string[], args: (string | number)[]): Promise<unknown>;
+  /** EVAL: the script by its source, which also caches it on the server. */
+  eval(s: Script<unknown>, keys: string[], args: (string | number)[]): Promise<unknown>;
   /** The server's INFO `section` (a plain client only: a cluster has many servers). */
   info(section: string): Promise<string>;
   /** A second connection, subscribing to `channel`. */
@@ -36,9 +38,10 @@ interface IoRedisLike {
   stream?: Corkable;
   /** Commands sent and not yet answered (ioredis's own queue; a Cluster has none). */
   commandQueue?: { length: number };
-  evalsha(sha: string, numKeys: number, ...rest: (string | number)[]): Promise<unknown>;
+  /** ioredis flattens array arguments (its typings take `keys: RedisKey[]`): passing the arrays saves a spread. */
+  evalsha(sha: string, numKeys: number, keys: string[], args: (string | number)[]): Promise<unknown>;
   info(section: string): Promise<string>;
-  eval(source: string, numKeys: number, ...rest: (string | number)[]): Promise<unknown>;
+  eval(source: string, numKeys: number, keys: string[], args: (string | number)[]): Promise<unknown>;
   duplicate(): IoRedisLike & {
     subscribe(channel: string): Promise<unknown>;
     on(event: 'message', listener: (channel: string, message: string) => void): unknown;
@@ -71,10 +74,6 @@ const noop = (): void => undefined;
  * none, 1.06-1.31 in writes of 4, 1.32-1.39 of 8, 1.27-1.43 of 16.
  */
 const BATCH = 8;
-
-function noScript(error: unknown): boolean {
-  return error instanceof Error && error.message.startsWith('NOSCRIPT');
-}
 
 export function adapt(client: unknown): RedisAdapter {
   const c = client as Partial<IoRedisLike & NodeRedisLike> | null;
@@ -120,12 +119,8 @@ function ioredis(client: IoRedisLike): RedisAdapter {
       // After this tick's synchronous work and microtasks: nothing waits longer than that.
       process.nextTick(uncork);
     },
-    run(s, keys, args) {
-      return client.evalsha(s.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
-        if (!noScript(error)) throw error;
-        return client.eval(s.source, keys.length, ...keys, ...args);
-      });
-    },
+    evalsha: (s, keys, args) => client.evalsha(s.sha, keys.length, keys, args),
+    eval: (s, keys, args) => client.eval(s.source, keys.length, keys, args),
     info: (section) => client.info(section),
     subscribe(channel, onMessage) {
       const sub = client.duplicate();
@@ -157,15 +152,8 @@ function nodeRedis(client: NodeRedisLike): RedisAdapter {
   return {
     kind: 'node-redis',
     batch: () => undefined,
-    async run(s, keys, args) {
-      const rest = [String(keys.length), ...keys, ...args.map(String)];
-      try {
-        return await send(['EVALSHA', s.sha, ...rest], keys[0]!);
-      } catch (error) {
-        if (!noScript(error)) throw error;
-        return send(['EVAL', s.source, ...rest], keys[0]!);
-      }
-    },
+    evalsha: (s, keys, args) => send(['EVALSHA', s.sha, String(keys.length), ...keys, ...args.map(String)], keys[0]!),
+    eval: (s, keys, args) => send(['EVAL', s.source, String(keys.length), ...keys, ...args.map(String)], keys[0]!),
     info: async (section) => String(await send(['INFO', section], '')),
     subscribe(channel, onMessage) {
       const sub = client.duplicate();

@@ -7,7 +7,6 @@ import { performance } from 'node:perf_hooks';
 import type { AcquireRequest, AcquireResult, LockBackend, LockInfo } from '../../backend.js';
 import { LockArgumentError } from '../../errors.js';
 import { checkOptionNames } from '../../options.js';
-import { withTimeout } from '../../core/time.js';
 import { msOption, prefixOption } from '../shared/checks.js';
 import { adapt, type RedisAdapter } from './client.js';
 import { keysFor, leaseKey, rateKey, wakeChannel, type LockKeys } from './keys.js';
@@ -15,7 +14,8 @@ import { leaseValue } from './lua.js';
 import { redisRate } from './rate.js';
 import { redisPools } from './pools.js';
 import { ACQUIRE_ANY, EXTEND_SHARED, RELEASE_ANY } from './rw-scripts.js';
-import { decoded, replyOf, type Grant, type Script } from './script.js';
+import { callScript } from './call.js';
+import type { Grant, Script } from './script.js';
 import { ACQUIRE, CACHE_GET, CACHE_SET, EXTEND, HANDOVER, INSPECT, RELEASE, type Holder } from './scripts.js';
 import { WakeChannel } from './wake.js';
 import type { CacheEntry, CacheStore } from '../../recipes/stampede.js';
@@ -94,7 +94,7 @@ class RedisBackend implements LockBackend {
   readonly #longRelease = new Set<string>();
   /** One script call (bound: the rate and pool stores take it). */
   readonly #call = <R>(s: Script<R>, key: string, keys: string[], args: (string | number)[], ms = this.#timeout): Promise<R> =>
-    withTimeout(this.#redis.run(s, keys, args), ms, () => new Error(`Redis did not answer within ${ms} ms`), undefined, replyOf(s, key));
+    callScript(this.#redis, s, key, keys, args, ms);
 
   constructor(options: RedisBackendOptions) {
     const o = checkOptionNames(options, ['client', 'prefix', 'fair', 'queueTimeout', 'commandTimeout'], 'redisBackend()');
@@ -152,28 +152,46 @@ class RedisBackend implements LockBackend {
     return reply.then((fence) => fence !== null);
   }
 
-  async acquire(req: AcquireRequest): Promise<AcquireResult> {
+  acquire(req: AcquireRequest): Promise<AcquireResult> {
     const lease = leaseKey(this.#prefix, req.key);
-    const handed = this.#handovers.size > 0 ? await this.#handedTo(lease, req.owner) : undefined;
-    if (handed) return handed;
+    return this.#handovers.size > 0 ? this.#handedOrAsk(req, lease) : this.#ask(req, lease);
+  }
+
+  async #handedOrAsk(req: AcquireRequest, lease: string): Promise<AcquireResult> {
+    return (await this.#handedTo(lease, req.owner)) ?? this.#ask(req, lease);
+  }
+
+  /**
+   * One acquire sent to the server. Not async, as every lock pays for it: the bookkeeping on the reply
+   * (#settled) runs in the call's own step (callScript).
+   */
+  #ask(req: AcquireRequest, lease: string): Promise<AcquireResult> {
     const plain = req.mode === 'exclusive' && !req.intent && !this.#queueMs;
     this.#redis.batch(); // see release
     const armed = this.#wakes.has(lease);
     const ms = Math.min(this.#timeout, req.ttl);
+    if (!plain) return this.#acquireAny(req, ms).then((reply) => this.#settled(req, lease, armed, false, reply));
     // The plain exclusive case sends only its lease key, owner and ttl: every key and argument costs
     // time on both sides. One that meets readers is sent again with every key.
-    const first: Grant = plain ? await this.#call(ACQUIRE, req.key, [lease], [req.owner, req.ttl], ms) : { granted: 'long' };
-    const reply = first.granted === 'long' ? await this.#acquireAny(req, ms) : first;
+    return callScript(this.#redis, ACQUIRE, req.key, [lease], [req.owner, req.ttl], ms, (reply) =>
+      reply.granted === 'long'
+        ? this.#acquireAny(req, ms).then((again) => this.#settled(req, lease, armed, true, again))
+        : this.#settled(req, lease, armed, true, reply),
+    );
+  }
+
+  /** The bookkeeping on an acquire's reply, which it returns as the result. */
+  #settled(req: AcquireRequest, lease: string, armed: boolean, plain: boolean, reply: Exclude<Grant, { granted: 'long' }>): AcquireResult {
     if (reply.granted === true) {
       if (this.#waiters.size > 0 && this.#waiters.get(lease)?.owner === req.owner) this.#waiters.delete(lease);
       if (req.mode === 'shared') this.#longRelease.add(leaseOf(lease, req.owner));
       else if (this.#longRelease.size > 0) this.#longRelease.delete(leaseOf(lease, req.owner));
-      return { granted: true, fence: reply.fence };
+      return reply;
     }
     if (!plain && req.mode === 'exclusive' && (req.intent || (this.#queueMs && req.queue)))
       this.#longRelease.add(leaseOf(lease, req.owner));
     if (armed && req.queue && plain) this.#waiters.set(lease, { owner: req.owner, ttl: req.ttl });
-    return { granted: false, retryAfter: reply.retryAfter };
+    return reply;
   }
 
   extend(key: string, owner: string, ttl: number): Promise<boolean> {
@@ -224,6 +242,9 @@ export interface RedisCacheStoreOptions {
   prefix?: string;
 }
 
+/** How long a cache read or write waits for Redis: past it, the guard treats the call as failed. */
+const CACHE_TIMEOUT_MS = 5_000;
+
 /**
  * A store for the stampede guard that every process sharing the Redis sees, so one fetch serves all
  * of them. Values are kept as JSON (so they must be JSON-serializable), with the guard's ttl.
@@ -234,11 +255,11 @@ export function redisCacheStore(options: RedisCacheStoreOptions): CacheStore {
   const redis = adapt(o.client);
   return {
     async get(key) {
-      const raw = await decoded(CACHE_GET, key, redis.run(CACHE_GET, [prefix + key], []));
+      const raw = await callScript(redis, CACHE_GET, key, [prefix + key], [], CACHE_TIMEOUT_MS);
       return typeof raw === 'string' ? (JSON.parse(raw) as CacheEntry) : undefined;
     },
     async set(key, entry, ttl) {
-      await decoded(CACHE_SET, key, redis.run(CACHE_SET, [prefix + key], [JSON.stringify(entry), ttl]));
+      await callScript(redis, CACHE_SET, key, [prefix + key], [JSON.stringify(entry), ttl], CACHE_TIMEOUT_MS);
     },
   };
 }

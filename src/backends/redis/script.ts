@@ -4,7 +4,6 @@
 
 import { createHash } from 'node:crypto';
 import { LockAcquisitionError } from '../../errors.js';
-import type { Settle } from '../../core/time.js';
 
 export interface Script<R> {
   /** For messages: what the script does ("acquire", "release", ...). */
@@ -38,35 +37,25 @@ function describe(reply: unknown): string {
 const isReplyError = (error: unknown): error is Error =>
   error instanceof Error && (error.name === 'ReplyError' || error.name === 'ErrorReply');
 
-/** A reply decoded by `s`; a reply error or a bad reply become a LockAcquisitionError about `key`. */
-export function replyOf<R>(s: Script<R>, key: string): Settle<unknown, R> {
-  return {
-    value(raw) {
-      try {
-        return s.decode(raw);
-      } catch (error) {
-        throw new LockAcquisitionError(`"${key}": Redis answered ${s.name} with ${describe(raw)}`, {
-          key,
-          cause: error instanceof BadReply ? raw : error,
-        });
-      }
-    },
-    error(error) {
-      if (!isReplyError(error)) return error;
-      return new LockAcquisitionError(`"${key}": Redis refused ${s.name}: ${error.message}`, { key, cause: error });
-    },
-  };
+/** The server lacks the script (restarted, or its scripts flushed): send the source. */
+export function noScript(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('NOSCRIPT');
 }
 
-/** `reply`, decoded by `s` (see replyOf). */
-export function decoded<R>(s: Script<R>, key: string, reply: Promise<unknown>): Promise<R> {
-  const settle = replyOf(s, key);
-  return reply.then(
-    (raw) => settle.value(raw),
-    (error: unknown) => {
-      throw settle.error(error);
-    },
-  );
+/**
+ * A call of `s` about `key` that failed, as its caller sees it: a reply the script could not have
+ * given (`decoding` threw on `raw`) and an error the server replied become a LockAcquisitionError;
+ * a connection that failed stays the error it is.
+ */
+export function failedCall(s: Script<unknown>, key: string, error: unknown, ...raw: [unknown] | []): unknown {
+  if (raw.length > 0) {
+    return new LockAcquisitionError(`"${key}": Redis answered ${s.name} with ${describe(raw[0])}`, {
+      key,
+      cause: error instanceof BadReply ? raw[0] : error,
+    });
+  }
+  if (!isReplyError(error)) return error;
+  return new LockAcquisitionError(`"${key}": Redis refused ${s.name}: ${error.message}`, { key, cause: error });
 }
 
 // Decoders shared by several scripts.
