@@ -18,7 +18,8 @@ export interface PgClientLike {
 
 /** What we use of a pg `Pool`. */
 export interface PgPoolLike {
-  connect(): Promise<PgClientLike>;
+  /** By callback (see checkout in sessions.ts), which pg-pool calls in the step that hands the client over. */
+  connect(callback: (error: Error | undefined, client: PgClientLike | undefined) => void): void;
   options?: { max?: number };
   /** Callers waiting for a connection (pg-pool): an idle session goes back at once while there are any. */
   waitingCount?: number;
