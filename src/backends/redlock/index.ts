@@ -41,9 +41,6 @@ const fenceOf = (g: Grant | undefined): bigint => (g?.granted === true ? g.fence
 const freeIn = (g: Grant): number | undefined => (g.granted === true ? 0 : g.granted === false ? g.retryAfter : undefined);
 const nowUs = (): number => Math.floor(performance.now() * 1000);
 
-/** The arguments of ask() after the cluster. */
-type AskArgs<T> = Parameters<typeof ask<T>> extends [unknown, ...infer R] ? R : never;
-
 export function redlockBackend(options: RedlockBackendOptions): LockBackend {
   return plainBackend(new RedlockBackend(options));
 }
@@ -85,10 +82,6 @@ class RedlockBackend implements LockBackend {
     this.#wakes = new WakeChannel(this.#nodes, wakeChannel(this.#prefix));
   }
 
-  #run<T>(...a: AskArgs<T>): Promise<Votes<T>> {
-    return ask(this.#cluster, ...a);
-  }
-
   /** The quorum's fence, recorded on a quorum of nodes before it is returned; null when that failed. */
   async #settleFence(lease: string, owner: string, votes: Votes<Grant>, proposed: bigint, sent: number): Promise<bigint | null> {
     let token = 0n;
@@ -114,7 +107,7 @@ class RedlockBackend implements LockBackend {
   #releaseAll(key: string, owner: string, fence: bigint | undefined, wait: 'quorum' | 'all'): Promise<Votes<boolean>> {
     const digits = fence === undefined ? undefined : String(fence);
     const args = digits === undefined ? [owner, '', ''] : [owner, leaseValue(owner, digits), `\n${digits}`];
-    return this.#run(RELEASE_KEEP, [leaseKey(this.#prefix, key)], args, wait === 'quorum' ? (released) => released : undefined);
+    return ask(this.#cluster, RELEASE_KEEP, [leaseKey(this.#prefix, key)], args, wait === 'quorum' ? (released) => released : undefined);
   }
 
   async acquire(req: AcquireRequest): Promise<AcquireResult> {
@@ -126,7 +119,8 @@ class RedlockBackend implements LockBackend {
     const proposed = this.#offset === undefined ? 0n : BigInt(sent + Math.round(this.#offset) + PROPOSAL_MARGIN_US);
     const digits = String(proposed);
     // A node held by readers of a Redis backend on this name ("long") counts as a refusal.
-    const votes = await this.#run(
+    const votes = await ask(
+      this.#cluster,
       ACQUIRE_PROPOSED,
       [lease],
       [req.owner, req.ttl, digits, proposed === 0n ? '' : leaseValue(req.owner, digits)],
@@ -158,7 +152,13 @@ class RedlockBackend implements LockBackend {
     // The core counts a renewed lease as valid for the full ttl from `start`. A node whose clock runs
     // fast by up to driftFactor would end a ttl-long lease before that, so the nodes are asked for
     // the drift allowance on top: they then outlive the holder's belief, as after an acquire.
-    const votes = await this.#run(EXTEND, [leaseKey(this.#prefix, key)], [owner, Math.ceil(ttl + allowance)], (renewed) => renewed);
+    const votes = await ask(
+      this.#cluster,
+      EXTEND,
+      [leaseKey(this.#prefix, key)],
+      [owner, Math.ceil(ttl + allowance)],
+      (renewed) => renewed,
+    );
     // An extension that came back too late has no validity left to extend.
     if (yes(votes) >= this.#quorum && performance.now() - start < ttl - allowance) return true;
     if (failures(votes) > this.#nodes.length - this.#quorum)
@@ -180,7 +180,7 @@ class RedlockBackend implements LockBackend {
 
   async inspect(key: string): Promise<LockInfo | null> {
     const k = keysFor(this.#prefix, key);
-    const votes = await this.#run(INSPECT, [k.lease, k.shared], []);
+    const votes = await ask(this.#cluster, INSPECT, [k.lease, k.shared], []);
     // The holder is whoever a majority names. Its fence is the one most of those nodes record: the
     // token was recorded on a quorum before acquire returned; a straggler may show another number.
     const seen = new Map<string, { fences: bigint[]; remaining: number }>();
