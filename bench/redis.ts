@@ -1,5 +1,5 @@
 // Redis backend vs the raw commands and peer libraries, on one redis-server started here, in one run.
-//   A: sequential acquire+release, each on a new key (15000 in all, in 15 rounds; see rounds() in
+//   A: sequential acquire+release, each on a new key (31000 in all, in 31 rounds; see rounds() in
 //      stats.ts), with the client's CPU per pair
 //   B: 64 concurrent workers, each on its own key (19200 in all, in 15 rounds)
 //   C: 16 workers on one key, each holding it 1 ms: throughput and the release → next-acquire gap
@@ -22,9 +22,13 @@ import { oneCpu } from './pin.js';
 import { distinctKeys, handoff, median, rounds, table, type Take } from './stats.js';
 
 const ROUNDS = 15;
+// A in 31 rounds: with 15, one build's A measured 0.81-0.97 (ioredis 6) and 0.86-1.03 (ioredis 5) in
+// four runs of one afternoon, its client CPU 0.93-1.24x raw. A round's VM spell moves one
+// contender's round, and a median of 31 moves about 1/sqrt(2) as far as one of 15 (Redlock's D, too).
+const A_ROUNDS = 31;
 // Per round: 1000 pairs. Rounds of 200 measured ours 0.50-0.66x on one CPU where rounds of 2000
 // measured 0.79x: the six libraries' garbage and compilations land on whoever runs next.
-const A_OPS = Math.round(Number(process.env.BENCH_A ?? 15_000) / ROUNDS);
+const A_OPS = Math.round(Number(process.env.BENCH_A ?? 31_000) / A_ROUNDS);
 const B_OPS = Math.round(Number(process.env.BENCH_B ?? 19_200) / ROUNDS / 64) * 64; // per round
 const C_OPS = Number(process.env.BENCH_C ?? 1_000);
 const TTL = 10_000;
@@ -140,7 +144,7 @@ export async function benchRedis(): Promise<{ rows: Record<string, string | numb
         cpu[i]!.push((used.user + used.system) / A_OPS);
         return ops;
       }),
-      ROUNDS,
+      A_ROUNDS,
       async () => {
         // Long enough for the optimizing compiler to have compiled every contender's path.
         for (const [, take] of contenders) for (let j = 0; j < 2_000; j++) await (await take(`bench:w:${j}`))();
