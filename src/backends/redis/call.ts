@@ -1,4 +1,4 @@
-// One script call of the Redis backend: EVALSHA (EVAL when the server lacks the script), bounded by
+// One script call of the Redis backend: runScript (EVALSHA, EVAL when the server lacks it), bounded by
 // a deadline, its reply decoded by the script. Every lock pays this twice per acquire and release,
 // so it is one object with its steps as methods: written as withTimeout(run(...).catch(...)) with a
 // decoder, the same call built a dozen closures and promises and took an extra microtask (1.7 KB of
@@ -6,8 +6,8 @@
 
 import { performance } from 'node:perf_hooks';
 import { Deadlines, type Expiring } from '../../core/deadlines.js';
-import type { RedisAdapter } from './client.js';
-import { failedCall, noScript, type Script } from './script.js';
+import { runScript, type RedisAdapter } from './client.js';
+import { badReply, failedCall, type Script } from './script.js';
 
 /** The deadlines of every call in flight: one timer for all (unref'd: an answer keeps a process alive, not its bound). */
 const bounds = new Deadlines<Call<unknown, unknown>>();
@@ -16,7 +16,6 @@ class Call<R, T> implements Expiring {
   readonly deadline: number;
   deadlineIndex = -1;
   #done = false;
-  #retried = false;
 
   constructor(
     readonly redis: RedisAdapter,
@@ -32,11 +31,15 @@ class Call<R, T> implements Expiring {
     this.deadline = performance.now() + ms;
   }
 
-  send(sent: Promise<unknown>): void {
+  send(): void {
     bounds.watch(this as Call<unknown, unknown>);
-    sent.then(
+    runScript(
+      this.redis,
+      this.s,
+      this.keys,
+      this.args,
       (raw) => this.#answered(raw),
-      (error: unknown) => this.#failed(error),
+      (error) => this.#failed(error),
     );
   }
 
@@ -54,7 +57,7 @@ class Call<R, T> implements Expiring {
     try {
       value = this.s.decode(raw);
     } catch (error) {
-      this.reject(failedCall(this.s, this.key, error, raw));
+      this.reject(badReply(this.s, this.key, error, raw));
       return;
     }
     if (!this.then) {
@@ -70,15 +73,6 @@ class Call<R, T> implements Expiring {
 
   #failed(error: unknown): void {
     if (this.#done) return;
-    // A server restarted (or flushed of scripts) since we last ran it: once with the source, which also caches it.
-    if (!this.#retried && noScript(error)) {
-      this.#retried = true;
-      this.redis.eval(this.s, this.keys, this.args).then(
-        (raw) => this.#answered(raw),
-        (e: unknown) => this.#failed(e),
-      );
-      return;
-    }
     this.#done = true;
     bounds.unwatch(this as Call<unknown, unknown>);
     this.reject(failedCall(this.s, this.key, error));
@@ -100,6 +94,6 @@ export function callScript<R, T = R>(
   then?: (value: R) => T | Promise<T>,
 ): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    new Call(redis, s, key, keys, args, ms, then, resolve, reject).send(redis.evalsha(s, keys, args));
+    new Call(redis, s, key, keys, args, ms, then, resolve, reject).send();
   });
 }

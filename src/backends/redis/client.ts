@@ -3,7 +3,7 @@
 // passes a client, so each stays an optional peer dependency.
 
 import { LockArgumentError } from '../../errors.js';
-import type { Script } from './script.js';
+import { noScript, type Script } from './script.js';
 
 export interface Subscription {
   /** Settles once the server has confirmed the subscription (or it failed: then it is closed). */
@@ -16,7 +16,7 @@ export interface RedisAdapter {
   readonly kind: 'ioredis' | 'node-redis';
   /** Holds this tick's commands back to leave in one write (see ioredis below); node-redis does so itself. */
   batch(): void;
-  /** EVALSHA: the script by its SHA (NOSCRIPT when the server lacks it: callers then send eval()). */
+  /** EVALSHA: the script by its SHA (NOSCRIPT when the server lacks it: see runScript). */
   evalsha(s: Script<unknown>, keys: string[], args: (string | number)[]): Promise<unknown>;
   /** EVAL: the script by its source, which also caches it on the server. */
   eval(s: Script<unknown>, keys: string[], args: (string | number)[]): Promise<unknown>;
@@ -186,4 +186,24 @@ function nodeRedis(client: NodeRedisLike): RedisAdapter {
       return { ready, close };
     },
   };
+}
+
+/**
+ * Runs `s` by EVALSHA, and by EVAL (which also caches it) when the server lacks it (restarted, or its
+ * scripts flushed); the reply or the error goes to `answered` or `failed`. Callbacks, not a promise:
+ * its callers (a script call, a Redlock vote per node) settle in those steps, and a promise of its
+ * own would cost each call another promise and microtask.
+ */
+export function runScript(
+  redis: RedisAdapter,
+  s: Script<unknown>,
+  keys: string[],
+  args: (string | number)[],
+  answered: (reply: unknown) => void,
+  failed: (error: unknown) => void,
+): void {
+  redis.evalsha(s, keys, args).then(answered, (error: unknown) => {
+    if (!noScript(error)) return failed(error);
+    redis.eval(s, keys, args).then(answered, failed);
+  });
 }

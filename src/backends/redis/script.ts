@@ -42,18 +42,16 @@ export function noScript(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith('NOSCRIPT');
 }
 
-/**
- * A call of `s` about `key` that failed, as its caller sees it: a reply the script could not have
- * given (`decoding` threw on `raw`) and an error the server replied become a LockAcquisitionError;
- * a connection that failed stays the error it is.
- */
-export function failedCall(s: Script<unknown>, key: string, error: unknown, ...raw: [unknown] | []): unknown {
-  if (raw.length > 0) {
-    return new LockAcquisitionError(`"${key}": Redis answered ${s.name} with ${describe(raw[0])}`, {
-      key,
-      cause: error instanceof BadReply ? raw[0] : error,
-    });
-  }
+/** A reply `s` could not have given (its decoder threw `error` on `raw`), as a LockAcquisitionError about `key`. */
+export function badReply(s: Script<unknown>, key: string, error: unknown, raw: unknown): LockAcquisitionError {
+  return new LockAcquisitionError(`"${key}": Redis answered ${s.name} with ${describe(raw)}`, {
+    key,
+    cause: error instanceof BadReply ? raw : error,
+  });
+}
+
+/** A call of `s` about `key` that failed: an error the server replied becomes a LockAcquisitionError; a failed connection stays as it is. */
+export function failedCall(s: Script<unknown>, key: string, error: unknown): unknown {
   if (!isReplyError(error)) return error;
   return new LockAcquisitionError(`"${key}": Redis refused ${s.name}: ${error.message}`, { key, cause: error });
 }

@@ -3,8 +3,8 @@
 import { performance } from 'node:perf_hooks';
 import type { Deadlines, Expiring } from '../../core/deadlines.js';
 import type { NodeOutcome } from '../../errors.js';
-import type { RedisAdapter } from '../redis/client.js';
-import { noScript, type Script } from '../redis/script.js';
+import { runScript, type RedisAdapter } from '../redis/client.js';
+import type { Script } from '../redis/script.js';
 
 export type Vote<T> = { ok: true; value: T } | { ok: false; timeout: boolean; error: string };
 /** One vote per node; undefined where the node had not answered when the call settled. */
@@ -71,17 +71,13 @@ export function ask<T>(
     const failed = (i: number, error: unknown): void =>
       vote(i, { ok: false, timeout: false, error: error instanceof Error ? error.message : String(error) });
     for (let i = 0; i < nodes.length; i++) {
-      const node = nodes[i]!;
-      // The NOSCRIPT fallback in this step, not a catch() of its own: five nodes pay for every promise.
-      node.evalsha(s, keys, args).then(
+      runScript(
+        nodes[i]!,
+        s,
+        keys,
+        args,
         (reply) => answered(i, reply),
-        (error: unknown) => {
-          if (!noScript(error)) return failed(i, error);
-          node.eval(s, keys, args).then(
-            (reply) => answered(i, reply),
-            (e: unknown) => failed(i, e),
-          );
-        },
+        (error) => failed(i, error),
       );
     }
   });
